@@ -1,0 +1,45 @@
+# Two commands: `make run DOMAIN=example.com` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DOMAIN ?=
+ARGS ?=
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-test
+
+run: $(VENV)/.installed
+	@if [ -z "$(DOMAIN)" ]; then echo "usage: make run DOMAIN=example.com [ARGS='--format json']"; exit 2; fi
+	$(BIN)/mtasts check $(DOMAIN) $(ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(VENV)/.installed-test
+	bash scripts/system-deps.sh
+	$(MAKE) lint
+	$(BIN)/pytest $(ARGS)
+
+bench: $(VENV)/.installed-bench
+	bash scripts/system-deps.sh
+	$(BIN)/python bench/check_bulk.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

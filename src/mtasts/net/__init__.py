@@ -1,0 +1,1 @@
+"""All network I/O: DNS, the HTTPS policy fetch and the SMTP STARTTLS probe."""

@@ -1,0 +1,38 @@
+"""Typed errors of the protocol layer: every rule broken has a stable code, an RFC
+reference and, where one exists, a fix. Parsers raise only these."""
+
+from __future__ import annotations
+
+
+class ProtocolError(ValueError):
+    """A rule of RFC 8461 / RFC 8460 is broken by some input.
+
+    ``code`` is stable (used in findings and JSON output), ``rfc`` names the section,
+    ``fix`` says what to change, when that can be said without more context.
+    """
+
+    def __init__(self, code: str, message: str, rfc: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.rfc = rfc
+        self.fix = fix
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, {self.message!r}, rfc={self.rfc!r})"
+
+
+class RecordError(ProtocolError):
+    """The `_mta-sts` TXT record is missing, ambiguous or malformed (RFC 8461 §3.1)."""
+
+
+class PolicyError(ProtocolError):
+    """The policy file is malformed (RFC 8461 §3.2)."""
+
+
+class MxPatternError(ProtocolError):
+    """An `mx` pattern or host name is not a valid DNS name pattern (RFC 8461 §3.2, §4.1)."""
+
+
+class TlsRptRecordError(ProtocolError):
+    """The `_smtp._tls` TXT record is missing, ambiguous or malformed (RFC 8460 §3)."""
