@@ -1,0 +1,45 @@
+"""mtasts: diagnose, generate, host and watch SMTP MTA-STS (RFC 8461) and TLS reporting
+(RFC 8460)."""
+
+from mtasts.check.checker import CheckOptions, Checker, CheckResult
+from mtasts.check.findings import Finding, ResultType, Severity, StsFetchResult
+from mtasts.net.dns import Resolver
+from mtasts.protocol.errors import (
+    MxPatternError,
+    PolicyError,
+    ProtocolError,
+    RecordError,
+    TlsRptRecordError,
+)
+from mtasts.protocol.mx import mx_matches
+from mtasts.protocol.policy import Mode, Policy, parse_policy
+from mtasts.protocol.record import StsRecord, parse_sts_record, select_sts_record
+from mtasts.protocol.tlsrpt import TlsRptRecord, parse_tlsrpt_record, select_tlsrpt_record
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckOptions",
+    "CheckResult",
+    "Checker",
+    "Finding",
+    "Mode",
+    "MxPatternError",
+    "Policy",
+    "PolicyError",
+    "ProtocolError",
+    "RecordError",
+    "ResultType",
+    "Resolver",
+    "Severity",
+    "StsFetchResult",
+    "StsRecord",
+    "TlsRptRecord",
+    "TlsRptRecordError",
+    "mx_matches",
+    "parse_policy",
+    "parse_sts_record",
+    "parse_tlsrpt_record",
+    "select_sts_record",
+    "select_tlsrpt_record",
+]

@@ -1,0 +1,229 @@
+"""The `mtasts` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mtasts import generate as gen
+from mtasts.check import output
+from mtasts.check.checker import Checker, CheckOptions, CheckResult, normalize_domain, utcnow
+from mtasts.net.dns import DnsStatus, Resolver
+from mtasts.protocol.policy import MAX_AGE_LIMIT, Mode
+
+app = typer.Typer(
+    help="Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _read_domains(args: list[str], file: Path | None) -> list[str]:
+    domains = list(args)
+    if file is not None:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                domains.append(line.split(",")[0].strip())
+    return domains
+
+
+@app.command()
+def check(
+    domains: Annotated[list[str] | None, typer.Argument(help="Mail domains to check.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="File with one domain per line ('-' for stdin)."),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    nameserver: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--nameserver", "-n", help="DNS server IP[:PORT] to ask (repeatable; default: system)."
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file", help="PEM file of trusted CAs instead of the system store.", exists=True
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, max=1000, help="Domains checked at once.")
+    ] = 32,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.1, help="Seconds for each DNS lookup, fetch and probe."),
+    ] = 10.0,
+    no_smtp: Annotated[
+        bool, typer.Option("--no-smtp", help="Skip the STARTTLS probe of the MX hosts.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show info findings.")] = False,
+    https_port: Annotated[int, typer.Option(hidden=True)] = 443,
+    smtp_port: Annotated[int, typer.Option(hidden=True)] = 25,
+) -> None:
+    """Check domains the way a sending MTA does: the _mta-sts TXT record, the HTTPS policy,
+    every MX (STARTTLS, TLS >= 1.2, certificate) and the TLS-RPT record.
+
+    Prints the verdict senders reach (STSFetchResult NONE, FETCH_ERROR or VALID), every
+    problem and the exact text to paste to fix it. Exit status: 0 when no finding is an
+    error, 1 otherwise, 2 on usage errors.
+    """
+    names = _read_domains(domains or [], file)
+    if not names:
+        raise typer.BadParameter("give at least one domain, or --file", param_hint="DOMAINS")
+    options = CheckOptions(
+        ca_file=str(ca_file) if ca_file else None,
+        timeout=timeout,
+        probe_mx=not no_smtp,
+        https_port=https_port,
+        smtp_port=smtp_port,
+    )
+    try:
+        resolver = Resolver(nameserver or None, timeout=timeout)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--nameserver") from exc
+    results = asyncio.run(_run_checks(names, resolver, options, concurrency, fmt, verbose))
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
+async def _run_checks(
+    names: list[str],
+    resolver: Resolver,
+    options: CheckOptions,
+    concurrency: int,
+    fmt: Format,
+    verbose: bool,
+) -> list[CheckResult]:
+    checker = Checker(resolver, options)
+    out = Console(soft_wrap=fmt is not Format.text, highlight=False)
+    err = Console(stderr=True)
+    results: list[CheckResult | None] = [None] * len(names)
+    next_out = 0
+    if fmt is Format.csv:
+        print(output.csv_header(), flush=True)
+    with Progress(
+        TextColumn("[bold]checking"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+        disable=len(names) < 2 or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("", total=len(names))
+        async for index, result in checker.check_many(names, concurrency):
+            results[index] = result
+            progress.update(task, advance=1, description=result.domain)
+            # stream in input order: print every result that is now next in line
+            while next_out < len(names) and results[next_out] is not None:
+                done = results[next_out]
+                assert done is not None
+                if fmt is Format.jsonl:
+                    print(output.to_jsonl_line(done), flush=True)
+                elif fmt is Format.csv:
+                    print(output.to_csv_row(done), flush=True)
+                elif fmt is Format.text:
+                    output.render_text(done, out, verbose=verbose)
+                next_out += 1
+    final = [r for r in results if r is not None]
+    if fmt is Format.json:
+        print(output.to_json(final))
+    return final
+
+
+@app.command()
+def generate(
+    domain: Annotated[str, typer.Argument(help="The mail domain.")],
+    mode: Annotated[Mode, typer.Option(help="Policy mode; start with testing.")] = Mode.TESTING,
+    max_age: Annotated[
+        int,
+        typer.Option(min=0, max=MAX_AGE_LIMIT, help="Seconds senders cache the policy."),
+    ] = gen.DEFAULT_MAX_AGE,
+    rua: Annotated[
+        list[str] | None,
+        typer.Option(help="TLS-RPT report address (mailto: or https:), repeatable."),
+    ] = None,
+    write: Annotated[
+        Path | None,
+        typer.Option(help="Write the policy, records and server snippets into this directory."),
+    ] = None,
+    nameserver: Annotated[
+        list[str] | None, typer.Option("--nameserver", "-n", help="DNS server IP[:PORT].")
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds for the MX lookup.")] = 10.0,
+) -> None:
+    """Build the policy file from the live MX set, with the _mta-sts and _smtp._tls records
+    and nginx/Caddy configuration that serve it correctly (text/plain, no redirect)."""
+    try:
+        name = normalize_domain(domain)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="DOMAIN") from exc
+    for uri in rua or []:
+        if not uri.startswith(("mailto:", "https:")):
+            raise typer.BadParameter(
+                f"{uri!r}: use mailto: or https: (RFC 8460 §3)", param_hint="--rua"
+            )
+    err = Console(stderr=True)
+    answer = asyncio.run(Resolver(nameserver or None, timeout=timeout).mx(name))
+    if answer.status is DnsStatus.OK:
+        hosts = [m.exchange for m in answer.records if m.exchange]
+        if not hosts:
+            err.print(f"[red]{name} publishes a null MX: it receives no mail (RFC 7505).")
+            raise typer.Exit(1)
+    elif answer.status is DnsStatus.NODATA:
+        hosts = [name]  # RFC 5321 §5.1: implicit MX
+        err.print(f"[yellow]{name} has no MX record; using the implicit MX {name}.")
+    else:
+        err.print(f"[red]MX lookup of {name} failed: {answer.status} {answer.error or ''}")
+        raise typer.Exit(1)
+    pub = gen.publication(name, hosts, utcnow(), mode=mode, max_age=max_age, rua=rua or ())
+    policy_text = pub.policy.serialize()
+    files = {
+        ".well-known/mta-sts.txt": policy_text,
+        "dns-records.txt": f"{pub.sts_record}\n{pub.tlsrpt_record}\n",
+        "nginx-mta-sts.conf": pub.nginx + "\n",
+        "Caddyfile": pub.caddy + "\n",
+    }
+    if write is not None:
+        for rel, content in files.items():
+            path = write / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content.encode("utf-8"))
+        err.print(f"[green]Wrote {', '.join(files)} under {write}")
+    out = Console(highlight=False, soft_wrap=True)
+    out.rule("DNS records")
+    out.print(pub.sts_record, markup=False)
+    out.print(pub.tlsrpt_record, markup=False)
+    out.rule(f"Policy file: {pub.policy_url} (text/plain, CRLF)")
+    out.print(policy_text.replace("\r\n", "\n").rstrip("\n"), markup=False)
+    out.rule("nginx")
+    out.print(pub.nginx, markup=False)
+    out.rule("Caddy")
+    out.print(pub.caddy, markup=False)
+    out.print(
+        "Publish the policy first, then the _mta-sts record; change the id whenever the "
+        "policy changes (RFC 8461 §3.1, §8.1).",
+        style="italic",
+    )
+
+
+def main() -> None:
+    app()
