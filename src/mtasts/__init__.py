@@ -1,8 +1,9 @@
 """mtasts: diagnose, generate, host and watch SMTP MTA-STS (RFC 8461) and TLS reporting
 (RFC 8460)."""
 
-from mtasts.check.checker import CheckOptions, Checker, CheckResult
+from mtasts.check.checker import Checker, CheckOptions
 from mtasts.check.findings import Finding, ResultType, Severity, StsFetchResult
+from mtasts.check.result import CheckResult
 from mtasts.net.dns import Resolver
 from mtasts.protocol.errors import (
     MxPatternError,
@@ -29,8 +30,8 @@ __all__ = [
     "PolicyError",
     "ProtocolError",
     "RecordError",
-    "ResultType",
     "Resolver",
+    "ResultType",
     "Severity",
     "StsFetchResult",
     "StsRecord",

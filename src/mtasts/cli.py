@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mtasts import generate as gen
 from mtasts.check import output
-from mtasts.check.checker import Checker, CheckOptions, CheckResult, normalize_domain, utcnow
+from mtasts.check.checker import Checker, CheckOptions, normalize_domain, utcnow
+from mtasts.check.result import CheckResult
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.policy import MAX_AGE_LIMIT, Mode
 

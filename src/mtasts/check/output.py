@@ -13,8 +13,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mtasts.check.checker import CheckResult
 from mtasts.check.findings import Severity, StsFetchResult
+from mtasts.check.result import CheckResult
 
 CSV_COLUMNS = (
     "domain",

@@ -1,0 +1,616 @@
+"""Turns what a check observed into the verdict senders reach and findings with fixes
+(RFC 8461 §3-§5, RFC 8460 §3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from mtasts import generate
+from mtasts.check import advice
+from mtasts.check.findings import Finding, ResultType, Severity, StsFetchResult
+from mtasts.check.result import CheckResult, MxHostResult
+from mtasts.net.dns import DnsAnswer, DnsStatus
+from mtasts.net.fetch import FetchResult
+from mtasts.net.starttls import ProbeResult
+from mtasts.protocol.errors import PolicyError, RecordError, TlsRptRecordError
+from mtasts.protocol.mx import matching_pattern
+from mtasts.protocol.policy import Mode, Policy, parse_policy
+from mtasts.protocol.record import select_sts_record
+from mtasts.protocol.tlsrpt import select_tlsrpt_record
+
+EXPIRY_WARNING_DAYS = 21
+SHORT_MAX_AGE = 86_400
+
+_ERR, _WARN, _INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+
+# RFC 8460 §4.3 result type a sender reports for each policy fetch failure.
+_FETCH_TYPES: dict[str, ResultType] = {
+    "tls-certificate-expired": ResultType.STS_WEBPKI_INVALID,
+    "tls-certificate-untrusted": ResultType.STS_WEBPKI_INVALID,
+    "tls-certificate-host-mismatch": ResultType.STS_WEBPKI_INVALID,
+    "tls-certificate-invalid": ResultType.STS_WEBPKI_INVALID,
+}
+
+_FETCH_MESSAGES: dict[str, str] = {
+    "dns-nxdomain": "{host} does not exist in DNS, so the policy cannot be fetched.",
+    "dns-nodata": "{host} has no A or AAAA record, so the policy cannot be fetched.",
+    "dns-failure": "Looking up {host} failed ({error}); senders treat this as a fetch error.",
+    "connect-failed": "Nothing accepts HTTPS connections on {host} port 443 ({error}).",
+    "timeout": "Fetching {url} took longer than the time limit ({error}).",
+    "tls-handshake-failed": "The TLS handshake with {host} failed ({error}).",
+    "tls-certificate-expired": "The certificate of {host} has expired ({error}).",
+    "tls-certificate-untrusted": (
+        "The certificate of {host} does not chain to a trusted root CA ({error}); a "
+        "self-signed or private-CA certificate is not accepted (RFC 8461 §3.3)."
+    ),
+    "tls-certificate-host-mismatch": (
+        "The certificate served for {host} does not name {host} ({error})."
+    ),
+    "tls-certificate-invalid": "The certificate of {host} is not valid ({error}).",
+    "http-redirect": (
+        "{url} answers with a redirect to {location}; senders must not follow redirects "
+        "(RFC 8461 §3.3)."
+    ),
+    "http-status": "{url} answers HTTP {status} instead of 200.",
+    "content-type": (
+        "{url} is served as {content_type!s}, but senders require the media type text/plain "
+        "(RFC 8461 §3.2)."
+    ),
+    "too-large": "The policy at {url} is larger than 64 KiB; senders stop reading it.",
+    "http-error": "The HTTPS request to {url} failed ({error}).",
+}
+
+_PROBE_FINDINGS: dict[str, tuple[str, ResultType | None, str]] = {
+    # error_code -> (finding code, TLS-RPT result type, message)
+    "connect-failed": (
+        "mx-unreachable",
+        None,
+        "Could not connect to port 25 ({error}). If this machine may not reach port 25, "
+        "check from another network; senders that cannot connect queue the mail.",
+    ),
+    "timeout": ("mx-unreachable", None, "The SMTP session timed out ({error})."),
+    "smtp-banner": ("mx-smtp-error", None, "The server did not greet with 220 ({error})."),
+    "smtp-ehlo": ("mx-smtp-error", None, "EHLO was not accepted ({error})."),
+    "starttls-not-offered": (
+        "mx-starttls-missing",
+        ResultType.STARTTLS_NOT_SUPPORTED,
+        "STARTTLS is not offered, so MTA-STS senders cannot deliver here in enforce mode.",
+    ),
+    "starttls-refused": (
+        "mx-starttls-missing",
+        ResultType.STARTTLS_NOT_SUPPORTED,
+        "STARTTLS is offered but refused ({error}).",
+    ),
+    "tls-handshake-failed": (
+        "mx-tls-handshake-failed",
+        ResultType.VALIDATION_FAILURE,
+        "The TLS handshake failed ({error}).",
+    ),
+    "tls-version-too-old": (
+        "mx-tls-version-too-old",
+        ResultType.VALIDATION_FAILURE,
+        "Only {tls_version} could be negotiated; TLS 1.2 or later is required "
+        "(RFC 8461 §4.2 with RFC 8996).",
+    ),
+    "certificate-expired": (
+        "mx-certificate-expired",
+        ResultType.CERTIFICATE_EXPIRED,
+        "The certificate expired on {not_after}.",
+    ),
+    "certificate-not-yet-valid": (
+        "mx-certificate-not-yet-valid",
+        ResultType.VALIDATION_FAILURE,
+        "The certificate is not valid before {not_before}.",
+    ),
+    "certificate-untrusted": (
+        "mx-certificate-untrusted",
+        ResultType.CERTIFICATE_NOT_TRUSTED,
+        "The certificate does not chain to a trusted root CA ({error}).",
+    ),
+    "certificate-invalid": (
+        "mx-certificate-invalid",
+        ResultType.VALIDATION_FAILURE,
+        "The certificate could not be validated ({error}).",
+    ),
+}
+
+_PROBE_FIXES: dict[str, str] = {
+    "mx-starttls-missing": (
+        "Enable STARTTLS on the MX with a publicly trusted certificate. Postfix:\n"
+        "    smtpd_tls_cert_file = /etc/letsencrypt/live/{host}/fullchain.pem\n"
+        "    smtpd_tls_key_file = /etc/letsencrypt/live/{host}/privkey.pem\n"
+        "    smtpd_tls_security_level = may"
+    ),
+    "mx-tls-version-too-old": (
+        "Enable TLS 1.2 and 1.3 on the MX. Postfix:\n"
+        "    smtpd_tls_protocols = >=TLSv1.2\n"
+        "    smtpd_tls_mandatory_protocols = >=TLSv1.2"
+    ),
+    "mx-certificate-expired": (
+        "Renew the certificate of {host} (e.g. `certbot renew`) and reload the mail server."
+    ),
+    "mx-certificate-untrusted": (
+        "Install a certificate from a public CA (e.g. Let's Encrypt: "
+        "`certbot certonly --standalone -d {host}`) with its full chain (fullchain.pem)."
+    ),
+    "mx-certificate-host-mismatch": (
+        "Use a certificate whose subjectAltName includes {host} "
+        "(e.g. `certbot certonly -d {host}`), or point the MX record at a name the "
+        "certificate covers and list that name in the policy."
+    ),
+}
+
+
+class Diagnosis:
+    """Turns the raw observations of one check into the verdict and findings."""
+
+    def __init__(self, result: CheckResult, now: datetime) -> None:
+        self.r = result
+        self.now = now
+        self.d = result.domain
+
+    def add(
+        self,
+        code: str,
+        severity: Severity,
+        subject: str,
+        message: str,
+        rfc: str,
+        result_type: ResultType | None = None,
+        fix: str | None = None,
+    ) -> None:
+        self.r.findings.append(Finding(code, severity, subject, message, rfc, result_type, fix))
+
+    def live_mx_names(self) -> list[str]:
+        answer = self.r.mx_answer
+        if answer is None or answer.status is not DnsStatus.OK:
+            return [f"mx.{self.d}"]
+        return [m.exchange for m in answer.records if m.exchange] or [f"mx.{self.d}"]
+
+    # --- record and policy -------------------------------------------------------------
+
+    def judge_record_and_policy(self) -> None:
+        r, d = self.r, self.d
+        answer = r.record_answer
+        assert answer is not None and r.fetch is not None
+        subject = f"_mta-sts.{d}"
+        record_ok = False
+        if answer.status.temporary:
+            # RFC 8461 §3.3 / §5: a temporary DNS failure is a fetch error, not "no policy"
+            r.sts_fetch_result = StsFetchResult.FETCH_ERROR
+            self.add(
+                "sts-record-dns-failure",
+                _ERR,
+                subject,
+                f"The TXT lookup of {subject} failed ({answer.status}: {answer.error}); "
+                "senders cannot tell whether a policy exists.",
+                "RFC 8461 §3.3",
+                ResultType.STS_POLICY_FETCH_ERROR,
+                "Make every authoritative name server of the domain answer for "
+                f"{subject} (check with `dig TXT {subject} @<each NS>`).",
+            )
+        elif answer.status is not DnsStatus.OK:
+            self._record_missing(answer)
+        else:
+            try:
+                r.record = select_sts_record(answer.records)
+                record_ok = True
+            except RecordError as exc:
+                self._record_invalid(exc, answer)
+        if answer.cname_chain:
+            self.add(
+                "sts-record-cname",
+                _INFO,
+                subject,
+                f"{subject} is a CNAME to {' → '.join(answer.cname_chain)} (delegated).",
+                "RFC 8461 §3.1",
+            )
+        self._judge_policy(record_ok)
+
+    def _record_missing(self, answer: DnsAnswer) -> None:
+        d = self.d
+        fetch = self.r.fetch
+        assert fetch is not None
+        published = fetch.ok and self._parse_quietly(fetch.body) is not None
+        if published:
+            message = (
+                f"_mta-sts.{d} has no TXT record ({answer.status}), although a valid policy is "
+                f"served at {fetch.url}: senders never look for it without the record."
+            )
+            fix = advice.sts_record(d, self.now)
+        else:
+            message = (
+                f"_mta-sts.{d} has no TXT record ({answer.status}), so senders see no "
+                "MTA-STS policy for this domain."
+            )
+            fix = advice.publish_all(d, self.live_mx_names(), self.now)
+        self.add("sts-record-missing", _ERR, f"_mta-sts.{d}", message, "RFC 8461 §3.1", None, fix)
+
+    def _record_invalid(self, exc: RecordError, answer: DnsAnswer) -> None:
+        d = self.d
+        message = exc.message
+        if exc.code not in ("record-missing", "record-multiple"):
+            # postfix-mta-sts-resolver only splits on ";" and "=" and needs v and id present.
+            message += (
+                " RFC 8461 §3.1 says senders then assume there is no policy. "
+                "Note: postfix-mta-sts-resolver is more lenient and accepts such a record "
+                "when it has v=STSv1 and an id, so Postfix users may still see a policy."
+            )
+        if exc.code == "record-missing" and answer.records:
+            message = (
+                f"None of the TXT records at _mta-sts.{d} starts with v=STSv1 "
+                f"(found: {'; '.join(repr(t) for t in answer.records)}). " + exc.message
+            )
+        fix = exc.fix or advice.sts_record(d, self.now)
+        self.add(
+            f"sts-{exc.code}" if not exc.code.startswith("sts-") else exc.code,
+            _ERR,
+            f"_mta-sts.{d}",
+            message,
+            exc.rfc,
+            None,
+            fix,
+        )
+
+    @staticmethod
+    def _parse_quietly(body: bytes | None) -> Policy | None:
+        if body is None:
+            return None
+        try:
+            return parse_policy(body)
+        except PolicyError:
+            return None
+
+    def _judge_policy(self, record_ok: bool) -> None:
+        r, d = self.r, self.d
+        fetch = r.fetch
+        assert fetch is not None
+        # Without a record senders never fetch: only report the policy host if it is usable
+        # or half-there (a record is the first thing to fix, and its fix covers the rest).
+        severity = _ERR if record_ok else _WARN
+        if not fetch.ok:
+            if record_ok:
+                r.sts_fetch_result = StsFetchResult.FETCH_ERROR
+            elif r.sts_fetch_result is StsFetchResult.NONE and fetch.error_code in (
+                "dns-nxdomain",
+                "dns-nodata",
+            ):
+                return
+            self._fetch_failed(fetch, severity)
+            return
+        assert fetch.body is not None
+        try:
+            r.policy = parse_policy(fetch.body)
+        except PolicyError as exc:
+            if record_ok:
+                r.sts_fetch_result = StsFetchResult.FETCH_ERROR
+            fixed = advice.suggested_policy(d, self.live_mx_names(), None)
+            self.add(
+                exc.code,
+                severity,
+                fetch.url,
+                exc.message,
+                exc.rfc,
+                ResultType.STS_POLICY_INVALID,
+                (exc.fix + "\n" if exc.fix else "") + advice.policy_file(d, fixed),
+            )
+            return
+        if record_ok:
+            r.sts_fetch_result = StsFetchResult.VALID
+        policy = r.policy
+        for note in policy.notes:
+            self.add(note.code, _INFO, fetch.url, note.message, note.rfc)
+        if policy.mode is Mode.TESTING:
+            self.add(
+                "policy-mode-testing",
+                _WARN,
+                fetch.url,
+                "The policy is in testing mode: senders report TLS failures but still deliver "
+                "over unauthenticated or plaintext connections.",
+                "RFC 8461 §5",
+                fix="When the reports and this check show no failures, set `mode: enforce` "
+                "and publish a new id.",
+            )
+        elif policy.mode is Mode.NONE:
+            self.add(
+                "policy-mode-none",
+                _WARN,
+                fetch.url,
+                "The policy is in mode none: senders treat the domain as having no policy.",
+                "RFC 8461 §5",
+            )
+        if policy.max_age < SHORT_MAX_AGE:
+            self.add(
+                "policy-max-age-short",
+                _WARN,
+                fetch.url,
+                f"max_age is {policy.max_age} s (under a day): a cached policy expires quickly "
+                "and gives little protection against a downgrade attack; weeks are "
+                "recommended.",
+                "RFC 8461 §3.2",
+                fix="Use e.g. `max_age: 604800` (one week) or `max_age: 1209600` (two weeks).",
+            )
+        cert = fetch.certificate
+        if cert is not None and 0 <= cert.days_left(self.now) < EXPIRY_WARNING_DAYS:
+            self.add(
+                "policy-certificate-expiring",
+                _WARN,
+                fetch.host,
+                f"The certificate of {fetch.host} expires in {cert.days_left(self.now)} days "
+                f"({cert.not_after:%Y-%m-%d}).",
+                "RFC 8461 §3.3",
+                ResultType.STS_WEBPKI_INVALID,
+                f"Renew the certificate of {fetch.host} (e.g. `certbot renew`).",
+            )
+
+    def _fetch_failed(self, fetch: FetchResult, severity: Severity) -> None:
+        d = self.d
+        code = fetch.error_code or "http-error"
+        template = _FETCH_MESSAGES.get(code, _FETCH_MESSAGES["http-error"])
+        message = template.format(
+            host=fetch.host,
+            url=fetch.url,
+            error=fetch.error,
+            location=fetch.location,
+            status=fetch.status_code,
+            content_type=fetch.content_type,
+        )
+        if code in ("http-redirect", "content-type", "http-status", "too-large"):
+            fix = advice.policy_host(d)
+        elif code.startswith("tls-"):
+            fix = (
+                f"Serve mta-sts.{d} with a publicly trusted, unexpired certificate whose "
+                f"subjectAltName includes mta-sts.{d} (e.g. `certbot certonly -d mta-sts.{d}`, "
+                "or Caddy, which obtains one automatically):\n"
+                + advice.indent(generate.caddy_snippet(d))
+            )
+        else:
+            fix = advice.policy_host(d)
+        self.add(
+            f"policy-fetch-{code}",
+            severity,
+            fetch.host,
+            message,
+            "RFC 8461 §3.3",
+            _FETCH_TYPES.get(code, ResultType.STS_POLICY_FETCH_ERROR),
+            fix,
+        )
+
+    # --- MX --------------------------------------------------------------------------
+
+    def mx_hosts(self) -> list[MxHostResult]:
+        r, d = self.r, self.d
+        answer = r.mx_answer
+        assert answer is not None
+        patterns = r.policy.mx if r.policy else None
+        if answer.status is DnsStatus.NXDOMAIN:
+            self.add(
+                "domain-nxdomain",
+                _ERR,
+                d,
+                f"{d} does not exist in DNS (NXDOMAIN).",
+                "RFC 5321 §5.1",
+                fix="Check the spelling, or register and delegate the domain.",
+            )
+            return []
+        if answer.status.temporary:
+            self.add(
+                "mx-dns-failure",
+                _ERR,
+                d,
+                f"The MX lookup of {d} failed ({answer.status}: {answer.error}).",
+                "RFC 5321 §5.1",
+                fix="Make every authoritative name server answer MX queries for the domain.",
+            )
+            return []
+        if answer.status is DnsStatus.NODATA:
+            # RFC 5321 §5.1: with no MX, the domain itself is the implicit MX.
+            self.add(
+                "mx-implicit",
+                _WARN,
+                d,
+                f"{d} has no MX record; senders deliver to {d} itself (implicit MX).",
+                "RFC 5321 §5.1",
+                fix=f"Publish an explicit MX record, e.g. `{d}. 3600 IN MX 10 mx.{d}.`",
+            )
+            records = [(0, d)]
+        else:
+            records = [(m.preference, m.exchange) for m in answer.records]
+        if any(not host for _, host in records):
+            # RFC 7505: a null MX says the domain accepts no mail.
+            self.add(
+                "mx-null",
+                _INFO,
+                d,
+                f"{d} publishes a null MX (RFC 7505): it accepts no mail, so MTA-STS "
+                "protects nothing here.",
+                "RFC 7505 §3",
+            )
+            return []
+        return [
+            MxHostResult(
+                hostname=host,
+                preference=pref,
+                matched_pattern=matching_pattern(host, patterns) if patterns is not None else None,
+                matches_policy=(matching_pattern(host, patterns) is not None)
+                if patterns is not None
+                else None,
+            )
+            for pref, host in records
+        ]
+
+    def judge_mx(self) -> None:
+        r, d = self.r, self.d
+        policy = r.policy
+        enforcing = policy is not None and policy.mode is Mode.ENFORCE
+        active = policy is not None and policy.mode is not Mode.NONE
+        severity = _ERR if active else _WARN
+        uncovered = [h for h in r.mx_hosts if h.matches_policy is False]
+        for host in uncovered:
+            assert policy is not None
+            fixed = advice.suggested_policy(d, [h.hostname for h in r.mx_hosts], policy)
+            if enforcing:
+                message = (
+                    f"MX {host.hostname} is not listed in the policy's mx lines "
+                    f"({', '.join(policy.mx)}): senders refuse to deliver to it."
+                )
+            else:
+                message = (
+                    f"MX {host.hostname} is not listed in the policy's mx lines "
+                    f"({', '.join(policy.mx)}): mail to it would bounce in enforce mode."
+                )
+            self.add(
+                "mx-not-covered",
+                _ERR if enforcing else _WARN,
+                host.hostname,
+                message,
+                "RFC 8461 §4.1",
+                ResultType.VALIDATION_FAILURE,
+                advice.policy_file(d, fixed) + "\n" + advice.new_id_after_change(d, self.now),
+            )
+        if policy is not None:
+            used = {h.matched_pattern for h in r.mx_hosts}
+            for pattern in policy.mx:
+                if r.mx_hosts and pattern not in used:
+                    self.add(
+                        "policy-mx-unused",
+                        _INFO,
+                        pattern,
+                        f"The policy pattern {pattern!r} matches none of the current MX hosts.",
+                        "RFC 8461 §4.1",
+                    )
+        for host in r.mx_hosts:
+            self._judge_host(host, severity)
+        if policy is not None and active and r.mx_hosts:
+            self._judge_enforceable(policy, enforcing)
+
+    def _judge_host(self, host: MxHostResult, severity: Severity) -> None:
+        name = host.hostname
+        answer = host.addresses
+        if answer is not None and not answer.addresses:
+            status = answer.a.status if answer.a.status.temporary else answer.aaaa.status
+            self.add(
+                "mx-no-address",
+                _ERR,
+                name,
+                f"MX {name} has no A or AAAA record ({status}); mail cannot be delivered to it.",
+                "RFC 5321 §5.1",
+                fix=f"Publish an A/AAAA record for {name}, or remove it from the MX set.",
+            )
+            return
+        # one finding per (host, code), naming every address concerned
+        grouped: dict[str, tuple[ResultType | None, str, list[str]]] = {}
+        for p in host.probes:
+            for code, rtype, message in self._probe_problems(p):
+                entry = grouped.setdefault(code, (rtype, message, []))
+                entry[2].append(p.address)
+        for code, (rtype, message, ips) in grouped.items():
+            sev = _WARN if code in ("mx-unreachable", "mx-certificate-expiring") else severity
+            where = f" [{', '.join(ips)}]" if len(host.probes) > 1 else ""
+            fix = _PROBE_FIXES.get(code)
+            self.add(
+                code,
+                sev,
+                name,
+                f"MX {name}{where}: {message}",
+                "RFC 8461 §4.2" if code != "mx-starttls-missing" else "RFC 8461 §4.2, RFC 3207",
+                rtype,
+                fix.format(host=name) if fix else None,
+            )
+
+    def _probe_problems(self, p: ProbeResult) -> list[tuple[str, ResultType | None, str]]:
+        out: list[tuple[str, ResultType | None, str]] = []
+        cert = p.certificate
+        fields = {
+            "error": p.error,
+            "tls_version": p.tls_version,
+            "not_after": f"{cert.not_after:%Y-%m-%d}" if cert else "?",
+            "not_before": f"{cert.not_before:%Y-%m-%d}" if cert else "?",
+        }
+        if p.error_code is not None:
+            code, rtype, template = _PROBE_FINDINGS.get(
+                p.error_code,
+                ("mx-tls-handshake-failed", ResultType.VALIDATION_FAILURE, "{error}"),
+            )
+            out.append((code, rtype, template.format(**fields)))
+        if cert is not None and p.hostname_match is False:
+            names = ", ".join(cert.subject_alt_names) or "none"
+            out.append(
+                (
+                    "mx-certificate-host-mismatch",
+                    ResultType.CERTIFICATE_HOST_MISMATCH,
+                    f"The certificate names {names}, not {p.host} (RFC 6125 match).",
+                )
+            )
+        if cert is not None and 0 <= cert.days_left(self.now) < EXPIRY_WARNING_DAYS:
+            out.append(
+                (
+                    "mx-certificate-expiring",
+                    None,
+                    f"The certificate expires in {cert.days_left(self.now)} days "
+                    f"({cert.not_after:%Y-%m-%d}).",
+                )
+            )
+        return out
+
+    def _judge_enforceable(self, policy: Policy, enforcing: bool) -> None:
+        r, d = self.r, self.d
+        probed = any(h.probes for h in r.mx_hosts)
+        usable = [h for h in r.mx_hosts if h.matches_policy and (h.tls_ok or not probed)]
+        if usable:
+            return
+        if enforcing:
+            message = (
+                "No MX host is both listed in the policy and passing STARTTLS/certificate "
+                "checks: MTA-STS senders cannot deliver any mail to this domain."
+            )
+        else:
+            message = (
+                "No MX host is both listed in the policy and passing STARTTLS/certificate "
+                "checks: switching to enforce would stop all mail from MTA-STS senders."
+            )
+        self.add(
+            "policy-cannot-enforce",
+            _ERR if enforcing else _WARN,
+            d,
+            message,
+            "RFC 8461 §5",
+            ResultType.VALIDATION_FAILURE,
+            "Fix the MX findings above first; until then keep `mode: testing`.",
+        )
+
+    # --- TLS-RPT ---------------------------------------------------------------------
+
+    def judge_tlsrpt(self) -> None:
+        r, d = self.r, self.d
+        answer = r.tlsrpt_answer
+        assert answer is not None
+        subject = f"_smtp._tls.{d}"
+        if answer.status.temporary:
+            self.add(
+                "tlsrpt-dns-failure",
+                _WARN,
+                subject,
+                f"The TXT lookup of {subject} failed ({answer.status}: {answer.error}).",
+                "RFC 8460 §3",
+            )
+            return
+        try:
+            r.tlsrpt = select_tlsrpt_record(answer.records)
+        except TlsRptRecordError as exc:
+            missing = exc.code == "tlsrpt-missing"
+            message = (
+                f"{subject} has no TLS-RPT record: senders cannot tell you when TLS to your "
+                "MX hosts fails."
+                if missing
+                else exc.message
+            )
+            self.add(
+                exc.code,
+                _WARN,
+                subject,
+                message,
+                exc.rfc,
+                fix=(exc.fix + "\n" if exc.fix and not missing else "") + advice.tlsrpt_record(d),
+            )
