@@ -194,7 +194,7 @@ class Diagnosis:
             self._record_missing(answer)
         else:
             try:
-                r.record = select_sts_record(answer.records)
+                r.record = select_sts_record(answer.records, domain=d)
                 record_ok = True
             except RecordError as exc:
                 self._record_invalid(exc, answer)
@@ -597,7 +597,7 @@ class Diagnosis:
             )
             return
         try:
-            r.tlsrpt = select_tlsrpt_record(answer.records)
+            r.tlsrpt = select_tlsrpt_record(answer.records, domain=d)
         except TlsRptRecordError as exc:
             missing = exc.code == "tlsrpt-missing"
             message = (

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from enum import StrEnum
 
+from mtasts.protocol.errors import MxPatternError, PolicyError
+from mtasts.protocol.mx import validate_mx_pattern
+from mtasts.protocol.record import EXT_NAME
+
 MAX_AGE_LIMIT = 31_557_600  # RFC 8461 §3.2: max_age up to 31557600 (about 1 year)
+RFC = "RFC 8461 §3.2"
+
+_MAX_AGE = re.compile(r"[0-9]{1,10}")  # RFC 8461 §3.2: sts-policy-max-age-value = 1*10(DIGIT)
+# RFC 8461 §3.2: sts-policy-ext-value excludes CTLs; surrogates are not UTF-8 characters.
+_BAD_EXT_CHAR = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_MX_CODES = {"mx-ip-literal": "policy-mx-ip-literal", "mx-ulabel": "policy-mx-ulabel"}
 
 
 class Mode(StrEnum):
     ENFORCE = "enforce"
     TESTING = "testing"
     NONE = "none"
+
+
+_MODES = frozenset(m.value for m in Mode)
 
 
 @dataclass(frozen=True)
@@ -30,13 +44,262 @@ class Policy:
     max_age: int
     mx: tuple[str, ...]  # patterns as written (lower-cased), in file order
     extensions: tuple[tuple[str, str], ...] = ()
-    notes: tuple[PolicyNote, ...] = ()
+    # Notes describe how a file was written, not what it says: equality ignores them.
+    notes: tuple[PolicyNote, ...] = field(default=(), compare=False)
 
     def serialize(self) -> str:
-        """Strict form: CRLF line endings, canonical order version, mode, mx..., max_age."""
-        raise NotImplementedError
+        """Strict form: CRLF line endings, canonical order version, mode, mx..., max_age.
+
+        Extensions follow max_age. Raise PolicyError (same codes as parse_policy) when a
+        field is invalid, so a served policy always parses back to this one.
+        """
+        lines = [
+            f"version: {self.version}",
+            f"mode: {self.mode}",
+            *(f"mx: {pattern}" for pattern in self.mx),
+            f"max_age: {self.max_age}",
+            *(f"{key}: {value}" for key, value in self.extensions),
+        ]
+        text = "".join(line + "\r\n" for line in lines)
+        if parse_policy(text) != self:  # notes do not take part in equality
+            raise PolicyError(
+                "policy-syntax",
+                "the policy does not parse back to itself: mx patterns must be lower-case "
+                "without trailing dot, extension keys unique and not version/mode/mx/max_age, "
+                "values without line breaks",
+                RFC,
+            )
+        return text
+
+
+def _decode(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return _check_bom(data)
+    try:
+        text = data.decode("utf-8")  # a UTF-8 BOM survives decoding as U+FEFF
+    except UnicodeDecodeError as exc:
+        utf16 = " (it looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise PolicyError(
+            "policy-encoding",
+            f"byte {data[exc.start]:#04x} at offset {exc.start} is not UTF-8{utf16}",
+            RFC,
+            "save the policy as UTF-8 (plain ASCII is best)",
+        ) from None
+    return _check_bom(text)
+
+
+def _check_bom(text: str) -> str:
+    # A BOM glues itself to the first key ("\ufeffversion"), so senders see no version.
+    if text.startswith("\ufeff"):
+        raise PolicyError(
+            "policy-bom",
+            "the policy starts with a UTF-8 byte order mark (EF BB BF)",
+            RFC,
+            "save the policy as UTF-8 without BOM",
+        )
+    return text
+
+
+def _split_lines(text: str) -> tuple[list[str], list[PolicyNote]]:
+    # RFC 8461 §3.2: sts-policy-term = LF / CRLF; a bare CR ends no line.
+    bare_cr = re.search(r"\r(?!\n)", text)
+    if bare_cr:
+        line = text.count("\n", 0, bare_cr.start()) + 1
+        raise PolicyError(
+            "policy-syntax",
+            f"line {line} ends with a bare CR (old Mac line ending); lines must end with CRLF",
+            RFC,
+            "save the policy with CRLF line endings",
+        )
+    pieces = text.split("\n")
+    terminated = pieces[:-1]
+    if not pieces[-1]:
+        pieces.pop()  # RFC 8461 §3.2: the last line may or may not end with a terminator
+    notes = []
+    if any(not line.endswith("\r") for line in terminated):
+        notes.append(
+            PolicyNote(
+                "policy-lf-endings",
+                "lines end with LF only; the ABNF allows it, the text says CRLF "
+                "(erratum 6253): CRLF is the safe choice",
+                RFC,
+            )
+        )
+    return [line.removesuffix("\r") for line in pieces], notes
+
+
+def _near(key: str, seen: list[tuple[str, str]]) -> str:
+    """A hint naming a key that was probably meant as ``key`` (wrong case, '-' for '_')."""
+    for other, _ in seen:
+        if other.lower().replace("-", "_") == key:
+            return f" (found {other!r}: keys are case-sensitive, write {key!r})"
+    return ""
+
+
+def _check_single(key: str, value: str, line: int) -> str:
+    """Validate version, mode or max_age; return the value or raise PolicyError."""
+    where = f"line {line}: {key}: {value!r}"
+    if key == "version" and value != "STSv1":
+        # RFC 8461 §3.2: sts-policy-version-value = %s"STSv1"
+        case = " (the value is case-sensitive)" if value.lower() == "stsv1" else ""
+        raise PolicyError(
+            "policy-version-invalid", f"{where} must be 'STSv1'{case}", RFC, "version: STSv1"
+        )
+    if key == "mode" and value not in _MODES:
+        # RFC 8461 §3.2: sts-policy-mode-value = %s"testing" / %s"enforce" / %s"none"
+        lower = value.lower()
+        case = " (values are case-sensitive)" if lower in _MODES else ""
+        raise PolicyError(
+            "policy-mode-invalid",
+            f"{where} must be one of enforce, testing, none{case}",
+            RFC,
+            f"mode: {lower if case else 'testing'}",
+        )
+    if key == "max_age":
+        # RFC 8461 §3.2: 1*10(DIGIT), "maximum value of 31557600".
+        if not _MAX_AGE.fullmatch(value):
+            raise PolicyError(
+                "policy-max-age-invalid",
+                f"{where} must be a number of seconds (1-10 digits, no unit or sign)",
+                RFC,
+                "max_age: 604800",
+            )
+        if int(value) > MAX_AGE_LIMIT:
+            raise PolicyError(
+                "policy-max-age-invalid",
+                f"{where} exceeds the maximum of {MAX_AGE_LIMIT} seconds (about one year)",
+                RFC,
+                f"max_age: {MAX_AGE_LIMIT}",
+            )
+    return value
+
+
+def _check_mx(value: str, line: int) -> str:
+    try:
+        return validate_mx_pattern(value)
+    except MxPatternError as exc:
+        code = _MX_CODES.get(exc.code, "policy-mx-invalid")
+        raise PolicyError(code, f"line {line}: {exc.message}", exc.rfc, exc.fix) from None
 
 
 def parse_policy(data: bytes | str) -> Policy:
-    """Parse a policy body; raise PolicyError (specific code) when a sender would reject it."""
-    raise NotImplementedError
+    """Parse a policy body; raise PolicyError (specific code) when a sender would reject it.
+
+    Error codes: ``policy-encoding``, ``policy-bom``, ``policy-empty``, ``policy-syntax``,
+    ``policy-non-ascii-key``, ``policy-version-missing``, ``policy-version-invalid``,
+    ``policy-mode-missing``, ``policy-mode-invalid``, ``policy-max-age-missing``,
+    ``policy-max-age-invalid``, ``policy-mx-missing``, ``policy-mx-invalid``,
+    ``policy-mx-ip-literal``, ``policy-mx-ulabel``.
+    Note codes: ``policy-lf-endings``, ``policy-blank-line``, ``policy-duplicate-key``,
+    ``policy-unknown-key``, ``policy-extension-invalid``, ``policy-mx-trailing-dot``.
+    """
+    lines, notes = _split_lines(_decode(data))
+    if not any(line.strip(" \t") for line in lines):
+        raise PolicyError(
+            "policy-empty",
+            "the policy file is empty",
+            RFC,
+            "version: STSv1\r\nmode: testing\r\nmx: <your MX host>\r\nmax_age: 604800",
+        )
+    singles: dict[str, str] = {}
+    mx: list[str] = []
+    extensions: list[tuple[str, str]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip(" \t"):
+            # Not in the ABNF, but harmless in practice: senders skip blank lines.
+            notes.append(PolicyNote("policy-blank-line", f"line {n} is blank", RFC))
+            continue
+        key, colon, raw_value = line.partition(":")
+        # RFC 8461 §3.2: sts-policy-field-delim = ":" *WSP, and a field may end with *WSP.
+        value = raw_value.strip(" \t")
+        if not colon:
+            raise PolicyError(
+                "policy-syntax",
+                f"line {n} has no ':' between key and value: {line[:60]!r}",
+                RFC,
+                "write each line as 'key: value', e.g. 'mode: testing'",
+            )
+        if not key.isascii():
+            chars = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(key) if not c.isascii())
+            raise PolicyError(
+                "policy-non-ascii-key",
+                f"line {n}: key {key!r} contains non-ASCII characters ({chars})",
+                RFC,
+                "retype the key in plain ASCII",
+            )
+        # RFC 8461 §3.2: keys are sts-policy-ext-name, directly followed by ':' (no WSP).
+        if not EXT_NAME.fullmatch(key):
+            bare = key.strip(" \t")
+            if EXT_NAME.fullmatch(bare):
+                message = f"line {n}: no whitespace is allowed before the key or before ':'"
+                fix = f"{bare}: {value}"
+            else:
+                message = (
+                    f"line {n}: {key!r} is not a key (1-32 letters, digits, '_', '-', '.', "
+                    "starting with a letter or digit)"
+                )
+                fix = "write each line as 'key: value', e.g. 'mode: testing'"
+            raise PolicyError("policy-syntax", message, RFC, fix)
+        if key == "mx":
+            # RFC 8461 §3.2: "mx" is the one key that may repeat.
+            mx.append(_check_mx(value, n))
+            if value.endswith("."):
+                notes.append(
+                    PolicyNote(
+                        "policy-mx-trailing-dot",
+                        f"line {n}: 'mx: {value}' ends with a dot; it is ignored when matching",
+                        "RFC 8461 §4.1",
+                    )
+                )
+        elif key in singles or any(k == key for k, _ in extensions):
+            notes.append(
+                PolicyNote(
+                    "policy-duplicate-key",
+                    f"line {n}: {key!r} repeats; the first occurrence is used",
+                    RFC,
+                )
+            )
+        elif key in ("version", "mode", "max_age"):
+            singles[key] = _check_single(key, value, n)
+        elif value and not _BAD_EXT_CHAR.search(value):
+            # RFC 8461 §3.2: "If a parser encounters a field with an unknown key it MUST ignore it."
+            extensions.append((key, value))
+            notes.append(
+                PolicyNote("policy-unknown-key", f"line {n}: unknown key {key!r} ignored", RFC)
+            )
+        else:
+            notes.append(
+                PolicyNote(
+                    "policy-extension-invalid",
+                    f"line {n}: unknown key {key!r} has an empty value or control characters; "
+                    "ignored",
+                    RFC,
+                )
+            )
+    for key, example in (("version", "STSv1"), ("mode", "testing"), ("max_age", "604800")):
+        if key not in singles:
+            # RFC 8461 §3.2: version, mode and max_age are each "required once".
+            raise PolicyError(
+                f"policy-{key.replace('_', '-')}-missing",
+                f"the policy has no '{key}:' line{_near(key, extensions)}",
+                RFC,
+                f"{key}: {example}",
+            )
+    mode = Mode(singles["mode"])
+    if not mx and mode is not Mode.NONE:
+        # RFC 8461 §3.2: mx is "required at least once, except when mode is "none"".
+        raise PolicyError(
+            "policy-mx-missing",
+            f"mode is {mode} but the policy has no 'mx:' line{_near('mx', extensions)}; list "
+            "each MX host name (or a '*.' pattern covering it) on its own line",
+            RFC,
+            "mx: <MX host name from your MX records>",
+        )
+    return Policy(
+        version=singles["version"],
+        mode=mode,
+        max_age=int(singles["max_age"]),
+        mx=tuple(mx),
+        extensions=tuple(extensions),
+        notes=tuple(notes),
+    )
