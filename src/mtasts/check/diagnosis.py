@@ -612,5 +612,5 @@ class Diagnosis:
                 subject,
                 message,
                 exc.rfc,
-                fix=(exc.fix + "\n" if exc.fix and not missing else "") + advice.tlsrpt_record(d),
+                fix=exc.fix if exc.fix and not missing else advice.tlsrpt_record(d),
             )

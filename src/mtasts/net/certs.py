@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import ssl
+import warnings
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
+
+import idna
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 
 @dataclass(frozen=True)
@@ -20,15 +29,177 @@ class CertInfo:
 
     def days_left(self, now: datetime) -> int:
         """Whole days until expiry at ``now`` (negative once expired)."""
-        raise NotImplementedError
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        # timedelta.days floors: 23 hours left is 0 days, 1 hour past expiry is -1
+        return (self.not_after - now).days
+
+    def valid_at(self, now: datetime) -> bool:
+        """True when ``now`` lies within notBefore..notAfter (RFC 5280 §4.1.2.5)."""
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        return self.not_before <= now <= self.not_after
 
 
 def parse_certificate(der: bytes) -> CertInfo:
-    """Parse a DER certificate (cryptography) into CertInfo."""
-    raise NotImplementedError
+    """Parse a DER certificate (cryptography) into CertInfo.
+
+    Raises ValueError when ``der`` is not a certificate. A malformed subjectAltName
+    extension is reported as no names rather than failing the whole parse.
+    """
+    cert = x509.load_der_x509_certificate(der)
+    names: tuple[str, ...] = ()
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = tuple(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        pass
+    except ValueError:  # duplicate or undecodable extensions in the wild
+        names = ()
+    return CertInfo(
+        subject=_rfc4514(cert.subject),
+        issuer=_rfc4514(cert.issuer),
+        subject_alt_names=names,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        serial=f"{cert.serial_number:x}",
+        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+    )
+
+
+def _rfc4514(name: x509.Name) -> str:
+    try:
+        return name.rfc4514_string()
+    except ValueError:  # undecodable attribute values
+        return "<undecodable name>"
+
+
+def _to_alabels(name: str) -> str | None:
+    """Lower-case A-label form without the trailing dot; None when not a valid DNS name."""
+    name = name.strip().rstrip(".").lower()
+    if not name or ".." in name:
+        return None
+    if name.isascii():
+        return name
+    try:
+        return idna.encode(name, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def hostname_matches(hostname: str, names: tuple[str, ...]) -> bool:
     """RFC 6125 §6.4: DNS-ID match, case-insensitive, A-labels, a wildcard `*` only as the
     whole left-most label and matching exactly one label."""
-    raise NotImplementedError
+    host = _to_alabels(hostname)
+    # RFC 6125 §1.7.2: IP addresses are matched against iPAddress SANs, never DNS-IDs;
+    # a reference identifier holding "*" is not a host name (§6.4.3 applies to SANs only).
+    if host is None or _is_ip(host) or "*" in host:
+        return False
+    host_labels = host.split(".")
+    for presented in names:
+        # RFC 6125 §6.4.2: compare in A-label form, case-insensitively; a SAN holding
+        # U-labels is malformed (RFC 5280 §4.2.1.6 requires A-labels) and never matches.
+        if not presented.isascii():
+            continue
+        pattern = presented.strip().rstrip(".").lower()
+        if not pattern or _is_ip(pattern):
+            continue
+        if pattern == host:
+            return True
+        labels = pattern.split(".")
+        # RFC 6125 §6.4.3: `*` only as the complete left-most label (no "f*o", no "*.*"),
+        # standing for exactly one label; and, as CA/B and OpenSSL do, never directly
+        # under a single label ("*.com").
+        if (
+            labels[0] == "*"
+            and len(labels) >= 3
+            and "*" not in ".".join(labels[1:])
+            and "" not in labels[1:]
+            and len(host_labels) == len(labels)
+            and host_labels[0] != ""
+            and host_labels[1:] == labels[1:]
+        ):
+            return True
+    return False
+
+
+# --- client TLS contexts, shared by the HTTPS fetch and the SMTP probe -----------------
+
+
+def _ca_key(ca_file: str | None) -> tuple[str | None, int, int]:
+    if ca_file is None:
+        return None, 0, 0
+    st = os.stat(ca_file)  # a missing file is a usage error: let OSError through
+    return ca_file, st.st_mtime_ns, st.st_size
+
+
+def client_context(ca_file: str | None = None, *, check_hostname: bool = True) -> ssl.SSLContext:
+    """A client context requiring TLS >= 1.2 and a chain to ``ca_file`` or the system store
+    (certifi when the system has none). Cached per file and mtime: loading a CA bundle
+    costs milliseconds, and hundreds of connections share one context.
+
+    ``check_hostname=False`` leaves the name check to the caller (the SMTP probe reports
+    trust and name separately)."""
+    return _client_context(*_ca_key(ca_file), check_hostname)
+
+
+@lru_cache(maxsize=32)
+def _client_context(
+    ca_file: str | None, _mtime: int, _size: int, check_hostname: bool
+) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = check_hostname
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=ca_file)
+    elif _system_store_present():
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        import certifi  # a dependency of httpx
+
+        ctx.load_verify_locations(cafile=certifi.where())
+    return ctx
+
+
+def _system_store_present() -> bool:
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile and os.path.isfile(paths.cafile):
+        return True
+    return bool(paths.capath and os.path.isdir(paths.capath) and os.listdir(paths.capath))
+
+
+@lru_cache(maxsize=1)
+def insecure_context() -> ssl.SSLContext:
+    """TLS >= 1.2 without any verification: only to look at a certificate that failed."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+@lru_cache(maxsize=1)
+def legacy_context() -> ssl.SSLContext | None:
+    """No verification, TLS 1.0 and up, OpenSSL security level 0: only to learn which old
+    protocol version a server speaks. None when the local OpenSSL cannot be set up so."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with warnings.catch_warnings():
+            # Python deprecates TLSv1/TLSv1_1; here they are wanted, to name them.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+    except (ssl.SSLError, ValueError):
+        return None
+    return ctx

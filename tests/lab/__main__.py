@@ -1,0 +1,62 @@
+"""Run a lab World in its own process: ``python -m tests.lab --domains 100 --delay 0.03``.
+
+Prints one JSON line (nameserver, ca_file, ports, domains, cli_args) on stdout once every
+server listens, then serves until stdin closes or SIGTERM/SIGINT arrives. Benchmarks use it
+to keep the servers' CPU out of the measured process; CLI tests use the printed cli_args.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from tests.lab.world import SMTP_PROFILES, World
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.lab", description=__doc__)
+    parser.add_argument("--domains", type=int, default=10, help="valid domains to publish")
+    parser.add_argument("--suffix", default="lab.test", help="parent of the domains")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds per DNS answer/TCP")
+    parser.add_argument("--dir", type=Path, default=None, help="for certificates and keys")
+    parser.add_argument(
+        "--profile",
+        action="append",
+        default=None,
+        choices=sorted(SMTP_PROFILES),
+        help="SMTP servers to run (repeat; default all)",
+    )
+    args = parser.parse_args(argv)
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="mtasts-lab-"))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with World(directory, delay=args.delay, smtp_profiles=args.profile) as world:
+        domains = world.add_domains(args.domains, suffix=args.suffix)
+        info = {
+            "nameserver": world.nameserver,
+            "ca_file": world.ca_file,
+            "https_port": world.https_port,
+            "smtp_port": world.smtp_port,
+            "smtp_ips": {p: world.smtp_ip(p) for p in world.smtp},
+            "domains": domains,
+            "cli_args": world.cli_args(),
+        }
+        print(json.dumps(info), flush=True)
+
+        def wait_stdin() -> None:
+            sys.stdin.read()
+            stop.set()
+
+        threading.Thread(target=wait_stdin, daemon=True).start()
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Certificate parsing and RFC 6125 host name matching."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mtasts.net.certs import CertInfo, hostname_matches, parse_certificate
+from tests.lab import TestCA
+
+
+def test_parse_certificate_reports_names_dates_and_fingerprint(test_ca: TestCA) -> None:
+    leaf = test_ca.issue(["mx.parse.test", "*.parse.test", "127.0.0.1"])
+    info = parse_certificate(leaf.der)
+    cert = x509.load_der_x509_certificate(leaf.der)
+    assert info.subject == "CN=mx.parse.test,O=mtasts lab"
+    assert info.issuer == "CN=mtasts Lab Root CA - Issuing CA,O=mtasts lab"
+    assert info.subject_alt_names == ("mx.parse.test", "*.parse.test")  # DNS names only
+    assert info.not_before == cert.not_valid_before_utc and info.not_before.tzinfo is not None
+    assert info.not_after == cert.not_valid_after_utc
+    assert int(info.serial, 16) == cert.serial_number
+    assert info.fingerprint_sha256 == cert.fingerprint(hashes.SHA256()).hex()
+    assert info.fingerprint_sha256 == info.fingerprint_sha256.lower()
+
+
+def test_parse_certificate_without_san(test_ca: TestCA) -> None:
+    info = parse_certificate(test_ca.issue([], common_name="cn-only.test").der)
+    assert info.subject_alt_names == ()
+    assert not hostname_matches("cn-only.test", info.subject_alt_names)  # CN is not used
+
+
+def test_parse_certificate_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        parse_certificate(b"not a certificate")
+
+
+def _info(not_after: datetime) -> CertInfo:
+    return CertInfo("CN=x", "CN=y", ("x",), not_after - timedelta(days=90), not_after, "1", "00")
+
+
+def test_days_left_counts_whole_days_and_goes_negative() -> None:
+    now = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+    assert _info(now + timedelta(days=30)).days_left(now) == 30
+    assert _info(now + timedelta(days=30, hours=23)).days_left(now) == 30
+    assert _info(now + timedelta(hours=23)).days_left(now) == 0
+    assert _info(now - timedelta(hours=1)).days_left(now) == -1
+    assert _info(now - timedelta(days=3)).days_left(now) == -3
+    assert _info(now + timedelta(days=1)).days_left(now.replace(tzinfo=None)) == 1  # naive=UTC
+
+
+MATCH_TABLE = [
+    # RFC 6125 §6.4.1: exact, case-insensitive, trailing dots ignored
+    ("mx.example.com", ("mx.example.com",), True),
+    ("MX.Example.COM", ("mx.example.com",), True),
+    ("mx.example.com.", ("MX.EXAMPLE.COM.",), True),
+    ("mx.example.com", ("mx2.example.com", "mx.example.com"), True),
+    ("mx.example.com", ("example.com",), False),
+    ("mx.example.com", (), False),
+    # RFC 6125 §6.4.3: wildcard as the whole left-most label, exactly one label
+    ("mx.example.com", ("*.example.com",), True),
+    ("MX.EXAMPLE.com", ("*.Example.COM",), True),
+    ("a.mx.example.com", ("*.example.com",), False),
+    ("example.com", ("*.example.com",), False),
+    ("mx.example.com", ("m*.example.com",), False),
+    ("mx.example.com", ("*x.example.com",), False),
+    ("mx.example.com", ("mx.*.com",), False),
+    ("mx.example.com", ("*.*.com",), False),
+    ("example.com", ("*.com",), False),  # never a wildcard right under one label
+    ("mx.example.com", ("*",), False),
+    (".example.com", ("*.example.com",), False),
+    # A-labels: an IDN host matches its A-label SAN, wildcard over an A-label is whole-label
+    ("mx.bücher.example", ("mx.xn--bcher-kva.example",), True),
+    ("xn--bcher-kva.example.com", ("*.example.com",), True),
+    ("mx.bücher.example", ("mx.bücher.example",), False),  # U-labels in a SAN: malformed
+    # IP addresses are never matched against DNS names (RFC 6125 §1.7.2)
+    ("192.0.2.1", ("192.0.2.1",), False),
+    ("::1", ("::1",), False),
+    ("192.0.2.1", ("*.0.2.1",), False),
+    ("", ("",), False),
+    ("*.example.com", ("*.example.com",), False),  # "*" in the reference: not a host name
+    ("a..example.com", ("a..example.com",), False),
+]
+
+
+@pytest.mark.parametrize(("host", "names", "expected"), MATCH_TABLE)
+def test_hostname_matches_table(host: str, names: tuple[str, ...], expected: bool) -> None:
+    assert hostname_matches(host, names) is expected
+
+
+label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True).filter(
+    lambda s: not s.startswith("xn--")
+)
+tld = st.from_regex(r"[a-z]{2,6}", fullmatch=True)  # alphabetic: never an IP literal
+hostnames = st.builds(
+    lambda labels, top: ".".join([*labels, top]), st.lists(label, min_size=1, max_size=4), tld
+)
+
+
+@given(hostnames)
+def test_every_name_matches_itself_in_any_case(host: str) -> None:
+    assert hostname_matches(host, (host,))
+    assert hostname_matches(host.upper(), (host,))
+    assert hostname_matches(host, (host.upper() + ".",))
+
+
+@given(label, hostnames)
+def test_wildcard_matches_exactly_one_label(first: str, parent: str) -> None:
+    pattern = ("*." + parent,)
+    assert hostname_matches(f"{first}.{parent}", pattern)
+    assert not hostname_matches(parent, pattern)
+    assert not hostname_matches(f"{first}.{first}.{parent}", pattern)
+
+
+@given(hostnames, hostnames)
+def test_different_names_do_not_match(a: str, b: str) -> None:
+    assert hostname_matches(a, (b,)) is (a == b)
