@@ -25,6 +25,14 @@ def policy_text(*lines: str) -> str:
     return CRLF.join(lines) + CRLF
 
 
+OTHER_MX_ENFORCE = policy_text(
+    "version: STSv1", "mode: enforce", "mx: other.test", "max_age: 86400"
+)
+OTHER_MX_TESTING = policy_text(
+    "version: STSv1", "mode: testing", "mx: other.test", "max_age: 86400"
+)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
