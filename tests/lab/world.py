@@ -99,12 +99,14 @@ class World(LabServer):
         smtp_profiles: Sequence[str] | None = None,
         ca: TestCA | None = None,
         untrusted_ca: TestCA | None = None,
+        real_ports: bool = False,
     ) -> None:
         """``delay``: seconds per DNS answer and per TCP connection (HTTPS and SMTP), the
         round trip a benchmark wants; ``ipv6``: also serve the good SMTP and the HTTPS
         server on ::1 (default: when available); ``smtp_profiles``: which SMTP servers to
         run (default all); ``ca``/``untrusted_ca``: CAs to share (default: new ones in
-        ``directory``)."""
+        ``directory``); ``real_ports``: listen on 53, 443 and 25 as real servers do (only
+        inside a private network namespace, as root)."""
         super().__init__()
         directory = Path(directory)
         self.directory = directory
@@ -112,10 +114,10 @@ class World(LabServer):
         self.untrusted_ca = untrusted_ca or TestCA.untrusted(directory / "untrusted")
         self.ipv6 = ipv6_available() if ipv6 is None else ipv6
         self.zone = Zone()
-        self.dns = DnsServer(self.zone, host=DNS_IP, delay=delay)
+        self.dns = DnsServer(self.zone, host=DNS_IP, port=53 if real_ports else 0, delay=delay)
         self.default_leaf = self.ca.issue(["default.lab.test"])
         https_hosts = [HTTPS_IP] + ([IPV6] if self.ipv6 else [])
-        self.https_port = free_port([*https_hosts, DOWN_IP])
+        self.https_port = 443 if real_ports else free_port([*https_hosts, DOWN_IP])
         self.https = HttpsServer(
             CertStore(self.default_leaf, ca=self.ca),
             host=https_hosts,
@@ -125,7 +127,7 @@ class World(LabServer):
         profiles = list(SMTP_PROFILES) if smtp_profiles is None else list(smtp_profiles)
         smtp_ips = [SMTP_PROFILES[p][0] for p in profiles]
         extra = [IPV6] if self.ipv6 and "good" in profiles else []
-        self.smtp_port = free_port([*smtp_ips, *extra, DOWN_IP])
+        self.smtp_port = 25 if real_ports else free_port([*smtp_ips, *extra, DOWN_IP])
         self.smtp: dict[str, SmtpServer] = {}
         for p in profiles:
             ip, behaviour, kind = SMTP_PROFILES[p]
