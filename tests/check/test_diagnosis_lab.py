@@ -275,3 +275,10 @@ def test_expiring_mx_certificate_warns(lab_world: World) -> None:
     result = asyncio.run(Checker(resolver, options, clock=lambda: later).check(domain))
     codes = [f.code for f in result.findings]
     assert "mx-certificate-expiring" in codes and "policy-certificate-expiring" in codes
+
+
+@pytest.mark.lab
+def test_nonexistent_domain_gives_one_clear_finding(lab_world: World) -> None:
+    result = _check(lab_world, "does-not-exist.diag.test")
+    assert result.sts_fetch_result is NONE
+    assert [f.code for f in result.findings] == ["domain-nxdomain"]

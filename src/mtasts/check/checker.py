@@ -13,7 +13,7 @@ import idna
 from mtasts.check.diagnosis import Diagnosis
 from mtasts.check.findings import Finding, Severity, sort_findings
 from mtasts.check.result import CheckResult, MxHostResult
-from mtasts.net.dns import Resolver
+from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.net.fetch import fetch_policy
 from mtasts.net.starttls import probe_mx
 
@@ -113,12 +113,7 @@ class Checker:
             return result
         opts = self.options
         result = CheckResult(domain=domain, checked_at=now)
-        (
-            result.record_answer,
-            result.fetch,
-            result.mx_answer,
-            result.tlsrpt_answer,
-        ) = await asyncio.gather(
+        record_answer, result.fetch, mx_answer, result.tlsrpt_answer = await asyncio.gather(
             self.resolver.txt(f"_mta-sts.{domain}"),
             fetch_policy(
                 domain,
@@ -130,7 +125,11 @@ class Checker:
             self.resolver.mx(domain),
             self.resolver.txt(f"_smtp._tls.{domain}"),
         )
+        result.record_answer, result.mx_answer = record_answer, mx_answer
         diagnosis = Diagnosis(result, now)
+        if mx_answer.status is DnsStatus.NXDOMAIN and not record_answer.records:
+            diagnosis.mx_hosts()  # the domain does not exist: that one finding says it all
+            return result
         diagnosis.judge_record_and_policy()
         hosts = diagnosis.mx_hosts()
         if hosts:

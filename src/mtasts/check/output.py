@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from rich.console import Console, Group
 from rich.markup import escape
-from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
@@ -109,10 +108,11 @@ def render_text(result: CheckResult, console: Console, *, verbose: bool = False)
             block.append(f.fix.replace("\n", "\n       "))
         parts.append(block)
     parts.append(_details(result))
+    # No panel and no wrapping: a fix must stay copy-pasteable, one record per line.
     border = _VERDICT_STYLE[verdict].split()[-1]
-    if verdict is StsFetchResult.VALID and errors:
-        border = "red"
-    console.print(Panel(Group(*parts), border_style=border, expand=True))
+    console.rule(style=border)
+    for part in parts:
+        console.print(part, soft_wrap=True)
 
 
 def _details(r: CheckResult) -> Table:
