@@ -92,14 +92,17 @@ def test_system_store_does_not_trust_the_lab(lab_world: World) -> None:
         ("starttls-454", "starttls-refused", "454"),
         ("bad-banner", "smtp-banner", "554"),
         ("ehlo-fail", "smtp-ehlo", "502"),
-        ("tls-broken", "tls-handshake-failed", "plain text"),
+        # plain text after the 220 is seen either before the handshake starts or by OpenSSL
+        # inside it, depending on when it arrives: both name the cause
+        ("tls-broken", "tls-handshake-failed", "plain text|WRONG_VERSION_NUMBER"),
         ("hang-up", "smtp-banner", "closed"),
         ("down", "connect-failed", "127.0.0.254"),
     ],
 )
 def test_smtp_failures(lab_world: World, profile: str, code: str, text: str) -> None:
     r = probe(lab_world, profile)
-    assert r.error_code == code and text in (r.error or "")
+    assert r.error_code == code
+    assert any(t in (r.error or "") for t in text.split("|")), r.error
     assert r.certificate is None and r.tls_version is None and r.trusted is None
     assert r.hostname_match is None and not r.ok
     assert r.starttls_offered is (profile in ("starttls-454", "tls-broken"))
