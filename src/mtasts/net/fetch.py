@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import ssl
-import sys
 import time
 from dataclasses import dataclass
 
@@ -14,17 +12,6 @@ import httpx
 
 from mtasts.net.certs import CertInfo, client_context, insecure_context, parse_certificate
 from mtasts.net.dns import DnsStatus, Resolver
-
-
-def _remember_missing_sniffio() -> None:
-    """httpcore runs ``import sniffio`` on every request and tolerates its absence; when it
-    is not installed each failed import searches sys.path again (~0.3 ms, the largest
-    Python cost of a fetch). Recording the absence makes those imports fail at once."""
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
-_remember_missing_sniffio()
 
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3: senders may limit the body (64 KiB)
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
