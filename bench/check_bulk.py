@@ -10,7 +10,7 @@ and every TCP connection is delayed by --delay seconds (no netem here: the serve
 What each side does per domain:
   mtasts:     _mta-sts TXT, policy fetch (HTTPS, PKIX), policy parse, MX lookup, A/AAAA of each
               MX, SMTP STARTTLS probe of every MX address with certificate checks, TLS-RPT TXT;
-              domains checked concurrently (--concurrency).
+              domains checked concurrently (--concurrency) in --jobs worker processes.
   checkdmarc: _mta-sts TXT, policy fetch, policy parse, TLS-RPT TXT; no MX lookup and no
               STARTTLS probe; one domain after another, as its command line does.
 """
@@ -103,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
                     world.ca_file,
                     "--concurrency",
                     str(args.concurrency),
+                    "--jobs",
+                    str(args.jobs),
                     "--timeout",
                     "5",
                 ]
@@ -125,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
     probes = sum(len(h["addresses"]) for r in ours.values() for h in r["mx_hosts"])
     n = len(domains)
     print(f"{n} lab domains, {args.delay * 1000:.0f} ms per DNS answer and per TCP connection")
-    print(f"mtasts check      {n / ours_s:8.1f} domains/s  ({ours_s:6.2f} s, {probes} MX probes)")
+    print(
+        f"mtasts check      {n / ours_s:8.1f} domains/s  ({ours_s:6.2f} s, {probes} MX probes,"
+        f" --jobs {args.jobs})"
+    )
     print(f"checkdmarc 6.0.4  {n / anchor_s:8.1f} domains/s  ({anchor_s:6.2f} s, no MX probes)")
     print(f"ratio             {anchor_s / ours_s:8.1f}x")
     print(
@@ -139,6 +144,7 @@ def main() -> int:
     parser.add_argument("--domains", type=int, default=300)
     parser.add_argument("--delay", type=float, default=0.03)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--jobs", type=int, default=1, help="mtasts --jobs (worker processes)")
     args = parser.parse_args()
     if os.environ.get(MARK) != "1":
         return reexec_in_namespace()

@@ -72,6 +72,12 @@ def check(
         float,
         typer.Option("--timeout", min=0.1, help="Seconds for each DNS lookup, fetch and probe."),
     ] = 10.0,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", min=1, max=64, help="Worker processes for bulk checks (CPU cores)."
+        ),
+    ] = 1,
     no_smtp: Annotated[
         bool, typer.Option("--no-smtp", help="Skip the STARTTLS probe of the MX hosts.")
     ] = False,
@@ -100,7 +106,7 @@ def check(
         resolver = Resolver(nameserver or None, timeout=timeout)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--nameserver") from exc
-    results = asyncio.run(_run_checks(names, resolver, options, concurrency, fmt, verbose))
+    results = asyncio.run(_run_checks(names, resolver, options, concurrency, jobs, fmt, verbose))
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
@@ -109,6 +115,7 @@ async def _run_checks(
     resolver: Resolver,
     options: CheckOptions,
     concurrency: int,
+    jobs: int,
     fmt: Format,
     verbose: bool,
 ) -> list[CheckResult]:
@@ -130,7 +137,7 @@ async def _run_checks(
         disable=len(names) < 2 or not err.is_terminal,
     ) as progress:
         task = progress.add_task("", total=len(names))
-        async for index, result in checker.check_many(names, concurrency):
+        async for index, result in checker.check_parallel(names, concurrency, jobs):
             results[index] = result
             progress.update(task, advance=1, description=result.domain)
             # stream in input order: print every result that is now next in line

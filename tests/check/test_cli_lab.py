@@ -76,3 +76,17 @@ def test_generate_from_live_mx(lab_world: World, domains: list[str], tmp_path: P
     assert "_smtp._tls.a-ok.cli.test." in records
     assert "server_name mta-sts.a-ok.cli.test;" in (tmp_path / "nginx-mta-sts.conf").read_text()
     assert "mx: mx2.a-ok.cli.test" in result.stdout
+
+
+@pytest.mark.lab
+def test_worker_processes_give_the_same_results(lab_world: World, domains: list[str]) -> None:
+    args = ["check", *domains, "--format", "json", "--concurrency", "2", *lab_world.cli_args()]
+    one = json.loads(runner.invoke(app, args).stdout)
+    two = runner.invoke(app, [*args, "--jobs", "2"])
+    assert two.exit_code == 1
+    parallel = json.loads(two.stdout)
+    assert [d["domain"] for d in parallel] == domains
+    assert [d["sts_fetch_result"] for d in parallel] == [d["sts_fetch_result"] for d in one]
+    assert [[f["code"] for f in d["findings"]] for d in parallel] == [
+        [f["code"] for f in d["findings"]] for d in one
+    ]
