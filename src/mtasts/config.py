@@ -1,0 +1,152 @@
+"""Settings of `mtasts serve`: defaults, then a TOML file, then `MTASTS_*` variables.
+
+Every field can be set in the file (``key = value``) or as ``MTASTS_<KEY>`` (upper case);
+lists in the environment are comma-separated. See README "Configuration".
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ZONE = "sts.example.net"
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the setting and what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("mtasts-data")
+    database_url: str = ""  # default: SQLite in data_dir
+    listen: str = "127.0.0.1:8000"  # HTTP: API, policy host, /tls/ask, /healthz, /metrics
+    dns_listen: str = ""  # "HOST:PORT" to run the authoritative DNS server; "" = off
+    zone: str = DEFAULT_ZONE  # the service zone customers' CNAMEs point into
+    policy_host_addresses: tuple[str, ...] = ("127.0.0.1",)  # A/AAAA of policy-host.<zone>
+    nameservers: tuple[str, ...] = ()  # for MX lookups and verification; () = system
+    zone_ns: tuple[str, ...] = ()  # NS names of the zone; () = ns1.<zone>
+    hostmaster: str = ""  # SOA RNAME; "" = hostmaster.<zone>
+    tlsrpt_mailto: str = ""  # "" = tlsrpt@<zone>
+    public_url: str = ""  # base of the https: TLS-RPT rua; "" = https://policy-host.<zone>
+    sync_interval: float = 2.0  # seconds between checks for changes by other processes
+    verify_interval: float = 300.0  # seconds between re-verifications of pending domains
+    txt_delay: float = -1.0  # RFC 8461 §8.1 lag of the TXT id; < 0 = 2 x sync_interval + 1
+    ca_file: str = ""  # CA bundle for guarded-enforce checks; "" = system store
+    check_timeout: float = 10.0
+    smtp_port: int = 25  # for guarded-enforce STARTTLS probes (the lab uses other ports)
+    # RFC 2136 publisher: push the zone's records to an existing primary
+    update_server: str = ""  # "IP[:PORT]"; "" = off
+    tsig_name: str = ""
+    tsig_secret: str = ""  # base64
+    tsig_algorithm: str = "hmac-sha256"
+
+    @property
+    def zone_name(self) -> str:
+        return self.zone.rstrip(".").lower()
+
+    @property
+    def policy_host(self) -> str:
+        """The name the customer's `mta-sts.<d>` CNAME points to."""
+        return f"policy-host.{self.zone_name}"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'mtasts.db'}"
+
+    @property
+    def effective_txt_delay(self) -> float:
+        return self.txt_delay if self.txt_delay >= 0 else 2 * self.sync_interval + 1
+
+    @property
+    def effective_mailto(self) -> str:
+        return self.tlsrpt_mailto or f"tlsrpt@{self.zone_name}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"https://{self.policy_host}").rstrip("/")
+
+    @property
+    def effective_zone_ns(self) -> tuple[str, ...]:
+        return self.zone_ns or (f"ns1.{self.zone_name}",)
+
+    def tlsrpt_rua(self, domain: str) -> tuple[str, ...]:
+        """RFC 8460 §3: where senders send reports about ``domain``."""
+        return (f"mailto:{self.effective_mailto}", f"{self.effective_public_url}/tlsrpt/{domain}")
+
+    def tlsrpt_txt(self, domain: str) -> str:
+        return f"v=TLSRPTv1; rua={','.join(self.tlsrpt_rua(domain))}"
+
+    def listen_host_port(self) -> tuple[str, int]:
+        return split_hostport(self.listen, "listen")
+
+
+def split_hostport(text: str, key: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: expected HOST:PORT, e.g. 127.0.0.1:8000, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _coerce(key: str, kind: Any, value: Any) -> Any:
+    try:
+        if kind is Path or kind == "Path":
+            return Path(str(value))
+        if kind in (int, "int"):
+            return int(value)
+        if kind in (float, "float"):
+            return float(value)
+        if str(kind).startswith("tuple"):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list | tuple):
+                raise TypeError("expected a list")
+            return tuple(str(v) for v in value)
+        if not isinstance(value, str):
+            raise TypeError("expected a string")
+        return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc} (got {value!r})") from exc
+
+
+def load_settings(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults < file (``path`` or $MTASTS_CONFIG) < environment < ``overrides``
+    (command-line options; None values are ignored)."""
+    env = os.environ if env is None else env
+    known = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    path = path or (Path(env["MTASTS_CONFIG"]) if env.get("MTASTS_CONFIG") else None)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(known)})")
+            values[key] = _coerce(key, known[key], value)
+    for key, kind in known.items():
+        env_key = f"MTASTS_{key.upper()}"
+        if env_key in env:
+            values[key] = _coerce(env_key, kind, env[env_key])
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _coerce(key, known[key], value)
+    settings = replace(Settings(), **values)
+    settings.listen_host_port()
+    if settings.dns_listen:
+        split_hostport(settings.dns_listen, "dns_listen")
+    return settings
+
+
+__all__ = ["DEFAULT_ZONE", "ConfigError", "Settings", "load_settings", "split_hostport"]

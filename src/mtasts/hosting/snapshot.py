@@ -1,0 +1,62 @@
+"""The in-memory picture of every served policy.
+
+The policy host, the certificate ``ask`` endpoint and the DNS server answer from this
+snapshot only, never from the database: a database outage never takes a policy offline.
+The snapshot is rebuilt from the store when another process changed something and patched
+in place on every local change.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+POLICY_HOST_PREFIX = "mta-sts."  # RFC 8461 §3.3: https://mta-sts.<domain>/...
+
+
+@dataclass(frozen=True, slots=True)
+class Hosted:
+    """One served domain: the policy body and the ids to advertise."""
+
+    domain: str  # A-label, lower case, no trailing dot
+    state: str  # "active" or "retiring"
+    policy_id: str  # id of the policy in ``body``
+    body: bytes  # the policy file, CRLF (RFC 8461 §3.2)
+    changed_at: float  # UNIX time when ``policy_id`` became current
+    previous_id: str | None = None  # the id before it, if any
+
+    def txt_id(self, now: float, delay: float) -> str:
+        """The id to publish in the `_mta-sts` TXT at ``now``.
+
+        RFC 8461 §8.1: the new policy must be served before the new id is published,
+        or a sender may cache the old policy under the new id. Every process serving the
+        policy picks up a change within the sync interval, so the TXT keeps the previous
+        id until ``delay`` seconds after the change.
+        """
+        if self.previous_id is None or now >= self.changed_at + delay:
+            return self.policy_id
+        return self.previous_id
+
+
+@dataclass
+class Snapshot:
+    """Hosted domains by name. Readers take ``hosts`` once per request; writers replace
+    single entries (atomic under the GIL) or swap the whole dict."""
+
+    hosts: dict[str, Hosted] = field(default_factory=dict)
+    generation: int = -1  # the store's change counter this snapshot reflects
+    loaded_at: float = field(default_factory=time.time)
+
+    def lookup_host(self, host: str) -> Hosted | None:
+        """The entry served for an HTTP ``Host`` (``mta-sts.<d>[:port]``), or None."""
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.rstrip(".").lower()
+        if not name.startswith(POLICY_HOST_PREFIX):
+            return None
+        return self.hosts.get(name[len(POLICY_HOST_PREFIX) :])
+
+    def put(self, entry: Hosted) -> None:
+        self.hosts[entry.domain] = entry
+
+    def drop(self, domain: str) -> None:
+        self.hosts.pop(domain, None)

@@ -1,0 +1,1 @@
+"""HTTP interfaces: REST API, policy host, certificate ask endpoint."""
