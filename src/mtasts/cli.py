@@ -16,6 +16,7 @@ from mtasts import generate as gen
 from mtasts.check import output
 from mtasts.check.checker import Checker, CheckOptions, normalize_domain, utcnow
 from mtasts.check.result import CheckResult
+from mtasts.config import ConfigError, Settings, load_settings
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.policy import MAX_AGE_LIMIT, Mode
 
@@ -231,6 +232,124 @@ def generate(
         "policy changes (RFC 8461 §3.1, §8.1).",
         style="italic",
     )
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="TOML settings file (default: $MTASTS_CONFIG; see README).", exists=True
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where the SQLite store lives (default: ./mtasts-data)."),
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL, e.g. postgresql://user@127.0.0.1/mtasts (default: SQLite).",
+    ),
+]
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config, None, **overrides)
+    except ConfigError as exc:
+        Console(stderr=True).print(f"[red]Configuration error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT for HTTP: API, policy host, /tls/ask (default 127.0.0.1:8000)."
+        ),
+    ] = None,
+    dns: Annotated[
+        str | None,
+        typer.Option("--dns", help="HOST:PORT for the authoritative DNS server of the zone."),
+    ] = None,
+    zone: Annotated[
+        str | None,
+        typer.Option(help="Service zone the customers' CNAMEs point into (e.g. sts.example.net)."),
+    ] = None,
+    nameserver: Annotated[
+        list[str] | None,
+        typer.Option("--nameserver", "-n", help="DNS server for MX lookups and verification."),
+    ] = None,
+) -> None:
+    """Host MTA-STS policies for many domains: REST API, policy host, DNS and the `ask`
+    endpoint for Caddy's on-demand certificates."""
+    import logging
+
+    from mtasts.config import DEFAULT_ZONE
+    from mtasts.web.serve import open_service
+    from mtasts.web.serve import serve as run_server
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    settings = _settings(
+        config,
+        data_dir=data_dir,
+        database_url=database_url,
+        listen=listen,
+        dns_listen=dns,
+        zone=zone,
+        nameservers=nameserver,
+    )
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        service = open_service(settings)
+    except Exception as exc:
+        err.print(f"[red]Cannot open the store {settings.effective_database_url}:[/] {exc}")
+        raise typer.Exit(1) from exc
+    host, port = settings.listen_host_port()
+    base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    err.print(f"mtasts serve: {base}  (store {settings.effective_database_url})")
+    err.print(f"  zone {settings.zone_name}; {len(service.snapshot.hosts)} domain(s) served")
+    if settings.zone_name == DEFAULT_ZONE:
+        err.print(f"  [yellow]zone is the placeholder {DEFAULT_ZONE}: set --zone or MTASTS_ZONE")
+    token = service.first_admin_token()
+    if token:
+        err.print("  First start: created user admin@localhost with this API token (shown once):")
+        err.print(f"  [bold]{token}[/]")
+        err.print(
+            f"  Try: curl -H 'Authorization: Bearer {token}' {base}/api/v1/domains\n"
+            f"  API docs: {base}/api/docs"
+        )
+    run_server(service)
+
+
+tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    email: Annotated[str, typer.Option(help="The user's e-mail (created if new).")],
+    admin: Annotated[bool, typer.Option("--admin", help="Give the user admin rights.")] = False,
+    label: Annotated[str, typer.Option(help="A note to recognise the token by.")] = "",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Print a new API token (only the token) for `Authorization: Bearer`."""
+    from mtasts.hosting.tenants import ServiceError
+    from mtasts.web.serve import open_service
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    try:
+        token = open_service(settings).create_token(email, admin=admin, label=label)
+    except ServiceError as exc:
+        Console(stderr=True).print(f"[red]{exc.message}")
+        raise typer.Exit(2) from exc
+    print(token)
 
 
 def main() -> None:

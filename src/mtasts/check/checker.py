@@ -18,6 +18,7 @@ from mtasts.check.result import CheckResult, MxHostResult
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.net.fetch import fetch_policy
 from mtasts.net.starttls import probe_mx
+from mtasts.protocol.policy import Policy
 
 
 def utcnow() -> datetime:
@@ -163,6 +164,22 @@ class Checker:
         result.mx_hosts = hosts
         diagnosis.judge_mx()
         diagnosis.judge_tlsrpt()
+        result.findings = sort_findings(result.findings)
+        return result
+
+    async def check_policy(self, domain: str, policy: Policy) -> CheckResult:
+        """Judge a proposed ``policy`` against the live MX set: MX coverage, STARTTLS,
+        TLS >= 1.2 and certificates on every MX address (RFC 8461 §4, §5), as senders
+        would once it is published. Used to guard a switch to ``enforce``."""
+        now = self.clock()
+        result = CheckResult(domain=domain, checked_at=now, policy=policy)
+        result.mx_answer = await self.resolver.mx(domain)
+        diagnosis = Diagnosis(result, now)
+        hosts = diagnosis.mx_hosts()
+        if hosts:
+            await asyncio.gather(*(self._inspect_host(h) for h in hosts))
+        result.mx_hosts = hosts
+        diagnosis.judge_mx()
         result.findings = sort_findings(result.findings)
         return result
 

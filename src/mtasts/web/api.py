@@ -1,0 +1,153 @@
+"""REST API under /api/v1 (FastAPI). Bearer tokens; a user sees only their own domains
+(404 otherwise), admins see all. Errors: ``{"error": {"code", "message", ...}}``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.protocol.policy import Mode
+from mtasts.store.models import User
+
+bearer = HTTPBearer(auto_error=False, description="API token from `mtasts tokens create`")
+
+
+class DomainIn(BaseModel):
+    domain: str = Field(description="The mail domain, e.g. example.com (IDNs accepted).")
+
+
+class PolicyIn(BaseModel):
+    mode: Mode = Field(description="testing, enforce or none (RFC 8461 §5)")
+    mx: list[str] | None = Field(
+        default=None, description="mx patterns; omitted = keep the current ones"
+    )
+    max_age: int | None = Field(default=None, description="seconds, 86400 to 31557600")
+    force: bool = Field(default=False, description="enforce despite failing MX (needs reason)")
+    reason: str = Field(default="", max_length=1000, description="kept in the audit log")
+
+
+def service(request: Request) -> HostingService:
+    svc = request.app.state.service
+    assert isinstance(svc, HostingService)
+    return svc
+
+
+Service = Annotated[HostingService, Depends(service)]
+
+
+def current_user(
+    svc: Service,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> User:
+    user = svc.authenticate(credentials.credentials) if credentials else None
+    if user is None:
+        raise ServiceError(
+            401,
+            "unauthorized",
+            "Send an API token as 'Authorization: Bearer <token>' "
+            "(create one with `mtasts tokens create --email you@example.com`).",
+        )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.get("/domains", summary="Domains you host")
+def list_domains(svc: Service, user: CurrentUser) -> list[dict[str, Any]]:
+    return svc.list_domains(user)
+
+
+@router.post("/domains", status_code=201, summary="Start hosting a domain")
+def add_domain(body: DomainIn, svc: Service, user: CurrentUser) -> dict[str, Any]:
+    """Creates the domain as `pending` with a `testing` policy built from its live MX set;
+    `dns_records` lists the three CNAMEs to publish."""
+    return svc.add_domain(user, body.domain)
+
+
+@router.get("/domains/{domain}", summary="One hosted domain")
+def get_domain(domain: str, svc: Service, user: CurrentUser) -> dict[str, Any]:
+    return svc.get_domain(user, domain)
+
+
+@router.post("/domains/{domain}/verify", summary="Check the delegation CNAMEs")
+def verify(domain: str, svc: Service, user: CurrentUser) -> dict[str, Any]:
+    return svc.verify(user, domain)
+
+
+@router.put("/domains/{domain}/policy", summary="Change mode, mx or max_age (new id)")
+def set_policy(domain: str, body: PolicyIn, svc: Service, user: CurrentUser) -> dict[str, Any]:
+    return svc.set_policy(
+        user, domain, body.mode, body.mx, body.max_age, force=body.force, reason=body.reason
+    )
+
+
+@router.get("/domains/{domain}/policy/history", summary="Every policy version, newest first")
+def history(domain: str, svc: Service, user: CurrentUser) -> list[dict[str, Any]]:
+    return svc.history(user, domain)
+
+
+@router.get("/domains/{domain}/audit", summary="Audit log of the domain")
+def audit(domain: str, svc: Service, user: CurrentUser) -> list[dict[str, Any]]:
+    return svc.audit_log(user, domain)
+
+
+@router.post("/domains/{domain}/refresh-mx", summary="Set mx from the live MX records")
+def refresh_mx(domain: str, svc: Service, user: CurrentUser) -> dict[str, Any]:
+    return svc.refresh_mx(user, domain)
+
+
+@router.delete("/domains/{domain}", status_code=202, summary="Retire safely (RFC 8461 §8.3)")
+def retire(domain: str, svc: Service, user: CurrentUser) -> dict[str, Any]:
+    return svc.retire(user, domain)
+
+
+def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(
+        {"error": {"code": exc.code, "message": exc.message, **exc.detail}},
+        status_code=exc.status,
+        headers=headers,
+    )
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+    return JSONResponse(
+        {
+            "error": {
+                "code": "invalid-request",
+                "message": "; ".join(problems) or "invalid request",
+            }
+        },
+        status_code=422,
+    )
+
+
+def build_api(svc: HostingService, **kwargs: Any) -> FastAPI:
+    api = FastAPI(
+        title="mtasts",
+        summary="Hosted MTA-STS (RFC 8461) and TLS reporting (RFC 8460)",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        **kwargs,
+    )
+    api.state.service = svc
+    api.include_router(router)
+    api.add_exception_handler(ServiceError, _service_error)
+    api.add_exception_handler(RequestValidationError, _validation_error)
+    return api

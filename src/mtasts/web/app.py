@@ -1,0 +1,220 @@
+"""The one HTTP application of `mtasts serve`.
+
+The hot paths (policy host, Caddy's ``ask``, health, metrics) are plain ASGI answered from
+the in-memory snapshot, before FastAPI sees the request: they never touch the database,
+so they keep working when it is down, and they stay close to a bare ASGI app in speed.
+Everything else goes to the REST API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from mtasts import __version__
+from mtasts.generate import POLICY_PATH
+from mtasts.hosting.snapshot import POLICY_HOST_PREFIX
+from mtasts.hosting.tenants import HostingService
+from mtasts.web.api import build_api
+
+log = logging.getLogger("mtasts.serve")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_TEXT = b"text/plain; charset=utf-8"
+_POLICY_HEADERS = [(b"content-type", _TEXT), (b"cache-control", b"no-cache")]
+
+
+@dataclass
+class Metrics:
+    policy_served: int = 0
+    policy_unknown: int = 0
+    ask_allowed: int = 0
+    ask_denied: int = 0
+    sync_errors: int = 0
+    store_up: bool = True
+    last_sync_ok: float = field(default_factory=time.time)
+
+
+class MtastsApp:
+    """ASGI entry point: policy host, ask, health and metrics, then the API."""
+
+    def __init__(self, service: HostingService, background: list[Callable[[], Any]]) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.metrics = Metrics()
+        self._background = background
+        self.api: FastAPI = build_api(service, lifespan=self._lifespan, version=__version__)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == POLICY_PATH:
+                await self._policy(scope, send)
+                return
+            if path == "/tls/ask":
+                await self._ask(scope, send)
+                return
+            if path == "/healthz":
+                await self._health(send)
+                return
+            if path == "/metrics":
+                await _respond(send, 200, self._metrics_text().encode())
+                return
+            if _host(scope).startswith(POLICY_HOST_PREFIX):
+                # RFC 8461 §3.3: a policy host serves the policy file and nothing else
+                await _respond(send, 404, b"Not found: only /.well-known/mta-sts.txt is here.\n")
+                return
+        await self.api(scope, receive, send)
+
+    async def _policy(self, scope: Scope, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            await _respond(send, 405, b"Method not allowed.\n", [(b"allow", b"GET, HEAD")])
+            return
+        host = _host(scope)
+        entry = self.service.snapshot.lookup_host(host)
+        if entry is None:
+            self.metrics.policy_unknown += 1
+            await _respond(send, 404, b"No MTA-STS policy is hosted for this name.\n")
+            return
+        self.metrics.policy_served += 1
+        body = entry.body
+        # RFC 8461 §3.3: 200, media type text/plain, never a redirect
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_POLICY_HEADERS, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    async def _ask(self, scope: Scope, send: Send) -> None:
+        """Caddy on-demand TLS: 200 lets Caddy obtain a certificate for ``domain``."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        name = (query.get("domain") or [""])[0].rstrip(".").lower()
+        allowed = name == self.settings.policy_host or (
+            self.service.snapshot.lookup_host(name) is not None
+        )
+        if allowed:
+            self.metrics.ask_allowed += 1
+            await _respond(send, 200, b"ok\n")
+        else:
+            self.metrics.ask_denied += 1
+            await _respond(send, 404, b"not hosted here\n")
+
+    async def _health(self, send: Send) -> None:
+        m, snap = self.metrics, self.service.snapshot
+        status = "ok" if m.store_up else "degraded"
+        body = (
+            f'{{"status": "{status}", "store": "{"up" if m.store_up else "unreachable"}", '
+            f'"domains_served": {len(snap.hosts)}, "generation": {snap.generation}, '
+            f'"snapshot_age_seconds": {time.time() - snap.loaded_at:.1f}}}\n'
+        )
+        await _respond(send, 200, body.encode(), content_type=b"application/json")
+
+    def _metrics_text(self) -> str:
+        m, snap = self.metrics, self.service.snapshot
+        lines = [
+            "# HELP mtasts_policy_requests_total Policy requests by result.",
+            "# TYPE mtasts_policy_requests_total counter",
+            f'mtasts_policy_requests_total{{result="served"}} {m.policy_served}',
+            f'mtasts_policy_requests_total{{result="unknown_host"}} {m.policy_unknown}',
+            "# HELP mtasts_tls_ask_total Certificate ask requests by answer.",
+            "# TYPE mtasts_tls_ask_total counter",
+            f'mtasts_tls_ask_total{{result="allowed"}} {m.ask_allowed}',
+            f'mtasts_tls_ask_total{{result="denied"}} {m.ask_denied}',
+            "# HELP mtasts_hosted_domains Domains served from the snapshot.",
+            "# TYPE mtasts_hosted_domains gauge",
+            f"mtasts_hosted_domains {len(snap.hosts)}",
+            "# HELP mtasts_store_up 1 when the last read of the database succeeded.",
+            "# TYPE mtasts_store_up gauge",
+            f"mtasts_store_up {int(m.store_up)}",
+            "# HELP mtasts_store_sync_errors_total Failed reads of the database.",
+            "# TYPE mtasts_store_sync_errors_total counter",
+            f"mtasts_store_sync_errors_total {m.sync_errors}",
+            "# HELP mtasts_snapshot_age_seconds Seconds since the snapshot was last rebuilt.",
+            "# TYPE mtasts_snapshot_age_seconds gauge",
+            f"mtasts_snapshot_age_seconds {time.time() - snap.loaded_at:.3f}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    # --- background work ---------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        """Pick up changes made by other processes; keep serving when the store is down."""
+        while True:
+            await asyncio.sleep(self.settings.sync_interval)
+            try:
+                await anyio.to_thread.run_sync(self.service.sync)
+            except Exception as exc:
+                self.metrics.sync_errors += 1
+                if self.metrics.store_up:
+                    log.warning("store unreachable, serving the last snapshot: %s", exc)
+                self.metrics.store_up = False
+                continue
+            if not self.metrics.store_up:
+                log.warning("store reachable again")
+            self.metrics.store_up = True
+            self.metrics.last_sync_ok = time.time()
+
+    async def _maintenance_loop(self) -> None:
+        """Re-verify pending domains and finish retirements."""
+        while True:
+            try:
+                await anyio.to_thread.run_sync(self.service.finish_retirements)
+                await anyio.to_thread.run_sync(self.service.reverify_pending)
+            except Exception as exc:
+                log.warning("maintenance failed: %s", exc)
+            await asyncio.sleep(self.settings.verify_interval)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(self._sync_loop()),
+            asyncio.create_task(self._maintenance_loop()),
+            *(asyncio.create_task(job()) for job in self._background),
+        ]
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+
+def _host(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"host":
+            return str(value.decode("latin-1")).lower()
+    return ""
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = _TEXT,
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body})
