@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import uvicorn
+from tests.lab.ports import free_port
 
 from mtasts.config import Settings
 from mtasts.hosting.tenants import HostingService
 from mtasts.web.serve import build_app, open_service
-from tests.lab.ports import free_port
 
 
 @dataclass

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.hosting.serving import Running, running
+from tests.lab import World
 
 from mtasts.config import Settings
 from mtasts.protocol.policy import parse_policy
-from tests.hosting.serving import Running, running
-from tests.lab import World
 
 ZONE = "sts.lab.test"
 _names = itertools.count(1)
