@@ -43,3 +43,30 @@ def lab_world(lab_dir: Path, test_ca: TestCA, untrusted_ca: TestCA) -> Iterator[
     domains with ``lab_world.add_domain(...)`` under names of their own."""
     with World(lab_dir / "world", ca=test_ca, untrusted_ca=untrusted_ca) as world:
         yield world
+
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the local server (dropped afterwards)."""
+    import secrets
+
+    import psycopg
+
+    from tests.lab.require import require
+
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        require(False, f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+        raise
+    name = f"mtasts_test_{secrets.token_hex(4)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

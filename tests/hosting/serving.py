@@ -66,3 +66,4 @@ def running(settings: Settings) -> Iterator[Running]:
     finally:
         server.should_exit = True
         thread.join(15)
+        service.close()

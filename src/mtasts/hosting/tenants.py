@@ -77,6 +77,12 @@ class HostingService:
     clock: Callable[[], datetime] = utcnow
     on_change: list[Callable[[], None]] = field(default_factory=list)
 
+    def close(self) -> None:
+        """Close the store's connections."""
+        bind = self.sessions.kw.get("bind")
+        if bind is not None:
+            bind.dispose()
+
     # --- network helpers ---------------------------------------------------------------
 
     def resolver(self) -> Resolver:

@@ -1,0 +1,5 @@
+"""`python -m mtasts` runs the command line."""
+
+from mtasts.cli import main
+
+main()

@@ -1,0 +1,201 @@
+"""Policies stay served when the database goes away, and two `mtasts serve` processes on
+one PostgreSQL serve the same policy within seconds of a change."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from tests.conftest import PG_ADMIN_URL
+from tests.hosting.serving import running
+from tests.hosting.test_api_lab import ZONE, customer, delegate
+from tests.lab import World
+from tests.lab.ports import free_port
+
+from mtasts.config import Settings
+from mtasts.protocol.policy import parse_policy
+
+pytestmark = [pytest.mark.lab, pytest.mark.system]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def _db_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def cut_off(url: str) -> None:
+    """A database outage: no new connections, existing ones killed."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{_db_name(url)}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (_db_name(url),),
+        )
+
+
+def restore(url: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{_db_name(url)}" ALLOW_CONNECTIONS true')
+
+
+def test_policies_stay_served_while_the_database_is_down(
+    postgres_url: str, lab_world: World, tmp_path: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=postgres_url,
+        zone=ZONE,
+        nameservers=(lab_world.nameserver,),
+        sync_interval=0.2,
+        verify_interval=3600,
+    )
+    with running(settings) as app:
+        d = customer(lab_world)
+        with app.client() as c:
+            assert c.post("/api/v1/domains", json={"domain": d}).status_code == 201
+            delegate(lab_world, d)
+            assert c.post(f"/api/v1/domains/{d}/verify").json()["ok"]
+        before = app.policy(d).content
+        cut_off(postgres_url)
+        try:
+            wait_for(
+                lambda: httpx.get(f"{app.base}/healthz").json()["store"] == "unreachable",
+                10,
+                "health reports the store unreachable",
+            )
+            for _ in range(20):  # served from memory, again and again
+                r = app.policy(d)
+                assert r.status_code == 200 and r.content == before
+            ask = httpx.get(f"{app.base}/tls/ask", params={"domain": f"mta-sts.{d}"})
+            assert ask.status_code == 200
+            assert "mtasts_store_up 0" in httpx.get(f"{app.base}/metrics").text
+            with app.client() as c:  # the API says so instead of hanging
+                assert c.get("/api/v1/domains").status_code >= 500
+        finally:
+            restore(postgres_url)
+        wait_for(
+            lambda: httpx.get(f"{app.base}/healthz").json()["store"] == "up",
+            15,
+            "health reports the store up again",
+        )
+        assert app.policy(d).content == before
+
+
+@contextmanager
+def serve_process(
+    database_url: str, data_dir: Path, nameserver: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MTASTS_SYNC_INTERVAL": "0.5",
+        "MTASTS_VERIFY_INTERVAL": "3600",
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "serve.log"
+    log_file = log.open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mtasts",
+            "serve",
+            "--database-url",
+            database_url,
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--zone",
+            ZONE,
+            "--nameserver",
+            nameserver,
+        ],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"mtasts serve exited: {log.read_text()}")
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 30, "mtasts serve answers /healthz")
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+
+
+def _policy(base: str, domain: str) -> httpx.Response:
+    return httpx.get(
+        f"{base}/.well-known/mta-sts.txt", headers={"Host": f"mta-sts.{domain}"}, timeout=5
+    )
+
+
+def test_two_processes_on_one_postgresql_agree_within_seconds(
+    postgres_url: str, lab_world: World, tmp_path: Path
+) -> None:
+    ns = lab_world.nameserver
+    with (
+        serve_process(postgres_url, tmp_path / "a", ns) as (a, _pa),
+        serve_process(postgres_url, tmp_path / "b", ns) as (b, _pb),
+    ):
+        token = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mtasts",
+                "tokens",
+                "create",
+                "--email",
+                "ops@example.org",
+                "--database-url",
+                postgres_url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert token.startswith("mtasts_") and "\n" not in token
+        d = customer(lab_world)
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=a, headers=headers, timeout=30) as api:
+            assert api.post("/api/v1/domains", json={"domain": d}).status_code == 201
+            delegate(lab_world, d)
+            assert api.post(f"/api/v1/domains/{d}/verify").json()["ok"]
+            seen = wait_for(lambda: _policy(b, d).status_code == 200, 5, "B serves the domain")
+            r = api.put(f"/api/v1/domains/{d}/policy", json={"mode": "none", "max_age": 86400})
+            assert r.status_code == 200, r.text
+        assert parse_policy(_policy(a, d).content).mode == "none"  # A at once
+        lag = wait_for(
+            lambda: parse_policy(_policy(b, d).content).mode == "none", 5, "B serves the change"
+        )
+        assert seen < 5 and lag < 5
