@@ -1,4 +1,5 @@
-# Two commands: `make run DOMAIN=example.com` and `make test`. Both set everything up.
+# Two commands: `make run` (the hosting service; `make run DOMAIN=example.com` checks a
+# domain instead) and `make test`. Both set everything up.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -24,8 +25,11 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed $(VENV)/.installed-test
 
 run: $(VENV)/.installed
-	@if [ -z "$(DOMAIN)" ]; then echo "usage: make run DOMAIN=example.com [ARGS='--format json']"; exit 2; fi
-	$(BIN)/mtasts check $(DOMAIN) $(ARGS)
+	@if [ -n "$(DOMAIN)" ]; then \
+		$(BIN)/mtasts check $(DOMAIN) $(ARGS); \
+	else \
+		$(BIN)/mtasts serve $(ARGS); \
+	fi
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
