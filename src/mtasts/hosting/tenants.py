@@ -35,6 +35,8 @@ log = logging.getLogger("mtasts.hosting")
 TOKEN_PREFIX = "mtasts_"  # noqa: S105 - a prefix, not a secret
 RETIRE_MAX_AGE = 86_400  # RFC 8461 §8.3: the "none" policy gets a short max_age (one day)
 MIN_MAX_AGE = 86_400  # below a day a policy protects little; RFC 8461 §3.2 advises weeks
+LOOKBACK = 1000  # audit ids re-read at each sync (see sync)
+FULL_RELOAD = 900.0  # seconds between full reloads of the snapshot
 
 
 def utcnow() -> datetime:
@@ -631,15 +633,36 @@ class HostingService:
             callback()
 
     def sync(self) -> bool:
-        """Reload the snapshot when another process changed the store. Raises the
-        database error when the store is unreachable (the old snapshot stays)."""
-        generation = self.generation()
-        if generation == self.snapshot.generation:
-            return False
-        fresh = self.load_snapshot()
-        self.snapshot.hosts = fresh.hosts
-        self.snapshot.generation = fresh.generation
-        self.snapshot.loaded_at = fresh.loaded_at
+        """Catch up with changes made by other processes: patch the domains named in the
+        audit log since the last sync, or reload everything after a long gap (and every
+        FULL_RELOAD seconds, as a safety net). Raises the database error when the store is
+        unreachable; the snapshot then stays as it was."""
+        snap = self.snapshot
+        with self.sessions() as db:
+            generation = int(db.scalar(select(func.max(AuditEvent.id))) or 0)
+            if generation == snap.generation:
+                return False
+            stale = time.time() - snap.loaded_at > FULL_RELOAD
+            if snap.generation < 0 or stale or generation - snap.generation > LOOKBACK:
+                fresh = {e.domain: e for e in self._entries(db)}
+                snap.hosts, snap.generation, snap.loaded_at = fresh, generation, time.time()
+            else:
+                # Ids are handed out before commit, so a transaction that began earlier can
+                # commit a lower id after a later one: look back, patching is idempotent.
+                names = set(
+                    db.scalars(
+                        select(AuditEvent.domain).where(
+                            AuditEvent.id > snap.generation - LOOKBACK, AuditEvent.domain != ""
+                        )
+                    )
+                )
+                entries = {e.domain: e for e in self._entries(db, sorted(names))}
+                for name in names:
+                    if name in entries:
+                        snap.put(entries[name])
+                    else:
+                        snap.drop(name)
+                snap.generation = generation
         for callback in self.on_change:
             callback()
         return True
