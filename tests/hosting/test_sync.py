@@ -6,12 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.hosting.test_api_lab import ZONE, customer, delegate
+from tests.lab import World
 
 from mtasts.config import Settings
 from mtasts.protocol.policy import Mode, parse_policy
 from mtasts.web.serve import open_service
-from tests.hosting.test_api_lab import ZONE, customer, delegate
-from tests.lab import World
 
 pytestmark = pytest.mark.lab
 
