@@ -305,7 +305,7 @@ def serve(
     )
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        service = open_service(settings)
+        service = open_service(settings, cached_ok=True)
     except Exception as exc:
         err.print(f"[red]Cannot open the store {settings.effective_database_url}:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -315,7 +315,7 @@ def serve(
     err.print(f"  zone {settings.zone_name}; {len(service.snapshot.hosts)} domain(s) served")
     if settings.zone_name == DEFAULT_ZONE:
         err.print(f"  [yellow]zone is the placeholder {DEFAULT_ZONE}: set --zone or MTASTS_ZONE")
-    token = service.first_admin_token()
+    token = service.first_admin_token() if service.store_up else None
     if token:
         err.print("  First start: created user admin@localhost with this API token (shown once):")
         err.print(f"  [bold]{token}[/]")

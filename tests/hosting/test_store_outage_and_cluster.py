@@ -24,6 +24,7 @@ from mtasts.config import Settings
 from mtasts.protocol.policy import parse_policy
 
 pytestmark = [pytest.mark.lab, pytest.mark.system]
+MTASTS = [sys.executable, "-m", "mtasts"]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
@@ -199,3 +200,66 @@ def test_two_processes_on_one_postgresql_agree_within_seconds(
             lambda: parse_policy(_policy(b, d).content).mode == "none", 5, "B serves the change"
         )
         assert seen < 5 and lag < 5
+
+
+def test_a_restart_during_an_outage_serves_the_saved_snapshot(
+    postgres_url: str, lab_world: World, tmp_path: Path
+) -> None:
+    ns, data = lab_world.nameserver, tmp_path / "node"
+    token = subprocess.run(
+        [*MTASTS, "tokens", "create", "--email", "ops@example.org", "--database-url", postgres_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    d = customer(lab_world)
+    with serve_process(postgres_url, data, ns) as (base, _):
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as api:
+            assert api.post("/api/v1/domains", json={"domain": d}).status_code == 201
+            delegate(lab_world, d)
+            assert api.post(f"/api/v1/domains/{d}/verify").json()["ok"]
+        served = _policy(base, d).content
+        wait_for(
+            lambda: (
+                d in (data / "snapshot.json").read_text()
+                if (data / "snapshot.json").exists()
+                else False
+            ),
+            10,
+            "snapshot saved",
+        )
+    cut_off(postgres_url)
+    try:
+        with serve_process(postgres_url, data, ns) as (base, _):
+            health = httpx.get(f"{base}/healthz").json()
+            assert health["store"] == "unreachable" and health["domains_served"] >= 1
+            r = _policy(base, d)
+            assert r.status_code == 200 and r.content == served
+            restore(postgres_url)
+            wait_for(lambda: httpx.get(f"{base}/healthz").json()["store"] == "up", 15, "store up")
+            assert _policy(base, d).content == served
+    finally:
+        restore(postgres_url)
+    # without a saved snapshot, an unreachable store is a clear error, not a silent start
+    cut_off(postgres_url)
+    try:
+        r = subprocess.run(
+            [
+                *MTASTS,
+                "serve",
+                "--database-url",
+                postgres_url,
+                "--data-dir",
+                str(tmp_path / "new"),
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 1 and "Cannot open the store" in r.stderr
+    finally:
+        restore(postgres_url)

@@ -8,8 +8,12 @@ in place on every local change.
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 POLICY_HOST_PREFIX = "mta-sts."  # RFC 8461 §3.3: https://mta-sts.<domain>/...
 
@@ -60,3 +64,32 @@ class Snapshot:
 
     def drop(self, domain: str) -> None:
         self.hosts.pop(domain, None)
+
+    # --- on disk: lets a restart serve policies while the database is still down --------
+
+    def save(self, path: Path) -> None:
+        """Write the snapshot atomically (a crash leaves the previous file)."""
+        rows = [
+            [e.domain, e.state, e.policy_id, e.body.decode(), e.changed_at, e.previous_id]
+            for e in list(self.hosts.values())
+        ]
+        data = {"format": 1, "generation": self.generation, "saved_at": time.time(), "hosts": rows}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Snapshot:
+        """Read a file written by :meth:`save`; ValueError when it is not one."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") != 1:
+                raise ValueError(f"unknown snapshot format {data.get('format')!r}")
+            hosts = {
+                d: Hosted(d, sys.intern(st), pid, body.encode(), float(at), prev)
+                for d, st, pid, body, at, prev in data["hosts"]
+            }
+            return cls(hosts=hosts, generation=int(data["generation"]), loaded_at=0.0)
+        except (OSError, AttributeError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a usable snapshot: {exc}") from exc

@@ -8,10 +8,12 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -78,6 +80,21 @@ class HostingService:
     snapshot: Snapshot = field(default_factory=Snapshot)
     clock: Callable[[], datetime] = utcnow
     on_change: list[Callable[[], None]] = field(default_factory=list)
+    store_up: bool = True  # False while the database is unreachable
+    _saved_at: float = 0.0
+
+    @property
+    def snapshot_file(self) -> Path:
+        return self.settings.data_dir / "snapshot.json"
+
+    def save_snapshot(self, min_interval: float = 0.0) -> bool:
+        """Write the snapshot to ``snapshot_file`` unless one was written less than
+        ``min_interval`` seconds ago."""
+        if time.time() - self._saved_at < min_interval:
+            return False
+        self.snapshot.save(self.snapshot_file)
+        self._saved_at = time.time()
+        return True
 
     def close(self) -> None:
         """Close the store's connections."""
@@ -604,7 +621,7 @@ class HostingService:
             out.append(
                 Hosted(
                     domain=name,
-                    state=state,
+                    state=sys.intern(state),
                     policy_id=pid,
                     body=body,
                     changed_at=_aware(created).timestamp(),

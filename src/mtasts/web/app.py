@@ -34,6 +34,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _TEXT = b"text/plain; charset=utf-8"
+SAVE_EVERY = 10.0  # seconds between writes of the snapshot file, at most
 _POLICY_HEADERS = [(b"content-type", _TEXT), (b"cache-control", b"no-cache")]
 
 
@@ -44,7 +45,6 @@ class Metrics:
     ask_allowed: int = 0
     ask_denied: int = 0
     sync_errors: int = 0
-    store_up: bool = True
     last_sync_ok: float = field(default_factory=time.time)
 
 
@@ -118,10 +118,10 @@ class MtastsApp:
             await _respond(send, 404, b"not hosted here\n")
 
     async def _health(self, send: Send) -> None:
-        m, snap = self.metrics, self.service.snapshot
-        status = "ok" if m.store_up else "degraded"
+        up, snap = self.service.store_up, self.service.snapshot
+        status = "ok" if up else "degraded"
         body = (
-            f'{{"status": "{status}", "store": "{"up" if m.store_up else "unreachable"}", '
+            f'{{"status": "{status}", "store": "{"up" if up else "unreachable"}", '
             f'"domains_served": {len(snap.hosts)}, "generation": {snap.generation}, '
             f'"snapshot_age_seconds": {time.time() - snap.loaded_at:.1f}}}\n'
         )
@@ -143,7 +143,7 @@ class MtastsApp:
             f"mtasts_hosted_domains {len(snap.hosts)}",
             "# HELP mtasts_store_up 1 when the last read of the database succeeded.",
             "# TYPE mtasts_store_up gauge",
-            f"mtasts_store_up {int(m.store_up)}",
+            f"mtasts_store_up {int(self.service.store_up)}",
             "# HELP mtasts_store_sync_errors_total Failed reads of the database.",
             "# TYPE mtasts_store_sync_errors_total counter",
             f"mtasts_store_sync_errors_total {m.sync_errors}",
@@ -156,21 +156,29 @@ class MtastsApp:
     # --- background work ---------------------------------------------------------------
 
     async def _sync_loop(self) -> None:
-        """Pick up changes made by other processes; keep serving when the store is down."""
+        """Pick up changes made by other processes; keep serving when the store is down;
+        keep a copy of the snapshot on disk for a restart during an outage."""
+        svc = self.service
+        unsaved = True
         while True:
             await asyncio.sleep(self.settings.sync_interval)
             try:
-                await anyio.to_thread.run_sync(self.service.sync)
+                unsaved |= await anyio.to_thread.run_sync(svc.sync)
             except Exception as exc:
                 self.metrics.sync_errors += 1
-                if self.metrics.store_up:
+                if svc.store_up:
                     log.warning("store unreachable, serving the last snapshot: %s", exc)
-                self.metrics.store_up = False
+                svc.store_up = False
                 continue
-            if not self.metrics.store_up:
+            if not svc.store_up:
                 log.warning("store reachable again")
-            self.metrics.store_up = True
+            svc.store_up = True
             self.metrics.last_sync_ok = time.time()
+            try:
+                if unsaved and await anyio.to_thread.run_sync(svc.save_snapshot, SAVE_EVERY):
+                    unsaved = False
+            except OSError as exc:
+                log.warning("cannot save the snapshot to %s: %s", svc.snapshot_file, exc)
 
     async def _maintenance_loop(self) -> None:
         """Re-verify pending domains and finish retirements."""

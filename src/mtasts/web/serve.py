@@ -9,8 +9,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from mtasts.config import Settings, split_hostport
+from mtasts.hosting.snapshot import Snapshot
 from mtasts.hosting.tenants import HostingService
 from mtasts.store.db import make_engine, migrate, session_factory
 from mtasts.web.app import MtastsApp
@@ -18,12 +20,31 @@ from mtasts.web.app import MtastsApp
 log = logging.getLogger("mtasts.serve")
 
 
-def open_service(settings: Settings) -> HostingService:
-    """Connect to the store, bring its schema up to date and load the snapshot."""
+def open_service(settings: Settings, *, cached_ok: bool = False) -> HostingService:
+    """Connect to the store, bring its schema up to date and load the snapshot.
+
+    With ``cached_ok``, an unreachable database is not fatal when a saved snapshot exists:
+    policies are served from it (RFC 8461 gives senders no second chance to fetch a policy
+    that is offline) until the database is back.
+    """
     engine = make_engine(settings.effective_database_url)
-    migrate(engine)
     service = HostingService(settings, session_factory(engine))
-    service.snapshot = service.load_snapshot()
+    try:
+        migrate(engine)
+        service.snapshot = service.load_snapshot()
+    except SQLAlchemyError as exc:
+        cache = service.snapshot_file
+        if not cached_ok or not cache.exists():
+            engine.dispose()
+            raise
+        service.snapshot = Snapshot.load(cache)
+        service.store_up = False
+        log.warning(
+            "store unreachable (%s); serving %d domain(s) from %s until it is back",
+            exc.__class__.__name__,
+            len(service.snapshot.hosts),
+            cache,
+        )
     return service
 
 
