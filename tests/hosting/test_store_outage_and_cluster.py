@@ -245,7 +245,7 @@ def test_a_restart_during_an_outage_serves_the_saved_snapshot(
     # without a saved snapshot, an unreachable store is a clear error, not a silent start
     cut_off(postgres_url)
     try:
-        r = subprocess.run(
+        proc = subprocess.run(
             [
                 *MTASTS,
                 "serve",
@@ -260,6 +260,6 @@ def test_a_restart_during_an_outage_serves_the_saved_snapshot(
             text=True,
             timeout=60,
         )
-        assert r.returncode == 1 and "Cannot open the store" in r.stderr
+        assert proc.returncode == 1 and "Cannot open the store" in proc.stderr
     finally:
         restore(postgres_url)
