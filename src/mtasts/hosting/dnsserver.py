@@ -199,7 +199,7 @@ class _ParentIndex:
 
     def _refresh(self, snap: Snapshot) -> None:
         hosts = snap.hosts
-        key = (id(snap), id(hosts), len(hosts), snap.generation, getattr(snap, "version", None))
+        key = (id(snap), id(hosts), len(hosts), snap.generation, snap.version)
         now = time.monotonic()
         if key == self._key and now - self._refreshed < PARENT_INDEX_MAX_AGE:
             return

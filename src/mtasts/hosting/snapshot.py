@@ -50,6 +50,7 @@ class Snapshot:
     hosts: dict[str, Hosted] = field(default_factory=dict)
     generation: int = -1  # the store's change counter this snapshot reflects
     loaded_at: float = field(default_factory=time.time)
+    version: int = 0  # bumped by every put/drop, so readers can tell the set changed
 
     def lookup_host(self, host: str) -> Hosted | None:
         """The entry served for an HTTP ``Host`` (``mta-sts.<d>[:port]``), or None."""
@@ -61,9 +62,11 @@ class Snapshot:
 
     def put(self, entry: Hosted) -> None:
         self.hosts[entry.domain] = entry
+        self.version += 1
 
     def drop(self, domain: str) -> None:
         self.hosts.pop(domain, None)
+        self.version += 1
 
     # --- on disk: lets a restart serve policies while the database is still down --------
 

@@ -22,6 +22,8 @@ from fastapi import FastAPI
 
 from mtasts import __version__
 from mtasts.generate import POLICY_PATH
+from mtasts.hosting.dnspublish import Rfc2136Publisher
+from mtasts.hosting.dnsserver import AuthoritativeDnsServer
 from mtasts.hosting.snapshot import POLICY_HOST_PREFIX
 from mtasts.hosting.tenants import HostingService
 from mtasts.web.api import build_api
@@ -51,11 +53,18 @@ class Metrics:
 class MtastsApp:
     """ASGI entry point: policy host, ask, health and metrics, then the API."""
 
-    def __init__(self, service: HostingService, background: list[Callable[[], Any]]) -> None:
+    def __init__(
+        self,
+        service: HostingService,
+        *,
+        dns_server: AuthoritativeDnsServer | None = None,
+        publisher: Rfc2136Publisher | None = None,
+    ) -> None:
         self.service = service
         self.settings = service.settings
         self.metrics = Metrics()
-        self._background = background
+        self.dns_server = dns_server
+        self.publisher = publisher
         self.api: FastAPI = build_api(service, lifespan=self._lifespan, version=__version__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,11 +201,17 @@ class MtastsApp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        if self.dns_server is not None:  # a port in use stops the start-up with the reason
+            await self.dns_server.start()
+            log.warning(
+                "authoritative DNS for %s on %s", self.settings.zone_name, self.dns_server.address
+            )
         tasks = [
             asyncio.create_task(self._sync_loop()),
             asyncio.create_task(self._maintenance_loop()),
-            *(asyncio.create_task(job()) for job in self._background),
         ]
+        if self.publisher is not None:
+            tasks.append(asyncio.create_task(self.publisher.run(1.0)))
         try:
             yield
         finally:
@@ -205,6 +220,8 @@ class MtastsApp:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+            if self.dns_server is not None:
+                await self.dns_server.stop()
 
 
 def _host(scope: Scope) -> str:

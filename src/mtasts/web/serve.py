@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from mtasts.config import Settings, split_hostport
+from mtasts.hosting.dnspublish import Rfc2136Publisher
+from mtasts.hosting.dnsserver import AuthoritativeDnsServer, ZoneAnswerer
 from mtasts.hosting.snapshot import Snapshot
 from mtasts.hosting.tenants import HostingService
 from mtasts.store.db import make_engine, migrate, session_factory
@@ -48,40 +47,18 @@ def open_service(settings: Settings, *, cached_ok: bool = False) -> HostingServi
     return service
 
 
-def background_jobs(service: HostingService) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-    """The DNS listener and the RFC 2136 publisher, when configured."""
-    settings = service.settings
-    jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
-    if settings.dns_listen:
-        from mtasts.hosting.dnsserver import AuthoritativeDnsServer, ZoneAnswerer
-
-        host, port = split_hostport(settings.dns_listen, "dns_listen")
-
-        async def dns_job() -> None:
-            server = AuthoritativeDnsServer(
-                ZoneAnswerer(settings, lambda: service.snapshot), host, port
-            )
-            await server.start()
-            log.warning("authoritative DNS for %s on %s", settings.zone_name, settings.dns_listen)
-            try:
-                await asyncio.Event().wait()
-            finally:
-                await server.stop()
-
-        jobs.append(dns_job)
-    if settings.update_server:
-        from mtasts.hosting.dnspublish import Rfc2136Publisher
-
-        async def publish_job() -> None:
-            publisher = Rfc2136Publisher(settings, lambda: service.snapshot)
-            await publisher.run(1.0, asyncio.Event())
-
-        jobs.append(publish_job)
-    return jobs
-
-
 def build_app(service: HostingService) -> MtastsApp:
-    return MtastsApp(service, background_jobs(service))
+    """The HTTP app with the DNS server and the RFC 2136 publisher, when configured."""
+    settings = service.settings
+    dns_server = publisher = None
+    if settings.dns_listen:
+        host, port = split_hostport(settings.dns_listen, "dns_listen")
+        answerer = ZoneAnswerer(settings, lambda: service.snapshot)
+        service.on_change.append(answerer.snapshot_changed)
+        dns_server = AuthoritativeDnsServer(answerer, host, port)
+    if settings.update_server:
+        publisher = Rfc2136Publisher(settings, lambda: service.snapshot)  # checks the settings
+    return MtastsApp(service, dns_server=dns_server, publisher=publisher)
 
 
 def serve(service: HostingService) -> None:
