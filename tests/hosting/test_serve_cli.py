@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from tests.lab.ports import free_port
 
 MTASTS = [sys.executable, "-m", "mtasts"]
