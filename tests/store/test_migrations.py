@@ -14,7 +14,17 @@ from sqlalchemy import Engine, inspect
 from mtasts.store.db import alembic_config, make_engine, migrate
 from mtasts.store.models import Base
 
-TABLES = {"users", "api_tokens", "domains", "policy_versions", "audit_log", "alembic_version"}
+TABLES = {
+    "users",
+    "api_tokens",
+    "domains",
+    "policy_versions",
+    "audit_log",
+    "tls_reports",
+    "tls_report_policies",
+    "tls_report_failures",
+    "alembic_version",
+}
 
 
 def _check(engine: Engine) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -113,3 +114,62 @@ class AuditEvent(Base):
     domain: Mapped[str] = mapped_column(String(253), index=True, default="")
     action: Mapped[str] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TlsReport(Base):
+    """One received TLS report (RFC 8460 §4), stored once: (organization, report_id) is
+    unique whichever route it came by. ``raw`` keeps the payload as received, gzip'd."""
+
+    __tablename__ = "tls_reports"
+    __table_args__ = (UniqueConstraint("organization", "report_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization: Mapped[str] = mapped_column(String(1000))
+    report_id: Mapped[str] = mapped_column(String(1000))
+    domain: Mapped[str] = mapped_column(String(253), index=True)  # the policy domain reported on
+    start: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    contact: Mapped[str | None] = mapped_column(Text, default=None)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    route: Mapped[str] = mapped_column(String(16))  # https, smtp, imap, file
+    dkim: Mapped[str | None] = mapped_column(String(16), default=None)  # pass/fail/none (mail)
+    repairs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    sessions_ok: Mapped[int] = mapped_column(Integer)  # without sts/tlsa double counting
+    sessions_failed: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TlsReportPolicy(Base):
+    """One entry of a report's ``policies`` (RFC 8460 §4.4)."""
+
+    __tablename__ = "tls_report_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_pk: Mapped[int] = mapped_column(
+        ForeignKey("tls_reports.id", ondelete="CASCADE"), index=True
+    )
+    policy_type: Mapped[str] = mapped_column(String(32))
+    policy_domain: Mapped[str] = mapped_column(String(253))
+    policy_strings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    mx_hosts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    successful: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+
+
+class TlsReportFailure(Base):
+    """One ``failure-details`` entry (RFC 8460 §4.3, §4.4)."""
+
+    __tablename__ = "tls_report_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    policy_pk: Mapped[int] = mapped_column(
+        ForeignKey("tls_report_policies.id", ondelete="CASCADE"), index=True
+    )
+    result_type: Mapped[str] = mapped_column(String(64))
+    sending_mta_ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    receiving_mx_hostname: Mapped[str | None] = mapped_column(String(253), default=None)
+    receiving_mx_helo: Mapped[str | None] = mapped_column(String(253), default=None)
+    receiving_ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    count: Mapped[int] = mapped_column(Integer)
+    additional_information: Mapped[str | None] = mapped_column(Text, default=None)
+    failure_reason_code: Mapped[str | None] = mapped_column(Text, default=None)
