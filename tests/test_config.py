@@ -35,6 +35,7 @@ def test_file_then_environment_then_options(tmp_path: Path) -> None:
     assert s.nameservers == ("127.0.0.53", "127.0.0.54:5353")
     assert s.sync_interval == 1.5  # the option beats both
     assert s.data_dir == Path("mtasts-data")  # None options are ignored
+    assert load_settings(env={"MTASTS_KEEP_UNSIGNED_REPORTS": "no"}).keep_unsigned_reports is False
     assert s.tlsrpt_txt("example.com") == (
         "v=TLSRPTv1; rua=mailto:tlsrpt@sts.provider.example,"
         "https://policy-host.sts.provider.example/tlsrpt/example.com"
@@ -57,6 +58,8 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ("", {"MTASTS_LISTEN": "8000"}, "HOST:PORT"),
         ("", {"MTASTS_DNS_LISTEN": "127.0.0.1:99999"}, "dns_listen"),
         ("zone = 5\n", {}, "zone"),
+        ("", {"MTASTS_KEEP_UNSIGNED_REPORTS": "maybe"}, "true or false"),
+        ("", {"MTASTS_SMTP_LISTEN": "25"}, "smtp_listen"),
     ],
 )
 def test_bad_settings_say_which_and_why(

@@ -39,6 +39,12 @@ class Settings:
     ca_file: str = ""  # CA bundle for guarded-enforce checks; "" = system store
     check_timeout: float = 10.0
     smtp_port: int = 25  # for guarded-enforce STARTTLS probes (the lab uses other ports)
+    # TLS reports by mail (RFC 8460 §5.3)
+    smtp_listen: str = ""  # "HOST:PORT" of the report receiver; "" = off
+    smtp_hostname: str = ""  # name in the banner and certificate; "" = policy-host.<zone>
+    smtp_tls_cert: str = ""  # PEM files for STARTTLS; "" = a self-signed pair in data_dir
+    smtp_tls_key: str = ""
+    keep_unsigned_reports: bool = True  # keep reports without valid DKIM, flagged
     # RFC 2136 publisher: push the zone's records to an existing primary
     update_server: str = ""  # "IP[:PORT]"; "" = off
     tsig_name: str = ""
@@ -71,6 +77,10 @@ class Settings:
         return (self.public_url or f"https://{self.policy_host}").rstrip("/")
 
     @property
+    def effective_smtp_hostname(self) -> str:
+        return self.smtp_hostname or self.policy_host
+
+    @property
     def effective_zone_ns(self) -> tuple[str, ...]:
         return self.zone_ns or (f"ns1.{self.zone_name}",)
 
@@ -96,6 +106,15 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
     try:
         if kind is Path or kind == "Path":
             return Path(str(value))
+        if kind in (bool, "bool"):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
         if kind in (int, "int"):
             return int(value)
         if kind in (float, "float"):
@@ -146,6 +165,9 @@ def load_settings(
     settings.listen_host_port()
     if settings.dns_listen:
         split_hostport(settings.dns_listen, "dns_listen")
+    if settings.smtp_listen:
+        split_hostport(settings.smtp_listen, "smtp_listen")
+
     return settings
 
 
