@@ -1,0 +1,1 @@
+"""TLS reports (RFC 8460): limits, parsing of e-mail wrappers, ingestion, aggregates."""
