@@ -63,7 +63,9 @@ def summary(db: Session, domain: str, days: int, now: datetime) -> dict[str, Any
             .order_by(TlsReport.start)
         )
     )
-    total, by_day, by_org = _Count(), defaultdict(_Count), defaultdict(_Count)
+    total = _Count()
+    by_day: dict[date, _Count] = defaultdict(_Count)
+    by_org: dict[str, _Count] = defaultdict(_Count)
     for _pk, org, start, ok, failed, _received in reports:
         day = _aware(start).date()
         for bucket in (total, by_day[day], by_org[org]):
