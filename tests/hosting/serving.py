@@ -3,11 +3,15 @@ hosting tests: uvicorn with the same app, store and settings as the command."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -67,3 +71,51 @@ def running(settings: Settings) -> Iterator[Running]:
         server.should_exit = True
         thread.join(15)
         service.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``predicate`` until true; the seconds it took, or AssertionError."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+@contextmanager
+def serve_process(
+    database_url: str, data_dir: Path, nameserver: str, *extra: str, zone: str = "sts.lab.test"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m mtasts serve` as a real process; yields (base URL, process). Its output
+    goes to ``data_dir``/serve.log."""
+    port = free_port()
+    env = {**os.environ, "MTASTS_SYNC_INTERVAL": "0.5", "MTASTS_VERIFY_INTERVAL": "3600"}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "serve.log"
+    cmd = [sys.executable, "-m", "mtasts", "serve", "--database-url", database_url]
+    cmd += ["--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}", "--zone", zone]
+    cmd += ["--nameserver", nameserver, *extra]
+    with log.open("ab") as log_file:
+        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"mtasts serve exited: {log.read_text()}")
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 30, "mtasts serve answers /healthz")
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

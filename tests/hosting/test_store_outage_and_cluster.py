@@ -3,19 +3,15 @@ one PostgreSQL serve the same policy within seconds of a change."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 from tests.conftest import PG_ADMIN_URL
-from tests.hosting.serving import running
+from tests.hosting.serving import running, serve_process, wait_for
 from tests.hosting.test_api_lab import ZONE, customer, delegate
 from tests.lab import World
 from tests.lab.ports import free_port
@@ -25,15 +21,6 @@ from mtasts.protocol.policy import parse_policy
 
 pytestmark = [pytest.mark.lab, pytest.mark.system]
 MTASTS = [sys.executable, "-m", "mtasts"]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def _db_name(url: str) -> str:
@@ -96,63 +83,6 @@ def test_policies_stay_served_while_the_database_is_down(
             "health reports the store up again",
         )
         assert app.policy(d).content == before
-
-
-@contextmanager
-def serve_process(
-    database_url: str, data_dir: Path, nameserver: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "MTASTS_SYNC_INTERVAL": "0.5",
-        "MTASTS_VERIFY_INTERVAL": "3600",
-    }
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir / "serve.log"
-    log_file = log.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mtasts",
-            "serve",
-            "--database-url",
-            database_url,
-            "--data-dir",
-            str(data_dir),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--zone",
-            ZONE,
-            "--nameserver",
-            nameserver,
-        ],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"mtasts serve exited: {log.read_text()}")
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, 30, "mtasts serve answers /healthz")
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_file.close()
 
 
 def _policy(base: str, domain: str) -> httpx.Response:
