@@ -36,3 +36,19 @@ class MxPatternError(ProtocolError):
 
 class TlsRptRecordError(ProtocolError):
     """The `_smtp._tls` TXT record is missing, ambiguous or malformed (RFC 8460 §3)."""
+
+
+class ReportError(ProtocolError):
+    """A TLS report (RFC 8460 §4) cannot be used: not JSON, not an object, a required
+    field missing or of the wrong type, a negative count, or a limit exceeded."""
+
+
+class LimitExceeded(ReportError):
+    """A TLS report (or the message carrying it) exceeds a size, nesting or count limit:
+    it is refused before it can cost unbounded memory or time. ``limit`` is the cap."""
+
+    def __init__(
+        self, code: str, message: str, rfc: str, fix: str | None = None, *, limit: int = 0
+    ) -> None:
+        super().__init__(code, message, rfc, fix)
+        self.limit = limit

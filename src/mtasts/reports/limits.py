@@ -1,0 +1,193 @@
+"""Explicit caps on what a TLS report may cost before it is parsed (RFC 8460 §5, §7).
+
+Reports come from anyone: a 10 KiB gzip can inflate to gigabytes, a JSON text can nest
+deeper than any parser's recursion, and a well-formed report can hold millions of
+entries. Every cap here is checked with bounded memory, before the next step runs.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from mtasts.protocol.errors import LimitExceeded, ReportError
+from mtasts.protocol.report import (
+    MAX_JSON_DEPTH,
+    ParsedReport,
+    decode_report_json,
+    json_shape,
+    report_from_json,
+)
+
+__all__ = [
+    "LimitExceeded",
+    "Limits",
+    "check_json_depth",
+    "decompress",
+    "load_report",
+]
+
+MiB = 1 << 20
+RFC_GZIP = "RFC 8460 §5.3"  # application/tlsrpt+gzip; the HTTPS route (§5.4) alike
+RFC_SCHEMA = "RFC 8460 §4.4"
+_GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952 §2.3.1: ID1 ID2
+_IN_CHUNK = 64 * 1024  # compressed bytes fed to zlib at a time
+_OUT_CHUNK = 1 * MiB  # most bytes zlib may produce per call
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps for one report (and for the e-mail carrying reports). Defaults are far above
+    real reports (Google's and Microsoft's are a few KiB) and far below harm."""
+
+    max_compressed_bytes: int = 10 * MiB  # the payload as received (gzip or plain JSON)
+    max_decompressed_bytes: int = 50 * MiB  # the JSON text after inflating
+    max_depth: int = 32  # JSON nesting; a report nests 5
+    max_json_containers: int = 200_000  # arrays + objects: bounds json.loads' memory
+    max_policies: int = 1000  # entries of "policies"
+    max_failure_details: int = 10_000  # entries of "failure-details", per policy
+    max_message_bytes: int = 16 * MiB  # a whole e-mail (base64 adds a third)
+    max_reports_per_message: int = 20  # report parts in one e-mail
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive integer, not {value!r}")
+        if self.max_depth > MAX_JSON_DEPTH:
+            raise ValueError(f"Limits.max_depth must be at most {MAX_JSON_DEPTH}")
+
+
+def _too_large(code: str, what: str, limit: int) -> LimitExceeded:
+    return LimitExceeded(
+        code,
+        f"{what} exceeds the limit of {limit} bytes",
+        RFC_GZIP,
+        "raise Limits for this route if such reports are expected",
+        limit=limit,
+    )
+
+
+def _bad_gzip(reason: str) -> ReportError:
+    return ReportError(
+        "report-gzip-invalid",
+        f"the report is not valid gzip: {reason}",
+        RFC_GZIP,
+        "nothing to change on your side: the sending organisation produced this report",
+    )
+
+
+def decompress(data: bytes, limits: Limits) -> bytes:
+    """The report text of ``data``: inflated when it starts with the gzip magic bytes,
+    as is otherwise (senders label content types loosely, so the bytes decide).
+
+    Inflating streams: zlib produces at most ~1 MiB per call and the output stops one byte
+    past ``max_decompressed_bytes``, so a gzip bomb costs about that much memory and no
+    more. Concatenated gzip members (RFC 1952 §2.2) are joined; trailing NUL padding is
+    ignored. Raise LimitExceeded (``report-too-large``, ``report-decompressed-too-large``)
+    or ReportError ``report-gzip-invalid``.
+    """
+    if len(data) > limits.max_compressed_bytes:
+        raise _too_large(
+            "report-too-large", f"the report ({len(data)} bytes)", limits.max_compressed_bytes
+        )
+    if not data.startswith(_GZIP_MAGIC):
+        if len(data) > limits.max_decompressed_bytes:
+            raise _too_large(
+                "report-decompressed-too-large",
+                f"the report ({len(data)} bytes)",
+                limits.max_decompressed_bytes,
+            )
+        return data
+    cap = limits.max_decompressed_bytes
+    chunks: list[bytes] = []
+    total = 0
+    view = memoryview(data)
+    pos = 0
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # 16+: gzip header and trailer
+    pending: bytes | memoryview = b""
+    try:
+        while True:
+            if not pending:
+                if pos >= len(view):
+                    break
+                pending, pos = view[pos : pos + _IN_CHUNK], pos + _IN_CHUNK
+            out = inflater.decompress(pending, min(_OUT_CHUNK, cap - total + 1))
+            pending = inflater.unconsumed_tail
+            total += len(out)
+            if total > cap:
+                raise _too_large("report-decompressed-too-large", "the decompressed report", cap)
+            chunks.append(out)
+            if inflater.eof:
+                rest = inflater.unused_data + bytes(pending) + bytes(view[pos:])
+                if not rest.strip(b"\0"):
+                    break
+                if not rest.startswith(_GZIP_MAGIC):
+                    raise _bad_gzip(f"{len(rest)} bytes of garbage after the gzip data")
+                view, pos, pending = memoryview(rest), 0, b""
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    except zlib.error as exc:
+        raise _bad_gzip(str(exc)) from None
+    if not inflater.eof:
+        raise _bad_gzip("the data is truncated")
+    return b"".join(chunks)
+
+
+def check_json_depth(data: bytes | str, limits: Limits) -> None:
+    """Refuse a JSON text nesting deeper than ``limits.max_depth`` or holding more than
+    ``limits.max_json_containers`` arrays and objects; scans the text, no recursion."""
+    shape = json_shape(data, limits.max_depth)
+    if shape.depth > limits.max_depth:
+        raise LimitExceeded(
+            "report-too-deep",
+            f"the JSON nests deeper than {limits.max_depth} levels (a TLS report nests 5)",
+            RFC_SCHEMA,
+            limit=limits.max_depth,
+        )
+    if shape.containers > limits.max_json_containers:
+        raise LimitExceeded(
+            "report-too-many-values",
+            f"the JSON holds {shape.containers} arrays and objects, more than the "
+            f"{limits.max_json_containers} accepted",
+            RFC_SCHEMA,
+            limit=limits.max_json_containers,
+        )
+
+
+def _check_counts(value: Any, limits: Limits) -> None:
+    policies = value.get("policies") if isinstance(value, dict) else None
+    if not isinstance(policies, list):
+        return  # parsing reports the missing or mistyped field
+    if len(policies) > limits.max_policies:
+        raise LimitExceeded(
+            "report-too-many-policies",
+            f"the report lists {len(policies)} policies, more than the "
+            f"{limits.max_policies} accepted",
+            RFC_SCHEMA,
+            limit=limits.max_policies,
+        )
+    for i, policy in enumerate(policies):
+        details = policy.get("failure-details") if isinstance(policy, dict) else None
+        if isinstance(details, list) and len(details) > limits.max_failure_details:
+            raise LimitExceeded(
+                "report-too-many-failure-details",
+                f"policies[{i}] lists {len(details)} failure details, more than the "
+                f"{limits.max_failure_details} accepted",
+                RFC_SCHEMA,
+                limit=limits.max_failure_details,
+            )
+
+
+def load_report(data: bytes, limits: Limits | None = None) -> ParsedReport:
+    """A report as received (gzip or plain JSON bytes), checked against ``limits`` at
+    every step: size, decompressed size, nesting and container count (before json.loads),
+    number of policies and failure details (before the model is built), then parsed
+    leniently (`mtasts.protocol.report.parse_report`). Raises only ReportError
+    (LimitExceeded for a cap)."""
+    limits = limits or Limits()
+    text = decompress(data, limits)
+    value, repairs = decode_report_json(
+        text, max_depth=limits.max_depth, max_containers=limits.max_json_containers
+    )
+    _check_counts(value, limits)
+    return report_from_json(value, repairs)
