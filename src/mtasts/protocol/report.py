@@ -452,6 +452,12 @@ def _policy_strings(
     if policy_type == PolicyType.TLSA and len(lines) == 1 and lines[0].lstrip().startswith("["):
         # Microsoft writes the TLSA records as one string holding a JSON array.
         inner = _json_string_array(lines[0])
+        # A doubly encoded array is unpacked too, so that parsing again changes nothing.
+        while inner is not None and len(inner) == 1 and inner[0].lstrip().startswith("["):
+            deeper = _json_string_array(inner[0])
+            if deeper is None:
+                break
+            inner = deeper
         if inner is not None:
             repairs.append(
                 Repair(
@@ -469,7 +475,7 @@ def _policy_strings(
                 f"{where}policy-string lines end with a carriage return; removed",
             )
         )
-        lines = [line.removesuffix("\r") for line in lines]
+        lines = [line.rstrip("\r") for line in lines]
     return tuple(lines)
 
 
@@ -504,8 +510,14 @@ def _mx_hosts(
         repairs.append(
             Repair("mx-host-prefixed", f"{where}mx-host entries start with 'mx:'; removed")
         )
-        hosts = [h.removeprefix("mx:").strip() if h.startswith("mx:") else h for h in hosts]
+        hosts = [_strip_mx_prefix(h) for h in hosts]
     return tuple(hosts)
+
+
+def _strip_mx_prefix(host: str) -> str:
+    while host.startswith("mx:"):
+        host = host[3:].strip()
+    return host
 
 
 _DETAIL_STRINGS = (
