@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.orm import Session, sessionmaker
 
 from mtasts import generate as gen
 from mtasts.check import output
@@ -280,6 +281,10 @@ def serve(
         str | None,
         typer.Option(help="Service zone the customers' CNAMEs point into (e.g. sts.example.net)."),
     ] = None,
+    smtp: Annotated[
+        str | None,
+        typer.Option("--smtp", help="HOST:PORT for the TLS report receiver (SMTP, STARTTLS)."),
+    ] = None,
     nameserver: Annotated[
         list[str] | None,
         typer.Option("--nameserver", "-n", help="DNS server for MX lookups and verification."),
@@ -300,6 +305,7 @@ def serve(
         database_url=database_url,
         listen=listen,
         dns_listen=dns,
+        smtp_listen=smtp,
         zone=zone,
         nameservers=nameserver,
     )
@@ -350,6 +356,94 @@ def tokens_create(
         Console(stderr=True).print(f"[red]{exc.message}")
         raise typer.Exit(2) from exc
     print(token)
+
+
+reports_app = typer.Typer(help="TLS reports (RFC 8460): import and read.", no_args_is_help=True)
+app.add_typer(reports_app, name="reports")
+
+
+def _report_sessions(settings: Settings) -> sessionmaker[Session]:
+    from mtasts.store.db import make_engine, migrate, session_factory
+
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    return session_factory(engine)
+
+
+@reports_app.command("import")
+def reports_import(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help=".json, .json.gz, .eml files, mbox files or (Maildir) folders."),
+    ],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Import TLS reports from files; importing the same report again changes nothing."""
+    from mtasts.reports.files import discover, import_items
+    from mtasts.reports.ingest import ReportIngestor, StoreUnavailable
+
+    err = Console(stderr=True, highlight=False)
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    try:
+        items = discover(paths)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}")
+        raise typer.Exit(2) from exc
+    ingestor = ReportIngestor(_report_sessions(settings))
+    progress = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    try:
+        with progress:
+            task = progress.add_task("import", total=len(items))
+            summary = import_items(ingestor, items, lambda _item: progress.advance(task))
+    except StoreUnavailable as exc:
+        err.print(f"[red]{exc}; nothing after the last stored report was imported.")
+        raise typer.Exit(1) from exc
+    for where, reason in summary.rejected:
+        err.print(f"[yellow]skipped[/] {where}: {reason}", markup=True)
+    err.print(
+        f"{summary.stored} report(s) stored, {summary.duplicate} already known, "
+        f"{len(summary.rejected)} skipped (of {len(items)} item(s))"
+    )
+    raise typer.Exit(1 if summary.rejected else 0)
+
+
+@reports_app.command("summary")
+def reports_summary(
+    domain: Annotated[str, typer.Argument(help="The domain the reports are about.")],
+    days: Annotated[int, typer.Option(min=1, max=366, help="How many days back.")] = 30,
+    fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Sessions and failures per day, sending organisation, result type and MX host."""
+    import json
+
+    from mtasts.reports.aggregate import summary
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    try:
+        name = normalize_domain(domain)
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]{exc}")
+        raise typer.Exit(2) from exc
+    with _report_sessions(settings)() as db:
+        data = summary(db, name, days, utcnow())
+    if fmt is not Format.text:
+        print(json.dumps(data, indent=2))
+        return
+    from mtasts.reports.render import print_summary
+
+    print_summary(Console(highlight=False, soft_wrap=True), data)
 
 
 def main() -> None:

@@ -26,6 +26,9 @@ from mtasts.hosting.dnspublish import Rfc2136Publisher
 from mtasts.hosting.dnsserver import AuthoritativeDnsServer
 from mtasts.hosting.snapshot import POLICY_HOST_PREFIX
 from mtasts.hosting.tenants import HostingService
+from mtasts.reports.ingest import ReportIngestor
+from mtasts.reports.smtp import ReportReceiver
+from mtasts.web import reports_api
 from mtasts.web.api import build_api
 
 log = logging.getLogger("mtasts.serve")
@@ -59,13 +62,19 @@ class MtastsApp:
         *,
         dns_server: AuthoritativeDnsServer | None = None,
         publisher: Rfc2136Publisher | None = None,
+        smtp_receiver: ReportReceiver | None = None,
+        ingestor: ReportIngestor | None = None,
     ) -> None:
         self.service = service
         self.settings = service.settings
         self.metrics = Metrics()
         self.dns_server = dns_server
         self.publisher = publisher
+        self.smtp_receiver = smtp_receiver
         self.api: FastAPI = build_api(service, lifespan=self._lifespan, version=__version__)
+        self.api.state.ingestor = ingestor or ReportIngestor(service.sessions)
+        self.api.include_router(reports_api.receive)
+        self.api.include_router(reports_api.router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -206,6 +215,9 @@ class MtastsApp:
             log.warning(
                 "authoritative DNS for %s on %s", self.settings.zone_name, self.dns_server.address
             )
+        if self.smtp_receiver is not None:
+            await anyio.to_thread.run_sync(self.smtp_receiver.start)
+            log.warning("TLS report receiver (SMTP) on %s", self.settings.smtp_listen)
         tasks = [
             asyncio.create_task(self._sync_loop()),
             asyncio.create_task(self._maintenance_loop()),
@@ -222,6 +234,8 @@ class MtastsApp:
                     await t
             if self.dns_server is not None:
                 await self.dns_server.stop()
+            if self.smtp_receiver is not None:
+                await anyio.to_thread.run_sync(self.smtp_receiver.stop)
 
 
 def _host(scope: Scope) -> str:

@@ -13,6 +13,14 @@ from mtasts.hosting.dnspublish import Rfc2136Publisher
 from mtasts.hosting.dnsserver import AuthoritativeDnsServer, ZoneAnswerer
 from mtasts.hosting.snapshot import Snapshot
 from mtasts.hosting.tenants import HostingService
+from mtasts.reports.ingest import ReportIngestor
+from mtasts.reports.smtp import (
+    ReportHandler,
+    ReportReceiver,
+    dkim_dns,
+    self_signed_context,
+    tls_context,
+)
 from mtasts.store.db import make_engine, migrate, session_factory
 from mtasts.web.app import MtastsApp
 
@@ -58,7 +66,30 @@ def build_app(service: HostingService) -> MtastsApp:
         dns_server = AuthoritativeDnsServer(answerer, host, port)
     if settings.update_server:
         publisher = Rfc2136Publisher(settings, lambda: service.snapshot)  # checks the settings
-    return MtastsApp(service, dns_server=dns_server, publisher=publisher)
+    ingestor = ReportIngestor(service.sessions)
+    receiver = None
+    if settings.smtp_listen:
+        host, port = split_hostport(settings.smtp_listen, "smtp_listen")
+        name = settings.effective_smtp_hostname
+        tls = (
+            tls_context(settings.smtp_tls_cert, settings.smtp_tls_key)
+            if settings.smtp_tls_cert
+            else self_signed_context(settings.data_dir, name)
+        )
+        handler = ReportHandler(
+            ingestor,
+            {settings.effective_mailto},
+            dkim_dns(settings.nameservers),
+            keep_unsigned=settings.keep_unsigned_reports,
+        )
+        receiver = ReportReceiver(handler, host, port, tls, name)
+    return MtastsApp(
+        service,
+        dns_server=dns_server,
+        publisher=publisher,
+        smtp_receiver=receiver,
+        ingestor=ingestor,
+    )
 
 
 def serve(service: HostingService) -> None:

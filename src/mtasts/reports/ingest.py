@@ -1,0 +1,207 @@
+"""Ingestion of TLS reports: limits, lenient parse, then stored once.
+
+Every route (HTTPS POST, SMTP, IMAP, files) ends here. A report counts as accepted only
+after its transaction committed; callers acknowledge (2xx, 250, IMAP move) only then.
+Duplicates (same organisation and report-id, RFC 8460 §4.4) are recognised by a unique
+constraint, so two routes racing with the same report still store it once.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mtasts.protocol.errors import ReportError
+from mtasts.protocol.report import ParsedReport
+from mtasts.reports.limits import Limits, load_report
+from mtasts.reports.mime import extract_reports
+from mtasts.store.models import TlsReport, TlsReportFailure, TlsReportPolicy
+
+
+class Route(StrEnum):
+    HTTPS = "https"
+    SMTP = "smtp"
+    IMAP = "imap"
+    FILE = "file"
+
+
+class Status(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"  # bad input: retrying will not help
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    organization: str = ""
+    report_id: str = ""
+    domain: str = ""
+    pk: int | None = None  # the stored report (also for a duplicate)
+    code: str = ""  # why rejected
+    reason: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is not Status.REJECTED
+
+
+class StoreUnavailable(Exception):
+    """The database could not take the report: the sender must retry later (HTTP 503,
+    SMTP 451), and nothing was acknowledged."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ReportIngestor:
+    """Turns payloads and e-mails into stored reports."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        limits: Limits | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.limits = limits or Limits()
+        self.clock = clock
+
+    def ingest_payload(
+        self,
+        data: bytes,
+        *,
+        route: Route,
+        domain: str = "",
+        dkim: str | None = None,
+    ) -> Outcome:
+        """A report as JSON or gzip'd JSON. ``domain``: the domain the route was meant for
+        (e.g. the URL path), used when the report names no policy domain."""
+        try:
+            parsed = load_report(data, self.limits)
+        except ReportError as exc:
+            return Outcome(Status.REJECTED, code=exc.code, reason=exc.message)
+        return self.store(parsed, data, route=route, domain=domain, dkim=dkim)
+
+    def ingest_message(
+        self, message: bytes, *, route: Route, dkim: str | None = None
+    ) -> list[Outcome]:
+        """Every report carried by one e-mail (RFC 8460 §5.3); one rejected outcome when
+        the message carries none."""
+        try:
+            extracted = extract_reports(message, self.limits)
+        except ReportError as exc:
+            return [Outcome(Status.REJECTED, code=exc.code, reason=exc.message)]
+        if not extracted:
+            return [
+                Outcome(
+                    Status.REJECTED,
+                    code="report-not-found",
+                    reason="the message carries no TLS report (RFC 8460 §5.3: a "
+                    "multipart/report with an application/tlsrpt+gzip or +json part)",
+                )
+            ]
+        outcomes = []
+        for part in extracted:
+            if part.error is not None:
+                outcomes.append(
+                    Outcome(Status.REJECTED, code=part.error.code, reason=part.error.message)
+                )
+            else:
+                assert part.parsed is not None
+                outcomes.append(self.store(part.parsed, part.payload, route=route, dkim=dkim))
+        return outcomes
+
+    def store(
+        self,
+        parsed: ParsedReport,
+        raw: bytes,
+        *,
+        route: Route,
+        domain: str = "",
+        dkim: str | None = None,
+    ) -> Outcome:
+        """Store ``parsed`` once; raises StoreUnavailable when the database fails."""
+        report = parsed.report
+        org, rid = report.organization_name, report.report_id
+        report_domain = _report_domain(parsed) or domain.lower()
+        ok, failed = report.sessions()
+        row = TlsReport(
+            organization=org,
+            report_id=rid,
+            domain=report_domain,
+            start=report.start_datetime,
+            end=report.end_datetime,
+            contact=report.contact_info,
+            received_at=self.clock(),
+            route=str(route),
+            dkim=dkim,
+            repairs=[{"code": r.code, "message": r.message} for r in parsed.repairs],
+            sessions_ok=ok,
+            sessions_failed=failed,
+            raw=raw if raw[:2] == b"\x1f\x8b" else gzip.compress(raw, mtime=0),
+        )
+        try:
+            with self.sessions.begin() as db:
+                db.add(row)
+                db.flush()
+                for p in report.policies:
+                    prow = TlsReportPolicy(
+                        report_pk=row.id,
+                        policy_type=p.policy_type,
+                        policy_domain=p.policy_domain or report_domain,
+                        policy_strings=list(p.policy_strings),
+                        mx_hosts=list(p.mx_hosts),
+                        successful=p.total_successful,
+                        failed=p.total_failure,
+                    )
+                    db.add(prow)
+                    db.flush()
+                    db.add_all(
+                        TlsReportFailure(
+                            policy_pk=prow.id,
+                            result_type=f.result_type,
+                            sending_mta_ip=f.sending_mta_ip,
+                            receiving_mx_hostname=f.receiving_mx_hostname,
+                            receiving_mx_helo=f.receiving_mx_helo,
+                            receiving_ip=f.receiving_ip,
+                            count=f.failed_session_count,
+                            additional_information=f.additional_information,
+                            failure_reason_code=f.failure_reason_code,
+                        )
+                        for f in p.failure_details
+                    )
+            return Outcome(Status.STORED, org, rid, report_domain, row.id)
+        except IntegrityError:
+            return self._duplicate(org, rid, report_domain)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"the report store is unavailable: {exc}") from exc
+
+    def _duplicate(self, org: str, rid: str, domain: str) -> Outcome:
+        try:
+            with self.sessions() as db:
+                pk = db.scalar(
+                    select(TlsReport.id).where(
+                        TlsReport.organization == org, TlsReport.report_id == rid
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"the report store is unavailable: {exc}") from exc
+        if pk is None:  # an integrity error that was not the duplicate: a real fault
+            raise StoreUnavailable("the report could not be stored (constraint violation)")
+        return Outcome(Status.DUPLICATE, org, rid, domain, pk)
+
+
+def _report_domain(parsed: ParsedReport) -> str:
+    for p in parsed.report.policies:
+        if p.policy_domain:
+            return p.policy_domain.lower().rstrip(".")
+    return ""

@@ -1,0 +1,149 @@
+"""TLS reports over HTTP: the `https:` rua endpoint senders POST to (RFC 8460 §5.2) and the
+API that reads stored reports back."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import func, select
+
+from mtasts.hosting.tenants import ServiceError
+from mtasts.reports.aggregate import summary
+from mtasts.reports.ingest import ReportIngestor, Route, Status, StoreUnavailable
+from mtasts.store.models import TlsReport
+from mtasts.web.api import CurrentUser, Service
+
+# RFC 8460 §5.2 and §5.3: the media types of a report; the last two are tolerated variants
+GZIP_TYPES = {"application/tlsrpt+gzip", "application/gzip"}
+JSON_TYPES = {"application/tlsrpt+json", "application/tlsrpt", "application/json"}
+
+receive = APIRouter()
+router = APIRouter(prefix="/api/v1")
+
+
+def ingestor(request: Request) -> ReportIngestor:
+    ing = request.app.state.ingestor
+    assert isinstance(ing, ReportIngestor)
+    return ing
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+@receive.post("/tlsrpt/{domain}", include_in_schema=False)
+async def post_report(domain: str, request: Request) -> Response:
+    """RFC 8460 §5.2: a 2xx only once the report is durably stored."""
+    domain = domain.lower().rstrip(".")
+    if request.app.state.service.snapshot.hosts.get(domain) is None:
+        return _error(404, "domain-not-hosted", f"No TLS reports are received for {domain} here.")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in GZIP_TYPES | JSON_TYPES:
+        return _error(
+            415,
+            "unsupported-media-type",
+            f"Send application/tlsrpt+gzip or application/tlsrpt+json (RFC 8460 §5.2), not "
+            f"{ctype or 'no content type'}.",
+        )
+    ing = ingestor(request)
+    limit = ing.limits.max_compressed_bytes
+    body = bytearray()
+    async for chunk in request.stream():  # bounded while reading, not after
+        body += chunk
+        if len(body) > limit:
+            return _error(413, "report-too-large", f"A report may be at most {limit} bytes.")
+    try:
+        outcome = await anyio.to_thread.run_sync(
+            lambda: ing.ingest_payload(bytes(body), route=Route.HTTPS, domain=domain)
+        )
+    except StoreUnavailable as exc:
+        return _error(503, "store-unavailable", f"{exc}; please retry later.")
+    if outcome.status is Status.REJECTED:
+        status = 413 if "too-large" in outcome.code else 400
+        return _error(status, outcome.code, outcome.reason)
+    return JSONResponse(
+        {
+            "status": str(outcome.status),
+            "organization": outcome.organization,
+            "report_id": outcome.report_id,
+        },
+        status_code=201 if outcome.status is Status.STORED else 200,
+    )
+
+
+@router.get("/domains/{domain}/reports", summary="TLS reports received for a domain")
+def list_reports(
+    domain: str,
+    svc: Service,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    name = svc.get_domain(user, domain)["domain"]
+    with svc.sessions() as db:
+        total = db.scalar(select(func.count()).where(TlsReport.domain == name)) or 0
+        rows = db.scalars(
+            select(TlsReport)
+            .where(TlsReport.domain == name)
+            .order_by(TlsReport.start.desc(), TlsReport.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        items = [
+            {
+                "id": r.id,
+                "organization": r.organization,
+                "report_id": r.report_id,
+                "start": r.start.isoformat(),
+                "end": r.end.isoformat(),
+                "contact": r.contact,
+                "successful": r.sessions_ok,
+                "failed": r.sessions_failed,
+                "route": r.route,
+                "dkim": r.dkim,
+                "repairs": r.repairs,
+                "received_at": r.received_at.isoformat(),
+            }
+            for r in rows
+        ]
+    return {"domain": name, "total": total, "reports": items}
+
+
+@router.get("/domains/{domain}/reports/summary", summary="Sessions and failures, aggregated")
+def report_summary(
+    domain: str,
+    svc: Service,
+    user: CurrentUser,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> dict[str, Any]:
+    name = svc.get_domain(user, domain)["domain"]
+    with svc.sessions() as db:
+        return summary(db, name, days, svc.clock())
+
+
+@router.get("/domains/{domain}/reports/{report}/raw", summary="The report as received")
+def raw_report(
+    domain: str, report: int, svc: Service, user: CurrentUser, compressed: bool = False
+) -> Response:
+    name = svc.get_domain(user, domain)["domain"]
+    with svc.sessions() as db:
+        row = db.get(TlsReport, report)
+        if row is None or row.domain != name:
+            raise ServiceError(404, "report-not-found", f"No report {report} for {name}.")
+        raw, rid = row.raw, row.report_id
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in rid)[:100] or str(report)
+    if compressed:
+        return Response(
+            raw,
+            media_type="application/tlsrpt+gzip",
+            headers={"Content-Disposition": f'attachment; filename="{safe}.json.gz"'},
+        )
+    return Response(
+        gzip.decompress(raw),
+        media_type="application/tlsrpt+json",
+        headers={"Content-Disposition": f'attachment; filename="{safe}.json"'},
+    )
