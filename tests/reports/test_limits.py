@@ -143,9 +143,9 @@ def test_deep_nesting_is_refused_before_parsing(wrap: Any) -> None:
     with pytest.raises(LimitExceeded):
         load_report(wrap(b"[" * 1_000_000 + b"]" * 1_000_000))
     shallow = b'{"organization-name": ' + b"[" * 30 + b"]" * 30 + b"}"
-    with pytest.raises(ReportError) as info:
+    with pytest.raises(ReportError) as refused:
         load_report(wrap(shallow))
-    assert info.value.code == "report-field-type"  # parsed, then refused for its content
+    assert refused.value.code == "report-field-type"  # parsed, then refused for its content
 
 
 def test_check_json_depth() -> None:
