@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DOMAIN ?=
 ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-reports clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	bash scripts/system-deps.sh
 	$(BIN)/python bench/check_bulk.py $(ARGS)
+
+bench-reports: $(VENV)/.installed-bench
+	$(BIN)/python bench/reports_ingest.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

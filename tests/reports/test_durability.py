@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.hosting.serving import serve_process
 from tests.hosting.test_api_lab import ZONE
 from tests.lab import World

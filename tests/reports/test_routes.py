@@ -19,12 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
+
+from mtasts.config import Settings
 from tests.hosting.serving import Running, running
 from tests.hosting.test_api_lab import ZONE
 from tests.lab import World
 from tests.lab.ports import free_port
-
-from mtasts.config import Settings
 
 pytestmark = pytest.mark.lab
 
