@@ -266,3 +266,25 @@ def test_file_route_json_eml_mbox_maildir(app: Running, tmp_path: Path) -> None:
     )
     assert summary.returncode == 0, summary.stderr
     assert "TLS reports for example.com" in summary.stdout
+
+
+def test_raw_report_download_and_listing(app: Running) -> None:
+    path = CORPUS / "mox" / "microsoft.eml"
+    port = int(app.service.settings.smtp_listen.rsplit(":", 1)[1])
+    assert _send(port, path.read_bytes())[0] == 250
+    decoded = DECODED["microsoft"].read_bytes()
+    with app.client() as c:
+        listed = c.get("/api/v1/domains/test.xmox.nl/reports").json()
+        (item,) = listed["reports"]
+        assert item["organization"] == "Microsoft Corporation"
+        assert "datetime-without-zone" in {r["code"] for r in item["repairs"]}
+        raw = c.get(f"/api/v1/domains/test.xmox.nl/reports/{item['id']}/raw")
+        assert raw.status_code == 200 and raw.content == decoded
+        assert raw.headers["content-type"] == "application/tlsrpt+json"
+        gz = c.get(f"/api/v1/domains/test.xmox.nl/reports/{item['id']}/raw?compressed=true")
+        assert gzip.decompress(gz.content) == decoded
+        other = c.get(f"/api/v1/domains/example.com/reports/{item['id']}/raw")
+        assert other.status_code == 404
+        bob = app.service.create_token("bob@example.org")
+    with app.client(bob) as b:
+        assert b.get("/api/v1/domains/test.xmox.nl/reports").status_code == 404
