@@ -7,6 +7,10 @@ for names that exist with other types or only below (empty non-terminals, RFC 80
 per name: SERVFAIL, REFUSED, no answer at all (clients time out), slow answers. UDP answers
 that do not fit get the TC bit and clients retry over TCP (RFC 7766 §5).
 
+``forward={"sts.lab.test": "127.0.0.1:5353"}`` makes it follow a delegation as a recursive
+resolver does: names at or below a forwarded zone (asked directly, or reached along a CNAME
+chain) are asked of that zone's server, and its answer is spliced into the chain.
+
     zone = Zone()
     zone.add("example.test", "MX", "10 mx.example.test.")
     with DnsServer(zone, host="127.0.0.1", port=0) as dns_server:
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import cast
 
+import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
@@ -40,6 +45,7 @@ from tests.lab._background import LabServer, close_writer
 from tests.lab.ports import format_hostport, require_loopback
 
 MAX_CHAIN = 12  # CNAME hops followed before giving up (as resolvers cap loops)
+FORWARD_TIMEOUT = 3.0  # seconds to wait for a forwarded zone's server
 UDP_DEFAULT_PAYLOAD = 512  # RFC 1035 §4.2.1, without EDNS
 UDP_RECEIVE_BUFFER = 8 * 1024 * 1024
 
@@ -196,9 +202,13 @@ class DnsServer(LabServer):
         host: str = "127.0.0.1",
         port: int = 0,
         delay: float = 0.0,
+        forward: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.zone = zone if zone is not None else Zone()
+        self.forwards: dict[dns.name.Name, tuple[str, int]] = {}
+        for forwarded_zone, server in (forward or {}).items():
+            self.forward(forwarded_zone, server)
         self.host = require_loopback(host)
         self.port = port
         self.delay = delay
@@ -213,6 +223,58 @@ class DnsServer(LabServer):
     def address(self) -> str:
         """ "IP:PORT" (or "[::1]:PORT") to give a resolver as its nameserver."""
         return format_hostport(self.host, self.port)
+
+    def forward(self, zone: str, server: str) -> None:
+        """Ask ``server`` ("IP:PORT" or "[::1]:PORT", loopback only) about every name at or
+        below ``zone``, as a recursive resolver follows the zone's delegation."""
+        host, sep, port = server.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"forward server must be IP:PORT, got {server!r}")
+        self.forwards[_name(zone)] = (require_loopback(host.strip("[]")), int(port))
+
+    def _forward_for(self, name: dns.name.Name) -> tuple[str, int] | None:
+        for zone, server in self.forwards.items():
+            if name.is_subdomain(zone):
+                return server
+        return None
+
+    async def _follow_forwards(
+        self,
+        qtype: dns.rdatatype.RdataType,
+        rcode: dns.rcode.Rcode,
+        answer: list[dns.rrset.RRset],
+        visited: list[dns.name.Name],
+    ) -> tuple[dns.rcode.Rcode, list[dns.rrset.RRset]]:
+        """Continue a chain that ends in a forwarded zone there, and back here when that
+        zone's answer ends in a CNAME pointing out of it (RFC 1034 §4.3.2, step 3)."""
+        answer = list(answer)
+        for _ in range(MAX_CHAIN):
+            name = visited[-1]
+            done = bool(answer) and answer[-1].rdtype == qtype
+            server = self._forward_for(name)
+            if done or server is None or rcode == dns.rcode.SERVFAIL:
+                return rcode, answer
+            query = dns.message.make_query(name, qtype)
+            try:
+                reply, _tcp = await dns.asyncquery.udp_with_fallback(
+                    query, server[0], timeout=FORWARD_TIMEOUT, port=server[1]
+                )
+            except (dns.exception.DNSException, OSError):
+                return dns.rcode.SERVFAIL, []
+            rcode = reply.rcode()
+            answer += reply.answer
+            last = reply.answer[-1] if reply.answer else None
+            if last is None or last.rdtype != dns.rdatatype.CNAME or qtype == last.rdtype:
+                return rcode, answer
+            target = next(iter(last)).target
+            if target in visited:
+                return dns.rcode.SERVFAIL, []
+            visited.append(target)
+            if self._forward_for(target) is None:  # back to names this server knows
+                rcode, more, chain = self.zone.resolve(target, qtype)
+                answer += more
+                visited += chain[1:]
+        return dns.rcode.SERVFAIL, []
 
     # --- faults -------------------------------------------------------------------------
 
@@ -322,6 +384,8 @@ class DnsServer(LabServer):
             q = query.question[0]
             self.stats.by_name[q.name.to_text(omit_final_dot=True).lower()] += 1
             rcode, answer, visited = self.zone.resolve(q.name.canonicalize(), q.rdtype)
+            if self.forwards:
+                rcode, answer = await self._follow_forwards(q.rdtype, rcode, answer, visited)
             fault = next((self._faults[n] for n in visited if n in self._faults), None)
             delay = next((self._delays[n] for n in visited if n in self._delays), delay)
             if fault is Fault.DROP:
