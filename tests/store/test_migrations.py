@@ -23,6 +23,9 @@ TABLES = {
     "tls_reports",
     "tls_report_policies",
     "tls_report_failures",
+    "domain_checks",
+    "alerts",
+    "leases",
     "alembic_version",
 }
 

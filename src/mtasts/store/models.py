@@ -173,3 +173,49 @@ class TlsReportFailure(Base):
     count: Mapped[int] = mapped_column(Integer)
     additional_information: Mapped[str | None] = mapped_column(Text, default=None)
     failure_reason_code: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class DomainCheck(Base):
+    """When each hosted domain is checked next, and what the last check found. The
+    conditional update of ``next_check_at`` is the lease: of several processes, only the
+    one whose update matched runs the check."""
+
+    __tablename__ = "domain_checks"
+
+    domain_id: Mapped[int] = mapped_column(
+        ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True
+    )
+    next_check_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    claimed_by: Mapped[str] = mapped_column(String(100), default="")
+    last_result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class Alert(Base):
+    """One problem of one domain: opened once, re-notified on a schedule, closed when the
+    condition is gone. At most one open alert per (domain, kind, subject)."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(253), default="")
+    severity: Mapped[str] = mapped_column(String(16))  # critical, warning, info
+    state: Mapped[str] = mapped_column(String(8), index=True)  # open, closed
+    message: Mapped[str] = mapped_column(Text)
+    fix: Mapped[str] = mapped_column(Text, default="")
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    notifications: Mapped[int] = mapped_column(Integer, default=0)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Lease(Base):
+    """A cluster-wide job runs where its lease is held (``holder`` until ``expires_at``)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
