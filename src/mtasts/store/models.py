@@ -202,6 +202,7 @@ class Alert(Base):
     kind: Mapped[str] = mapped_column(String(40))
     subject: Mapped[str] = mapped_column(String(253), default="")
     severity: Mapped[str] = mapped_column(String(16))  # critical, warning, info
+    level: Mapped[int] = mapped_column(Integer, default=0)  # escalation step, e.g. 21/7/1 days
     state: Mapped[str] = mapped_column(String(8), index=True)  # open, closed
     message: Mapped[str] = mapped_column(Text)
     fix: Mapped[str] = mapped_column(Text, default="")

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-29 04:18:57.561961
+Create Date: 2026-11-29 04:19:25.975426
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column("subject", sa.String(length=253), nullable=False),
         sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("level", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=8), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("fix", sa.Text(), nullable=False),
