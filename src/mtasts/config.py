@@ -45,6 +45,22 @@ class Settings:
     smtp_tls_cert: str = ""  # PEM files for STARTTLS; "" = a self-signed pair in data_dir
     smtp_tls_key: str = ""
     keep_unsigned_reports: bool = True  # keep reports without valid DKIM, flagged
+    # monitoring and alerts
+    monitor_interval: float = 3600.0  # seconds between checks of each domain; 0 = off
+    monitor_tick: float = 30.0  # seconds between looks for due checks
+    https_port: int = 443  # where checks fetch policies (the lab uses other ports)
+    renotify_interval: float = 86400.0  # seconds before an open alert is sent again
+    mx_auto_refresh: bool = False  # testing mode: add a new MX to the policy by itself
+    tlsrpt_failure_threshold: float = 0.05  # alert above this share of failed sessions
+    sender_silent_days: int = 3  # alert when a regular sender sent nothing for this long
+    alert_email: str = ""  # also send every alert here (owners always get theirs)
+    alert_from: str = ""  # "" = mtasts@<zone>
+    alert_smtp_relay: str = ""  # "HOST:PORT" of the relay for alert mail; "" = no mail
+    alert_smtp_user: str = ""
+    alert_smtp_password: str = ""
+    alert_smtp_starttls: bool = True
+    alert_webhook_url: str = ""  # POST JSON here; "" = no webhook
+    alert_webhook_secret: str = ""  # HMAC-SHA256 key for the X-Mtasts-Signature header
     # RFC 2136 publisher: push the zone's records to an existing primary
     update_server: str = ""  # "IP[:PORT]"; "" = off
     tsig_name: str = ""
@@ -75,6 +91,10 @@ class Settings:
     @property
     def effective_public_url(self) -> str:
         return (self.public_url or f"https://{self.policy_host}").rstrip("/")
+
+    @property
+    def effective_alert_from(self) -> str:
+        return self.alert_from or f"mtasts@{self.zone_name}"
 
     @property
     def effective_smtp_hostname(self) -> str:
@@ -167,6 +187,8 @@ def load_settings(
         split_hostport(settings.dns_listen, "dns_listen")
     if settings.smtp_listen:
         split_hostport(settings.smtp_listen, "smtp_listen")
+    if settings.alert_smtp_relay:
+        split_hostport(settings.alert_smtp_relay, "alert_smtp_relay")
 
     return settings
 

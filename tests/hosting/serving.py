@@ -4,6 +4,7 @@ hosting tests: uvicorn with the same app, store and settings as the command."""
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,10 +29,13 @@ class Running:
     service: HostingService
     base: str
     admin_token: str
+    verify: ssl.SSLContext | bool = True  # trusting the test CA when serving HTTPS
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
-        return httpx.Client(base_url=self.base, headers=headers, timeout=60, **kwargs)
+        return httpx.Client(
+            base_url=self.base, headers=headers, timeout=60, verify=self.verify, **kwargs
+        )
 
     def policy(self, domain: str, method: str = "GET") -> httpx.Response:
         return httpx.request(
@@ -39,23 +43,34 @@ class Running:
             f"{self.base}/.well-known/mta-sts.txt",
             headers={"Host": f"mta-sts.{domain}"},
             timeout=10,
+            verify=self.verify,
         )
 
 
 @contextmanager
-def running(settings: Settings) -> Iterator[Running]:
-    """Start the app of ``settings`` on a free port; stop it on exit."""
-    port = free_port()
-    settings = Settings(**{**settings.__dict__, "listen": f"127.0.0.1:{port}"})
+def running(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    tls: tuple[str, str] | None = None,
+    ca_file: str | None = None,
+    port: int | None = None,
+) -> Iterator[Running]:
+    """Start the app of ``settings`` on a free port of ``host`` (HTTPS with ``tls`` =
+    (chain file, key file), clients trusting ``ca_file``); stop it on exit."""
+    port = port or free_port([host])
+    settings = Settings(**{**settings.__dict__, "listen": f"{host}:{port}"})
     service = open_service(settings)
     token = service.first_admin_token() or service.create_token("admin@localhost", admin=True)
     config = uvicorn.Config(
         build_app(service),
-        host="127.0.0.1",
+        host=host,
         port=port,
         log_level="warning",
         access_log=False,
         lifespan="on",
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -66,7 +81,9 @@ def running(settings: Settings) -> Iterator[Running]:
             raise RuntimeError("mtasts app did not start")
         time.sleep(0.02)
     try:
-        yield Running(service, f"http://127.0.0.1:{port}", token)
+        base = f"{'https' if tls else 'http'}://{host}:{port}"
+        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        yield Running(service, base, token, verify)
     finally:
         server.should_exit = True
         thread.join(15)

@@ -209,9 +209,11 @@ class HostingService:
             )
         return domain
 
-    def _owned(self, db: Session, user: User, name: str) -> Domain:
+    def _owned(self, db: Session, user: User | None, name: str) -> Domain:
+        """The domain ``name`` if ``user`` may see it (None: mtasts itself, e.g. the
+        monitor); 404 otherwise, so others' domains are indistinguishable from none."""
         domain = db.scalar(select(Domain).where(Domain.name == self._normalize(name)))
-        if domain is None or (domain.owner_id != user.id and not user.is_admin):
+        if domain is None or (user and domain.owner_id != user.id and not user.is_admin):
             raise ServiceError(404, "domain-not-found", f"{name} is not hosted here.")
         return domain
 
@@ -320,7 +322,7 @@ class HostingService:
                 q = q.where(Domain.owner_id == user.id)
             return [self.view(db, d) for d in db.scalars(q)]
 
-    def get_domain(self, user: User, name: str) -> dict[str, Any]:
+    def get_domain(self, user: User | None, name: str) -> dict[str, Any]:
         with self.sessions() as db:
             return self.view(db, self._owned(db, user, name))
 
@@ -421,7 +423,7 @@ class HostingService:
 
     def set_policy(
         self,
-        user: User,
+        user: User | None,
         name: str,
         mode: Mode,
         mx: list[str] | None = None,
@@ -474,13 +476,12 @@ class HostingService:
             if findings:
                 detail["forced_over"] = [f["code"] for f in findings]
                 detail["reason"] = reason
-            self._audit(
-                db, user.id, domain_name, "policy-forced" if findings else "policy-set", detail
-            )
+            action = "policy-forced" if findings else "policy-set"
+            self._audit(db, user.id if user else None, domain_name, action, detail)
         self.refresh_domain(domain_name)
         return self.get_domain(user, domain_name)
 
-    def refresh_mx(self, user: User, name: str) -> dict[str, Any]:
+    def refresh_mx(self, user: User | None, name: str) -> dict[str, Any]:
         """A new version listing the live MX hosts (same mode; enforce stays guarded)."""
         with self.sessions() as db:
             domain = self._owned(db, user, name)

@@ -26,6 +26,7 @@ from mtasts.hosting.dnspublish import Rfc2136Publisher
 from mtasts.hosting.dnsserver import AuthoritativeDnsServer
 from mtasts.hosting.snapshot import POLICY_HOST_PREFIX
 from mtasts.hosting.tenants import HostingService
+from mtasts.monitor.scheduler import Monitor
 from mtasts.reports.ingest import ReportIngestor
 from mtasts.reports.smtp import ReportReceiver
 from mtasts.web import reports_api
@@ -64,6 +65,7 @@ class MtastsApp:
         publisher: Rfc2136Publisher | None = None,
         smtp_receiver: ReportReceiver | None = None,
         ingestor: ReportIngestor | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.service = service
         self.settings = service.settings
@@ -71,6 +73,7 @@ class MtastsApp:
         self.dns_server = dns_server
         self.publisher = publisher
         self.smtp_receiver = smtp_receiver
+        self.monitor = monitor
         self.api: FastAPI = build_api(service, lifespan=self._lifespan, version=__version__)
         self.api.state.ingestor = ingestor or ReportIngestor(service.sessions)
         self.api.include_router(reports_api.receive)
@@ -224,6 +227,8 @@ class MtastsApp:
         ]
         if self.publisher is not None:
             tasks.append(asyncio.create_task(self.publisher.run(1.0)))
+        if self.monitor is not None:
+            tasks.append(asyncio.create_task(self.monitor.run()))
         try:
             yield
         finally:

@@ -13,6 +13,7 @@ from mtasts.hosting.dnspublish import Rfc2136Publisher
 from mtasts.hosting.dnsserver import AuthoritativeDnsServer, ZoneAnswerer
 from mtasts.hosting.snapshot import Snapshot
 from mtasts.hosting.tenants import HostingService
+from mtasts.monitor.scheduler import Monitor
 from mtasts.reports.ingest import ReportIngestor
 from mtasts.reports.smtp import (
     ReportHandler,
@@ -83,12 +84,14 @@ def build_app(service: HostingService) -> MtastsApp:
             keep_unsigned=settings.keep_unsigned_reports,
         )
         receiver = ReportReceiver(handler, host, port, tls, name)
+    monitor = Monitor(service) if settings.monitor_interval > 0 else None
     return MtastsApp(
         service,
         dns_server=dns_server,
         publisher=publisher,
         smtp_receiver=receiver,
         ingestor=ingestor,
+        monitor=monitor,
     )
 
 

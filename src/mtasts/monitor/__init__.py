@@ -1,0 +1,1 @@
+"""Monitoring of hosted domains: scheduled checks, alerts, notifications."""

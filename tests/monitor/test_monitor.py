@@ -1,0 +1,292 @@
+"""The monitor against the lab, as senders would see a hosted domain: the real app serving
+policies over HTTPS and the zone over DNS (the lab resolver follows the delegation), MX
+hosts on the lab SMTP servers, alerts to a real SMTP sink and a real webhook receiver, and
+a clock the test moves."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from tests.hosting.serving import Running, running
+from tests.hosting.test_api_lab import ZONE, customer, delegate
+from tests.lab import TestCA, World
+from tests.lab.ports import free_port
+
+from mtasts.config import Settings
+from mtasts.monitor.alerts import verify_signature
+from mtasts.monitor.scheduler import Monitor
+from mtasts.reports.ingest import ReportIngestor, Route
+
+pytestmark = pytest.mark.lab
+
+SECRET = "webhook-secret"
+
+
+@dataclass
+class Sink:
+    """Alert mail (an aiosmtpd SMTP server) and webhooks (an HTTP server), as received."""
+
+    mails: list[bytes] = field(default_factory=list)
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.mails.append(bytes(envelope.original_content))
+        return "250 OK"
+
+    def events(self) -> list[tuple[str, str, str]]:
+        return [(e["event"], e["kind"], e["subject"]) for h in self.hooks for e in h["events"]]
+
+    def clear(self) -> None:
+        self.mails.clear()
+        self.hooks.clear()
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[Sink, str, str]]:
+    s = Sink()
+    smtp = Controller(s, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            assert verify_signature(SECRET, body, self.headers["X-Mtasts-Signature"])
+            s.hooks.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield s, f"127.0.0.1:{smtp.port}", f"http://127.0.0.1:{http.server_port}/hook"
+    finally:
+        http.shutdown()
+        http.server_close()
+        smtp.stop()
+
+
+@dataclass
+class Lab:
+    app: Running
+    monitor: Monitor
+    sink: Sink
+    domains: list[str]
+    now: list[datetime]
+
+    def advance(self, **delta: float) -> None:
+        self.now[0] += timedelta(**delta)
+
+
+@pytest.fixture
+def lab(
+    tmp_path: Path, lab_world: World, test_ca: TestCA, sink: tuple[Sink, str, str]
+) -> Iterator[Lab]:
+    box, relay, hook = sink
+    domains = [customer(lab_world), customer(lab_world, mx_count=2)]
+    leaf = test_ca.issue([f"mta-sts.{d}" for d in domains] + [f"policy-host.{ZONE}", "127.0.0.1"])
+    dns_port, https_port = free_port(udp=True), free_port()
+    settings = Settings(
+        data_dir=tmp_path,
+        zone=ZONE,
+        nameservers=(lab_world.nameserver,),
+        dns_listen=f"127.0.0.1:{dns_port}",
+        policy_host_addresses=("127.0.0.1",),
+        https_port=https_port,
+        ca_file=test_ca.ca_file,
+        smtp_port=lab_world.smtp_port,
+        check_timeout=5.0,
+        txt_delay=0,
+        monitor_interval=0,  # the test runs the monitor itself, on its clock
+        alert_smtp_relay=relay,
+        alert_smtp_starttls=False,
+        alert_email="noc@example.net",
+        alert_webhook_url=hook,
+        alert_webhook_secret=SECRET,
+    )
+    lab_world.dns.forward(ZONE, f"127.0.0.1:{dns_port}")
+    now = [datetime.now(UTC)]
+    with running(
+        settings, tls=(leaf.chain_file, leaf.key_file), ca_file=test_ca.ca_file, port=https_port
+    ) as app:
+        app.service.clock = lambda: now[0]
+        with app.client() as c:
+            for d in domains:
+                assert c.post("/api/v1/domains", json={"domain": d}).status_code == 201
+                delegate(lab_world, d)
+                assert c.post(f"/api/v1/domains/{d}/verify").json()["ok"]
+        yield Lab(app, Monitor(app.service), box, domains, now)
+
+
+def kinds(events: list[Any]) -> set[tuple[str, str, str]]:
+    return {(e.event, e.kind, e.subject) for e in events}
+
+
+def test_a_healthy_domain_raises_nothing(lab: Lab) -> None:
+    d = lab.domains[0]
+    assert lab.monitor.check_domain(d) == []
+    assert lab.sink.mails == [] and lab.sink.hooks == []
+    with lab.app.service.sessions() as db:
+        from mtasts.store.models import Domain, DomainCheck
+
+        dom = db.query(Domain).filter_by(name=d).one()
+        check = db.get(DomainCheck, dom.id)
+    # claim_due was not run yet: no schedule row; check_domain still judged the domain
+    assert check is None
+
+
+def test_broken_delegation_opens_repeats_and_resolves(lab: Lab, lab_world: World) -> None:
+    d = lab.domains[0]
+    lab_world.zone.remove(f"_mta-sts.{d}")
+    events = lab.monitor.check_domain(d)
+    assert ("opened", "delegation-broken", f"_mta-sts.{d}") in kinds(events)
+    assert ("opened", "policy-not-served", d) in kinds(events)
+    assert len(lab.sink.mails) == len(events)
+    mails = [email.message_from_bytes(m, policy=email.policy.default) for m in lab.sink.mails]
+    assert all(m["To"] == "admin@localhost, noc@example.net" for m in mails)
+    bodies = [m.get_content() for m in mails]
+    fix = f"_mta-sts.{d}. 3600 IN CNAME {d}.policy.{ZONE}."
+    assert any(fix in b for b in bodies)  # the record to paste
+    assert set(lab.sink.events()) == kinds(events)
+    lab.sink.clear()
+    assert lab.monitor.check_domain(d) == []  # still open: not sent again at once
+    lab.advance(hours=25)
+    again = lab.monitor.check_domain(d)
+    assert {e.event for e in again} == {"repeated"} and len(again) == len(events)
+    lab_world.zone.add(f"_mta-sts.{d}", "CNAME", f"{d}.policy.{ZONE}.")
+    resolved = lab.monitor.check_domain(d)
+    assert {e.event for e in resolved} == {"resolved"}
+    assert {(e.kind, e.subject) for e in resolved} == {(e.kind, e.subject) for e in events}
+    assert lab.monitor.check_domain(d) == []
+
+
+def test_new_mx_alerts_then_auto_refresh_adds_it(lab: Lab, lab_world: World) -> None:
+    d = lab.domains[0]
+    lab_world.zone.add(d, "MX", f"30 new.{d}.")
+    lab_world.zone.add(f"new.{d}", "A", lab_world.smtp_ip("good"))
+    events = lab.monitor.check_domain(d)
+    assert [(e.event, e.kind, e.subject, e.severity) for e in events] == [
+        ("opened", "mx-not-covered", f"new.{d}", "warning")  # testing mode: a warning
+    ]
+    svc = lab.app.service
+    svc.settings = replace(svc.settings, mx_auto_refresh=True)
+    monitor = Monitor(svc, lab.monitor.notifier)
+    events = monitor.check_domain(d)
+    assert ("resolved", "mx-not-covered", f"new.{d}") in kinds(events)
+    policy = svc.get_domain(None, d)["policy"]
+    assert f"new.{d}" in policy["mx"] and policy["version"] == 2
+    admin = svc.authenticate(lab.app.admin_token)
+    assert admin is not None
+    assert svc.history(admin, d)[0]["author"] is None  # mtasts itself made the change
+
+
+def test_enforce_makes_an_uncovered_mx_critical(lab: Lab, lab_world: World) -> None:
+    d = lab.domains[1]
+    with lab.app.client() as c:
+        assert c.put(f"/api/v1/domains/{d}/policy", json={"mode": "enforce"}).status_code == 200
+    lab_world.zone.add(d, "MX", f"40 extra.{d}.")
+    lab_world.zone.add(f"extra.{d}", "A", lab_world.smtp_ip("good"))
+    events = lab.monitor.check_domain(d)
+    assert [(e.kind, e.severity) for e in events] == [("mx-not-covered", "critical")]
+
+
+def test_certificate_expiry_steps_21_7_1(lab: Lab) -> None:
+    d = lab.domains[0]
+    mx_cert_end = lab.now[0] + timedelta(days=90)  # lab leaves live DEFAULT_LEAF_DAYS
+    lab.now[0] = mx_cert_end - timedelta(days=20)
+    first = lab.monitor.check_domain(d)
+    step1 = {(e.event, e.kind, e.subject, e.severity) for e in first}
+    assert ("opened", "mx-certificate-expiring", f"mx1.{d}", "warning") in step1
+    assert ("opened", "certificate-expiring", f"mta-sts.{d}", "warning") in step1
+    lab.now[0] = mx_cert_end - timedelta(days=6)
+    second = {(e.event, e.kind, e.severity) for e in lab.monitor.check_domain(d)}
+    assert ("escalated", "mx-certificate-expiring", "critical") in second
+    lab.now[0] = mx_cert_end - timedelta(hours=12)
+    third = {(e.event, e.kind) for e in lab.monitor.check_domain(d)}
+    assert ("escalated", "mx-certificate-expiring") in third
+    assert lab.monitor.check_domain(d) == []  # same step: quiet until renotify
+
+
+def _report(domain: str, org: str, rid: str, start: datetime, ok: int, failed: int) -> bytes:
+    return json.dumps(
+        {
+            "organization-name": org,
+            "date-range": {
+                "start-datetime": start.strftime("%Y-%m-%dT00:00:00Z"),
+                "end-datetime": start.strftime("%Y-%m-%dT23:59:59Z"),
+            },
+            "contact-info": "tls@sender.example",
+            "report-id": rid,
+            "policies": [
+                {
+                    "policy": {"policy-type": "sts", "policy-domain": domain, "mx-host": ["x"]},
+                    "summary": {
+                        "total-successful-session-count": ok,
+                        "total-failure-session-count": failed,
+                    },
+                    "failure-details": [
+                        {
+                            "result-type": "certificate-expired",
+                            "receiving-mx-hostname": f"mx1.{domain}",
+                            "failed-session-count": failed,
+                        }
+                    ]
+                    if failed
+                    else [],
+                }
+            ],
+        }
+    ).encode()
+
+
+def test_report_failure_rate_and_silent_senders(lab: Lab) -> None:
+    d = lab.domains[1]
+    ingest = ReportIngestor(lab.app.service.sessions)
+    today = lab.now[0]
+    ingest.ingest_payload(_report(d, "Big Mail", "b1", today, 90, 10), route=Route.FILE)
+    for days_ago in (9, 8, 7, 6, 5):
+        start = today - timedelta(days=days_ago)
+        ingest.ingest_payload(
+            _report(d, "Quiet Mail", f"q{days_ago}", start, 5, 0), route=Route.FILE
+        )
+    events = {(e.kind, e.subject): e for e in lab.monitor.check_domain(d)}
+    failures = events[("tlsrpt-failures", d)]
+    assert "10 of 100 sessions failed" in failures.message
+    assert "certificate expired" in failures.message and "Renew" in failures.fix
+    assert ("sender-silent", "Quiet Mail") in events
+    assert ("sender-silent", "Big Mail") not in events
+
+
+def test_each_check_runs_once_per_cluster(lab: Lab) -> None:
+    svc = lab.app.service
+    svc.settings = replace(svc.settings, monitor_interval=3600)
+    a, b = Monitor(svc, holder="node-a"), Monitor(svc, holder="node-b")
+    early = a.claim_due()  # schedules the first checks within five minutes
+    lab.advance(minutes=6)  # past every first check time
+    results: dict[str, list[str]] = {}
+
+    def claim(m: Monitor) -> None:
+        results[m.holder] = m.claim_due()
+
+    threads = [threading.Thread(target=claim, args=(m,)) for m in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = early + results["node-a"] + results["node-b"]
+    assert sorted(won) == sorted(lab.domains)  # each due domain once, by one node
+    assert a.claim_due() == [] and b.claim_due() == []  # next time is an interval away
