@@ -172,6 +172,12 @@ def test_broken_delegation_opens_repeats_and_resolves(lab: Lab, lab_world: World
     assert {e.event for e in resolved} == {"resolved"}
     assert {(e.kind, e.subject) for e in resolved} == {(e.kind, e.subject) for e in events}
     assert lab.monitor.check_domain(d) == []
+    with lab.app.client() as c:
+        history = c.get(f"/api/v1/domains/{d}/alerts", params={"include_closed": True}).json()
+        assert c.get(f"/api/v1/domains/{d}/alerts").json() == []
+    assert {(a["kind"], a["state"], a["notifications"]) for a in history} == {
+        (e.kind, "closed", 3) for e in events
+    }
 
 
 def test_new_mx_alerts_then_auto_refresh_adds_it(lab: Lab, lab_world: World) -> None:

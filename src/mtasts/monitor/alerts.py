@@ -149,6 +149,32 @@ def reconcile(
     return events
 
 
+def list_alerts(db: Session, domain: str, include_closed: bool = False) -> list[dict[str, Any]]:
+    """The domain's alerts, open ones first, newest first."""
+    q = select(Alert).where(Alert.domain == domain)
+    if not include_closed:
+        q = q.where(Alert.state == "open")
+    rows = db.scalars(q.order_by(Alert.state.desc(), Alert.opened_at.desc()).limit(500))
+    return [
+        {
+            "id": a.id,
+            "kind": a.kind,
+            "subject": a.subject,
+            "severity": a.severity,
+            "state": a.state,
+            "message": a.message,
+            "fix": a.fix,
+            "opened_at": _aware(a.opened_at).isoformat(),
+            "last_notified_at": _aware(a.last_notified_at).isoformat()
+            if a.last_notified_at
+            else None,
+            "notifications": a.notifications,
+            "closed_at": _aware(a.closed_at).isoformat() if a.closed_at else None,
+        }
+        for a in rows
+    ]
+
+
 class Notifier:
     """Delivers events by e-mail (through the configured relay) and webhook (JSON signed
     with HMAC-SHA256 in ``X-Mtasts-Signature: sha256=<hex>``)."""

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.monitor.alerts import list_alerts
 from mtasts.protocol.policy import Mode
 from mtasts.store.models import User
 
@@ -98,6 +99,15 @@ def history(domain: str, svc: Service, user: CurrentUser) -> list[dict[str, Any]
 @router.get("/domains/{domain}/audit", summary="Audit log of the domain")
 def audit(domain: str, svc: Service, user: CurrentUser) -> list[dict[str, Any]]:
     return svc.audit_log(user, domain)
+
+
+@router.get("/domains/{domain}/alerts", summary="Monitoring alerts of a domain")
+def alerts(
+    domain: str, svc: Service, user: CurrentUser, include_closed: bool = False
+) -> list[dict[str, Any]]:
+    name = svc.get_domain(user, domain)["domain"]
+    with svc.sessions() as db:
+        return list_alerts(db, name, include_closed)
 
 
 @router.post("/domains/{domain}/refresh-mx", summary="Set mx from the live MX records")
