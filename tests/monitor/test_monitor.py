@@ -296,3 +296,49 @@ def test_each_check_runs_once_per_cluster(lab: Lab) -> None:
     won = early + results["node-a"] + results["node-b"]
     assert sorted(won) == sorted(lab.domains)  # each due domain once, by one node
     assert a.claim_due() == [] and b.claim_due() == []  # next time is an interval away
+
+
+@pytest.mark.system
+def test_claims_once_across_processes_on_postgresql(
+    postgres_url: str, tmp_path: Path, lab_world: World
+) -> None:
+    """Two services (as two `mtasts serve` processes) on one PostgreSQL, racing threads."""
+    from mtasts.web.serve import open_service
+
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=postgres_url,
+        zone=ZONE,
+        nameservers=(lab_world.nameserver,),
+        monitor_interval=3600,
+    )
+    a, b = open_service(settings), open_service(settings)
+    try:
+        user = a.authenticate(a.create_token("ops@example.org"))
+        assert user is not None
+        names = [customer(lab_world) for _ in range(6)]
+        for d in names:
+            a.add_domain(user, d)
+            delegate(lab_world, d)
+            a.verify(user, d)
+        now = [datetime.now(UTC)]
+        a.clock = b.clock = lambda: now[0]
+        monitors = [Monitor(svc, holder=f"node-{i}") for i, svc in enumerate((a, b, a, b))]
+        won: list[str] = monitors[0].claim_due()  # schedules the first checks
+        now[0] += timedelta(minutes=6)
+        lock = threading.Lock()
+
+        def claim(m: Monitor) -> None:
+            got = m.claim_due()
+            with lock:
+                won.extend(got)
+
+        threads = [threading.Thread(target=claim, args=(m,)) for m in monitors]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(won) == sorted(names)
+    finally:
+        a.close()
+        b.close()
