@@ -180,6 +180,22 @@ def test_broken_delegation_opens_repeats_and_resolves(lab: Lab, lab_world: World
     }
 
 
+def test_undelivered_alerts_are_sent_on_the_next_check(lab: Lab, lab_world: World) -> None:
+    d = lab.domains[1]
+    svc = lab.app.service
+    relay_down = f"127.0.0.1:{free_port()}"
+    svc.settings = replace(svc.settings, alert_smtp_relay=relay_down)
+    broken = Monitor(svc)
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    assert broken.check_domain(d) == []  # nothing reached anyone
+    assert lab.sink.mails == []
+    svc.settings = replace(svc.settings, alert_smtp_relay=lab.monitor.settings.alert_smtp_relay)
+    again = Monitor(svc).check_domain(d)
+    assert [(e.event, e.kind) for e in again] == [("repeated", "delegation-broken")]
+    assert len(lab.sink.mails) == 1
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
 def test_new_mx_alerts_then_auto_refresh_adds_it(lab: Lab, lab_world: World) -> None:
     d = lab.domains[0]
     lab_world.zone.add(d, "MX", f"30 new.{d}.")

@@ -183,26 +183,26 @@ class Notifier:
         self.settings = settings
         self.timeout = timeout
 
-    def deliver(self, events: list[Event]) -> list[str]:
-        """Send ``events``; returns the delivery errors (logged, not raised: one broken
-        channel must not stop the other or the checks)."""
-        errors: list[str] = []
+    def deliver(self, events: list[Event]) -> set[int]:
+        """Send ``events``; returns the ids of alerts some channel failed to deliver
+        (logged, not raised: one broken channel must not stop the other or the checks)."""
+        failed: set[int] = set()
         if not events:
-            return errors
+            return failed
         if self.settings.alert_smtp_relay:
             for e in events:
                 try:
                     self._mail(e)
                 except (OSError, smtplib.SMTPException) as exc:
-                    errors.append(f"mail for alert {e.alert_id}: {exc}")
+                    log.warning("alert mail for %s failed: %s", e.domain, exc)
+                    failed.add(e.alert_id)
         if self.settings.alert_webhook_url:
             try:
                 self._webhook(events)
             except httpx.HTTPError as exc:
-                errors.append(f"webhook: {exc}")
-        for error in errors:
-            log.warning("alert delivery failed: %s", error)
-        return errors
+                log.warning("alert webhook failed: %s", exc)
+                failed |= {e.alert_id for e in events}
+        return failed
 
     def _mail(self, e: Event) -> None:
         s = self.settings

@@ -31,7 +31,7 @@ from mtasts.hosting.tenants import HostingService, ServiceError
 from mtasts.monitor.alerts import Condition, Event, Notifier, reconcile
 from mtasts.protocol.policy import Mode, parse_policy
 from mtasts.reports.aggregate import summary
-from mtasts.store.models import Domain, DomainCheck, DomainState, TlsReport
+from mtasts.store.models import Alert, Domain, DomainCheck, DomainState, TlsReport
 
 log = logging.getLogger("mtasts.monitor")
 
@@ -192,8 +192,15 @@ class Monitor:
                 timedelta(seconds=s.renotify_interval),
                 (domain.owner.email,),
             )
-        self.notifier.deliver(events)
-        return events
+        failed = self.notifier.deliver(events)
+        if failed:  # not sent: the next check sends them again
+            with svc.sessions.begin() as db:
+                db.execute(
+                    update(Alert)
+                    .where(Alert.id.in_(failed), Alert.state == "open")
+                    .values(last_notified_at=None)
+                )
+        return [e for e in events if e.alert_id not in failed]
 
     def conditions(
         self,
