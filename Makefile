@@ -50,3 +50,8 @@ bench-reports: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: bench-policy-host
+bench-policy-host: $(VENV)/.installed
+	bash scripts/system-deps.sh
+	bash bench/policy_host.sh

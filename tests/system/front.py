@@ -146,6 +146,7 @@ def mtasts_serve(
         **os.environ,
         "MTASTS_SYNC_INTERVAL": "0.5",  # TXT id follows a change within 2 s (RFC 8461 §8.1)
         "MTASTS_VERIFY_INTERVAL": "3600",
+        "MTASTS_MONITOR_INTERVAL": "0",  # no background checks of the test domains
         **(env or {}),
     }
     mtasts = [sys.executable, "-m", "mtasts"]
