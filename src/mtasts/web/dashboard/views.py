@@ -1,0 +1,581 @@
+"""The dashboard's pages and actions. Every change goes through ``HostingService`` (run in
+a worker thread, as the REST API does); a ``ServiceError`` becomes a message on the page.
+Plain HTML forms work without JavaScript; HTMX adds the live parts (search, live
+verification)."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+
+from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.protocol.policy import Mode, Policy
+from mtasts.reports.aggregate import summary
+from mtasts.store.models import User
+from mtasts.web import reports_api
+from mtasts.web.dashboard import auth
+from mtasts.web.dashboard.health import health, latest_checks
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+T = TypeVar("T")
+
+templates = Jinja2Templates(directory=str(TEMPLATES))
+router = APIRouter(include_in_schema=False)
+
+# script-src 'self' only: no inline scripts anywhere (chart data travels as JSON in a
+# <script type="application/json">, which is data, not code)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "object-src 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _ago(value: datetime | str | None, now: datetime | None = None) -> str:
+    if value is None:
+        return "never"
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def _when(value: datetime | str | None) -> str:
+    if value is None:
+        return ""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _percent(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 100:.1f} %" if value < 0.999995 or value == 1 else "100 %"
+
+
+templates.env.filters["ago"] = _ago
+templates.env.filters["when"] = _when
+templates.env.filters["percent"] = _percent
+
+
+# --- request context -----------------------------------------------------------------
+
+
+def _service(request: Request) -> HostingService:
+    svc = request.app.state.service
+    assert isinstance(svc, HostingService)
+    return svc
+
+
+def _sessions(request: Request) -> auth.Sessions:
+    state = request.app.state
+    sessions = getattr(state, "dashboard_sessions", None)
+    if sessions is None:
+        sessions = auth.Sessions(auth.load_secret(_service(request).settings.data_dir))
+        state.dashboard_sessions = sessions
+    assert isinstance(sessions, auth.Sessions)
+    return sessions
+
+
+def _limiter(request: Request) -> auth.LoginLimiter:
+    limiter = getattr(request.app.state, "dashboard_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.dashboard_limiter = auth.LoginLimiter()
+    assert isinstance(limiter, auth.LoginLimiter)
+    return limiter
+
+
+async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A synchronous service call in a worker thread."""
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+class PageError(Exception):
+    """Shown as an error page (or, with ``Location``, a redirect); see ``page_error``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def page_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageError)
+    if "Location" in exc.headers:
+        response: Response = RedirectResponse(exc.headers["Location"], status_code=303)
+    else:
+        response = templates.TemplateResponse(
+            request,
+            "error.html",
+            {"user": None, "message": exc.message, "status": exc.status, "flash": None},
+            status_code=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k != "Location"},
+        )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@dataclass
+class Ctx:
+    request: Request
+    svc: HostingService
+    session: auth.Session
+    user: User | None
+    form: FormData | None = None
+
+    @property
+    def signed_in(self) -> User:
+        assert self.user is not None
+        return self.user
+
+    def field(self, name: str, default: str = "") -> str:
+        value = self.form.get(name) if self.form is not None else None
+        return value if isinstance(value, str) else default
+
+    def render(
+        self, template: str, status: int = 200, headers: dict[str, str] | None = None, **ctx: Any
+    ) -> Response:
+        context = {
+            "user": self.user,
+            "csrf": self.session.csrf,
+            "flash": self.session.pop_flash(),
+            "now": self.svc.clock(),
+            "csrf_header": json.dumps({"X-CSRF-Token": self.session.csrf}),
+            **ctx,
+        }
+        response = templates.TemplateResponse(
+            self.request, template, context, status_code=status, headers=headers
+        )
+        response.headers.update(SECURITY_HEADERS)
+        _sessions(self.request).save(self.request, response, self.session)
+        return response
+
+    def redirect(self, url: str, message: str = "", kind: str = "ok") -> Response:
+        if message:
+            self.session.flash(message, kind)
+        if self.request.headers.get("HX-Request"):
+            response: Response = Response(status_code=204, headers={"HX-Redirect": url})
+        else:
+            response = RedirectResponse(url, status_code=303)
+        response.headers.update(SECURITY_HEADERS)
+        _sessions(self.request).save(self.request, response, self.session)
+        return response
+
+
+async def _context(request: Request) -> Ctx:
+    svc = _service(request)
+    session = _sessions(request).load(request)
+    user = None
+    uid, pw = session.data.get("uid"), session.data.get("pw")
+    if isinstance(uid, int) and isinstance(pw, str):
+        user = await run(auth.session_user, svc, uid, pw)
+        if user is None:
+            session.clear()  # password changed or user gone: sign in again
+    return Ctx(request, svc, session, user)
+
+
+def _login_url(request: Request) -> str:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    return "/login" if target == "/" else f"/login?next={target}"
+
+
+async def _check_post(request: Request, ctx: Ctx) -> None:
+    """CSRF: the session's token in the form or the X-CSRF-Token header, and an Origin
+    (when the browser sends one) naming this host."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise PageError(403, "Cross-origin request refused.")
+    ctx.form = await request.form()
+    sent = request.headers.get("x-csrf-token") or ctx.field("csrf_token")
+    if not auth.csrf_ok(ctx.session, sent):
+        raise PageError(
+            403, "The form has expired or did not come from this site; reload the page."
+        )
+
+
+async def page(request: Request) -> Ctx:
+    """A signed-in user's page; others are sent to the sign-in page."""
+    ctx = await _context(request)
+    if ctx.user is None:
+        if request.headers.get("HX-Request"):
+            raise PageError(401, "Sign in again.", {"HX-Redirect": "/login"})
+        raise PageError(303, "Sign in first.", {"Location": _login_url(request)})
+    return ctx
+
+
+async def action(request: Request) -> Ctx:
+    """A signed-in user's POST, CSRF-checked."""
+    ctx = await page(request)
+    await _check_post(request, ctx)
+    return ctx
+
+
+Page = Annotated[Ctx, Depends(page)]
+Action = Annotated[Ctx, Depends(action)]
+
+
+# --- sign-in -------------------------------------------------------------------------
+
+
+def _safe_next(target: str) -> str:
+    # only paths of this site: "/x", never "//host" or "http://host"
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "/") -> Response:
+    ctx = await _context(request)
+    if ctx.user is not None:
+        return ctx.redirect(_safe_next(next))
+    return ctx.render("login.html", next=_safe_next(next), email="", error="")
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    ctx = await _context(request)
+    await _check_post(request, ctx)
+    email = ctx.field("email").strip().lower()
+    password = ctx.field("password")
+    target = _safe_next(ctx.field("next", "/"))
+    limiter = _limiter(request)
+    ip = request.client.host if request.client else ""
+    wait = limiter.retry_after(email, ip)
+    if wait:
+        minutes = max(1, round(wait / 60))
+        return ctx.render(
+            "login.html",
+            status=429,
+            headers={"Retry-After": str(wait)},
+            next=target,
+            email=email,
+            error=f"Too many failed sign-ins. Try again in about {minutes} minute(s).",
+        )
+    user = await run(auth.verify_login, ctx.svc, email, password)
+    if user is None:
+        limiter.failed(email, ip)
+        return ctx.render(
+            "login.html",
+            status=401,
+            next=target,
+            email=email,
+            error="E-mail or password is not right.",
+        )
+    limiter.succeeded(email)
+    ctx.session.start(user)
+    return ctx.redirect(target)
+
+
+@router.post("/logout")
+async def logout(ctx: Action) -> Response:
+    ctx.session.clear()
+    ctx.session.flash("Signed out.")
+    return ctx.redirect("/login")
+
+
+# --- settings: tokens and password ---------------------------------------------------
+
+
+async def _settings_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
+    tokens = await run(auth.list_tokens, ctx.svc, ctx.signed_in)
+    values = {"new_token": None, "error": "", **extra}
+    return ctx.render("settings.html", status=status, tokens=tokens, **values)
+
+
+@router.get("/settings")
+async def settings_page(ctx: Page) -> Response:
+    return await _settings_page(ctx)
+
+
+@router.post("/settings/tokens")
+async def create_token(ctx: Action) -> Response:
+    label = ctx.field("label").strip()[:100]
+    token = await run(ctx.svc.create_token, ctx.signed_in.email, False, label)
+    # shown once, on this response only (never stored in the session cookie)
+    return await _settings_page(ctx, new_token=token, new_label=label)
+
+
+@router.post("/settings/tokens/{token_id}/revoke")
+async def revoke_token(token_id: int, ctx: Action) -> Response:
+    try:
+        await run(auth.revoke_token, ctx.svc, ctx.signed_in, token_id)
+    except ServiceError as exc:
+        return await _settings_page(ctx, status=exc.status, error=exc.message)
+    return ctx.redirect("/settings", "Token revoked: it no longer opens the API.")
+
+
+@router.post("/settings/password")
+async def change_password(ctx: Action) -> Response:
+    new = ctx.field("new_password")
+    if new != ctx.field("new_password_again"):
+        return await _settings_page(ctx, status=422, error="The two new passwords differ.")
+    try:
+        user = await run(
+            auth.change_password, ctx.svc, ctx.signed_in, ctx.field("current_password"), new
+        )
+    except ServiceError as exc:
+        return await _settings_page(ctx, status=exc.status, error=exc.message)
+    ctx.session.start(user)  # this session continues; every other one ends
+    return ctx.redirect("/settings", "Password changed. Other sessions are signed out.")
+
+
+# --- domain list and onboarding ------------------------------------------------------
+
+
+def _list_rows(svc: HostingService, user: User, query: str) -> list[dict[str, Any]]:
+    domains = svc.list_domains(user)
+    q = query.strip().lower()
+    if q:
+        domains = [
+            d for d in domains if q in d["domain"] or q in d["state"] or q in d["policy"]["mode"]
+        ]
+    with svc.sessions() as db:
+        badges = health(db, domains, svc.clock())
+    return [{"view": d, "health": badges[d["domain"]]} for d in domains]
+
+
+@router.get("/")
+async def domain_list(ctx: Page, q: str = "") -> Response:
+    rows = await run(_list_rows, ctx.svc, ctx.signed_in, q)
+    template = "_domain_rows.html" if ctx.request.headers.get("HX-Request") else "domains.html"
+    return ctx.render(template, rows=rows, q=q)
+
+
+@router.get("/domains/new")
+async def new_domain(ctx: Page) -> Response:
+    return ctx.render("domain_new.html", domain="", error="")
+
+
+@router.post("/domains")
+async def add_domain(ctx: Action) -> Response:
+    name = ctx.field("domain").strip()
+    try:
+        view = await run(ctx.svc.add_domain, ctx.signed_in, name)
+    except ServiceError as exc:
+        return ctx.render("domain_new.html", status=exc.status, domain=name, error=exc.message)
+    return ctx.redirect(f"/domains/{view['domain']}/setup", f"{view['domain']} added.")
+
+
+async def _domain(ctx: Ctx, name: str) -> dict[str, Any]:
+    try:
+        return await run(ctx.svc.get_domain, ctx.signed_in, name)
+    except ServiceError as exc:
+        raise PageError(exc.status, exc.message) from exc
+
+
+@router.get("/domains/{name}/setup")
+async def setup(name: str, ctx: Page) -> Response:
+    view = await _domain(ctx, name)
+    return ctx.render("setup.html", d=view, verification=view["last_verification"], first=True)
+
+
+@router.post("/domains/{name}/verify")
+async def verify(name: str, ctx: Action) -> Response:
+    view = await _domain(ctx, name)
+    try:
+        result = await run(ctx.svc.verify, ctx.signed_in, view["domain"])
+    except ServiceError as exc:
+        result = {"ok": False, "summary": exc.message, "records": []}
+    if not ctx.request.headers.get("HX-Request"):
+        ok = "active" if result.get("state") == "active" else ""
+        return ctx.redirect(
+            f"/domains/{view['domain']}" + ("" if ok else "/setup"),
+            str(result["summary"]),
+            "ok" if result["ok"] else "warn",
+        )
+    view["state"] = result.get("state", view["state"])
+    return ctx.render("_verify.html", d=view, verification=result, first=False)
+
+
+# --- the domain page -----------------------------------------------------------------
+
+
+def _policy_lines(v: dict[str, Any]) -> list[str]:
+    policy = Policy("STSv1", Mode(v["mode"]), v["max_age"], tuple(v["mx"]))
+    return policy.serialize().splitlines()
+
+
+def _with_diffs(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each version with the line diff from the version before it (newest first)."""
+    out = []
+    for i, v in enumerate(history):
+        older = history[i + 1] if i + 1 < len(history) else None
+        before = _policy_lines(older) if older else []
+        diff = [
+            ("add" if line[0] == "+" else "del" if line[0] == "-" else "same", line[2:])
+            for line in difflib.ndiff(before, _policy_lines(v))
+            if line[0] in "+- "
+        ]
+        out.append({**v, "diff": diff})
+    return out
+
+
+def _by_subject(findings: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for f in findings:
+        grouped.setdefault(str(f.get("subject") or "policy"), []).append(f)
+    return grouped
+
+
+def _domain_page_data(svc: HostingService, user: User, name: str) -> dict[str, Any]:
+    view = svc.get_domain(user, name)
+    history = svc.history(user, view["domain"])
+    audit = svc.audit_log(user, view["domain"])
+    with svc.sessions() as db:
+        check = latest_checks(db, [view["domain"]]).get(view["domain"])
+    return {"d": view, "history": _with_diffs(history), "audit": audit[::-1], "check": check}
+
+
+async def _domain_page(ctx: Ctx, name: str, status: int = 200, **extra: Any) -> Response:
+    try:
+        data = await run(_domain_page_data, ctx.svc, ctx.signed_in, name)
+    except ServiceError as exc:
+        raise PageError(exc.status, exc.message) from exc
+    values: dict[str, Any] = {"blocked": None, "error": "", "form": {}, **extra}
+    if data["check"] is not None:
+        values["check_groups"] = _by_subject(data["check"].findings)
+    return ctx.render("domain.html", status=status, **data, **values)
+
+
+@router.get("/domains/{name}")
+async def domain_page(name: str, ctx: Page) -> Response:
+    return await _domain_page(ctx, name)
+
+
+@router.post("/domains/{name}/policy")
+async def set_policy(name: str, ctx: Action) -> Response:
+    """Mode switch and mx/max_age edits. ``enforce`` is guarded by the service: a 409
+    shows, per MX, what would break, and offers force with a reason."""
+    form = {k: ctx.field(k) for k in ("mode", "mx", "max_age", "reason", "force")}
+    try:
+        mode = Mode(form["mode"])
+    except ValueError:
+        return await _domain_page(ctx, name, 422, error="Choose testing, enforce or none.")
+    mx = [line.strip() for line in form["mx"].splitlines() if line.strip()] if form["mx"] else None
+    max_age: int | None = None
+    if form["max_age"].strip():
+        try:
+            max_age = int(form["max_age"])
+        except ValueError:
+            return await _domain_page(ctx, name, 422, error="max_age must be a whole number.")
+    force = form["force"] == "yes"
+    try:
+        view = await run(
+            ctx.svc.set_policy,
+            ctx.signed_in,
+            name,
+            mode,
+            mx,
+            max_age,
+            force=force,
+            reason=form["reason"],
+        )
+    except ServiceError as exc:
+        findings = exc.detail.get("findings")
+        if exc.code == "enforce-refused" and isinstance(findings, list):
+            blocked = {"message": exc.message, "by_mx": _by_subject(findings)}
+            return await _domain_page(ctx, name, 409, blocked=blocked, form=form)
+        return await _domain_page(ctx, name, exc.status, error=exc.message, form=form)
+    p = view["policy"]
+    note = " (forced; reason kept in the audit log)" if p["forced"] else ""
+    return ctx.redirect(
+        f"/domains/{view['domain']}",
+        f"New policy {p['id']}: mode {p['mode']}{note}. Senders pick it up with the new id.",
+    )
+
+
+@router.post("/domains/{name}/refresh-mx")
+async def refresh_mx(name: str, ctx: Action) -> Response:
+    try:
+        view = await run(ctx.svc.refresh_mx, ctx.signed_in, name)
+    except ServiceError as exc:
+        findings = exc.detail.get("findings")
+        if exc.code == "enforce-refused" and isinstance(findings, list):
+            blocked = {"message": exc.message, "by_mx": _by_subject(findings)}
+            return await _domain_page(ctx, name, 409, blocked=blocked)
+        return await _domain_page(ctx, name, exc.status, error=exc.message)
+    mx = ", ".join(view["policy"]["mx"])
+    return ctx.redirect(f"/domains/{view['domain']}", f"mx refreshed from DNS: {mx}.")
+
+
+@router.post("/domains/{name}/retire")
+async def retire(name: str, ctx: Action) -> Response:
+    view = await _domain(ctx, name)
+    if ctx.field("confirm").strip().lower().rstrip(".") != view["domain"]:
+        return await _domain_page(
+            ctx, name, 422, error=f"Type {view['domain']} to confirm the retirement."
+        )
+    try:
+        result = await run(ctx.svc.retire, ctx.signed_in, view["domain"])
+    except ServiceError as exc:
+        return await _domain_page(ctx, name, exc.status, error=exc.message)
+    if result["state"] == "removed":
+        return ctx.redirect("/", f"{view['domain']} removed (it was never served).")
+    return ctx.redirect(f"/domains/{view['domain']}", str(result["message"]))
+
+
+# --- reports -------------------------------------------------------------------------
+
+
+def _reports_data(svc: HostingService, user: User, name: str, days: int) -> dict[str, Any]:
+    view = svc.get_domain(user, name)
+    with svc.sessions() as db:
+        data = summary(db, view["domain"], days, svc.clock())
+    listing = reports_api.list_reports(view["domain"], svc, user, limit=50, offset=0)
+    return {"d": view, "s": data, "listing": listing}
+
+
+@router.get("/domains/{name}/reports")
+async def reports_page(name: str, ctx: Page, days: int = 30) -> Response:
+    days = min(max(days, 1), 366)
+    try:
+        data = await run(_reports_data, ctx.svc, ctx.signed_in, name, days)
+    except ServiceError as exc:
+        raise PageError(exc.status, exc.message) from exc
+    s = data["s"]
+    chart = {
+        "labels": [d["day"] for d in s["by_day"]],
+        "successful": [d["successful"] for d in s["by_day"]],
+        "failed": [d["failed"] for d in s["by_day"]],
+        "rate": [round(d["failure_rate"] * 100, 2) for d in s["by_day"]],
+    }
+    top = max((o["successful"] + o["failed"] for o in s["by_organization"]), default=0)
+    return ctx.render(
+        "reports.html", **data, days=days, chart_json=json.dumps(chart), top_sessions=top
+    )
+
+
+@router.get("/domains/{name}/reports/{report}/raw")
+async def raw_report(name: str, report: int, ctx: Page) -> Response:
+    try:
+        return await run(reports_api.raw_report, name, report, ctx.svc, ctx.signed_in)
+    except ServiceError as exc:
+        raise PageError(exc.status, exc.message) from exc

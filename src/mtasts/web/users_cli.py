@@ -1,0 +1,79 @@
+"""`mtasts users ...`: dashboard users. Registered in the main command with
+``app.add_typer(users_app, name="users")``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+users_app = typer.Typer(
+    help="Dashboard users (sign-in with e-mail and password).", no_args_is_help=True
+)
+
+
+def _read_password(path: Path) -> str:
+    """The first line of ``path`` without its line ending (``-``: standard input)."""
+    import sys
+
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    return lines[0] if lines else ""
+
+
+@users_app.command("set-password")
+def set_password(
+    email: Annotated[str, typer.Option(help="The user's e-mail (created if new).")],
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--password-file",
+            help="Read the password from the first line of this file ('-': standard input) "
+            "instead of prompting.",
+        ),
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Give the user admin rights.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML settings file (default: $MTASTS_CONFIG).", exists=True),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where the SQLite store lives (default: ./mtasts-data)."),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite).")
+    ] = None,
+) -> None:
+    """Set the dashboard password of a user; every session of that user ends."""
+    from mtasts.config import ConfigError, load_settings
+    from mtasts.hosting.tenants import ServiceError
+    from mtasts.web.dashboard.auth import set_password as store_password
+    from mtasts.web.serve import open_service
+
+    err = Console(stderr=True, highlight=False)
+    if password_file is not None:
+        try:
+            password = _read_password(password_file)
+        except OSError as exc:
+            err.print(f"[red]Cannot read {password_file}:[/] {exc}")
+            raise typer.Exit(2) from exc
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        settings = load_settings(config, None, data_dir=data_dir, database_url=database_url)
+    except ConfigError as exc:
+        err.print(f"[red]Configuration error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    service = open_service(settings)
+    try:
+        created = store_password(service, email, password, admin=admin)
+    except ServiceError as exc:
+        err.print(f"[red]{exc.message}")
+        raise typer.Exit(2) from exc
+    finally:
+        service.close()
+    who = email.strip().lower()
+    err.print(f"{'Created user' if created else 'Password set for'} {who}.")
