@@ -297,8 +297,8 @@ def test_each_check_runs_once_per_cluster(lab: Lab) -> None:
     svc = lab.app.service
     svc.settings = replace(svc.settings, monitor_interval=3600)
     a, b = Monitor(svc, holder="node-a"), Monitor(svc, holder="node-b")
-    early = a.claim_due()  # schedules the first checks within five minutes
-    lab.advance(minutes=6)  # past every first check time
+    early = a.claim_due()  # schedules the first checks within the interval
+    lab.advance(minutes=61)  # past every first check time
     results: dict[str, list[str]] = {}
 
     def claim(m: Monitor) -> None:
@@ -341,7 +341,7 @@ def test_claims_once_across_processes_on_postgresql(
         a.clock = b.clock = lambda: now[0]
         monitors = [Monitor(svc, holder=f"node-{i}") for i, svc in enumerate((a, b, a, b))]
         won: list[str] = monitors[0].claim_due()  # schedules the first checks
-        now[0] += timedelta(minutes=6)
+        now[0] += timedelta(minutes=61)
         lock = threading.Lock()
 
         def claim(m: Monitor) -> None:

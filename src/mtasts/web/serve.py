@@ -106,6 +106,7 @@ def serve(service: HostingService) -> None:
         access_log=False,
         lifespan="on",
         server_header=False,
+        proxy_headers=False,  # the client address is not used; the Host header is
     )
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()
