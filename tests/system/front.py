@@ -14,8 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from tests.hosting.serving import wait_for
 from tests.lab.dnsserver import Zone
 from tests.lab.ports import free_port
 
@@ -34,16 +34,6 @@ POLICY_HOST = f"policy-host.{ZONE}"
 
 def caddy_binary() -> str | None:
     return shutil.which("caddy") or shutil.which("caddy", path="/usr/bin:/usr/local/bin")
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``predicate`` until true; the seconds it took, or AssertionError."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

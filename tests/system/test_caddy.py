@@ -21,6 +21,7 @@ import pytest
 
 from mtasts.net.dns import Resolver
 from mtasts.net.fetch import FetchResult, fetch_policy
+from tests.hosting.serving import wait_for
 from tests.lab import World
 from tests.lab.ports import free_port
 from tests.lab.require import require
@@ -34,7 +35,6 @@ from tests.system.front import (
     mtasts_serve,
     publish_delegation,
     publish_mx,
-    wait_for,
 )
 
 pytestmark = pytest.mark.system
