@@ -10,6 +10,7 @@ through a proxy that uvicorn trusts for X-Forwarded-Proto).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -36,8 +37,12 @@ SESSION_MAX_AGE = 12 * 3600  # seconds; then sign in again
 SECRET_FILE = "dashboard-secret"  # noqa: S105 - a file name
 MIN_PASSWORD = 10
 _hasher = PasswordHasher()
-# verified against when the e-mail is unknown, so both cases take the same time
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the e-mail is unknown, so both cases take the same time."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -96,7 +101,7 @@ def verify_login(service: HostingService, email: str, password: str) -> User | N
         user = db.scalar(select(User).where(User.email == email))
         stored = user.password_hash if user is not None else None
     try:
-        _hasher.verify(stored or _DUMMY_HASH, password)
+        _hasher.verify(stored or _dummy_hash(), password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     if user is None or stored is None:
