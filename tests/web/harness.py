@@ -49,7 +49,13 @@ def running_dashboard(settings: Settings) -> Iterator[Dashboard]:
     if not any(getattr(r, "path", None) == "/login" for r in app.api.router.routes):
         dashboard.install(app.api)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,  # as `mtasts serve` runs it
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

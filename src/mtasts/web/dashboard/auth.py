@@ -4,8 +4,8 @@ small in-memory limit on failed sign-ins.
 The session lives in one cookie signed with a key kept in the data directory
 (``dashboard-secret``): ``{"uid", "pw", "csrf", "flash"}``. ``pw`` is a fingerprint of the
 user's password hash, so setting a new password ends every other session. The cookie is
-HttpOnly, SameSite=Lax, and Secure whenever the request came over HTTPS (directly, or
-through a proxy that uvicorn trusts for X-Forwarded-Proto).
+HttpOnly, SameSite=Lax, and Secure whenever the browser came over HTTPS (directly, or
+through the TLS front on this host, which says so in X-Forwarded-Proto).
 """
 
 from __future__ import annotations
@@ -261,8 +261,33 @@ class Sessions:
             path="/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=is_https(request),
         )
+
+
+def _from_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    return host.startswith("127.") or host == "::1"
+
+
+def is_https(request: Request) -> bool:
+    """Whether the browser talks HTTPS: directly, or to the TLS front on this host (Caddy
+    sets X-Forwarded-Proto). Only the cookie's Secure flag depends on it, so a forged
+    header can do no more than keep a cookie off plain HTTP."""
+    if request.url.scheme == "https":
+        return True
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+    return _from_loopback(request) and forwarded == "https"
+
+
+def client_ip(request: Request) -> str:
+    """The browser's address: behind the TLS front on this host, the address it appended
+    last to X-Forwarded-For (earlier entries come from the client and prove nothing)."""
+    peer = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-for", "")
+    if forwarded and _from_loopback(request):
+        return forwarded.split(",")[-1].strip() or peer
+    return peer
 
 
 def csrf_ok(session: Session, sent: str | None) -> bool:

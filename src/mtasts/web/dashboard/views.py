@@ -267,7 +267,7 @@ async def login(request: Request) -> Response:
     password = ctx.field("password")
     target = _safe_next(ctx.field("next", "/"))
     limiter = _limiter(request)
-    ip = request.client.host if request.client else ""
+    ip = auth.client_ip(request)
     wait = limiter.retry_after(email, ip)
     if wait:
         minutes = max(1, round(wait / 60))
