@@ -6,6 +6,8 @@
 #   knot, knot-dnsutils              a real primary for RFC 2136 UPDATE tests (knotd, knsupdate)
 #   postfix-mta-sts-resolver        the reference MTA-STS client (mta-sts-query)
 #   nginx-light, wrk                 the benchmark anchor and load generator
+#   dovecot-core, dovecot-imapd      a real IMAP server for `mtasts reports fetch-imap`
+#   chromium                         headless browser for the dashboard tests (Playwright)
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -18,6 +20,8 @@ have knsupdate || need+=(knot-dnsutils)
 have mta-sts-query || need+=(postfix-mta-sts-resolver)
 have nginx || need+=(nginx-light)
 have wrk || need+=(wrk)
+have dovecot || need+=(dovecot-core dovecot-imapd)
+have chromium || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "system-deps: missing ${need[*]} (run as root or install them); tests needing them will skip (fail with CI=true)" >&2

@@ -20,6 +20,7 @@ from mtasts.check.result import CheckResult
 from mtasts.config import ConfigError, Settings, load_settings
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.policy import MAX_AGE_LIMIT, Mode
+from mtasts.web.users_cli import users_app
 
 app = typer.Typer(
     help="Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460).",
@@ -322,13 +323,19 @@ def serve(
     if settings.zone_name == DEFAULT_ZONE:
         err.print(f"  [yellow]zone is the placeholder {DEFAULT_ZONE}: set --zone or MTASTS_ZONE")
     token = service.first_admin_token() if service.store_up else None
+    err.print(f"  Dashboard: {base}/   API docs: {base}/api/docs")
     if token:
-        err.print("  First start: created user admin@localhost with this API token (shown once):")
-        err.print(f"  [bold]{token}[/]")
-        err.print(
-            f"  Try: curl -H 'Authorization: Bearer {token}' {base}/api/v1/domains\n"
-            f"  API docs: {base}/api/docs"
-        )
+        import secrets
+
+        from mtasts.web.dashboard.auth import set_password
+
+        password = secrets.token_urlsafe(12)
+        set_password(service, "admin@localhost", password, admin=True)
+        err.print("  First start: created the admin user admin@localhost (shown once):")
+        err.print(f"    dashboard password: [bold]{password}[/]")
+        err.print(f"    API token:          [bold]{token}[/]")
+        err.print(f"  Try: curl -H 'Authorization: Bearer {token}' {base}/api/v1/domains")
+        err.print("  New password any time: mtasts users set-password --email admin@localhost")
     run_server(service)
 
 
@@ -357,6 +364,8 @@ def tokens_create(
         raise typer.Exit(2) from exc
     print(token)
 
+
+app.add_typer(users_app, name="users")
 
 reports_app = typer.Typer(help="TLS reports (RFC 8460): import and read.", no_args_is_help=True)
 app.add_typer(reports_app, name="reports")

@@ -69,6 +69,7 @@ def running(
         log_level="warning",
         access_log=False,
         lifespan="on",
+        proxy_headers=False,  # as `mtasts serve` runs it
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
     )

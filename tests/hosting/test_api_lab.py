@@ -349,7 +349,8 @@ def test_openapi_health_and_metrics(app: Running, tmp_path: Path) -> None:
     spec = httpx.get(f"{app.base}/api/openapi.json").json()
     assert "/api/v1/domains/{domain}/policy" in spec["paths"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-    assert "/api/docs" in httpx.get(f"{app.base}/").text
+    home = httpx.get(f"{app.base}/")
+    assert home.status_code == 303 and home.headers["location"].startswith("/login")
     assert httpx.get(f"{app.base}/api/docs").status_code == 200
     health = httpx.get(f"{app.base}/healthz").json()
     assert health["status"] == "ok" and health["store"] == "up"

@@ -48,6 +48,19 @@ def test_first_start_prints_a_working_admin_token_once(tmp_path: Path) -> None:
         )
         assert r.status_code == 200 and r.json() == []
         assert "zone sts.test.example" in text
+        password = re.search(r"dashboard password: (\S+)", text)
+        assert password, text
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:
+            page = browser.get("/login")
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert csrf, page.text
+            signed_in = browser.post(
+                "/login",
+                data={"email": "admin@localhost", "password": password[1], "csrf_token": csrf[1]},
+                headers={"Origin": f"http://127.0.0.1:{port}"},
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            assert "Domains" in browser.get("/").text
     finally:
         proc.terminate()
         proc.wait(10)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -147,14 +147,6 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _index() -> PlainTextResponse:
-    return PlainTextResponse(
-        "mtasts serve: hosted MTA-STS (RFC 8461) and TLS reporting (RFC 8460).\n"
-        "REST API: /api/v1 (Bearer token), documentation: /api/docs, OpenAPI: "
-        "/api/openapi.json, health: /healthz, metrics: /metrics.\n"
-    )
-
-
 def build_api(svc: HostingService, **kwargs: Any) -> FastAPI:
     api = FastAPI(
         title="mtasts",
@@ -166,7 +158,6 @@ def build_api(svc: HostingService, **kwargs: Any) -> FastAPI:
     )
     api.state.service = svc
     api.include_router(router)
-    api.add_api_route("/", _index, include_in_schema=False)
     api.add_exception_handler(ServiceError, _service_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     return api

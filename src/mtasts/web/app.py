@@ -29,7 +29,7 @@ from mtasts.hosting.tenants import HostingService
 from mtasts.monitor.scheduler import Monitor
 from mtasts.reports.ingest import ReportIngestor
 from mtasts.reports.smtp import ReportReceiver
-from mtasts.web import reports_api
+from mtasts.web import dashboard, reports_api
 from mtasts.web.api import build_api
 
 log = logging.getLogger("mtasts.serve")
@@ -78,6 +78,7 @@ class MtastsApp:
         self.api.state.ingestor = ingestor or ReportIngestor(service.sessions)
         self.api.include_router(reports_api.receive)
         self.api.include_router(reports_api.router)
+        dashboard.install(self.api)  # pages, /static and the error page; serves "/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
