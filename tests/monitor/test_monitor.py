@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -16,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from tests.hosting.serving import Running, running
@@ -27,6 +30,7 @@ from mtasts.config import Settings
 from mtasts.monitor.alerts import verify_signature
 from mtasts.monitor.scheduler import Monitor
 from mtasts.reports.ingest import ReportIngestor, Route
+from mtasts.web.dashboard.auth import set_password
 
 pytestmark = pytest.mark.lab
 
@@ -164,6 +168,16 @@ def test_broken_delegation_opens_repeats_and_resolves(lab: Lab, lab_world: World
     assert set(lab.sink.events()) == kinds(events)
     lab.sink.clear()
     assert lab.monitor.check_domain(d) == []  # still open: not sent again at once
+    # the dashboard's domain page lists the open alerts with their fixes
+    set_password(lab.app.service, "admin@localhost", "correct horse battery")
+    with httpx.Client(base_url=lab.app.base, verify=lab.app.verify) as web:
+        login = web.get("/login").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login)
+        assert token
+        form = {"email": "admin@localhost", "password": "correct horse battery"}
+        web.post("/login", data={**form, "csrf_token": token[1]})
+        page = web.get(f"/domains/{d}").text
+    assert "Open alerts" in page and html.escape(fix) in page
     lab.advance(hours=25)
     again = lab.monitor.check_domain(d)
     assert {e.event for e in again} == {"repeated"} and len(again) == len(events)

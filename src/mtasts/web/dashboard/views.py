@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.monitor.alerts import list_alerts
 from mtasts.protocol.policy import Mode, Policy
 from mtasts.reports.aggregate import summary
 from mtasts.store.models import User
@@ -451,7 +452,14 @@ def _domain_page_data(svc: HostingService, user: User, name: str) -> dict[str, A
     audit = svc.audit_log(user, view["domain"])
     with svc.sessions() as db:
         check = latest_checks(db, [view["domain"]]).get(view["domain"])
-    return {"d": view, "history": _with_diffs(history), "audit": audit[::-1], "check": check}
+        alerts = list_alerts(db, view["domain"])
+    return {
+        "d": view,
+        "history": _with_diffs(history),
+        "audit": audit[::-1],
+        "check": check,
+        "alerts": alerts,
+    }
 
 
 async def _domain_page(ctx: Ctx, name: str, status: int = 200, **extra: Any) -> Response:
