@@ -20,6 +20,7 @@ from mtasts.check.result import CheckResult
 from mtasts.config import ConfigError, Settings, load_settings
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.policy import MAX_AGE_LIMIT, Mode
+from mtasts.reports.imap_cli import fetch_imap_command
 from mtasts.web.users_cli import users_app
 
 app = typer.Typer(
@@ -369,6 +370,7 @@ app.add_typer(users_app, name="users")
 
 reports_app = typer.Typer(help="TLS reports (RFC 8460): import and read.", no_args_is_help=True)
 app.add_typer(reports_app, name="reports")
+reports_app.command("fetch-imap")(fetch_imap_command)
 
 
 def _report_sessions(settings: Settings) -> sessionmaker[Session]:
