@@ -206,8 +206,8 @@ def test_an_mx_outside_the_policy_blocks_enforce(app: Running, lab_world: World)
     with app.client() as c:
         r = c.put(f"/api/v1/domains/{d}/policy", json={"mode": "enforce", "mx": [f"mx1.{d}"]})
         assert r.status_code == 409
-        codes = {f["code"] for f in r.json()["error"]["findings"]}
-        assert "mx-not-covered" in codes
+        findings = {f["code"]: f for f in r.json()["error"]["findings"]}
+        assert f"Add mx2.{d} to the policy's mx list" in findings["mx-not-covered"]["fix"]
         ok = c.put(f"/api/v1/domains/{d}/policy", json={"mode": "enforce", "mx": [f"*.{d}"]})
         assert ok.status_code == 200, ok.text
 

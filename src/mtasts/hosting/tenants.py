@@ -419,7 +419,15 @@ class HostingService:
     def guard_enforce(self, domain: str, policy: Policy) -> list[dict[str, Any]]:
         """The errors senders would hit if ``policy`` were enforced now (RFC 8461 §5)."""
         result = asyncio.run(self.checker().check_policy(domain, policy))
-        return [f.to_dict() for f in result.findings if f.severity is Severity.ERROR]
+        findings = [f.to_dict() for f in result.findings if f.severity is Severity.ERROR]
+        for f in findings:
+            if f["code"] == "mx-not-covered":
+                # hosted: no file to edit and no id to change, mtasts does both
+                f["fix"] = (
+                    f"Add {f['subject']} to the policy's mx list (or refresh the mx list "
+                    "from the live MX records); mtasts serves the new policy and id itself."
+                )
+        return findings
 
     def set_policy(
         self,
