@@ -74,7 +74,9 @@ def test_policies_stay_served_while_the_database_is_down(
             assert ask.status_code == 200
             assert "mtasts_store_up 0" in httpx.get(f"{app.base}/metrics").text
             with app.client() as c:  # the API says so instead of hanging
-                assert c.get("/api/v1/domains").status_code >= 500
+                down = c.get("/api/v1/domains")
+                assert down.status_code == 503 and down.headers["retry-after"] == "30"
+                assert down.json()["error"]["code"] == "store-unavailable"
         finally:
             restore(postgres_url)
         wait_for(

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from mtasts.hosting.tenants import HostingService, ServiceError
 from mtasts.monitor.alerts import list_alerts
@@ -147,6 +148,20 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _store_error(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": {
+                "code": "store-unavailable",
+                "message": "The database is unreachable; policies are still served. "
+                "Please retry shortly.",
+            }
+        },
+        status_code=503,
+        headers={"Retry-After": "30"},
+    )
+
+
 def build_api(svc: HostingService, **kwargs: Any) -> FastAPI:
     api = FastAPI(
         title="mtasts",
@@ -160,4 +175,5 @@ def build_api(svc: HostingService, **kwargs: Any) -> FastAPI:
     api.include_router(router)
     api.add_exception_handler(ServiceError, _service_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_exception_handler(SQLAlchemyError, _store_error)
     return api
