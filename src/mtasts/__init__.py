@@ -6,15 +6,18 @@ from mtasts.check.findings import Finding, ResultType, Severity, StsFetchResult
 from mtasts.check.result import CheckResult
 from mtasts.net.dns import Resolver
 from mtasts.protocol.errors import (
+    LimitExceeded,
     MxPatternError,
     PolicyError,
     ProtocolError,
     RecordError,
+    ReportError,
     TlsRptRecordError,
 )
 from mtasts.protocol.mx import mx_matches
 from mtasts.protocol.policy import Mode, Policy, parse_policy
 from mtasts.protocol.record import StsRecord, parse_sts_record, select_sts_record
+from mtasts.protocol.report import ParsedReport, Report, parse_report, serialize_report
 from mtasts.protocol.tlsrpt import TlsRptRecord, parse_tlsrpt_record, select_tlsrpt_record
 
 __version__ = "0.1.0"
@@ -24,12 +27,16 @@ __all__ = [
     "CheckResult",
     "Checker",
     "Finding",
+    "LimitExceeded",
     "Mode",
     "MxPatternError",
+    "ParsedReport",
     "Policy",
     "PolicyError",
     "ProtocolError",
     "RecordError",
+    "Report",
+    "ReportError",
     "Resolver",
     "ResultType",
     "Severity",
@@ -39,8 +46,10 @@ __all__ = [
     "TlsRptRecordError",
     "mx_matches",
     "parse_policy",
+    "parse_report",
     "parse_sts_record",
     "parse_tlsrpt_record",
     "select_sts_record",
     "select_tlsrpt_record",
+    "serialize_report",
 ]
