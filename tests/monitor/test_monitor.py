@@ -307,6 +307,30 @@ def test_report_failure_rate_and_silent_senders(lab: Lab) -> None:
     assert ("sender-silent", "Big Mail") not in events
 
 
+def test_run_due_checks_the_due_domains_together(lab: Lab, lab_world: World) -> None:
+    svc = lab.app.service
+    svc.settings = replace(svc.settings, monitor_interval=3600)
+    monitor = Monitor(svc, lab.monitor.notifier)
+    assert monitor.run_due() == []  # schedules; nothing due yet
+    for d in lab.domains:
+        lab_world.zone.remove(f"_smtp._tls.{d}")
+    lab.advance(minutes=61)
+    events = monitor.run_due()
+    assert monitor.checks_run == len(lab.domains)
+    assert {(e.domain, e.kind, e.subject) for e in events} == {
+        (d, "delegation-broken", f"_smtp._tls.{d}") for d in lab.domains
+    }
+    assert monitor.run_due() == [] and monitor.checks_run == len(lab.domains)  # not due
+    with svc.sessions() as db:
+        from mtasts.store.models import DomainCheck
+
+        checks = db.query(DomainCheck).all()
+    assert {c.claimed_by for c in checks} == {monitor.holder}
+    assert all(c.last_result and not c.last_result["delegation_ok"] for c in checks)
+    for d in lab.domains:
+        lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
 def test_each_check_runs_once_per_cluster(lab: Lab) -> None:
     svc = lab.app.service
     svc.settings = replace(svc.settings, monitor_interval=3600)

@@ -35,6 +35,7 @@ from mtasts.store.models import Alert, Domain, DomainCheck, DomainState, TlsRepo
 
 log = logging.getLogger("mtasts.monitor")
 
+Observation = tuple[CheckResult, Verification]
 CERT_STEPS = ((1, 3, "critical"), (7, 2, "critical"), (21, 1, "warning"))  # days, level
 SILENT_WINDOW = 14  # days in which a sender counts as regular
 
@@ -135,33 +136,59 @@ class Monitor:
                     won.append(name)
         return won
 
-    def run_due(self, limit: int = 50) -> list[Event]:
-        """Check up to ``limit`` due domains this process won; the events delivered."""
+    def run_due(self, limit: int = 50, concurrency: int = 16) -> list[Event]:
+        """Check up to ``limit`` due domains this process won, ``concurrency`` at a time
+        (the checks wait on the network); the events delivered."""
+        names = self.claim_due(limit)
+        if not names:
+            return []
+
+        async def observe_all() -> list[Observation | BaseException]:
+            sem = asyncio.Semaphore(concurrency)
+
+            async def one(name: str) -> Observation:
+                async with sem:
+                    return await self.observe(name)
+
+            return await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+
         events: list[Event] = []
-        for name in self.claim_due(limit):
+        for name, seen in zip(names, asyncio.run(observe_all()), strict=True):
             try:
-                events += self.check_domain(name)
+                if isinstance(seen, BaseException):
+                    raise seen
+                events += self.judge(name, seen)
             except Exception:
                 log.exception("monitoring %s failed", name)
         return events
 
     async def run(self) -> None:
-        """The loop inside `mtasts serve`: checks what is due, then waits a tick."""
+        """The loop inside `mtasts serve`: checks what is due (at once again while a full
+        batch was due), else waits a tick."""
+        batch = 50
         while True:
+            checked = 0
             try:
-                await anyio.to_thread.run_sync(self.run_due)
+                before = self.checks_run
+                await anyio.to_thread.run_sync(self.run_due, batch)
+                checked = self.checks_run - before
             except Exception:
                 log.exception("monitor tick failed")
-            await asyncio.sleep(self.settings.monitor_tick)
+            if checked < batch:
+                await asyncio.sleep(self.settings.monitor_tick)
 
     # --- one domain ------------------------------------------------------------------------
 
     def check_domain(self, name: str) -> list[Event]:
         """Check ``name`` as senders see it, update its alerts, send the events."""
-        svc, s = self.service, self.settings
-        expected = svc.snapshot.hosts.get(name)
-        if expected is None or expected.state != DomainState.ACTIVE:
+        hosted = self.service.snapshot.hosts.get(name)
+        if hosted is None or hosted.state != DomainState.ACTIVE:
             return []
+        return self.judge(name, asyncio.run(self.observe(name)))
+
+    async def observe(self, name: str) -> Observation:
+        """What senders see of ``name`` now, and its delegation records."""
+        svc, s = self.service, self.settings
         options = CheckOptions(
             ca_file=s.ca_file or None,
             timeout=s.check_timeout,
@@ -169,14 +196,19 @@ class Monitor:
             smtp_port=s.smtp_port,
         )
         checker = Checker(svc.resolver(), options, clock=self.clock)
-
-        async def both() -> tuple[CheckResult, Verification]:
-            return await asyncio.gather(
-                checker.check(name), verify_delegation(svc.resolver(), s, name)
-            )
-
-        result, verification = asyncio.run(both())
+        result, verification = await asyncio.gather(
+            checker.check(name), verify_delegation(svc.resolver(), s, name)
+        )
         self.checks_run += 1
+        return result, verification
+
+    def judge(self, name: str, seen: Observation) -> list[Event]:
+        """Turn an observation into conditions, alerts and notifications."""
+        svc, s = self.service, self.settings
+        expected = svc.snapshot.hosts.get(name)
+        if expected is None or expected.state != DomainState.ACTIVE:
+            return []
+        result, verification = seen
         now = self.clock()
         conditions = self.conditions(name, expected, result, verification, now)
         with svc.sessions.begin() as db:
