@@ -396,3 +396,15 @@ def test_claims_once_across_processes_on_postgresql(
     finally:
         a.close()
         b.close()
+
+
+def test_retiring_a_domain_closes_its_alerts(lab: Lab, lab_world: World) -> None:
+    d = lab.domains[1]
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    assert lab.monitor.check_domain(d)
+    with lab.app.client() as c:
+        assert c.get(f"/api/v1/domains/{d}/alerts").json()
+        assert c.delete(f"/api/v1/domains/{d}").status_code == 202
+        assert c.get(f"/api/v1/domains/{d}/alerts").json() == []
+    assert lab.monitor.check_domain(d) == []  # retiring: no longer monitored
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")

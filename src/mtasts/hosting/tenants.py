@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -30,7 +30,15 @@ from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.errors import MxPatternError
 from mtasts.protocol.mx import to_alabel, validate_mx_pattern
 from mtasts.protocol.policy import MAX_AGE_LIMIT, Mode, Policy
-from mtasts.store.models import ApiToken, AuditEvent, Domain, DomainState, PolicyVersion, User
+from mtasts.store.models import (
+    Alert,
+    ApiToken,
+    AuditEvent,
+    Domain,
+    DomainState,
+    PolicyVersion,
+    User,
+)
 
 log = logging.getLogger("mtasts.hosting")
 
@@ -505,6 +513,7 @@ class HostingService:
             domain = self._owned(db, user, name)
             domain_name = domain.name
             if domain.state == DomainState.PENDING:
+                self._close_alerts(db, [domain_name])
                 db.delete(domain)
                 self._audit(db, user.id, domain_name, "domain-removed", {"was": "pending"})
                 result = {"domain": domain_name, "state": "removed"}
@@ -523,6 +532,7 @@ class HostingService:
                     db, domain, user, Mode.NONE, list(current.mx), RETIRE_MAX_AGE, "retiring"
                 )
                 now = self.clock()
+                self._close_alerts(db, [domain_name])
                 domain.state = DomainState.RETIRING
                 domain.retire_after = now + timedelta(seconds=max(longest or 0, RETIRE_MAX_AGE))
                 self._audit(
@@ -558,6 +568,7 @@ class HostingService:
                 self._audit(db, None, domain.name, "domain-removed", {"was": "retiring"})
             names = [d.name for d in done]
             if names:
+                self._close_alerts(db, names)
                 db.execute(
                     delete(PolicyVersion).where(PolicyVersion.domain_id.in_([d.id for d in done]))
                 )
@@ -567,6 +578,14 @@ class HostingService:
         return len(names)
 
     # --- audit and snapshot ------------------------------------------------------------
+
+    def _close_alerts(self, db: Session, names: list[str]) -> None:
+        """A domain no longer monitored (retiring or removed) keeps no open alert."""
+        db.execute(
+            update(Alert)
+            .where(Alert.domain.in_(names), Alert.state == "open")
+            .values(state="closed", closed_at=self.clock())
+        )
 
     def _audit(
         self, db: Session, user_id: int | None, domain: str, action: str, detail: dict[str, Any]
