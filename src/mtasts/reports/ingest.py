@@ -121,7 +121,11 @@ class ReportIngestor:
                 )
             else:
                 assert part.parsed is not None
-                outcomes.append(self.store(part.parsed, part.payload, route=route, dkim=dkim))
+                # a report without policy-domain: the mail's TLS-Report-Domain or subject says
+                domain = part.message.report_domain or ""
+                outcomes.append(
+                    self.store(part.parsed, part.payload, route=route, domain=domain, dkim=dkim)
+                )
         return outcomes
 
     def store(
