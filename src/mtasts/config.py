@@ -45,6 +45,9 @@ class Settings:
     smtp_tls_cert: str = ""  # PEM files for STARTTLS; "" = a self-signed pair in data_dir
     smtp_tls_key: str = ""
     keep_unsigned_reports: bool = True  # keep reports without valid DKIM, flagged
+    # dashboard: the key signing session cookies; "" = a random one kept in data_dir
+    # (several hosts behind one name must share it: set it, or share the file)
+    session_secret: str = ""
     # monitoring and alerts
     monitor_interval: float = 3600.0  # seconds between checks of each domain; 0 = off
     monitor_tick: float = 30.0  # seconds between looks for due checks

@@ -98,7 +98,9 @@ def _sessions(request: Request) -> auth.Sessions:
     state = request.app.state
     sessions = getattr(state, "dashboard_sessions", None)
     if sessions is None:
-        sessions = auth.Sessions(auth.load_secret(_service(request).settings.data_dir))
+        settings = _service(request).settings
+        secret = settings.session_secret.encode() or auth.load_secret(settings.data_dir)
+        sessions = auth.Sessions(secret)
         state.dashboard_sessions = sessions
     assert isinstance(sessions, auth.Sessions)
     return sessions
