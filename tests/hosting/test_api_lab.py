@@ -4,6 +4,7 @@ customer domains with MX records on the lab DNS, MX hosts on the lab SMTP server
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -351,7 +352,12 @@ def test_openapi_health_and_metrics(app: Running, tmp_path: Path) -> None:
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     home = httpx.get(f"{app.base}/")
     assert home.status_code == 303 and home.headers["location"].startswith("/login")
-    assert httpx.get(f"{app.base}/api/docs").status_code == 200
+    docs = httpx.get(f"{app.base}/api/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', docs.text)
+    assert len(assets) == 3  # script, stylesheet, icon: all vendored
+    for asset in assets:
+        assert httpx.get(f"{app.base}{asset}").status_code == 200, asset
     health = httpx.get(f"{app.base}/healthz").json()
     assert health["status"] == "ok" and health["store"] == "up"
     metrics = httpx.get(f"{app.base}/metrics").text

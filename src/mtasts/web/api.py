@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
@@ -162,17 +163,28 @@ def _store_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _docs() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/api/openapi.json",
+        title="mtasts API",
+        swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+        swagger_css_url="/static/vendor/swagger-ui.css",
+        swagger_favicon_url="/static/vendor/swagger-favicon-32x32.png",
+    )
+
+
 def build_api(svc: HostingService, **kwargs: Any) -> FastAPI:
     api = FastAPI(
         title="mtasts",
         summary="Hosted MTA-STS (RFC 8461) and TLS reporting (RFC 8460)",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below from vendored files: no CDN at run time
         redoc_url=None,
         **kwargs,
     )
     api.state.service = svc
     api.include_router(router)
+    api.add_api_route("/api/docs", _docs, include_in_schema=False)
     api.add_exception_handler(ServiceError, _service_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(SQLAlchemyError, _store_error)
