@@ -363,3 +363,5 @@ def test_openapi_health_and_metrics(app: Running, tmp_path: Path) -> None:
     metrics = httpx.get(f"{app.base}/metrics").text
     assert "mtasts_hosted_domains " in metrics
     assert 'mtasts_policy_requests_total{result="served"}' in metrics
+    synced = re.search(r"^mtasts_store_last_sync_timestamp_seconds (\S+)$", metrics, re.M)
+    assert synced and float(synced[1]) > 1.7e9
