@@ -365,3 +365,18 @@ def test_openapi_health_and_metrics(app: Running, tmp_path: Path) -> None:
     assert 'mtasts_policy_requests_total{result="served"}' in metrics
     synced = re.search(r"^mtasts_store_last_sync_timestamp_seconds (\S+)$", metrics, re.M)
     assert synced and float(synced[1]) > 1.7e9
+
+
+def test_an_idn_domain_is_hosted_under_its_a_label(app: Running, lab_world: World) -> None:
+    import idna
+
+    ulabel = f"bücher{next(_names)}.api.lab.test"
+    alabel = idna.encode(ulabel, uts46=True).decode()
+    lab_world.add_domain(alabel, record=None, tlsrpt=None, policy=None)
+    with app.client() as c:
+        r = c.post("/api/v1/domains", json={"domain": ulabel})
+        assert r.status_code == 201, r.text
+        assert r.json()["domain"] == alabel.lower() and alabel.startswith("xn--")
+        assert c.get(f"/api/v1/domains/{ulabel}").json()["domain"] == alabel
+    records = {x["name"] for x in r.json()["dns_records"]}
+    assert f"_mta-sts.{alabel}" in records  # what DNS needs: the A-label
