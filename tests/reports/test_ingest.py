@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from mtasts.reports.ingest import ReportIngestor, Route, Status
+from mtasts.reports.ingest import Pending, ReportIngestor, Route, Status
 from mtasts.store.db import make_engine, migrate, session_factory
 from mtasts.store.models import TlsReport
 
@@ -58,3 +58,26 @@ def test_bad_input_is_rejected_with_a_reason_and_stores_nothing(tmp_path: Path) 
     assert none.status is Status.REJECTED and none.code == "report-not-found"
     with ing.sessions() as db:
         assert db.scalar(select(TlsReport.id)) is None
+
+
+def test_store_many_commits_a_batch_and_recognises_duplicates(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    rfc = (CORPUS / "parsedmarc" / "rfc8460.json").read_bytes()
+    known = ing.ingest_payload(rfc, route=Route.HTTPS)
+    files = [CORPUS / "cry-inc-dmarc-report-viewer" / n for n in ("google.json", "microsoft.json")]
+    batch = [ing.prepare_payload(p.read_bytes(), route=Route.FILE) for p in files]
+    batch += [ing.prepare_payload(files[0].read_bytes(), route=Route.FILE)]  # twice
+    batch += [ing.prepare_payload(rfc, route=Route.FILE)]  # already stored
+    ready = [b for b in batch if isinstance(b, Pending)]
+    assert len(ready) == 4
+    outcomes = ing.store_many(ready)
+    assert [o.status for o in outcomes] == [
+        Status.STORED,
+        Status.STORED,
+        Status.DUPLICATE,
+        Status.DUPLICATE,
+    ]
+    assert outcomes[2].pk == outcomes[0].pk and outcomes[3].pk == known.pk
+    with ing.sessions() as db:
+        assert len(db.scalars(select(TlsReport.id)).all()) == 3
+    assert ing.store_many([]) == []

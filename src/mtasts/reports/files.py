@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtasts.reports.ingest import Outcome, ReportIngestor, Route, Status
+from mtasts.reports.ingest import Outcome, Pending, ReportIngestor, Route, Status
 
 MAX_FILE = 64 * 1024 * 1024  # a file larger than this is not read (limits apply after)
+BATCH = 200  # reports per transaction when importing
 
 
 @dataclass
@@ -107,20 +108,39 @@ def import_items(
     ingestor: ReportIngestor,
     items: list[Item],
     progress: Callable[[Item], None] | None = None,
+    batch: int = BATCH,
 ) -> ImportSummary:
-    """Ingest ``items``; re-importing is idempotent (duplicates are recognised).
-    StoreUnavailable propagates: nothing after it was imported."""
+    """Ingest ``items``, ``batch`` reports per transaction; re-importing is idempotent
+    (duplicates are recognised). StoreUnavailable propagates: the batch that failed and
+    everything after it were not imported."""
     summary = ImportSummary()
+    pending: list[tuple[str, Pending]] = []
+
+    def flush() -> None:
+        outcomes = ingestor.store_many([p for _, p in pending])
+        for (where, _), outcome in zip(pending, outcomes, strict=True):
+            summary.add(where, [outcome])
+        pending.clear()
+
     for item in items:
         try:
             data = item.read()
         except (OSError, ValueError) as exc:
             summary.rejected.append((item.where, f"unreadable: {exc}"))
         else:
-            if item.kind == "message":
-                summary.add(item.where, ingestor.ingest_message(data, route=Route.FILE))
-            else:
-                summary.add(item.where, [ingestor.ingest_payload(data, route=Route.FILE)])
+            ready = (
+                ingestor.prepare_message(data, route=Route.FILE)
+                if item.kind == "message"
+                else [ingestor.prepare_payload(data, route=Route.FILE)]
+            )
+            for r in ready:
+                if isinstance(r, Outcome):
+                    summary.add(item.where, [r])
+                else:
+                    pending.append((item.where, r))
+            if len(pending) >= batch:
+                flush()
         if progress is not None:
             progress(item)
+    flush()
     return summary
