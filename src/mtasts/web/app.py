@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -141,13 +142,16 @@ class MtastsApp:
 
     async def _health(self, send: Send) -> None:
         up, snap = self.service.store_up, self.service.snapshot
-        status = "ok" if up else "degraded"
-        body = (
-            f'{{"status": "{status}", "store": "{"up" if up else "unreachable"}", '
-            f'"domains_served": {len(snap.hosts)}, "generation": {snap.generation}, '
-            f'"snapshot_age_seconds": {time.time() - snap.loaded_at:.1f}}}\n'
+        body = {
+            "status": "ok" if up else "degraded",  # degraded: policies still served
+            "store": "up" if up else "unreachable",
+            "domains_served": len(snap.hosts),
+            "generation": snap.generation,
+            "snapshot_age_seconds": round(time.time() - snap.loaded_at, 1),
+        }
+        await _respond(
+            send, 200, json.dumps(body).encode() + b"\n", content_type=b"application/json"
         )
-        await _respond(send, 200, body.encode(), content_type=b"application/json")
 
     def _metrics_text(self) -> str:
         m, snap = self.metrics, self.service.snapshot
