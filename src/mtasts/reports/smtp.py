@@ -20,6 +20,7 @@ from typing import Any
 import anyio.to_thread
 import dkim
 import dns.exception
+import dns.nameserver
 import dns.resolver
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from mtasts.net.dns import parse_nameserver
 from mtasts.reports.ingest import ReportIngestor, Route, Status, StoreUnavailable
 
 log = logging.getLogger("mtasts.reports.smtp")
@@ -37,10 +39,11 @@ def dkim_dns(nameservers: Sequence[str], timeout: float = 5.0) -> Callable[..., 
     """A DNS function for dkimpy: the TXT record of ``name`` as bytes (b"" if none)."""
     resolver = dns.resolver.Resolver(configure=not nameservers)
     if nameservers:
-        resolver.nameservers = [n.rsplit(":", 1)[0].strip("[]") for n in nameservers]
-        ports = {n.rsplit(":", 1)[1] for n in nameservers if n.count(":") == 1}
-        if ports:
-            resolver.port = int(ports.pop())
+        servers: list[str | dns.nameserver.Nameserver] = []
+        for text in nameservers:
+            ip, port = parse_nameserver(text)
+            servers.append(dns.nameserver.Do53Nameserver(ip, port))
+        resolver.nameservers = servers
     resolver.lifetime = timeout
 
     def lookup(name: bytes | str, timeout: float = timeout) -> bytes:
