@@ -1,0 +1,84 @@
+"""The shipped deployment files are what the code accepts: the example settings load and
+start a server, the systemd unit runs a real `mtasts` command line."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from mtasts.config import load_settings
+from tests.lab.ports import free_port
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+
+
+def test_example_settings_load() -> None:
+    s = load_settings(DEPLOY / "mtasts.toml", {})
+    assert s.zone_name == "sts.provider.example"
+    assert s.policy_host_addresses == ("192.0.2.10", "2001:db8::10")
+    assert s.effective_database_url.startswith("postgresql://")
+    assert s.dns_listen == "0.0.0.0:53" and s.smtp_listen == "0.0.0.0:25"
+    assert s.tlsrpt_txt("example.com") == (
+        "v=TLSRPTv1; rua=mailto:tlsrpt@sts.provider.example,"
+        "https://policy-host.sts.provider.example/tlsrpt/example.com"
+    )
+
+
+def test_example_settings_start_a_server(tmp_path: Path) -> None:
+    """The example file with only the host-specific parts overridden by environment."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "MTASTS_DATA_DIR": str(tmp_path),
+        "MTASTS_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+        "MTASTS_LISTEN": f"127.0.0.1:{port}",
+        "MTASTS_DNS_LISTEN": "",
+        "MTASTS_SMTP_LISTEN": "",
+        "MTASTS_MONITOR_INTERVAL": "0",
+    }
+    cmd = [sys.executable, "-m", "mtasts", "serve", "--config", str(DEPLOY / "mtasts.toml")]
+    with (tmp_path / "log").open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, (tmp_path / "log").read_text()
+                assert time.monotonic() < deadline, "no answer"
+                time.sleep(0.1)
+        assert health.json()["status"] == "ok"
+        text = (tmp_path / "log").read_text()
+        assert "zone sts.provider.example" in text
+        assert "authoritative DNS" not in text and "receiver" not in text  # overridden off
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_systemd_unit_runs_serve_with_the_config() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "mtasts.service")
+    exec_start = shlex.split(unit["Service"]["ExecStart"])
+    assert exec_start[1:] == ["serve", "--config", "/etc/mtasts/mtasts.toml"]
+    assert exec_start[0].endswith("/bin/mtasts")
+    assert unit["Service"]["Restart"] == "always"
+    assert "CAP_NET_BIND_SERVICE" in unit["Service"]["AmbientCapabilities"]
+    help_text = subprocess.run(
+        [sys.executable, "-m", "mtasts", *exec_start[1:2], "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "120"},
+    ).stdout
+    assert "--config" in help_text
