@@ -45,6 +45,7 @@ class Settings:
     smtp_tls_cert: str = ""  # PEM files for STARTTLS; "" = a self-signed pair in data_dir
     smtp_tls_key: str = ""
     keep_unsigned_reports: bool = True  # keep reports without valid DKIM, flagged
+    zone_mx: str = ""  # MX of the zone (for tlsrpt@<zone>); "" = policy-host.<zone> if smtp_listen
     # dashboard: the key signing session cookies; "" = a random one kept in data_dir
     # (several hosts behind one name must share it: set it, or share the file)
     session_secret: str = ""
@@ -98,6 +99,12 @@ class Settings:
     @property
     def effective_alert_from(self) -> str:
         return self.alert_from or f"mtasts@{self.zone_name}"
+
+    @property
+    def effective_zone_mx(self) -> str:
+        """The host senders deliver mailed reports to; "" = no MX published."""
+        mx = self.zone_mx or (self.policy_host if self.smtp_listen else "")
+        return mx.rstrip(".").lower()
 
     @property
     def effective_smtp_hostname(self) -> str:

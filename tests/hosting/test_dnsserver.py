@@ -550,3 +550,16 @@ def test_publisher_reports_a_refused_zone_transfer() -> None:
                 await publisher.sync()
 
     asyncio.run(main())
+
+
+def test_apex_mx_for_mailed_reports() -> None:
+    # RFC 8460 §3: rua=mailto:tlsrpt@Z needs an MX at Z once the receiver runs
+    assert ask(answerer(snapshot()), ZONE, "MX").answer == []  # no receiver: NODATA
+    with_receiver = answerer(snapshot(), replace(SETTINGS, smtp_listen="0.0.0.0:25"))
+    [rrset] = ask(with_receiver, ZONE, "MX").answer
+    assert [(rd.preference, rd.exchange.to_text()) for rd in rrset] == [
+        (10, f"policy-host.{ZONE}.")
+    ]
+    explicit = answerer(snapshot(), replace(SETTINGS, zone_mx="Reports.Provider.test."))
+    [rrset] = ask(explicit, ZONE, "MX").answer
+    assert [rd.exchange.to_text() for rd in rrset] == ["reports.provider.test."]

@@ -2,7 +2,7 @@
 
 Names of the zone, all answered from the in-memory :class:`Snapshot` (never the database):
 
-    Z                  SOA, NS
+    Z                  SOA, NS, and MX when the report receiver runs (zone_mx)
     policy-host.Z      A/AAAA of the HTTPS front (``policy_host_addresses``)
     ns1.Z ...          the same A/AAAA for in-zone NS names
     <d>.policy.Z       TXT "v=STSv1; id=<id>"  (RFC 8461 §3.1; id lags by §8.1)
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 IN = dns.rdataclass.IN
 SOA = dns.rdatatype.SOA
 NS = dns.rdatatype.NS
+MX = dns.rdatatype.MX
 A = dns.rdatatype.A
 AAAA = dns.rdatatype.AAAA
 TXT = dns.rdatatype.TXT
@@ -255,6 +256,10 @@ class ZoneAnswerer:
             if name.is_subdomain(lay.origin):
                 self._static[name] = lay.address_records()
         self._static[lay.origin] = {NS: (ZONE_TTL, self._ns_rdatas())}
+        if settings.effective_zone_mx:
+            # RFC 8460 §3: the mailto: rua is tlsrpt@Z, so Z needs an MX (RFC 5321 §5.1)
+            mx = dns.rdata.from_text(IN, MX, f"10 {settings.effective_zone_mx}.")
+            self._static[lay.origin][MX] = (ZONE_TTL, [mx])
         for name in list(self._static):
             parent = name
             while parent != lay.origin and parent.is_subdomain(lay.origin):
