@@ -17,11 +17,31 @@ from typing import Any
 
 import httpx
 import uvicorn
+from tests.lab import World
 from tests.lab.ports import free_port
 
 from mtasts.config import Settings
 from mtasts.hosting.tenants import HostingService
-from mtasts.web.serve import build_app, open_service
+from mtasts.web.serve import build_app, open_service, uvicorn_config
+
+ZONE = "sts.lab.test"  # the service zone of the hosting tests
+
+
+def lab_settings(data_dir: Path, world: World, **overrides: Any) -> Settings:
+    """Settings of a `mtasts serve` hosting in ZONE, checking against the lab ``world``
+    (its DNS, CA and SMTP servers), with quick sync and no background re-verification."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "zone": ZONE,
+        "nameservers": (world.nameserver,),
+        "ca_file": world.ca_file,
+        "smtp_port": world.smtp_port,
+        "check_timeout": 5.0,
+        "sync_interval": 0.2,
+        "verify_interval": 3600,
+        **overrides,
+    }
+    return Settings(**values)
 
 
 @dataclass
@@ -62,14 +82,10 @@ def running(
     settings = Settings(**{**settings.__dict__, "listen": f"{host}:{port}"})
     service = open_service(settings)
     token = service.first_admin_token() or service.create_token("admin@localhost", admin=True)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         build_app(service),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        proxy_headers=False,  # as `mtasts serve` runs it
+        host,
+        port,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
     )
@@ -103,19 +119,33 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
 
 @contextmanager
 def serve_process(
-    database_url: str, data_dir: Path, nameserver: str, *extra: str, zone: str = "sts.lab.test"
+    data_dir: Path,
+    nameserver: str,
+    *extra: str,
+    database_url: str | None = None,
+    zone: str = ZONE,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m mtasts serve` as a real process; yields (base URL, process). Its output
+    """`python -m mtasts serve` as a real process on a free loopback port, without the
+    background monitor (no checks of test domains); yields (base URL, process). Its output
     goes to ``data_dir``/serve.log."""
     port = free_port()
-    env = {**os.environ, "MTASTS_SYNC_INTERVAL": "0.5", "MTASTS_VERIFY_INTERVAL": "3600"}
+    full_env = {
+        **os.environ,
+        "MTASTS_SYNC_INTERVAL": "0.5",
+        "MTASTS_VERIFY_INTERVAL": "3600",
+        "MTASTS_MONITOR_INTERVAL": "0",
+        **(env or {}),
+    }
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "serve.log"
-    cmd = [sys.executable, "-m", "mtasts", "serve", "--database-url", database_url]
-    cmd += ["--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}", "--zone", zone]
-    cmd += ["--nameserver", nameserver, *extra]
+    cmd = [sys.executable, "-m", "mtasts", "serve", "--data-dir", str(data_dir)]
+    cmd += ["--listen", f"127.0.0.1:{port}", "--zone", zone, "--nameserver", nameserver]
+    if database_url:
+        cmd += ["--database-url", database_url]
+    cmd += extra
     with log.open("ab") as log_file:
-        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
 
@@ -130,10 +160,30 @@ def serve_process(
         wait_for(up, 30, "mtasts serve answers /healthz")
         yield base, proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc`` (kill it after 10 s) and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cli_token(
+    email: str, *store: str, admin: bool = False, env: dict[str, str] | None = None
+) -> str:
+    """A new API token from `mtasts tokens create` (``store``: e.g. --database-url URL)."""
+    cmd = [sys.executable, "-m", "mtasts", "tokens", "create", "--email", email, *store]
+    return subprocess.run(
+        [*cmd, "--admin"] if admin else cmd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.hosting.serving import Running, running
+from tests.hosting.serving import ZONE, Running, lab_settings, running
 from tests.lab import World
 
-from mtasts.config import Settings
 from mtasts.protocol.policy import parse_policy
 
-ZONE = "sts.lab.test"
 _names = itertools.count(1)
 
 pytestmark = pytest.mark.lab
@@ -25,16 +23,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, lab_world: World) -> Iterator[Running]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("serve"),
-        zone=ZONE,
-        nameservers=(lab_world.nameserver,),
-        ca_file=lab_world.ca_file,
-        smtp_port=lab_world.smtp_port,
-        check_timeout=5.0,
-        sync_interval=0.2,
-        verify_interval=3600,
-    )
+    settings = lab_settings(tmp_path_factory.mktemp("serve"), lab_world)
     with running(settings) as r:
         yield r
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.hosting.serving import running
-from tests.hosting.test_api_lab import ZONE, customer, delegate
+from tests.hosting.serving import ZONE, running
+from tests.hosting.test_api_lab import customer, delegate
 from tests.lab import World
 from tests.lab.ports import free_port
 

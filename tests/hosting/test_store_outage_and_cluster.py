@@ -11,12 +11,11 @@ import httpx
 import psycopg
 import pytest
 from tests.conftest import PG_ADMIN_URL
-from tests.hosting.serving import running, serve_process, wait_for
-from tests.hosting.test_api_lab import ZONE, customer, delegate
+from tests.hosting.serving import cli_token, lab_settings, running, serve_process, wait_for
+from tests.hosting.test_api_lab import customer, delegate
 from tests.lab import World
 from tests.lab.ports import free_port
 
-from mtasts.config import Settings
 from mtasts.protocol.policy import parse_policy
 
 pytestmark = [pytest.mark.lab, pytest.mark.system]
@@ -45,14 +44,7 @@ def restore(url: str) -> None:
 def test_policies_stay_served_while_the_database_is_down(
     postgres_url: str, lab_world: World, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=postgres_url,
-        zone=ZONE,
-        nameservers=(lab_world.nameserver,),
-        sync_interval=0.2,
-        verify_interval=3600,
-    )
+    settings = lab_settings(tmp_path, lab_world, database_url=postgres_url)
     with running(settings) as app:
         d = customer(lab_world)
         with app.client() as c:
@@ -98,25 +90,10 @@ def test_two_processes_on_one_postgresql_agree_within_seconds(
 ) -> None:
     ns = lab_world.nameserver
     with (
-        serve_process(postgres_url, tmp_path / "a", ns) as (a, _pa),
-        serve_process(postgres_url, tmp_path / "b", ns) as (b, _pb),
+        serve_process(tmp_path / "a", ns, database_url=postgres_url) as (a, _pa),
+        serve_process(tmp_path / "b", ns, database_url=postgres_url) as (b, _pb),
     ):
-        token = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mtasts",
-                "tokens",
-                "create",
-                "--email",
-                "ops@example.org",
-                "--database-url",
-                postgres_url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        token = cli_token("ops@example.org", "--database-url", postgres_url)
         assert token.startswith("mtasts_") and "\n" not in token
         d = customer(lab_world)
         headers = {"Authorization": f"Bearer {token}"}
@@ -138,14 +115,9 @@ def test_a_restart_during_an_outage_serves_the_saved_snapshot(
     postgres_url: str, lab_world: World, tmp_path: Path
 ) -> None:
     ns, data = lab_world.nameserver, tmp_path / "node"
-    token = subprocess.run(
-        [*MTASTS, "tokens", "create", "--email", "ops@example.org", "--database-url", postgres_url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = cli_token("ops@example.org", "--database-url", postgres_url)
     d = customer(lab_world)
-    with serve_process(postgres_url, data, ns) as (base, _):
+    with serve_process(data, ns, database_url=postgres_url) as (base, _):
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
         ) as api:
@@ -164,7 +136,7 @@ def test_a_restart_during_an_outage_serves_the_saved_snapshot(
         )
     cut_off(postgres_url)
     try:
-        with serve_process(postgres_url, data, ns) as (base, _):
+        with serve_process(data, ns, database_url=postgres_url) as (base, _):
             health = httpx.get(f"{base}/healthz").json()
             assert health["store"] == "unreachable" and health["domains_served"] >= 1
             r = _policy(base, d)

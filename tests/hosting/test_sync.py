@@ -6,7 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from tests.hosting.test_api_lab import ZONE, customer, delegate
+from tests.hosting.serving import ZONE
+from tests.hosting.test_api_lab import customer, delegate
 from tests.lab import World
 
 from mtasts.config import Settings

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from tests.hosting.serving import Running, running
-from tests.hosting.test_api_lab import ZONE, customer, delegate
+from tests.hosting.serving import ZONE, Running, lab_settings, running
+from tests.hosting.test_api_lab import customer, delegate
 from tests.lab import TestCA, World
 from tests.lab.ports import free_port
 
@@ -359,13 +359,7 @@ def test_claims_once_across_processes_on_postgresql(
     """Two services (as two `mtasts serve` processes) on one PostgreSQL, racing threads."""
     from mtasts.web.serve import open_service
 
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=postgres_url,
-        zone=ZONE,
-        nameservers=(lab_world.nameserver,),
-        monitor_interval=3600,
-    )
+    settings = lab_settings(tmp_path, lab_world, database_url=postgres_url, monitor_interval=3600)
     a, b = open_service(settings), open_service(settings)
     try:
         user = a.authenticate(a.create_token("ops@example.org"))

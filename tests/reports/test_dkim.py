@@ -16,8 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mtasts.config import Settings
 from mtasts.reports.smtp import dkim_dns, verify_dkim
-from tests.hosting.serving import Running, running
-from tests.hosting.test_api_lab import ZONE
+from tests.hosting.serving import ZONE, Running, running
 from tests.lab import World
 from tests.lab.ports import free_port
 from tests.reports.test_durability import mail

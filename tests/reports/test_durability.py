@@ -8,8 +8,6 @@ import signal
 import smtplib
 import sqlite3
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from email.message import EmailMessage
@@ -19,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hosting.serving import serve_process
-from tests.hosting.test_api_lab import ZONE
+from tests.hosting.serving import ZONE, cli_token, serve_process
 from tests.lab import World
 from tests.lab.ports import free_port
 
@@ -99,24 +96,7 @@ def test_killed_server_loses_no_acknowledged_report(tmp_path: Path, lab_world: W
     data = tmp_path / "node"
     db = data / "mtasts.db"
     url = f"sqlite:///{db}"
-    token = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mtasts",
-            "tokens",
-            "create",
-            "--email",
-            "o@example.org",
-            "--database-url",
-            url,
-            "--data-dir",
-            str(data),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = cli_token("o@example.org", "--database-url", url, "--data-dir", str(data))
     domain = "durable.reports.lab.test"
     lab_world.add_domain(domain, record=None, tlsrpt=None, policy=None)
     lab_world.zone.remove(f"mta-sts.{domain}")
@@ -127,7 +107,7 @@ def test_killed_server_loses_no_acknowledged_report(tmp_path: Path, lab_world: W
     extra = ("--smtp", f"127.0.0.1:{smtp_port}")
     https_acked: list[str] = []
     smtp_acked: list[str] = []
-    with serve_process(url, data, lab_world.nameserver, *extra) as (base, proc):
+    with serve_process(data, lab_world.nameserver, *extra, database_url=url) as (base, proc):
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         with api:
             assert api.post("/api/v1/domains", json={"domain": domain}).status_code == 201
@@ -151,7 +131,7 @@ def test_killed_server_loses_no_acknowledged_report(tmp_path: Path, lab_world: W
     assert set(https_acked) <= stored, set(https_acked) - stored
     assert set(smtp_acked) <= stored, set(smtp_acked) - stored
     # and after a restart the store opens and the reports are served by the API
-    with serve_process(url, data, lab_world.nameserver, *extra) as (base, _proc):
+    with serve_process(data, lab_world.nameserver, *extra, database_url=url) as (base, _proc):
         r = httpx.get(
             f"{base}/api/v1/domains/{domain}/reports",
             headers={"Authorization": f"Bearer {token}"},

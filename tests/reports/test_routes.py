@@ -21,8 +21,7 @@ import httpx
 import pytest
 
 from mtasts.config import Settings
-from tests.hosting.serving import Running, running
-from tests.hosting.test_api_lab import ZONE
+from tests.hosting.serving import ZONE, Running, running
 from tests.lab import World
 from tests.lab.ports import free_port
 

@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from mtasts.config import Settings
-from tests.hosting.serving import running
-from tests.hosting.test_api_lab import ZONE
+from tests.hosting.serving import ZONE, running
 from tests.hosting.test_store_outage_and_cluster import cut_off, restore
 from tests.lab import World
 from tests.lab.ports import free_port

@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,28 +21,17 @@ from typing import Any
 
 import httpx
 
-from tests.hosting.serving import wait_for
+from tests.hosting.serving import ZONE, cli_token, serve_process, stop, wait_for
 from tests.lab.dnsserver import Zone
 from tests.lab.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CADDYFILE = ROOT / "deploy" / "Caddyfile"
-ZONE = "sts.lab.test"
 POLICY_HOST = f"policy-host.{ZONE}"
 
 
 def caddy_binary() -> str | None:
     return shutil.which("caddy") or shutil.which("caddy", path="/usr/bin:/usr/local/bin")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -132,47 +120,10 @@ def mtasts_serve(
     """`python -m mtasts serve` on a free loopback port, with an admin token made by
     `mtasts tokens create`; output in ``data_dir``/serve.log."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    full_env = {
-        **os.environ,
-        "MTASTS_SYNC_INTERVAL": "0.5",  # TXT id follows a change within 2 s (RFC 8461 §8.1)
-        "MTASTS_VERIFY_INTERVAL": "3600",
-        "MTASTS_MONITOR_INTERVAL": "0",  # no background checks of the test domains
-        **(env or {}),
-    }
-    mtasts = [sys.executable, "-m", "mtasts"]
-    create = ["tokens", "create", "--email", "admin@lab.test", "--admin"]
-    token = subprocess.run(
-        [*mtasts, *create, "--data-dir", str(data_dir)],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
-    port = free_port()
-    listen = f"127.0.0.1:{port}"
-    cmd = [*mtasts, "serve", "--data-dir", str(data_dir), "--listen", listen]
-    cmd += ["--zone", zone, "--nameserver", nameserver]
-    if dns:
-        cmd += ["--dns", dns]
-    log = data_dir / "serve.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://{listen}"
-    try:
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"mtasts serve exited: {log.read_text()}")
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, 30, "mtasts serve answers /healthz")
-        yield Mtasts(base, listen, token, log, proc)
-    finally:
-        _stop(proc)
+    token = cli_token("admin@lab.test", "--data-dir", str(data_dir), admin=True, env=env)
+    extra = ["--dns", dns] if dns else []
+    with serve_process(data_dir, nameserver, *extra, zone=zone, env=env) as (base, proc):
+        yield Mtasts(base, base.removeprefix("http://"), token, data_dir / "serve.log", proc)
 
 
 # --- Caddy ----------------------------------------------------------------------------------
@@ -248,4 +199,4 @@ def caddy_front(
         wait_for(up, 30, f"caddy listens on {host}:{https_port} with its local CA")
         yield caddy
     finally:
-        _stop(proc)
+        stop(proc)

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.hosting.serving import ZONE
 from tests.lab import World
 from tests.lab.ports import free_port
 from tests.lab.world import DNS_IP
 from tests.system.front import (
-    ZONE,
     caddy_front,
     mtasts_serve,
     publish_delegation,

@@ -21,13 +21,12 @@ import pytest
 
 from mtasts.net.dns import Resolver
 from mtasts.net.fetch import FetchResult, fetch_policy
-from tests.hosting.serving import wait_for
+from tests.hosting.serving import ZONE, wait_for
 from tests.lab import World
 from tests.lab.ports import free_port
 from tests.lab.require import require
 from tests.system.front import (
     POLICY_HOST,
-    ZONE,
     Caddy,
     Mtasts,
     caddy_binary,

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mtasts.config import Settings
-from tests.hosting.test_api_lab import ZONE, customer, delegate
+from tests.hosting.serving import ZONE, lab_settings
+from tests.hosting.test_api_lab import customer, delegate
 from tests.lab import World
 from tests.lab.require import require
 from tests.web.harness import PASSWORD, Dashboard, running_dashboard
@@ -42,16 +42,7 @@ ARGS = [
 
 @pytest.fixture
 def dash(tmp_path: Path, lab_world: World) -> Iterator[Dashboard]:
-    settings = Settings(
-        data_dir=tmp_path / "serve",
-        zone=ZONE,
-        nameservers=(lab_world.nameserver,),
-        ca_file=lab_world.ca_file,
-        smtp_port=lab_world.smtp_port,
-        check_timeout=5.0,
-        sync_interval=0.2,
-        verify_interval=3600,
-    )
+    settings = lab_settings(tmp_path / "serve", lab_world)
     with running_dashboard(settings) as d:
         yield d
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from mtasts.config import Settings
 from mtasts.web.dashboard.auth import verify_login
 from mtasts.web.users_cli import users_app
-from tests.hosting.test_api_lab import ZONE, customer, delegate
+from tests.hosting.serving import lab_settings
+from tests.hosting.test_api_lab import customer, delegate
 from tests.lab import World
 from tests.web.harness import PASSWORD, Dashboard, running_dashboard
 
@@ -27,16 +28,7 @@ _emails = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory: pytest.TempPathFactory, lab_world: World) -> Iterator[Dashboard]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("dash"),
-        zone=ZONE,
-        nameservers=(lab_world.nameserver,),
-        ca_file=lab_world.ca_file,
-        smtp_port=lab_world.smtp_port,
-        check_timeout=5.0,
-        sync_interval=0.2,
-        verify_interval=3600,
-    )
+    settings = lab_settings(tmp_path_factory.mktemp("dash"), lab_world)
     with running_dashboard(settings) as d:
         yield d
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
@@ -95,11 +96,10 @@ def build_app(service: HostingService) -> MtastsApp:
     )
 
 
-def serve(service: HostingService) -> None:
-    """Run until interrupted."""
-    host, port = service.settings.listen_host_port()
-    config = uvicorn.Config(
-        build_app(service),
+def uvicorn_config(app: MtastsApp, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """How `mtasts serve` runs the app (tests run it the same way)."""
+    return uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level="warning",
@@ -107,6 +107,12 @@ def serve(service: HostingService) -> None:
         lifespan="on",
         server_header=False,
         proxy_headers=False,  # the client address is not used; the Host header is
+        **options,
     )
+
+
+def serve(service: HostingService) -> None:
+    """Run until interrupted."""
+    host, port = service.settings.listen_host_port()
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run()
+        uvicorn.Server(uvicorn_config(build_app(service), host, port)).run()
