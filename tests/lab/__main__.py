@@ -32,7 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         help="SMTP servers to run (repeat; default all)",
     )
     args = parser.parse_args(argv)
-    directory = args.dir or Path(tempfile.mkdtemp(prefix="mtasts-lab-"))
+    if args.dir is not None:
+        return _serve(args, args.dir)
+    # The lab's CA and leaf keys live only as long as the lab: removed on the way out.
+    with tempfile.TemporaryDirectory(prefix="mtasts-lab-") as tmp:
+        return _serve(args, Path(tmp))
+
+
+def _serve(args: argparse.Namespace, directory: Path) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
