@@ -28,6 +28,7 @@ from tests.lab.tls import CertStore
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.3
 MAX_HEADER_BYTES = 16 * 1024
 IDLE_TIMEOUT = 5.0
+ENDLESS_BYTES = 64 << 20  # an "endless" body stops here, unterminated: the client then times out
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Site:
     delay: float = 0.0  # seconds before the response
     close: bool = False  # read the request, then close the connection without answering
     chunked: bool = False  # Transfer-Encoding: chunked instead of Content-Length
+    endless: bool = False  # chunked, ``body`` repeated until the client goes (or ENDLESS_BYTES)
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -191,6 +193,19 @@ class HttpsServer(LabServer):
         await self._send(writer, site, method.upper(), keep_alive)
         return keep_alive
 
+    async def _send_endless(self, writer: asyncio.StreamWriter, head: bytes, part: bytes) -> None:
+        chunk = b"%x\r\n%s\r\n" % (len(part), part)
+        sent = 0
+        try:
+            writer.write(head)
+            while sent < ENDLESS_BYTES and not writer.transport.is_closing():
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(part)
+                await asyncio.sleep(0)  # drain() does not yield once the peer is gone
+        except (OSError, ssl.SSLError):
+            pass
+
     async def _send(
         self, writer: asyncio.StreamWriter, site: Site, method: str, keep_alive: bool
     ) -> None:
@@ -203,13 +218,16 @@ class HttpsServer(LabServer):
             head.append(f"Content-Type: {site.content_type}")
         if site.location is not None:
             head.append(f"Location: {site.location}")
-        if site.chunked:
+        if site.chunked or site.endless:
             head.append("Transfer-Encoding: chunked")
         else:
             head.append(f"Content-Length: {len(site.body)}")
         head.append(f"Connection: {'keep-alive' if keep_alive else 'close'}")
         head.extend(f"{k}: {v}" for k, v in site.headers)
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if site.endless and method != "HEAD":
+            await self._send_endless(writer, data, site.body or b"#" * 8192)
+            return
         body = b"" if method == "HEAD" else site.body
         if site.chunked and method != "HEAD":
             step = 8192

@@ -106,6 +106,18 @@ def test_size_limit_boundary(lab_world: World) -> None:
     assert chunked.error_code == "too-large"
 
 
+def test_size_limit_is_64_kib() -> None:
+    assert MAX_POLICY_BYTES == 65_536  # RFC 8461 §3.3, written out: not derived from the code
+
+
+def test_endless_body_is_cut_at_the_limit(lab_world: World) -> None:
+    lab_world.add_domain("endless.fetch.test", https=Site(body=b"#" * 4096, endless=True))
+    r = fetch(lab_world, "endless.fetch.test", timeout=30)
+    # A client reading on past the limit reaches the server's stop (ENDLESS_BYTES, with the
+    # body unterminated) and times out: only one that stops at 64 KiB says "too-large".
+    assert r.error_code == "too-large" and r.body is None
+
+
 def test_connection_closed_without_answer(lab_world: World) -> None:
     lab_world.add_domain("close.fetch.test", https=Site(close=True))
     r = fetch(lab_world, "close.fetch.test")
@@ -117,8 +129,9 @@ def test_slow_server_times_out_within_the_limit(lab_world: World) -> None:
     lab_world.add_domain("slow.fetch.test", https=Site(body=POLICY, delay=5))
     t0 = time.monotonic()
     r = fetch(lab_world, "slow.fetch.test", timeout=0.5)
-    assert r.error_code == "timeout" and 0.4 < r.elapsed < 1.5
-    assert time.monotonic() - t0 < 2
+    # Bounded by the server's own event (its answer after 5 s), never by a timing window.
+    assert r.error_code == "timeout" and r.elapsed < 5
+    assert time.monotonic() - t0 < 5
 
 
 def test_dns_outcomes(lab_world: World) -> None:
