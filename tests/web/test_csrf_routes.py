@@ -28,7 +28,7 @@ def post_paths() -> list[str]:
     paths = []
     for route in router.routes:
         assert isinstance(route, APIRoute)
-        if "POST" in route.methods:
+        if "POST" in (route.methods or ()):
             paths.append(re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], route.path))
     return sorted(paths)
 
