@@ -120,7 +120,12 @@ def test_killed_server_loses_no_acknowledged_report(tmp_path: Path, lab_world: W
         ]
         for w in workers:
             w.start()
-        time.sleep(3)
+        # Kill once both routes have acknowledged reports (an event, not a time window).
+        deadline = time.monotonic() + 120
+        while len(https_acked) <= 20 or len(smtp_acked) <= 5:
+            assert time.monotonic() < deadline, (len(https_acked), len(smtp_acked))
+            assert all(w.is_alive() for w in workers), "a sender stopped early"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)  # no shutdown, no flush: as a crash
         proc.wait(10)
         stop.set()
