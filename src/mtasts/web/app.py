@@ -218,6 +218,7 @@ class MtastsApp:
         unsaved = True
         while True:
             await asyncio.sleep(self.settings.sync_interval)
+            started = time.monotonic()
             try:
                 unsaved |= await anyio.to_thread.run_sync(svc.sync)
                 await anyio.to_thread.run_sync(self._probe_store)
@@ -230,6 +231,7 @@ class MtastsApp:
             if not svc.store_up:
                 log.warning("store reachable again")
             svc.store_up = True
+            self.store_health.probe_succeeded(started)
             self.metrics.last_sync_ok = time.time()
             try:
                 if unsaved and await anyio.to_thread.run_sync(svc.save_snapshot, SAVE_EVERY):

@@ -27,24 +27,27 @@ from mtasts.hosting.tenants import ServiceError
 log = logging.getLogger("mtasts.web")
 
 RETRY_AFTER = 30  # seconds a client should wait after a 503 of the store
-# /healthz says "degraded" for this long after a request failed on the store (a table
-# lock or a hung query can fail requests while the periodic sync still gets through)
-STORE_ERROR_HOLD = 30.0
 
 
 @dataclass
 class StoreHealth:
-    """When a request last failed on the store (monotonic seconds), for /healthz."""
+    """Whether requests fail on the store, for /healthz: a table lock or a hung query can
+    fail requests while the periodic sync still gets through. A failure counts until a
+    probe of the store that began after it succeeds."""
 
-    failed_at: float | None = None
+    failed_at: float | None = None  # monotonic seconds of the last failed request
     failures: int = 0
 
     def record_failure(self) -> None:
         self.failed_at = time.monotonic()
         self.failures += 1
 
+    def probe_succeeded(self, started_at: float) -> None:
+        if self.failed_at is not None and self.failed_at < started_at:
+            self.failed_at = None
+
     def failing(self) -> bool:
-        return self.failed_at is not None and time.monotonic() - self.failed_at < STORE_ERROR_HOLD
+        return self.failed_at is not None
 
 
 def new_error_id() -> str:
