@@ -45,7 +45,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, lab_world: World) -> Iterator[
 
 
 def _ask(app: Running, *values: str) -> int:
-    params = [("domain", v) for v in values]
+    params: list[tuple[str, str | int | float | bool | None]] = [("domain", v) for v in values]
     return httpx.get(f"{app.base}/tls/ask", params=params, timeout=10).status_code
 
 
@@ -203,8 +203,7 @@ def test_a_hung_database_answers_503_and_health_says_degraded(
             assert r.headers["retry-after"] == "30"
             _no_leak(r)
             wait_for(
-                lambda: httpx.get(f"{app.base}/healthz", timeout=30).json()["status"]
-                == "degraded",
+                lambda: httpx.get(f"{app.base}/healthz", timeout=30).json()["status"] == "degraded",
                 60,
                 "health says degraded",
             )

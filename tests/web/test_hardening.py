@@ -74,7 +74,7 @@ def test_forwarded_proto_from_an_untrusted_peer_does_not_mark_the_cookie_secure(
                 headers={"X-Forwarded-Proto": "https"},
             )
             assert r.status_code == 303
-            cookie = [v for v in r.headers.get_list("set-cookie") if v.startswith(COOKIE)][0]
+            cookie = next(v for v in r.headers.get_list("set-cookie") if v.startswith(COOKIE))
             assert ("secure" in cookie.lower()) is secure
 
 
