@@ -28,7 +28,11 @@ _emails = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory: pytest.TempPathFactory, lab_world: World) -> Iterator[Dashboard]:
-    settings = lab_settings(tmp_path_factory.mktemp("dash"), lab_world)
+    # behind a TLS front on this host, as deploy/mtasts.toml sets it (see test_hardening.py
+    # for a dashboard that trusts no proxy)
+    settings = lab_settings(
+        tmp_path_factory.mktemp("dash"), lab_world, trusted_proxies=("127.0.0.1/32",)
+    )
     with running_dashboard(settings) as d:
         yield d
 
