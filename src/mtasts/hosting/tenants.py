@@ -146,11 +146,12 @@ class HostingService:
         if answer.status is DnsStatus.NODATA:
             return [domain]  # RFC 5321 §5.1: no MX means the domain itself is the MX
         if answer.status is not DnsStatus.OK:
+            # the resolver's detail names the operator's nameservers: the log only
+            log.warning("MX lookup of %s failed: %s: %s", domain, answer.status, answer.error)
             raise ServiceError(
                 503,
                 "mx-lookup-failed",
-                f"The MX lookup of {domain} failed ({answer.status}: {answer.error}); "
-                "try again shortly.",
+                f"The MX lookup of {domain} failed ({answer.status}); try again shortly.",
             )
         hosts = [m.exchange for m in answer.records]
         if not any(hosts):

@@ -335,6 +335,14 @@ def csrf_ok(session: Session, sent: str | None) -> bool:
     return bool(expected and sent) and hmac.compare_digest(str(expected), str(sent))
 
 
+def _email_key(email: str) -> str:
+    """No e-mail is longer than 320 characters: longer input is kept as a digest, so a
+    sprayed megabyte of text costs the table no more than an address."""
+    if len(email) <= 320:
+        return email
+    return "#" + hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _ip_key(ip: str) -> str:
     """IPv6 clients usually hold a whole /64: count it as one address."""
     try:
@@ -450,16 +458,19 @@ class LoginLimiter:
     def retry_after(self, email: str, ip: str) -> int:
         """Seconds to wait before another try is allowed (0: go ahead)."""
         now = self._clock()
+        email = _email_key(email)
         with self._lock:
             wait = max(self._emails.wait(email, now), self._ips.wait(_ip_key(ip), now))
         return int(wait) + 1 if wait > 0 else 0
 
     def failed(self, email: str, ip: str) -> None:
         now = self._clock()
+        email = _email_key(email)
         with self._lock:
             self._emails.fail(email, now)
             self._ips.fail(_ip_key(ip), now)
 
     def succeeded(self, email: str) -> None:
+        email = _email_key(email)
         with self._lock:
             self._emails.forget(email)
