@@ -60,6 +60,9 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ("zone = 5\n", {}, "zone"),
         ("", {"MTASTS_KEEP_UNSIGNED_REPORTS": "maybe"}, "true or false"),
         ("", {"MTASTS_SMTP_LISTEN": "25"}, "smtp_listen"),
+        ('trusted_proxies = ["127.0.0.1/32", "caddy"]\n', {}, "trusted_proxies: 'caddy'"),
+        ("", {"MTASTS_TRUSTED_PROXIES": "10.0.0.0/33"}, "trusted_proxies"),
+        ("db_timeout = 0\n", {}, "db_timeout"),
     ],
 )
 def test_bad_settings_say_which_and_why(
@@ -74,3 +77,9 @@ def test_bad_settings_say_which_and_why(
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(tmp_path / "nope.toml", {})
+
+
+def test_trusted_proxies_from_the_environment() -> None:
+    s = load_settings(None, {"MTASTS_TRUSTED_PROXIES": "127.0.0.1/32, ::1/128"})
+    assert s.trusted_proxies == ("127.0.0.1/32", "::1/128")
+    assert load_settings(None, {}).trusted_proxies == ()  # nobody's headers by default

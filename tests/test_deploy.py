@@ -25,6 +25,7 @@ def test_example_settings_load() -> None:
     assert s.policy_host_addresses == ("192.0.2.10", "2001:db8::10")
     assert s.effective_database_url.startswith("postgresql://")
     assert s.dns_listen == "0.0.0.0:53" and s.smtp_listen == "0.0.0.0:25"
+    assert s.trusted_proxies == ("127.0.0.1/32", "::1/128")  # Caddy on this host
     assert s.tlsrpt_txt("example.com") == (
         "v=TLSRPTv1; rua=mailto:tlsrpt@sts.provider.example,"
         "https://policy-host.sts.provider.example/tlsrpt/example.com"
@@ -74,6 +75,8 @@ def test_systemd_unit_runs_serve_with_the_config() -> None:
     assert exec_start[0].endswith("/bin/mtasts")
     assert unit["Service"]["Restart"] == "always"
     assert "CAP_NET_BIND_SERVICE" in unit["Service"]["AmbientCapabilities"]
+    assert unit["Service"]["UMask"] == "0077"  # data directory 0700, files 0600
+    assert unit["Service"]["StateDirectoryMode"] == "0700"
     help_text = subprocess.run(
         [sys.executable, "-m", "mtasts", *exec_start[1:2], "--help"],
         capture_output=True,

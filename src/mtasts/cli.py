@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -19,7 +20,7 @@ from mtasts.check.checker import Checker, CheckOptions, normalize_domain, utcnow
 from mtasts.check.result import CheckResult
 from mtasts.config import ConfigError, Settings, load_settings
 from mtasts.net.dns import DnsStatus, Resolver
-from mtasts.protocol.policy import MAX_AGE_LIMIT, Mode
+from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
 from mtasts.reports.imap_cli import fetch_imap_command
 from mtasts.web.users_cli import users_app
 
@@ -208,6 +209,13 @@ def generate(
         raise typer.Exit(1)
     pub = gen.publication(name, hosts, utcnow(), mode=mode, max_age=max_age, rua=rua or ())
     policy_text = pub.policy.serialize()
+    if len(policy_text.encode()) > MAX_POLICY_BYTES:  # RFC 8461 §3.3
+        err.print(
+            f"[red]The policy for {len(hosts)} MX hosts is {len(policy_text.encode())} bytes; "
+            f"senders read at most {MAX_POLICY_BYTES}. Cover the MX hosts with wildcards "
+            "(mx: *.example.com) and write the policy by hand."
+        )
+        raise typer.Exit(1)
     files = {
         ".well-known/mta-sts.txt": policy_text,
         "dns-records.txt": f"{pub.sts_record}\n{pub.tlsrpt_record}\n",
@@ -257,6 +265,9 @@ DatabaseOpt = Annotated[
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
+    # the commands that read settings open the store in data_dir: what they create there
+    # (database, secrets, keys) is the operator's alone (0600 files, 0700 directories)
+    os.umask(0o077)
     try:
         return load_settings(config, None, **overrides)
     except ConfigError as exc:
@@ -376,7 +387,7 @@ reports_app.command("fetch-imap")(fetch_imap_command)
 def _report_sessions(settings: Settings) -> sessionmaker[Session]:
     from mtasts.store.db import make_engine, migrate, session_factory
 
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, settings.db_timeout)
     migrate(engine)
     return session_factory(engine)
 

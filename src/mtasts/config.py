@@ -6,10 +6,12 @@ lists in the environment are comma-separated. See README "Configuration".
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,10 @@ class Settings:
     # dashboard: the key signing session cookies; "" = a random one kept in data_dir
     # (several hosts behind one name must share it: set it, or share the file)
     session_secret: str = ""
+    # reverse proxies (CIDR list) whose X-Forwarded-For / X-Forwarded-Proto are believed;
+    # () = none: the client address is the TCP peer (deploy/mtasts.toml lists Caddy's)
+    trusted_proxies: tuple[str, ...] = ()
+    db_timeout: float = 5.0  # seconds: connect, statement, pool wait, SQLite busy wait
     # monitoring and alerts
     monitor_interval: float = 3600.0  # seconds between checks of each domain; 0 = off
     monitor_tick: float = 30.0  # seconds between looks for due checks
@@ -132,6 +138,22 @@ def split_hostport(text: str, key: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+@functools.cache
+def proxy_networks(cidrs: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """``trusted_proxies`` as networks (``127.0.0.1`` = ``127.0.0.1/32``); ConfigError
+    names the bad entry."""
+    out = []
+    for text in cidrs:
+        try:
+            out.append(ip_network(text.strip(), strict=False))
+        except ValueError as exc:
+            raise ConfigError(
+                f"trusted_proxies: {text!r} is not an address or CIDR network, e.g. "
+                "127.0.0.1/32 or ::1/128"
+            ) from exc
+    return tuple(out)
+
+
 def _coerce(key: str, kind: Any, value: Any) -> Any:
     try:
         if kind is Path or kind == "Path":
@@ -199,8 +221,18 @@ def load_settings(
         split_hostport(settings.smtp_listen, "smtp_listen")
     if settings.alert_smtp_relay:
         split_hostport(settings.alert_smtp_relay, "alert_smtp_relay")
+    proxy_networks(settings.trusted_proxies)
+    if not settings.db_timeout > 0:
+        raise ConfigError(f"db_timeout: expected seconds > 0, got {settings.db_timeout!r}")
 
     return settings
 
 
-__all__ = ["DEFAULT_ZONE", "ConfigError", "Settings", "load_settings", "split_hostport"]
+__all__ = [
+    "DEFAULT_ZONE",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "proxy_networks",
+    "split_hostport",
+]

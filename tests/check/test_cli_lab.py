@@ -90,3 +90,18 @@ def test_worker_processes_give_the_same_results(lab_world: World, domains: list[
     assert [[f["code"] for f in d["findings"]] for d in parallel] == [
         [f["code"] for f in d["findings"]] for d in one
     ]
+
+
+@pytest.mark.lab
+def test_generate_refuses_a_policy_over_64_kib(lab_world: World, tmp_path: Path) -> None:
+    """RFC 8461 §3.3: senders read at most 64 KiB; a bigger file would be a FETCH_ERROR."""
+    domain = f"{'a' * 60}.{'b' * 60}.{'c' * 60}.gen.cli.test"
+    for i in range(400):  # 400 lines of ~200 characters
+        lab_world.zone.add(domain, "MX", f"{i} mx{i}.{domain}.")
+    result = runner.invoke(
+        app,
+        ["generate", domain, "--write", str(tmp_path), "--nameserver", lab_world.nameserver],
+    )
+    assert result.exit_code == 1
+    assert "65536" in result.output and "wildcard" in result.output
+    assert not (tmp_path / ".well-known").exists()

@@ -29,7 +29,7 @@ from mtasts.hosting.snapshot import Hosted, Snapshot
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.errors import MxPatternError
 from mtasts.protocol.mx import to_alabel, validate_mx_pattern
-from mtasts.protocol.policy import MAX_AGE_LIMIT, Mode, Policy
+from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode, Policy
 from mtasts.store.models import (
     Alert,
     ApiToken,
@@ -47,6 +47,10 @@ RETIRE_MAX_AGE = 86_400  # RFC 8461 §8.3: the "none" policy gets a short max_ag
 MIN_MAX_AGE = 86_400  # below a day a policy protects little; RFC 8461 §3.2 advises weeks
 LOOKBACK = 1000  # audit ids re-read at each sync (see sync)
 FULL_RELOAD = 900.0  # seconds between full reloads of the snapshot
+# mx lines per hosted policy. Real domains list a handful of MX hosts (wildcards cover
+# large fleets); 100 lines of the longest names (253) stay far under MAX_POLICY_BYTES,
+# while thousands would make a policy that senders truncate or refuse (RFC 8461 §3.3).
+MAX_MX_LINES = 100
 
 
 def utcnow() -> datetime:
@@ -61,6 +65,16 @@ class ServiceError(Exception):
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.detail = status, code, message, detail or {}
+
+
+def _check_mx_count(mx: list[str]) -> None:
+    if len(mx) > MAX_MX_LINES:
+        raise ServiceError(
+            422,
+            "mx-too-many",
+            f"A policy may list at most {MAX_MX_LINES} mx patterns; got {len(mx)}. Cover "
+            "a fleet with a wildcard such as *.mx.example.com (RFC 8461 §3.2, §4.1).",
+        )
 
 
 def hash_token(token: str) -> str:
@@ -132,11 +146,12 @@ class HostingService:
         if answer.status is DnsStatus.NODATA:
             return [domain]  # RFC 5321 §5.1: no MX means the domain itself is the MX
         if answer.status is not DnsStatus.OK:
+            # the resolver's detail names the operator's nameservers: the log only
+            log.warning("MX lookup of %s failed: %s: %s", domain, answer.status, answer.error)
             raise ServiceError(
                 503,
                 "mx-lookup-failed",
-                f"The MX lookup of {domain} failed ({answer.status}: {answer.error}); "
-                "try again shortly.",
+                f"The MX lookup of {domain} failed ({answer.status}); try again shortly.",
             )
         hosts = [m.exchange for m in answer.records]
         if not any(hosts):
@@ -319,7 +334,15 @@ class HostingService:
             forced=forced,
             created_at=now,
         )
-        policy_of(v).serialize()  # refuses anything that would not parse back
+        _check_mx_count(v.mx)  # also for mx taken from live MX records
+        body = policy_of(v).serialize()  # refuses anything that would not parse back
+        if len(body.encode()) > MAX_POLICY_BYTES:  # RFC 8461 §3.3
+            raise ServiceError(
+                422,
+                "policy-too-large",
+                f"The policy would be {len(body.encode())} bytes; senders read at most "
+                f"{MAX_POLICY_BYTES} (RFC 8461 §3.3). Use fewer mx lines or wildcards.",
+            )
         db.add(v)
         return v
 
@@ -410,6 +433,7 @@ class HostingService:
                 ) from exc
             if pattern not in out:
                 out.append(pattern)
+        _check_mx_count(out)
         return out
 
     @staticmethod

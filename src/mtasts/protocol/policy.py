@@ -12,6 +12,8 @@ from mtasts.protocol.record import EXT_NAME
 
 MAX_AGE_LIMIT = 31_557_600  # RFC 8461 §3.2: max_age up to 31557600 (about 1 year)
 RFC = "RFC 8461 §3.2"
+# RFC 8461 §3.3: senders may refuse a policy body over 64 KiB (mtasts' own fetch does)
+MAX_POLICY_BYTES = 64 * 1024
 
 _MAX_AGE = re.compile(r"[0-9]{1,10}")  # RFC 8461 §3.2: sts-policy-max-age-value = 1*10(DIGIT)
 # RFC 8461 §3.2: sts-policy-ext-value excludes CTLs; surrogates are not UTF-8 characters.

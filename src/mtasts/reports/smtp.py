@@ -179,6 +179,7 @@ class ReportReceiver(Controller):
             tls_context=tls,
             data_size_limit=handler.ingestor.limits.max_message_bytes,
             enable_SMTPUTF8=True,
+            ident="ESMTP",  # the banner names no software and no version (aiosmtpd's does)
             ready_timeout=10.0,
             **kwargs,
         )

@@ -6,17 +6,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import SQLAlchemyError
 
 from mtasts.hosting.tenants import HostingService, ServiceError
 from mtasts.monitor.alerts import list_alerts
 from mtasts.protocol.policy import Mode
 from mtasts.store.models import User
+from mtasts.web import errors
 
 bearer = HTTPBearer(auto_error=False, description="API token from `mtasts tokens create`")
 
@@ -122,47 +121,6 @@ def retire(domain: str, svc: Service, user: CurrentUser) -> dict[str, Any]:
     return svc.retire(user, domain)
 
 
-def _service_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(
-        {"error": {"code": exc.code, "message": exc.message, **exc.detail}},
-        status_code=exc.status,
-        headers=headers,
-    )
-
-
-def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    problems = []
-    for e in exc.errors():
-        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-        problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
-    return JSONResponse(
-        {
-            "error": {
-                "code": "invalid-request",
-                "message": "; ".join(problems) or "invalid request",
-            }
-        },
-        status_code=422,
-    )
-
-
-def _store_error(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        {
-            "error": {
-                "code": "store-unavailable",
-                "message": "The database is unreachable; policies are still served. "
-                "Please retry shortly.",
-            }
-        },
-        status_code=503,
-        headers={"Retry-After": "30"},
-    )
-
-
 def _docs() -> HTMLResponse:
     return get_swagger_ui_html(
         openapi_url="/api/openapi.json",
@@ -185,7 +143,5 @@ def build_api(svc: HostingService, **kwargs: Any) -> FastAPI:
     api.state.service = svc
     api.include_router(router)
     api.add_api_route("/api/docs", _docs, include_in_schema=False)
-    api.add_exception_handler(ServiceError, _service_error)
-    api.add_exception_handler(RequestValidationError, _validation_error)
-    api.add_exception_handler(SQLAlchemyError, _store_error)
+    errors.install(api)  # one envelope for every error; faults answered without details
     return api

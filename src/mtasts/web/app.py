@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs
 
 import anyio.to_thread
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from mtasts import __version__
 from mtasts.generate import POLICY_PATH
@@ -30,8 +32,10 @@ from mtasts.hosting.tenants import HostingService
 from mtasts.monitor.scheduler import Monitor
 from mtasts.reports.ingest import ReportIngestor
 from mtasts.reports.smtp import ReportReceiver
+from mtasts.store.models import Domain
 from mtasts.web import dashboard, reports_api
 from mtasts.web.api import build_api
+from mtasts.web.errors import StoreHealth
 
 log = logging.getLogger("mtasts.serve")
 
@@ -42,6 +46,11 @@ Send = Callable[[Message], Awaitable[None]]
 
 _TEXT = b"text/plain; charset=utf-8"
 SAVE_EVERY = 10.0  # seconds between writes of the snapshot file, at most
+# a host name as Caddy asks for it: LDH labels of 1-63, lower case, no trailing dot
+_HOST_NAME = re.compile(
+    r"(?=[a-z0-9.-]{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
+    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
 _POLICY_HEADERS = [(b"content-type", _TEXT), (b"cache-control", b"no-cache")]
 
 
@@ -80,6 +89,7 @@ class MtastsApp:
         self.api.include_router(reports_api.receive)
         self.api.include_router(reports_api.router)
         dashboard.install(self.api)  # pages, /static and the error page; serves "/"
+        self.store_health: StoreHealth = self.api.state.store_health
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -127,21 +137,35 @@ class MtastsApp:
         )
 
     async def _ask(self, scope: Scope, send: Send) -> None:
-        """Caddy on-demand TLS: 200 lets Caddy obtain a certificate for ``domain``."""
+        """Caddy on-demand TLS: 200 lets Caddy obtain a certificate for ``domain``.
+
+        Only the exact names served get one: ``mta-sts.<hosted domain>`` and the policy
+        host, as Caddy sends them (lower case, no trailing dot, no port). Anything else,
+        even a name that merely starts with a hosted one, is refused."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        name = (query.get("domain") or [""])[0].rstrip(".").lower()
-        allowed = name == self.settings.policy_host or (
-            self.service.snapshot.lookup_host(name) is not None
+        values = query.get("domain") or []
+        name = values[0] if len(values) == 1 else ""
+        if not _HOST_NAME.fullmatch(name):
+            self.metrics.ask_denied += 1
+            await _respond(send, 400, b"not a host name\n")
+            return
+        hosted = name.startswith(POLICY_HOST_PREFIX) and (
+            name[len(POLICY_HOST_PREFIX) :] in self.service.snapshot.hosts
         )
-        if allowed:
+        if hosted or name == self.settings.policy_host:
             self.metrics.ask_allowed += 1
             await _respond(send, 200, b"ok\n")
         else:
             self.metrics.ask_denied += 1
             await _respond(send, 404, b"not hosted here\n")
 
+    @property
+    def store_ok(self) -> bool:
+        """The last read of the store worked and no request failed on it lately."""
+        return self.service.store_up and not self.store_health.failing()
+
     async def _health(self, send: Send) -> None:
-        up, snap = self.service.store_up, self.service.snapshot
+        up, snap = self.store_ok, self.service.snapshot
         body = {
             "status": "ok" if up else "degraded",  # degraded: policies still served
             "store": "up" if up else "unreachable",
@@ -169,10 +193,13 @@ class MtastsApp:
             f"mtasts_hosted_domains {len(snap.hosts)}",
             "# HELP mtasts_store_up 1 when the last read of the database succeeded.",
             "# TYPE mtasts_store_up gauge",
-            f"mtasts_store_up {int(self.service.store_up)}",
+            f"mtasts_store_up {int(self.store_ok)}",
             "# HELP mtasts_store_sync_errors_total Failed reads of the database.",
             "# TYPE mtasts_store_sync_errors_total counter",
             f"mtasts_store_sync_errors_total {m.sync_errors}",
+            "# HELP mtasts_store_request_errors_total Requests answered 503: store failed.",
+            "# TYPE mtasts_store_request_errors_total counter",
+            f"mtasts_store_request_errors_total {self.store_health.failures}",
             "# HELP mtasts_store_last_sync_timestamp_seconds When the store was last read.",
             "# TYPE mtasts_store_last_sync_timestamp_seconds gauge",
             f"mtasts_store_last_sync_timestamp_seconds {m.last_sync_ok:.3f}",
@@ -191,8 +218,10 @@ class MtastsApp:
         unsaved = True
         while True:
             await asyncio.sleep(self.settings.sync_interval)
+            started = time.monotonic()
             try:
                 unsaved |= await anyio.to_thread.run_sync(svc.sync)
+                await anyio.to_thread.run_sync(self._probe_store)
             except Exception as exc:
                 self.metrics.sync_errors += 1
                 if svc.store_up:
@@ -202,12 +231,19 @@ class MtastsApp:
             if not svc.store_up:
                 log.warning("store reachable again")
             svc.store_up = True
+            self.store_health.probe_succeeded(started)
             self.metrics.last_sync_ok = time.time()
             try:
                 if unsaved and await anyio.to_thread.run_sync(svc.save_snapshot, SAVE_EVERY):
                     unsaved = False
             except OSError as exc:
                 log.warning("cannot save the snapshot to %s: %s", svc.snapshot_file, exc)
+
+    def _probe_store(self) -> None:
+        """Read the table every API request reads: a lock or a hung query on it fails
+        here (statement timeout, ``db_timeout``) and /healthz says degraded."""
+        with self.service.sessions() as db:
+            db.execute(select(Domain.id).limit(1)).all()
 
     async def _maintenance_loop(self) -> None:
         """Re-verify pending domains and finish retirements."""

@@ -16,6 +16,7 @@ from mtasts.reports.aggregate import summary
 from mtasts.reports.ingest import ReportIngestor, Route, Status, StoreUnavailable
 from mtasts.store.models import TlsReport
 from mtasts.web.api import CurrentUser, Service
+from mtasts.web.errors import store_unavailable
 
 # RFC 8460 §5.2 and §5.3: the media types of a report; the last two are tolerated variants
 GZIP_TYPES = {"application/tlsrpt+gzip", "application/gzip"}
@@ -60,8 +61,8 @@ async def post_report(domain: str, request: Request) -> Response:
         outcome = await anyio.to_thread.run_sync(
             lambda: ing.ingest_payload(bytes(body), route=Route.HTTPS, domain=domain)
         )
-    except StoreUnavailable as exc:
-        return _error(503, "store-unavailable", f"{exc}; please retry later.")
+    except StoreUnavailable as exc:  # the cause (SQL, host names) goes to the log only
+        return store_unavailable(request, exc)
     if outcome.status is Status.REJECTED:
         status = 413 if "too-large" in outcome.code else 400
         return _error(status, outcome.code, outcome.reason)

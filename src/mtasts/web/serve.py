@@ -36,7 +36,7 @@ def open_service(settings: Settings, *, cached_ok: bool = False) -> HostingServi
     policies are served from it (RFC 8461 gives senders no second chance to fetch a policy
     that is offline) until the database is back.
     """
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, settings.db_timeout)
     service = HostingService(settings, session_factory(engine))
     try:
         migrate(engine)

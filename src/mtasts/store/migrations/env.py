@@ -10,6 +10,8 @@ from mtasts.store.models import Base
 engine = context.config.attributes["engine"]
 assert isinstance(engine, Engine)
 with engine.begin() as connection:
+    if connection.dialect.name == "postgresql":  # a migration may rewrite a big table
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

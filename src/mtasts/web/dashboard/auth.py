@@ -2,33 +2,40 @@
 small in-memory limit on failed sign-ins.
 
 The session lives in one cookie signed with a key kept in the data directory
-(``dashboard-secret``): ``{"uid", "pw", "csrf", "flash"}``. ``pw`` is a fingerprint of the
-user's password hash, so setting a new password ends every other session. The cookie is
-HttpOnly, SameSite=Lax, and Secure whenever the browser came over HTTPS (directly, or
-through the TLS front on this host, which says so in X-Forwarded-Proto).
+(``dashboard-secret``): ``{"uid", "pw", "ep", "csrf", "flash"}``. ``pw`` is a fingerprint of
+the user's password hash, so setting a new password ends every other session. ``ep`` is the
+user's session epoch (``users.session_epoch``): signing out increments it on the server, so
+a cookie copied before the sign-out no longer opens anything (signing out ends every
+session of that user). The cookie is HttpOnly, SameSite=Lax, and Secure whenever the
+browser came over HTTPS (directly, or through a trusted TLS front, which says so in
+X-Forwarded-Proto; see ``trusted_proxies``).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import hmac
 import os
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv6Address, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mtasts.config import proxy_networks
 from mtasts.hosting.tenants import HostingService, ServiceError
 from mtasts.store.models import ApiToken, AuditEvent, User
 
@@ -36,6 +43,9 @@ COOKIE = "mtasts_session"
 SESSION_MAX_AGE = 12 * 3600  # seconds; then sign in again
 SECRET_FILE = "dashboard-secret"  # noqa: S105 - a file name
 MIN_PASSWORD = 10
+# Sign-in failures are remembered for at most this many e-mails (and as many addresses):
+# about 0.3 KiB each, so a spray of made-up addresses costs at most ~15 MiB per table.
+MAX_LIMITER_ENTRIES = 50_000
 _hasher = PasswordHasher()
 
 
@@ -128,15 +138,24 @@ def change_password(service: HostingService, user: User, current: str, new: str)
         return row
 
 
-def session_user(service: HostingService, uid: int, pw: str) -> User | None:
+def session_user(service: HostingService, uid: int, pw: str, epoch: int = 0) -> User | None:
+    """The user of a session cookie, or None when the session has ended on the server."""
     with service.sessions() as db:
         user = db.get(User, uid)
         if user is None or not user.password_hash:
             return None
         if not hmac.compare_digest(fingerprint(user.password_hash), pw):
             return None  # the password changed since this session began
+        if user.session_epoch != epoch:
+            return None  # signed out since this session began
         db.expunge(user)
         return user
+
+
+def end_sessions(service: HostingService, uid: int) -> None:
+    """Sign ``uid`` out on the server: every cookie issued so far stops working."""
+    with service.sessions.begin() as db:
+        db.execute(update(User).where(User.id == uid).values(session_epoch=User.session_epoch + 1))
 
 
 # --- API tokens (managed from the settings page) -------------------------------------
@@ -227,6 +246,7 @@ class Session:
         self.data = {
             "uid": user.id,
             "pw": fingerprint(user.password_hash),
+            "ep": user.session_epoch,
             "csrf": secrets.token_urlsafe(32),
         }
         self.dirty = True
@@ -237,8 +257,9 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, trusted_proxies: tuple[str, ...] = ()) -> None:
         self.serializer = URLSafeTimedSerializer(secret, salt="mtasts-dashboard-session")
+        self.trusted_proxies = trusted_proxies
 
     def load(self, request: Request) -> Session:
         raw = request.cookies.get(COOKIE)
@@ -261,33 +282,52 @@ class Sessions:
             path="/",
             httponly=True,
             samesite="lax",
-            secure=is_https(request),
+            secure=is_https(request, self.trusted_proxies),
         )
 
 
-def _from_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    return host.startswith("127.") or host == "::1"
+def _trusted_peer(request: Request, trusted_proxies: tuple[str, ...]) -> bool:
+    """Whether the TCP peer is one of the operator's reverse proxies (``trusted_proxies``),
+    whose X-Forwarded-* headers are then believed. Nobody else's are: any client can send
+    them."""
+    if not trusted_proxies or request.client is None:
+        return False
+    try:
+        peer = ip_address(request.client.host)
+    except ValueError:
+        return False
+    return any(peer in net for net in proxy_networks(trusted_proxies))
 
 
-def is_https(request: Request) -> bool:
-    """Whether the browser talks HTTPS: directly, or to the TLS front on this host (Caddy
-    sets X-Forwarded-Proto). Only the cookie's Secure flag depends on it, so a forged
-    header can do no more than keep a cookie off plain HTTP."""
+def is_https(request: Request, trusted_proxies: tuple[str, ...] = ()) -> bool:
+    """Whether the browser talks HTTPS: directly, or to a trusted TLS front (Caddy sets
+    X-Forwarded-Proto)."""
     if request.url.scheme == "https":
         return True
+    if not _trusted_peer(request, trusted_proxies):
+        return False
     forwarded = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
-    return _from_loopback(request) and forwarded == "https"
+    return forwarded == "https"
 
 
-def client_ip(request: Request) -> str:
-    """The browser's address: behind the TLS front on this host, the address it appended
-    last to X-Forwarded-For (earlier entries come from the client and prove nothing)."""
+def client_ip(request: Request, trusted_proxies: tuple[str, ...] = ()) -> str:
+    """The browser's address: the TCP peer, unless that is a trusted proxy; then the
+    rightmost X-Forwarded-For entry that is not itself a trusted proxy (entries to its left
+    were written by the client and prove nothing)."""
     peer = request.client.host if request.client else ""
-    forwarded = request.headers.get("x-forwarded-for", "")
-    if forwarded and _from_loopback(request):
-        return forwarded.split(",")[-1].strip() or peer
-    return peer
+    if not _trusted_peer(request, trusted_proxies):
+        return peer
+    networks = proxy_networks(trusted_proxies)
+    hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",")]
+    hops = [h for h in hops if h]
+    for hop in reversed(hops):
+        try:
+            addr = ip_address(hop)
+        except ValueError:
+            return hop  # written by our proxy (it is right of every client entry): keep it
+        if not any(addr in net for net in networks):
+            return hop
+    return hops[0] if hops else peer
 
 
 def csrf_ok(session: Session, sent: str | None) -> bool:
@@ -295,40 +335,142 @@ def csrf_ok(session: Session, sent: str | None) -> bool:
     return bool(expected and sent) and hmac.compare_digest(str(expected), str(sent))
 
 
+def _email_key(email: str) -> str:
+    """No e-mail is longer than 320 characters: longer input is kept as a digest, so a
+    sprayed megabyte of text costs the table no more than an address."""
+    if len(email) <= 320:
+        return email
+    return "#" + hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _ip_key(ip: str) -> str:
+    """IPv6 clients usually hold a whole /64: count it as one address."""
+    try:
+        addr = ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ip_network(f"{addr}/64", strict=False))
+    return str(addr)
+
+
+class _FailureTable:
+    """Recent failure times per key (e-mail or address), in bounded memory.
+
+    A key with ``limit`` failures within ``window`` seconds is *blocked* until the oldest
+    of them is ``window`` old. Memory stays under ``max_entries`` keys: entries whose
+    failures have all expired go first, then the least recently failed entry that is not
+    blocked. A current block is never forgotten. When every entry is a current block, a
+    new key is counted in one of ``buckets`` shared slots (a hash of the key, so an
+    attacker cannot aim at a slot): coarser, it may block innocent keys sharing a slot
+    while the table is full of blocks, but it never lets a blocked key through.
+    """
+
+    def __init__(self, limit: int, window: float, max_entries: int, buckets: int = 4096) -> None:
+        self.limit, self.window, self.max_entries = limit, window, max_entries
+        self._counting: OrderedDict[str, tuple[float, ...]] = OrderedDict()  # by last failure
+        self._blocked: dict[str, float] = {}  # key -> when its block ends
+        self._ends: list[tuple[float, str]] = []  # heap of (block end, key)
+        self._buckets: list[tuple[float, ...]] = [()] * buckets
+        self._salt = secrets.token_bytes(16)
+
+    def __len__(self) -> int:
+        return len(self._counting) + len(self._blocked)
+
+    def _recent(self, times: tuple[float, ...], now: float) -> tuple[float, ...]:
+        return tuple(t for t in times if t > now - self.window)
+
+    def _bucket(self, key: str) -> int:
+        digest = hashlib.blake2b(key.encode(), key=self._salt, digest_size=8).digest()
+        return int.from_bytes(digest, "big") % len(self._buckets)
+
+    def _prune(self, now: float) -> None:
+        while self._ends and self._ends[0][0] <= now:
+            end, key = heapq.heappop(self._ends)
+            if self._blocked.get(key) == end:
+                del self._blocked[key]
+        while self._counting:
+            key, times = next(iter(self._counting.items()))
+            if times[-1] > now - self.window:
+                break
+            del self._counting[key]
+
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until ``key`` may try again (0: now)."""
+        self._prune(now)
+        waits = [self._blocked[key] - now] if key in self._blocked else []
+        shared = self._recent(self._buckets[self._bucket(key)], now)
+        if len(shared) >= self.limit:
+            waits.append(shared[0] + self.window - now)
+        return max(waits, default=0.0)
+
+    def fail(self, key: str, now: float) -> None:
+        self._prune(now)
+        if key in self._blocked:
+            return
+        times = self._counting.pop(key, None)
+        if times is None and len(self) >= self.max_entries:
+            if not self._counting:  # every entry is a current block: count it coarsely
+                i = self._bucket(key)
+                self._buckets[i] = (*self._recent(self._buckets[i], now), now)[-self.limit :]
+                return
+            self._counting.popitem(last=False)  # the least recently failed, not blocked
+        recent = (*self._recent(times or (), now), now)[-self.limit :]
+        if len(recent) >= self.limit:
+            end = recent[0] + self.window
+            self._blocked[key] = end
+            heapq.heappush(self._ends, (end, key))
+        else:
+            self._counting[key] = recent
+
+    def forget(self, key: str) -> None:
+        self._counting.pop(key, None)
+        self._blocked.pop(key, None)
+
+
 class LoginLimiter:
     """At most ``per_email`` failed sign-ins per e-mail and ``per_ip`` per client address
-    within ``window`` seconds."""
+    (IPv6: per /64) within ``window`` seconds, remembering at most ``max_entries`` e-mails
+    and as many addresses (see ``_FailureTable``: current blocks are never forgotten)."""
 
-    def __init__(self, per_email: int = 5, per_ip: int = 30, window: float = 300.0) -> None:
-        self.per_email, self.per_ip, self.window = per_email, per_ip, window
-        self._failures: dict[str, deque[float]] = {}
+    def __init__(
+        self,
+        per_email: int = 5,
+        per_ip: int = 30,
+        window: float = 300.0,
+        max_entries: int = MAX_LIMITER_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_entries = max_entries
+        self._emails = _FailureTable(per_email, window, max_entries)
+        self._ips = _FailureTable(per_ip, window, max_entries)
+        self._clock = clock
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        return q
+    @property
+    def entries(self) -> tuple[int, int]:
+        """How many e-mails and addresses are remembered now."""
+        with self._lock:
+            return len(self._emails), len(self._ips)
 
     def retry_after(self, email: str, ip: str) -> int:
         """Seconds to wait before another try is allowed (0: go ahead)."""
-        now = time.monotonic()
+        now = self._clock()
+        email = _email_key(email)
         with self._lock:
-            waits = []
-            for key, limit in ((f"e:{email}", self.per_email), (f"i:{ip}", self.per_ip)):
-                q = self._recent(key, now)
-                if len(q) >= limit:
-                    waits.append(int(q[0] + self.window - now) + 1)
-            return max(waits, default=0)
+            wait = max(self._emails.wait(email, now), self._ips.wait(_ip_key(ip), now))
+        return int(wait) + 1 if wait > 0 else 0
 
     def failed(self, email: str, ip: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
+        email = _email_key(email)
         with self._lock:
-            if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
-                self._failures.clear()
-            for key in (f"e:{email}", f"i:{ip}"):
-                self._recent(key, now).append(now)
+            self._emails.fail(email, now)
+            self._ips.fail(_ip_key(ip), now)
 
     def succeeded(self, email: str) -> None:
+        email = _email_key(email)
         with self._lock:
-            self._failures.pop(f"e:{email}", None)
+            self._emails.forget(email)

@@ -100,7 +100,7 @@ def _sessions(request: Request) -> auth.Sessions:
     if sessions is None:
         settings = _service(request).settings
         secret = settings.session_secret.encode() or auth.load_secret(settings.data_dir)
-        sessions = auth.Sessions(secret)
+        sessions = auth.Sessions(secret, settings.trusted_proxies)
         state.dashboard_sessions = sessions
     assert isinstance(sessions, auth.Sessions)
     return sessions
@@ -194,9 +194,9 @@ async def _context(request: Request) -> Ctx:
     svc = _service(request)
     session = _sessions(request).load(request)
     user = None
-    uid, pw = session.data.get("uid"), session.data.get("pw")
-    if isinstance(uid, int) and isinstance(pw, str):
-        user = await run(auth.session_user, svc, uid, pw)
+    uid, pw, epoch = session.data.get("uid"), session.data.get("pw"), session.data.get("ep", 0)
+    if isinstance(uid, int) and isinstance(pw, str) and isinstance(epoch, int):
+        user = await run(auth.session_user, svc, uid, pw, epoch)
         if user is None:
             session.clear()  # password changed or user gone: sign in again
     return Ctx(request, svc, session, user)
@@ -270,7 +270,7 @@ async def login(request: Request) -> Response:
     password = ctx.field("password")
     target = _safe_next(ctx.field("next", "/"))
     limiter = _limiter(request)
-    ip = auth.client_ip(request)
+    ip = auth.client_ip(request, ctx.svc.settings.trusted_proxies)
     wait = limiter.retry_after(email, ip)
     if wait:
         minutes = max(1, round(wait / 60))
@@ -299,6 +299,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(ctx: Action) -> Response:
+    await run(auth.end_sessions, ctx.svc, ctx.signed_in.id)  # copies of the cookie too
     ctx.session.clear()
     ctx.session.flash("Signed out.")
     return ctx.redirect("/login")
