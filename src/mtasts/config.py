@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from mtasts.net.addresses import parse_networks
+
 DEFAULT_ZONE = "sts.example.net"
 
 
@@ -39,6 +41,9 @@ class Settings:
     ca_file: str = ""  # CA bundle for guarded-enforce checks; "" = system store
     check_timeout: float = 10.0
     smtp_port: int = 25  # for guarded-enforce STARTTLS probes (the lab uses other ports)
+    # Networks (CIDR) that probes triggered by tenants (guarded enforce, monitoring) may
+    # reach although they are not public: internal relays, a test lab. () = public only.
+    probe_allowed_networks: tuple[str, ...] = ()
     # TLS reports by mail (RFC 8460 §5.3)
     smtp_listen: str = ""  # "HOST:PORT" of the report receiver; "" = off
     smtp_hostname: str = ""  # name in the banner and certificate; "" = policy-host.<zone>
@@ -199,6 +204,10 @@ def load_settings(
         split_hostport(settings.smtp_listen, "smtp_listen")
     if settings.alert_smtp_relay:
         split_hostport(settings.alert_smtp_relay, "alert_smtp_relay")
+    try:
+        parse_networks(settings.probe_allowed_networks)
+    except ValueError as exc:
+        raise ConfigError(f"probe_allowed_networks: {exc}") from None
 
     return settings
 

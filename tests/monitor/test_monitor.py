@@ -25,6 +25,7 @@ from tests.hosting.serving import ZONE, Running, lab_settings, running
 from tests.hosting.test_api_lab import customer, delegate
 from tests.lab import TestCA, World
 from tests.lab.ports import free_port
+from tests.lab.trap import LAB_NETWORKS
 
 from mtasts.config import Settings
 from mtasts.monitor.alerts import verify_signature
@@ -114,6 +115,7 @@ def lab(
         ca_file=test_ca.ca_file,
         smtp_port=lab_world.smtp_port,
         check_timeout=5.0,
+        probe_allowed_networks=LAB_NETWORKS,
         txt_delay=0,
         monitor_interval=0,  # the test runs the monitor itself, on its clock
         alert_smtp_relay=relay,

@@ -234,7 +234,9 @@ async def _fetch(
         allowed = list(dict.fromkeys(v.address for v in verdicts if v.allowed))
         addresses = allowed[: probe_policy.max_addresses_per_host]
         if not addresses:
-            reasons = "; ".join(v.reason for v in state.refused)
+            reasons = ", ".join(
+                f"{v.address} ({v.address_class.description})" for v in state.refused
+            )
             state.fail(
                 "address-not-allowed",
                 f"{state.host} resolves only to addresses mtasts does not connect to: {reasons}",
