@@ -3,7 +3,7 @@ tenant would like mtasts to probe, or a server with something to hide in its rep
 
     with Trap("127.0.9.9", port) as trap:
         ...  # something that must not connect
-        assert trap.connections() == []
+        assert trap.connections() == []  # since the last call
 
 ``replies`` makes it a scripted line server: the first reply on connect (an SMTP greeting,
 say), then one reply per line received; then it hangs up. Without replies it accepts and
@@ -74,9 +74,9 @@ class Trap(LabServer):
             await close_writer(writer)
 
     def connections(self, timeout: float = 30.0) -> list[tuple[str, int]]:
-        """The peers that connected so far, not counting a sentinel connection of our own
-        made to be sure every earlier connection was accepted and counted (the kernel
-        hands connections to accept() in order)."""
+        """The peers that connected since the last call, not counting a sentinel connection
+        of our own made to be sure every earlier connection was accepted and counted (the
+        kernel hands connections to accept() in order)."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.connect((self.host, self.port))
@@ -87,6 +87,7 @@ class Trap(LabServer):
                 if time.monotonic() > deadline:
                     raise AssertionError(f"the trap on {self.host} did not accept a connection")
                 time.sleep(0.01)
-        seen = self.peers[: self.peers.index(sentinel)]
-        del self.peers[self.peers.index(sentinel)]
+        end = self.peers.index(sentinel)
+        seen = self.peers[:end]
+        del self.peers[: end + 1]
         return seen
