@@ -4,9 +4,10 @@ every network step bounded by a timeout."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import multiprocessing
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -213,7 +214,7 @@ class Checker:
             # second lookup can rebind it), at most max_addresses_per_host of them.
             verdicts = [policy.check(ip) for ip in targets]
             host.refused = [v for v in verdicts if not v.allowed]
-            allowed = list(dict.fromkeys(v.address for v in verdicts if v.allowed))
+            allowed = _both_families(dict.fromkeys(v.address for v in verdicts if v.allowed))
             targets = allowed[: max(0, policy.max_addresses_per_host)]
             host.unprobed = allowed[len(targets) :]
         if not opts.probe_mx:
@@ -237,6 +238,18 @@ class Checker:
                     log.debug("probe %s %s: %s (%s)", p.host, p.address, p.error_code, p.error)
             probes = [p.redacted() for p in probes]
         host.probes = list(probes)
+
+
+def _both_families(addresses: Iterable[str]) -> list[str]:
+    """IPv4 and IPv6 addresses taken in turn (order kept within each family), so that a
+    cap on addresses per host still checks both kinds of path senders may take."""
+    items = list(addresses)
+    v4 = [a for a in items if ":" not in a]
+    v6 = [a for a in items if ":" in a]
+    out: list[str] = []
+    for pair in itertools.zip_longest(v4, v6):
+        out += [a for a in pair if a is not None]
+    return out
 
 
 def _check_batch(
