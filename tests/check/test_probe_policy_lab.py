@@ -290,3 +290,16 @@ def test_probes_connect_to_the_address_checked_not_a_later_answer(
     assert result.fetch is not None and result.fetch.address == HTTPS_IP
     assert [p.address for h in result.mx_hosts for p in h.probes] == [lab_world.smtp_ip("good")]
     assert smtp_trap.connections() == [] and https_trap.connections() == []
+
+
+def test_failures_are_summarised_without_local_error_text(lab_world: World) -> None:
+    d = lab_world.add_domain("summaries.probe.test", mx_profile="down", https="down").name
+    result = check(lab_world, d)
+    text = json.dumps(result.to_dict())
+    assert "Errno" not in text and "Connect call failed" not in text
+    (unreachable,) = by_code(result, "mx-unreachable")
+    assert "(connection refused)" in unreachable.message
+    (fetch,) = by_code(result, "policy-fetch-connect-failed")
+    assert "connection refused" in fetch.message
+    raw = json.dumps(check(lab_world, d, policy=None).to_dict())
+    assert "Errno" in raw or "Connect call failed" in raw or "connection attempts" in raw

@@ -339,8 +339,10 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
     message = _reason(exc)
     os_error = _find(exc, OSError)
     if "connection attempts failed" in message or os_error:
-        summary = connect_summary(os_error) if isinstance(os_error, OSError) else None
-        raise _ConnectFailed(message, summary=summary or "connection failed") from exc
+        # anyio wraps the socket's own error ("All connection attempts failed")
+        cause = _find(exc, ConnectionRefusedError) or os_error
+        summary = connect_summary(cause) if isinstance(cause, OSError) else "connection failed"
+        raise _ConnectFailed(message, summary=summary) from exc
     # anyio reports a peer that hangs up mid-handshake as EndOfStream/BrokenResource
     state.fail(
         "tls-handshake-failed",
