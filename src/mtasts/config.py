@@ -11,9 +11,10 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
+
+from mtasts.net.addresses import IPNetwork, parse_networks
 
 DEFAULT_ZONE = "sts.example.net"
 
@@ -41,6 +42,9 @@ class Settings:
     ca_file: str = ""  # CA bundle for guarded-enforce checks; "" = system store
     check_timeout: float = 10.0
     smtp_port: int = 25  # for guarded-enforce STARTTLS probes (the lab uses other ports)
+    # Networks (CIDR) that probes triggered by tenants (guarded enforce, monitoring) may
+    # reach although they are not public: internal relays, a test lab. () = public only.
+    probe_allowed_networks: tuple[str, ...] = ()
     # TLS reports by mail (RFC 8460 §5.3)
     smtp_listen: str = ""  # "HOST:PORT" of the report receiver; "" = off
     smtp_hostname: str = ""  # name in the banner and certificate; "" = policy-host.<zone>
@@ -139,19 +143,13 @@ def split_hostport(text: str, key: str) -> tuple[str, int]:
 
 
 @functools.cache
-def proxy_networks(cidrs: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+def proxy_networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     """``trusted_proxies`` as networks (``127.0.0.1`` = ``127.0.0.1/32``); ConfigError
     names the bad entry."""
-    out = []
-    for text in cidrs:
-        try:
-            out.append(ip_network(text.strip(), strict=False))
-        except ValueError as exc:
-            raise ConfigError(
-                f"trusted_proxies: {text!r} is not an address or CIDR network, e.g. "
-                "127.0.0.1/32 or ::1/128"
-            ) from exc
-    return tuple(out)
+    try:
+        return parse_networks(cidrs)
+    except ValueError as exc:
+        raise ConfigError(f"trusted_proxies: {exc}; e.g. 127.0.0.1/32 or ::1/128") from None
 
 
 def _coerce(key: str, kind: Any, value: Any) -> Any:
@@ -224,6 +222,10 @@ def load_settings(
     proxy_networks(settings.trusted_proxies)
     if not settings.db_timeout > 0:
         raise ConfigError(f"db_timeout: expected seconds > 0, got {settings.db_timeout!r}")
+    try:
+        parse_networks(settings.probe_allowed_networks)
+    except ValueError as exc:
+        raise ConfigError(f"probe_allowed_networks: {exc}") from None
 
     return settings
 

@@ -19,6 +19,7 @@ import httpx
 import uvicorn
 from tests.lab import World
 from tests.lab.ports import free_port
+from tests.lab.trap import LAB_NETWORKS
 
 from mtasts.config import Settings
 from mtasts.hosting.tenants import HostingService
@@ -29,7 +30,8 @@ ZONE = "sts.lab.test"  # the service zone of the hosting tests
 
 def lab_settings(data_dir: Path, world: World, **overrides: Any) -> Settings:
     """Settings of a `mtasts serve` hosting in ZONE, checking against the lab ``world``
-    (its DNS, CA and SMTP servers), with quick sync and no background re-verification."""
+    (its DNS, CA and SMTP servers, on the LAB_NETWORKS its probes may reach), with quick
+    sync and no background re-verification."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "zone": ZONE,
@@ -37,6 +39,7 @@ def lab_settings(data_dir: Path, world: World, **overrides: Any) -> Settings:
         "ca_file": world.ca_file,
         "smtp_port": world.smtp_port,
         "check_timeout": 5.0,
+        "probe_allowed_networks": LAB_NETWORKS,
         "sync_interval": 0.2,
         "verify_interval": 3600,
         **overrides,
@@ -135,6 +138,7 @@ def serve_process(
         "MTASTS_SYNC_INTERVAL": "0.5",
         "MTASTS_VERIFY_INTERVAL": "3600",
         "MTASTS_MONITOR_INTERVAL": "0",
+        "MTASTS_PROBE_ALLOWED_NETWORKS": ",".join(LAB_NETWORKS),
         **(env or {}),
     }
     data_dir.mkdir(parents=True, exist_ok=True)

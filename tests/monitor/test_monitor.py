@@ -25,6 +25,7 @@ from tests.hosting.serving import ZONE, Running, lab_settings, running
 from tests.hosting.test_api_lab import customer, delegate
 from tests.lab import TestCA, World
 from tests.lab.ports import free_port
+from tests.lab.trap import LAB_NETWORKS, TRAP_IP, Trap
 
 from mtasts.config import Settings
 from mtasts.monitor.alerts import verify_signature
@@ -114,6 +115,7 @@ def lab(
         ca_file=test_ca.ca_file,
         smtp_port=lab_world.smtp_port,
         check_timeout=5.0,
+        probe_allowed_networks=LAB_NETWORKS,
         txt_delay=0,
         monitor_interval=0,  # the test runs the monitor itself, on its clock
         alert_smtp_relay=relay,
@@ -238,6 +240,32 @@ def test_enforce_makes_an_uncovered_mx_critical(lab: Lab, lab_world: World) -> N
     lab_world.zone.add(f"extra.{d}", "A", lab_world.smtp_ip("good"))
     events = lab.monitor.check_domain(d)
     assert [(e.kind, e.severity) for e in events] == [("mx-not-covered", "critical")]
+
+
+def test_monitoring_never_connects_to_refused_addresses(lab: Lab, lab_world: World) -> None:
+    """A tenant points an MX and its policy host at loopback addresses outside the
+    allowed networks: the monitor alerts, without a connection and without echoing."""
+    d = lab.domains[1]
+    secret = "secret-internal-host"
+    https_port = lab.app.service.settings.https_port
+    with (
+        Trap(TRAP_IP, lab_world.smtp_port, replies=[f"220 {secret} ESMTP"]) as smtp_trap,
+        Trap(TRAP_IP, https_port, replies=[f"HTTP/1.0 200 {secret}"]) as https_trap,
+    ):
+        lab_world.zone.set(f"mx2.{d}", "A", [TRAP_IP])
+        lab_world.zone.remove(f"mta-sts.{d}")
+        lab_world.zone.add(f"mta-sts.{d}", "A", TRAP_IP)
+        events = lab.monitor.check_domain(d)
+        assert smtp_trap.connections() == [] and https_trap.connections() == []
+    opened = kinds(events)
+    assert ("opened", "mx-tls-problem", f"mx2.{d}") in opened
+    assert ("opened", "policy-not-served", d) in opened
+    by_kind = {e.kind: e for e in events}
+    assert "loopback" in by_kind["mx-tls-problem"].message
+    assert "loopback" in by_kind["policy-not-served"].message
+    mails = [email.message_from_bytes(m, policy=email.policy.default) for m in lab.sink.mails]
+    bodies = " ".join(m.get_content() for m in mails)
+    assert "loopback" in bodies and secret not in bodies
 
 
 def test_certificate_expiry_steps_21_7_1(lab: Lab) -> None:

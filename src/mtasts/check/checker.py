@@ -4,8 +4,10 @@ every network step bounded by a timeout."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import multiprocessing
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,10 +17,13 @@ import idna
 from mtasts.check.diagnosis import Diagnosis
 from mtasts.check.findings import Finding, Severity, sort_findings
 from mtasts.check.result import CheckResult, MxHostResult
+from mtasts.net.addresses import ProbePolicy
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.net.fetch import fetch_policy
 from mtasts.net.starttls import probe_mx
 from mtasts.protocol.policy import Policy
+
+log = logging.getLogger("mtasts.check")
 
 
 def utcnow() -> datetime:
@@ -35,6 +40,10 @@ class CheckOptions:
     https_port: int = 443
     smtp_port: int = 25
     ehlo_name: str = "mtasts-check.invalid"
+    # Checks a tenant triggers (hosting, monitoring): connect only to addresses this
+    # allows, cap the fan-out, and show no server's words. None: unrestricted, for the
+    # operator's own `mtasts check`.
+    probe_policy: ProbePolicy | None = None
 
 
 def normalize_domain(text: str) -> str:
@@ -140,7 +149,7 @@ class Checker:
             return result
         opts = self.options
         result = CheckResult(domain=domain, checked_at=now)
-        record_answer, result.fetch, mx_answer, result.tlsrpt_answer = await asyncio.gather(
+        record_answer, fetch, mx_answer, result.tlsrpt_answer = await asyncio.gather(
             self.resolver.txt(f"_mta-sts.{domain}"),
             fetch_policy(
                 domain,
@@ -148,19 +157,22 @@ class Checker:
                 ca_file=opts.ca_file,
                 timeout=opts.timeout,
                 port=opts.https_port,
+                probe_policy=opts.probe_policy,
             ),
             self.resolver.mx(domain),
             self.resolver.txt(f"_smtp._tls.{domain}"),
         )
+        if opts.probe_policy is not None and fetch.error_code is not None:
+            log.debug("policy fetch for %s: %s (%s)", domain, fetch.error_code, fetch.error)
+        result.fetch = fetch.redacted() if opts.probe_policy is not None else fetch
         result.record_answer, result.mx_answer = record_answer, mx_answer
-        diagnosis = Diagnosis(result, now)
+        diagnosis = Diagnosis(result, now, redact=opts.probe_policy is not None)
         if mx_answer.status is DnsStatus.NXDOMAIN and not record_answer.records:
             diagnosis.mx_hosts()  # the domain does not exist: that one finding says it all
             return result
         diagnosis.judge_record_and_policy()
         hosts = diagnosis.mx_hosts()
-        if hosts:
-            await asyncio.gather(*(self._inspect_host(h) for h in hosts))
+        await self._inspect_hosts(hosts)
         result.mx_hosts = hosts
         diagnosis.judge_mx()
         diagnosis.judge_tlsrpt()
@@ -174,35 +186,70 @@ class Checker:
         now = self.clock()
         result = CheckResult(domain=domain, checked_at=now, policy=policy)
         result.mx_answer = await self.resolver.mx(domain)
-        diagnosis = Diagnosis(result, now)
+        diagnosis = Diagnosis(result, now, redact=self.options.probe_policy is not None)
         hosts = diagnosis.mx_hosts()
-        if hosts:
-            await asyncio.gather(*(self._inspect_host(h) for h in hosts))
+        await self._inspect_hosts(hosts)
         result.mx_hosts = hosts
         diagnosis.judge_mx()
         result.findings = sort_findings(result.findings)
         return result
 
+    async def _inspect_hosts(self, hosts: list[MxHostResult]) -> None:
+        """Resolve and probe ``hosts`` (most preferred first); under a probe policy only
+        the first ``max_mx_hosts``, the others are marked ``skipped``."""
+        policy = self.options.probe_policy
+        inspected = hosts if policy is None else hosts[: max(0, policy.max_mx_hosts)]
+        for h in hosts[len(inspected) :]:
+            h.skipped = True
+        if inspected:
+            await asyncio.gather(*(self._inspect_host(h) for h in inspected))
+
     async def _inspect_host(self, host: MxHostResult) -> None:
         host.addresses = await self.resolver.addresses(host.hostname)
-        if not self.options.probe_mx:
-            return
         opts = self.options
-        host.probes = list(
-            await asyncio.gather(
-                *(
-                    probe_mx(
-                        host.hostname,
-                        ip,
-                        port=opts.smtp_port,
-                        ca_file=opts.ca_file,
-                        timeout=opts.timeout,
-                        ehlo_name=opts.ehlo_name,
-                    )
-                    for ip in host.addresses.addresses
+        policy = opts.probe_policy
+        targets = list(host.addresses.addresses)
+        if policy is not None:
+            # Check every address; probe the very text checked (an IP literal, so no
+            # second lookup can rebind it), at most max_addresses_per_host of them.
+            verdicts = [policy.check(ip) for ip in targets]
+            host.refused = [v for v in verdicts if not v.allowed]
+            allowed = _both_families(dict.fromkeys(v.address for v in verdicts if v.allowed))
+            targets = allowed[: max(0, policy.max_addresses_per_host)]
+            host.unprobed = allowed[len(targets) :]
+        if not opts.probe_mx:
+            return
+        probes = await asyncio.gather(
+            *(
+                probe_mx(
+                    host.hostname,
+                    ip,
+                    port=opts.smtp_port,
+                    ca_file=opts.ca_file,
+                    timeout=opts.timeout,
+                    ehlo_name=opts.ehlo_name,
                 )
+                for ip in targets
             )
         )
+        if policy is not None:
+            for p in probes:
+                if p.error_code is not None:  # the raw detail stays in the server log
+                    log.debug("probe %s %s: %s (%s)", p.host, p.address, p.error_code, p.error)
+            probes = [p.redacted() for p in probes]
+        host.probes = list(probes)
+
+
+def _both_families(addresses: Iterable[str]) -> list[str]:
+    """IPv4 and IPv6 addresses taken in turn (order kept within each family), so that a
+    cap on addresses per host still checks both kinds of path senders may take."""
+    items = list(addresses)
+    v4 = [a for a in items if ":" not in a]
+    v6 = [a for a in items if ":" in a]
+    out: list[str] = []
+    for pair in itertools.zip_longest(v4, v6):
+        out += [a for a in pair if a is not None]
+    return out
 
 
 def _check_batch(

@@ -9,7 +9,8 @@ from mtasts import generate
 from mtasts.check import advice
 from mtasts.check.findings import Finding, ResultType, Severity, StsFetchResult
 from mtasts.check.result import CheckResult, MxHostResult
-from mtasts.net.dns import DnsAnswer, DnsStatus
+from mtasts.net.addresses import AddressVerdict
+from mtasts.net.dns import DnsAnswer, DnsStatus, MxAnswer
 from mtasts.net.fetch import FetchResult
 from mtasts.net.starttls import ProbeResult
 from mtasts.protocol.errors import PolicyError, RecordError, TlsRptRecordError
@@ -20,6 +21,8 @@ from mtasts.protocol.tlsrpt import select_tlsrpt_record
 
 EXPIRY_WARNING_DAYS = 21
 SHORT_MAX_AGE = 86_400
+ADDRESS_NOT_ALLOWED = "address-not-allowed"  # a probe policy refused the host's address
+PROBE_LIMIT = "probe-limit"  # a probe policy capped the fan-out: some MX not probed
 
 _ERR, _WARN, _INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
@@ -49,7 +52,7 @@ _FETCH_MESSAGES: dict[str, str] = {
     ),
     "tls-certificate-invalid": "The certificate of {host} is not valid ({error}).",
     "http-redirect": (
-        "{url} answers with a redirect to {location}; senders must not follow redirects "
+        "{url} answers with a redirect{location}; senders must not follow redirects "
         "(RFC 8461 §3.3)."
     ),
     "http-status": "{url} answers HTTP {status} instead of 200.",
@@ -143,12 +146,23 @@ _PROBE_FIXES: dict[str, str] = {
 
 
 class Diagnosis:
-    """Turns the raw observations of one check into the verdict and findings."""
+    """Turns the raw observations of one check into the verdict and findings.
 
-    def __init__(self, result: CheckResult, now: datetime) -> None:
+    ``redact``: the findings go to a tenant (the check ran under a probe policy), so they
+    carry no resolver error text (it names the operator's name servers); probe and fetch
+    results arrive already redacted."""
+
+    def __init__(self, result: CheckResult, now: datetime, *, redact: bool = False) -> None:
         self.r = result
         self.now = now
         self.d = result.domain
+        self.redact = redact
+
+    def dns_failure(self, answer: DnsAnswer | MxAnswer) -> str:
+        """ "SERVFAIL: <resolver detail>", or only the status when redacting."""
+        if self.redact or not answer.error:
+            return str(answer.status)
+        return f"{answer.status}: {answer.error}"
 
     def add(
         self,
@@ -183,7 +197,7 @@ class Diagnosis:
                 "sts-record-dns-failure",
                 _ERR,
                 subject,
-                f"The TXT lookup of {subject} failed ({answer.status}: {answer.error}); "
+                f"The TXT lookup of {subject} failed ({self.dns_failure(answer)}); "
                 "senders cannot tell whether a policy exists.",
                 "RFC 8461 §3.3",
                 ResultType.STS_POLICY_FETCH_ERROR,
@@ -269,6 +283,8 @@ class Diagnosis:
         # Without a record senders never fetch: only report the policy host if it is usable
         # or half-there (a record is the first thing to fix, and its fix covers the rest).
         severity = _ERR if record_ok else _WARN
+        if fetch.refused:
+            self._address_not_allowed(fetch.host, "The policy host", fetch.refused)
         if not fetch.ok:
             if record_ok:
                 r.sts_fetch_result = StsFetchResult.FETCH_ERROR
@@ -347,14 +363,16 @@ class Diagnosis:
     def _fetch_failed(self, fetch: FetchResult, severity: Severity) -> None:
         d = self.d
         code = fetch.error_code or "http-error"
+        if code == ADDRESS_NOT_ALLOWED:
+            return  # said by the address-not-allowed finding; nothing was fetched
         template = _FETCH_MESSAGES.get(code, _FETCH_MESSAGES["http-error"])
         message = template.format(
             host=fetch.host,
             url=fetch.url,
             error=fetch.error,
-            location=fetch.location,
+            location=f" to {fetch.location}" if fetch.location else "",
             status=fetch.status_code,
-            content_type=fetch.content_type,
+            content_type=fetch.content_type or "no Content-Type",
         )
         if code in ("http-redirect", "content-type", "http-status", "too-large"):
             fix = advice.policy_host(d)
@@ -399,7 +417,7 @@ class Diagnosis:
                 "mx-dns-failure",
                 _ERR,
                 d,
-                f"The MX lookup of {d} failed ({answer.status}: {answer.error}).",
+                f"The MX lookup of {d} failed ({self.dns_failure(answer)}).",
                 "RFC 5321 §5.1",
                 fix="Make every authoritative name server answer MX queries for the domain.",
             )
@@ -482,11 +500,61 @@ class Diagnosis:
                     )
         for host in r.mx_hosts:
             self._judge_host(host, severity)
+        self._judge_probe_limits()
         if policy is not None and active and r.mx_hosts:
             self._judge_enforceable(policy, enforcing)
 
+    def _address_not_allowed(
+        self, host: str, what: str, refused: tuple[AddressVerdict, ...] | list[AddressVerdict]
+    ) -> None:
+        """One finding per host whose addresses a probe policy refused (never connected)."""
+        reasons = ", ".join(f"{v.address} ({v.address_class.description})" for v in refused)
+        classes = sorted({v.address_class.value for v in refused})
+        self.add(
+            ADDRESS_NOT_ALLOWED,
+            _ERR,
+            host,
+            f"{what} {host} resolves to {reasons}. This service does not connect to "
+            "loopback, private, link-local, shared, multicast, reserved or other non-public "
+            "addresses, so that address was not checked; senders on the internet cannot "
+            "reach it either.",
+            "RFC 6890",
+            fix=f"Publish only public addresses for {host} (remove its "
+            f"{' and '.join(classes)} A/AAAA records). If it is an internal relay of this "
+            "service, its operator can allow the network (probe_allowed_networks).",
+        )
+
+    def _judge_probe_limits(self) -> None:
+        """Say what a probe policy's fan-out cap left unprobed."""
+        r = self.r
+        skipped = [h.hostname for h in r.mx_hosts if h.skipped]
+        if skipped:
+            probed = len(r.mx_hosts) - len(skipped)
+            self.add(
+                PROBE_LIMIT,
+                _WARN,
+                self.d,
+                f"Only the {probed} most preferred of {len(r.mx_hosts)} MX hosts were checked "
+                f"(the limit per check); not checked: {', '.join(skipped)}.",
+                "RFC 8461 §4",
+                fix="Check the remaining MX hosts yourself (e.g. `mtasts check`) before "
+                "enforcing, or publish fewer MX hosts.",
+            )
+        for h in r.mx_hosts:
+            if h.unprobed:
+                self.add(
+                    PROBE_LIMIT,
+                    _WARN,
+                    h.hostname,
+                    f"MX {h.hostname} has more addresses than are checked per MX host; "
+                    f"not checked: {', '.join(h.unprobed)}.",
+                    "RFC 8461 §4.2",
+                )
+
     def _judge_host(self, host: MxHostResult, severity: Severity) -> None:
         name = host.hostname
+        if host.refused:
+            self._address_not_allowed(name, "MX", host.refused)
         answer = host.addresses
         if answer is not None and not answer.addresses:
             status = answer.a.status if answer.a.status.temporary else answer.aaaa.status
@@ -592,7 +660,7 @@ class Diagnosis:
                 "tlsrpt-dns-failure",
                 _WARN,
                 subject,
-                f"The TXT lookup of {subject} failed ({answer.status}: {answer.error}).",
+                f"The TXT lookup of {subject} failed ({self.dns_failure(answer)}).",
                 "RFC 8460 §3",
             )
             return

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from mtasts.check.findings import Finding, Severity, StsFetchResult
+from mtasts.net.addresses import AddressVerdict
 from mtasts.net.certs import CertInfo
 from mtasts.net.dns import AddressAnswer, DnsAnswer, MxAnswer
 from mtasts.net.fetch import FetchResult
@@ -24,21 +25,43 @@ class MxHostResult:
     matches_policy: bool | None  # None when there is no policy to match against
     addresses: AddressAnswer | None = None
     probes: list[ProbeResult] = field(default_factory=list)
+    # Under a probe policy (checks tenants trigger): addresses refused and never connected
+    # to, allowed addresses beyond the per-host cap, and whether the host itself was
+    # beyond the cap on MX hosts (then neither resolved nor probed).
+    refused: list[AddressVerdict] = field(default_factory=list)
+    unprobed: list[str] = field(default_factory=list)
+    skipped: bool = False
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "hostname": self.hostname,
             "preference": self.preference,
             "matches_policy": self.matches_policy,
             "matched_pattern": self.matched_pattern,
-            "addresses": [_probe_dict(p, now) for p in self.probes]
-            if self.probes
-            else [{"ip": ip} for ip in (self.addresses.addresses if self.addresses else ())],
         }
+        if self.probes or self.refused or self.unprobed:
+            data["addresses"] = (
+                [_probe_dict(p, now) for p in self.probes]
+                + [
+                    {"ip": v.address, "error_code": "address-not-allowed", "error": v.reason}
+                    for v in self.refused
+                ]
+                + [
+                    {"ip": ip, "error_code": "not-probed", "error": "beyond the probe limit"}
+                    for ip in self.unprobed
+                ]
+            )
+        else:
+            data["addresses"] = [
+                {"ip": ip} for ip in (self.addresses.addresses if self.addresses else ())
+            ]
+        if self.skipped:
+            data["probed"] = False
+        return data
 
     @property
     def tls_ok(self) -> bool:
-        return bool(self.probes) and all(p.ok for p in self.probes)
+        return bool(self.probes) and all(p.ok for p in self.probes) and not self.refused
 
 
 @dataclass

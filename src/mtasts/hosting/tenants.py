@@ -26,6 +26,7 @@ from mtasts.config import Settings
 from mtasts.generate import DEFAULT_MAX_AGE
 from mtasts.hosting.delegation import Verification, delegation_records, verify_delegation
 from mtasts.hosting.snapshot import Hosted, Snapshot
+from mtasts.net.addresses import ProbePolicy
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.errors import MxPatternError
 from mtasts.protocol.mx import to_alabel, validate_mx_pattern
@@ -132,7 +133,11 @@ class HostingService:
     def checker(self) -> Checker:
         s = self.settings
         options = CheckOptions(
-            ca_file=s.ca_file or None, timeout=s.check_timeout, smtp_port=s.smtp_port
+            ca_file=s.ca_file or None,
+            timeout=s.check_timeout,
+            smtp_port=s.smtp_port,
+            # tenants trigger these probes: public addresses only, capped, redacted
+            probe_policy=ProbePolicy.from_cidrs(s.probe_allowed_networks),
         )
         return Checker(self.resolver(), options, clock=self.clock)
 

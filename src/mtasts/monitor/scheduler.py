@@ -23,12 +23,14 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mtasts.check.checker import Checker, CheckOptions
+from mtasts.check.diagnosis import ADDRESS_NOT_ALLOWED
 from mtasts.check.findings import Severity, StsFetchResult
 from mtasts.check.result import CheckResult
 from mtasts.hosting.delegation import Verification, verify_delegation
 from mtasts.hosting.snapshot import Hosted
 from mtasts.hosting.tenants import HostingService, ServiceError
 from mtasts.monitor.alerts import Condition, Event, Notifier, reconcile
+from mtasts.net.addresses import ProbePolicy
 from mtasts.protocol.policy import Mode, parse_policy
 from mtasts.reports.aggregate import summary
 from mtasts.store.models import Alert, Domain, DomainCheck, DomainState, TlsReport
@@ -194,6 +196,8 @@ class Monitor:
             timeout=s.check_timeout,
             https_port=s.https_port,
             smtp_port=s.smtp_port,
+            # alerts and the dashboard show tenants the result: restricted like enforce
+            probe_policy=ProbePolicy.from_cidrs(s.probe_allowed_networks),
         )
         checker = Checker(svc.resolver(), options, clock=self.clock)
         result, verification = await asyncio.gather(
@@ -350,8 +354,12 @@ class Monitor:
         problems: dict[str, list[str]] = {}
         fixes: dict[str, str] = {}
         skip = ("mx-not-covered", "mx-certificate-expiring", "mx-implicit", "mx-null")
+        mx_names = {h.hostname for h in result.mx_hosts}
         for f in result.findings:
-            if f.code.startswith("mx-") and f.code not in skip and f.severity is not Severity.INFO:
+            about_mx = f.code.startswith("mx-") or (
+                f.code == ADDRESS_NOT_ALLOWED and f.subject in mx_names
+            )
+            if about_mx and f.code not in skip and f.severity is not Severity.INFO:
                 problems.setdefault(f.subject, []).append(f.message)
                 fixes.setdefault(f.subject, f.fix or "")
         for host, messages in problems.items():

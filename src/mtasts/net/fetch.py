@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
+from mtasts.net.addresses import AddressVerdict, ProbePolicy
 from mtasts.net.certs import CertInfo, client_context, insecure_context, parse_certificate
 from mtasts.net.dns import DnsStatus, Resolver
+from mtasts.net.starttls import connect_summary, tls_summary
 
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3: senders may limit the body (64 KiB)
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
@@ -35,7 +38,8 @@ class FetchResult:
     "dns-nxdomain", "dns-nodata", "dns-failure" (SERVFAIL/timeout/other), "connect-failed",
     "timeout", "tls-handshake-failed", "tls-certificate-expired", "tls-certificate-untrusted",
     "tls-certificate-host-mismatch", "tls-certificate-invalid", "http-redirect", "http-status",
-    "content-type", "too-large", "http-error".
+    "content-type", "too-large", "http-error", and "address-not-allowed" (under a
+    :class:`ProbePolicy`, every address of the host was refused: see ``refused``).
     """
 
     url: str
@@ -53,10 +57,26 @@ class FetchResult:
     error: str | None  # human-readable detail
     elapsed: float  # seconds
     verify_code: int | None = None  # OpenSSL X509_V_ERR_* when verification failed
+    # addresses of the host a ProbePolicy refused: never connected to
+    refused: tuple[AddressVerdict, ...] = ()
+    # ``error`` without anything the server sent and without local error text
+    summary: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error_code is None
+
+    def redacted(self) -> FetchResult:
+        """This result without what the server said beyond the policy itself: no body unless
+        it is the policy, no Location, the media type only when it is a plain token, and
+        ``error`` replaced by ``summary``. For results shown to tenants."""
+        return replace(
+            self,
+            body=self.body if self.ok else None,
+            location=None,
+            content_type=_clean_media_type(self.content_type),
+            error=self.summary if self.error_code is not None else None,
+        )
 
 
 def verify_error_code(verify_code: int, *, prefix: str = "tls-certificate-") -> str:
@@ -92,8 +112,9 @@ def _reason(exc: BaseException) -> str:
 
 
 class _ConnectFailed(Exception):
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+    def __init__(self, message: str, *, summary: str, timed_out: bool = False) -> None:
         super().__init__(message)
+        self.summary = summary
         self.timed_out = timed_out
 
 
@@ -114,9 +135,13 @@ class _State:
     error_code: str | None = None
     error: str | None = None
     verify_code: int | None = None
+    refused: tuple[AddressVerdict, ...] = ()
+    summary: str | None = None
 
-    def fail(self, code: str, error: str) -> None:
-        self.error_code, self.error = code, error
+    def fail(self, code: str, error: str, summary: str | None = None) -> None:
+        """Record the outcome; ``summary`` is ``error`` without foreign or local detail
+        (the same text when ``error`` has none)."""
+        self.error_code, self.error, self.summary = code, error, summary or error
 
     def result(self, elapsed: float) -> FetchResult:
         return FetchResult(
@@ -135,6 +160,8 @@ class _State:
             error=self.error,
             elapsed=elapsed,
             verify_code=self.verify_code,
+            refused=self.refused,
+            summary=self.summary,
         )
 
 
@@ -145,11 +172,17 @@ async def fetch_policy(
     ca_file: str | None = None,
     timeout: float = 10.0,
     port: int = 443,
+    probe_policy: ProbePolicy | None = None,
 ) -> FetchResult:
     """Fetch the policy of ``domain``: resolve mta-sts.<domain> with ``resolver``, connect to
     the address on ``port`` with SNI, PKIX validation (``ca_file`` or the system store), never
     follow redirects, accept HTTP 200 with media type text/plain only, cap the body at 64 KiB
-    while streaming, and bound the whole fetch by ``timeout``."""
+    while streaming, and bound the whole fetch by ``timeout``.
+
+    With ``probe_policy`` (a fetch a tenant triggers), only addresses it allows are tried,
+    at most ``max_addresses_per_host`` of them; the rest are listed in ``refused``. The
+    connection goes to the very address checked (an IP literal; SNI, Host and the
+    certificate name check use mta-sts.<domain>), so DNS cannot rebind it in between."""
     started = time.monotonic()
     domain = domain.strip().rstrip(".").lower()
     host = f"mta-sts.{domain}"  # RFC 8461 §3.3
@@ -162,14 +195,19 @@ async def fetch_policy(
         # the middle of a TLS handshake would leak the socket (it closes it only on
         # Exception, not on cancellation).
         async with asyncio.timeout(timeout + _OUTER_GRACE):
-            await _fetch(state, resolver, ctx, port, started + timeout)
+            await _fetch(state, resolver, ctx, port, started + timeout, probe_policy)
     except TimeoutError:
         state.fail("timeout", f"no complete answer from {host} within {timeout:g} s")
     return state.result(time.monotonic() - started)
 
 
 async def _fetch(
-    state: _State, resolver: Resolver, ctx: ssl.SSLContext, port: int, deadline: float
+    state: _State,
+    resolver: Resolver,
+    ctx: ssl.SSLContext,
+    port: int,
+    deadline: float,
+    probe_policy: ProbePolicy | None,
 ) -> None:
     answer = await resolver.addresses(state.host)
     state.addresses = answer.addresses
@@ -182,14 +220,35 @@ async def _fetch(
         elif status is DnsStatus.NODATA:
             state.fail("dns-nodata", f"{state.host} has no A or AAAA record")
         else:
-            state.fail("dns-failure", f"the address lookup of {state.host} failed: {detail}")
+            state.fail(
+                "dns-failure",
+                f"the address lookup of {state.host} failed: {detail}",
+                f"the address lookup of {state.host} failed ({status})",
+            )
         return
+    addresses = list(answer.addresses)
+    if probe_policy is not None:
+        verdicts = [probe_policy.check(ip) for ip in addresses]
+        state.refused = tuple(v for v in verdicts if not v.allowed)
+        # connect to the normalised text of the address checked, nothing resolved later
+        allowed = list(dict.fromkeys(v.address for v in verdicts if v.allowed))
+        addresses = allowed[: probe_policy.max_addresses_per_host]
+        if not addresses:
+            reasons = ", ".join(
+                f"{v.address} ({v.address_class.description})" for v in state.refused
+            )
+            state.fail(
+                "address-not-allowed",
+                f"{state.host} resolves only to addresses mtasts does not connect to: {reasons}",
+            )
+            return
     failures: list[str] = []
+    summaries: list[str] = []
     all_timed_out = True
-    n = len(answer.addresses)
+    n = len(addresses)
     # RFC 8461 §3.3 leaves address selection to HTTPS; like browsers, try each address
     # in turn (A first) until one accepts the connection.
-    for i, ip in enumerate(answer.addresses):
+    for i, ip in enumerate(addresses):
         left = max(0.001, deadline - time.monotonic())
         connect_timeout = left / (n - i)  # leave time for the addresses after this one
         state.address = ip
@@ -198,11 +257,20 @@ async def _fetch(
             return
         except _ConnectFailed as exc:
             failures.append(f"{_url_host(ip)}:{port}: {exc}")
+            summaries.append(f"{_url_host(ip)}:{port}: {exc.summary}")
             all_timed_out = all_timed_out and exc.timed_out
     if all_timed_out:
-        state.fail("timeout", f"connecting to {state.host} timed out: {'; '.join(failures)}")
+        state.fail(
+            "timeout",
+            f"connecting to {state.host} timed out: {'; '.join(failures)}",
+            f"connecting to {state.host} timed out",
+        )
     else:
-        state.fail("connect-failed", f"cannot connect to {state.host}: {'; '.join(failures)}")
+        state.fail(
+            "connect-failed",
+            f"cannot connect to {state.host}: {'; '.join(failures)}",
+            f"cannot connect to {state.host}: {'; '.join(summaries)}",
+        )
 
 
 async def _get(
@@ -230,13 +298,19 @@ async def _get(
             ) as response:
                 await _read(state, response)
         except httpx.ConnectTimeout as exc:
-            raise _ConnectFailed(f"timed out ({_reason(exc)})", timed_out=True) from exc
+            raise _ConnectFailed(
+                f"timed out ({_reason(exc)})", summary="timed out", timed_out=True
+            ) from exc
         except httpx.ConnectError as exc:
             await _connect_error(state, exc, ip, port)
         except httpx.TimeoutException as exc:
             state.fail("timeout", f"{state.host} did not answer in time ({type(exc).__name__})")
         except httpx.HTTPError as exc:
-            state.fail("http-error", f"{type(exc).__name__}: {_reason(exc)}")
+            state.fail(
+                "http-error",
+                f"{type(exc).__name__}: {_reason(exc)}",
+                f"the HTTPS exchange failed ({type(exc).__name__})",
+            )
 
 
 async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: int) -> None:
@@ -252,17 +326,29 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
         state.certificate, state.tls_version = await peek_certificate(ip, port, state.host)
         return
     tls = _find(exc, ssl.SSLError)
-    if tls is not None:
-        state.fail("tls-handshake-failed", f"TLS handshake with {state.host} failed: {tls}")
+    if isinstance(tls, ssl.SSLError):
+        state.fail(
+            "tls-handshake-failed",
+            f"TLS handshake with {state.host} failed: {tls}",
+            f"{tls_summary(tls)} with {state.host}",
+        )
         return
     if _find(exc, ConnectionResetError) or _find(exc, BrokenPipeError):
         state.fail("tls-handshake-failed", f"{state.host} closed the connection during TLS")
         return
     message = _reason(exc)
-    if "connection attempts failed" in message or _find(exc, OSError):
-        raise _ConnectFailed(message) from exc
+    os_error = _find(exc, OSError)
+    if "connection attempts failed" in message or os_error:
+        # anyio wraps the socket's own error ("All connection attempts failed")
+        cause = _find(exc, ConnectionRefusedError) or os_error
+        summary = connect_summary(cause) if isinstance(cause, OSError) else "connection failed"
+        raise _ConnectFailed(message, summary=summary) from exc
     # anyio reports a peer that hangs up mid-handshake as EndOfStream/BrokenResource
-    state.fail("tls-handshake-failed", f"TLS handshake with {state.host} failed: {message}")
+    state.fail(
+        "tls-handshake-failed",
+        f"TLS handshake with {state.host} failed: {message}",
+        f"TLS handshake with {state.host} failed",
+    )
 
 
 async def peek_certificate(
@@ -303,6 +389,19 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+_NAME_CHARS = r"[a-z0-9!#$&^_.+-]{1,64}"  # RFC 6838 §4.2 restricted-name characters
+_PLAIN_MEDIA_TYPE = re.compile(f"{_NAME_CHARS}/{_NAME_CHARS}")
+
+
+def _clean_media_type(content_type: str | None) -> str | None:
+    """The media type of ``content_type`` when it is a plain type/subtype token (e.g.
+    "text/html"), "an unrecognised media type" otherwise, None when there is none."""
+    if content_type is None:
+        return None
+    media = _media_type(content_type)
+    return media if _PLAIN_MEDIA_TYPE.fullmatch(media) else "an unrecognised media type"
+
+
 async def _read(state: _State, response: httpx.Response) -> None:
     stream = response.extensions.get("network_stream")
     sslobj = stream.get_extra_info("ssl_object") if stream is not None else None
@@ -318,7 +417,11 @@ async def _read(state: _State, response: httpx.Response) -> None:
         # RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed"
         state.location = response.headers.get("location")
         where = f" to {state.location}" if state.location else ""
-        state.fail("http-redirect", f"{state.url} answers {response.status_code}{where}")
+        state.fail(
+            "http-redirect",
+            f"{state.url} answers {response.status_code}{where}",
+            f"{state.url} answers {response.status_code} (a redirect)",
+        )
         return
     declared = response.headers.get("content-length")
     media_ok = _media_type(state.content_type) == "text/plain"
@@ -341,7 +444,11 @@ async def _read(state: _State, response: httpx.Response) -> None:
         state.fail("timeout", f"{state.host} did not send the whole policy in time")
         return
     except httpx.HTTPError as exc:
-        state.fail("http-error", f"reading the policy failed: {_reason(exc)}")
+        state.fail(
+            "http-error",
+            f"reading the policy failed: {_reason(exc)}",
+            f"reading the policy failed ({type(exc).__name__})",
+        )
         return
     # RFC 8461 §3.3: only HTTP 200 counts; other answers are a failed fetch
     if response.status_code != 200:
@@ -354,6 +461,8 @@ async def _read(state: _State, response: httpx.Response) -> None:
         state.fail(
             "content-type",
             f"{state.url} is served as {state.content_type or 'no Content-Type'}, not text/plain",
+            f"{state.url} is served as "
+            f"{_clean_media_type(state.content_type) or 'no Content-Type'}, not text/plain",
         )
         return
     if too_large:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
+import re
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import idna
@@ -62,10 +64,25 @@ class ProbeResult:
     elapsed: float
     verify_code: int | None = None  # OpenSSL X509_V_ERR_* when verification failed
     reply: str | None = None  # the SMTP reply behind smtp-*/starttls-refused errors
+    # ``error`` without anything the server wrote (banner, reply text) or local error text:
+    # what a tenant may see (e.g. "connection refused", "greeting code 554")
+    summary: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error_code is None and bool(self.hostname_match)
+
+    def redacted(self) -> ProbeResult:
+        """This result without the server's own words: no banner, no reply, no EHLO
+        keywords, and ``error`` replaced by ``summary``. For results shown to tenants, so
+        that a probe never relays what some other service says."""
+        return replace(
+            self,
+            banner=None,
+            reply=None,
+            ehlo_extensions=(),
+            error=self.summary if self.error_code is not None else None,
+        )
 
 
 def verify_error_code(verify_code: int) -> str:
@@ -86,10 +103,13 @@ class _BadReply(OSError):
 class _Fail(Exception):
     """A probe outcome reached before or around TLS, with its error code."""
 
-    def __init__(self, code: str, message: str, reply: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, reply: str | None = None, summary: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reply = reply
+        self.summary = summary or message
 
 
 class _HandshakeBroken(_Fail):
@@ -97,7 +117,11 @@ class _HandshakeBroken(_Fail):
     protocol version is shared): worth the legacy retry, like an SSLError."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("tls-handshake-failed", message)
+        super().__init__(
+            "tls-handshake-failed",
+            message,
+            summary="the server closed the connection during the TLS handshake",
+        )
 
 
 @dataclass
@@ -114,13 +138,16 @@ class _Info:
     trusted: bool | None = None
     error_code: str | None = None
     error: str | None = None
+    summary: str | None = None
     verify_code: int | None = None
     reply: str | None = None
     stage: str = "connect"
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
-    def fail(self, code: str, error: str) -> None:
-        self.error_code, self.error = code, error
+    def fail(self, code: str, error: str, summary: str | None = None) -> None:
+        """Record the outcome; ``summary`` is ``error`` without foreign or local detail
+        (the same text when ``error`` has none)."""
+        self.error_code, self.error, self.summary = code, error, summary or error
 
     def take_tls(self, writer: asyncio.StreamWriter) -> None:
         sslobj = writer.get_extra_info("ssl_object")
@@ -176,7 +203,11 @@ async def probe_mx(
             await _probe(info, host, address, port, ehlo_name, ctx)
     except TimeoutError:
         if info.error_code is None:
-            info.fail("timeout", f"no answer from {address} within {timeout:g} s ({info.stage})")
+            info.fail(
+                "timeout",
+                f"no answer from {address} within {timeout:g} s ({info.stage})",
+                f"timed out {info.stage}",
+            )
     finally:
         for w in info.writers:
             if not w.transport.is_closing():
@@ -200,6 +231,7 @@ async def probe_mx(
         elapsed=time.monotonic() - started,
         verify_code=info.verify_code,
         reply=info.reply,
+        summary=info.summary,
     )
 
 
@@ -210,15 +242,18 @@ async def _probe(
         reader, writer = await _session(info, host, address, port, ehlo_name, ctx)
     except _HandshakeBroken as f:
         await _old_tls(info, host, address, port, ehlo_name, str(f), None)
+        if info.error == str(f):
+            info.summary = f.summary
         return
     except _Fail as f:
-        info.fail(f.code, str(f))
+        info.fail(f.code, str(f), f.summary)
         info.reply = f.reply
         return
     except ssl.SSLCertVerificationError as exc:
         code = int(exc.verify_code or 0)
         info.trusted = False
         info.verify_code = code
+        # verify_message comes from OpenSSL's fixed table (X509_verify_cert_error_string)
         info.fail(verify_error_code(code), f"certificate rejected: {exc.verify_message or exc}")
         # Reconnect without verification to report the certificate all the same.
         await _look_again(info, host, address, port, ehlo_name, insecure_context())
@@ -226,6 +261,8 @@ async def _probe(
     except ssl.SSLError as exc:
         first = f"TLS handshake failed: {exc.reason or exc}"
         await _old_tls(info, host, address, port, ehlo_name, first, exc.reason)
+        if info.error_code == "tls-handshake-failed" and info.error == first:
+            info.summary = tls_summary(exc)
         return
     info.trusted = True
     info.take_tls(writer)
@@ -330,7 +367,11 @@ async def _session(
     try:
         reader, writer = await asyncio.open_connection(address, port)
     except OSError as exc:
-        raise _Fail("connect-failed", f"cannot connect to {address} port {port}: {exc}") from exc
+        raise _Fail(
+            "connect-failed",
+            f"cannot connect to {address} port {port}: {exc}",
+            summary=connect_summary(exc),
+        ) from exc
     info.writers.append(writer)
     keep = False
     try:
@@ -340,12 +381,22 @@ async def _session(
             info.banner = "\n".join(lines)
             if code != 220:  # RFC 5321 §4.3.1: the greeting is 220 (554: go away)
                 await _quit(reader, writer)
-                raise _Fail("smtp-banner", f"the server greets with {lines[0]!r}", info.banner)
+                raise _Fail(
+                    "smtp-banner",
+                    f"the server greets with {lines[0]!r}",
+                    info.banner,
+                    summary=_code_summary("greeting", code),
+                )
             info.stage = "waiting for the EHLO answer"
             code, lines = await _command(reader, writer, f"EHLO {ehlo_name}")
             if code != 250:  # RFC 3207 §4: STARTTLS is an ESMTP extension, EHLO required
                 await _quit(reader, writer)
-                raise _Fail("smtp-ehlo", f"EHLO answered {lines[0]!r}", "\n".join(lines))
+                raise _Fail(
+                    "smtp-ehlo",
+                    f"EHLO answered {lines[0]!r}",
+                    "\n".join(lines),
+                    summary=_code_summary("EHLO answer", code),
+                )
             info.ehlo_extensions = tuple(
                 dict.fromkeys(line[4:].split()[0].upper() for line in lines[1:] if line[4:].split())
             )
@@ -357,7 +408,12 @@ async def _session(
             code, lines = await _command(reader, writer, "STARTTLS")
             if code != 220:  # RFC 3207 §4: 220 to go ahead; 454 = TLS not available
                 await _quit(reader, writer)
-                raise _Fail("starttls-refused", f"STARTTLS answered {lines[0]!r}", "\n".join(lines))
+                raise _Fail(
+                    "starttls-refused",
+                    f"STARTTLS answered {lines[0]!r}",
+                    "\n".join(lines),
+                    summary=_code_summary("STARTTLS answer", code),
+                )
             # RFC 3207 §4.2 / CVE-2011-0411: nothing may follow the 220 in plain text; what
             # did would never reach the TLS layer (and an EOF seen here would be lost).
             if getattr(reader, "_buffer", b"") or reader.at_eof():
@@ -369,6 +425,7 @@ async def _session(
             raise _Fail(
                 "smtp-banner" if info.banner is None else "smtp-ehlo",
                 f"the connection broke while {info.stage}: {exc or type(exc).__name__}",
+                summary=f"the connection broke while {info.stage}",
             ) from exc
         info.stage = "in the TLS handshake"
         try:
@@ -390,6 +447,36 @@ async def _session(
                 writer.transport.abort()  # out of time: no polite close
             else:
                 await _close(writer)
+
+
+_MNEMONIC = re.compile(r"[A-Z0-9_]{1,64}")
+
+
+def tls_summary(exc: ssl.SSLError) -> str:
+    """ "TLS handshake failed", with OpenSSL's reason mnemonic (e.g. WRONG_VERSION_NUMBER,
+    from OpenSSL's fixed table) when there is one."""
+    reason = exc.reason or ""
+    return (
+        f"TLS handshake failed ({reason})"
+        if _MNEMONIC.fullmatch(reason)
+        else ("TLS handshake failed")
+    )
+
+
+def connect_summary(exc: OSError) -> str:
+    """A connection failure in a few words, without the local error text."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out connecting"
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "address unreachable"
+    return "connection failed"
+
+
+def _code_summary(what: str, code: int) -> str:
+    """ "greeting code 554": the reply code only, never the reply text."""
+    return f"{what} code {code}" if 100 <= code <= 599 else f"{what} is not an SMTP reply"
 
 
 def _sni(host: str) -> str | None:
