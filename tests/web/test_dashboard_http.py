@@ -18,7 +18,7 @@ from mtasts.config import Settings
 from mtasts.web.dashboard.auth import verify_login
 from mtasts.web.users_cli import users_app
 from tests.hosting.serving import lab_settings
-from tests.hosting.test_api_lab import customer, delegate
+from tests.hosting.test_api_lab import claim_in_store, customer, delegate
 from tests.lab import World
 from tests.web.harness import PASSWORD, Dashboard, running_dashboard
 
@@ -279,7 +279,7 @@ def test_forced_enforce_needs_a_reason_and_is_marked(dash: Dashboard, lab_world:
     with closing(sign_in(dash, email)) as c:
         token = csrf_of(c.get("/domains/new").text)
         c.post("/domains", data={"domain": d, "csrf_token": token})
-        delegate(lab_world, d)
+        delegate(lab_world, d, claim=claim_in_store(dash.service, d, email))
         r = c.post(f"/domains/{d}/verify", data={"csrf_token": token})
         assert r.status_code == 303 and r.headers["location"] == f"/domains/{d}"
         blocked = c.post(f"/domains/{d}/policy", data={"mode": "enforce", "csrf_token": token})
@@ -312,7 +312,7 @@ def test_retiring_needs_the_name_typed(dash: Dashboard, lab_world: World) -> Non
     with closing(sign_in(dash, email)) as c:
         token = csrf_of(c.get("/domains/new").text)
         c.post("/domains", data={"domain": d, "csrf_token": token})
-        delegate(lab_world, d)
+        delegate(lab_world, d, claim=claim_in_store(dash.service, d, email))
         c.post(f"/domains/{d}/verify", data={"csrf_token": token})
         wrong = c.post(f"/domains/{d}/retire", data={"confirm": "example.com", "csrf_token": token})
         assert wrong.status_code == 422 and f"Type {d} to confirm" in wrong.text

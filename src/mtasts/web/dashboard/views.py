@@ -452,9 +452,10 @@ def _domain_page_data(svc: HostingService, user: User, name: str) -> dict[str, A
     view = svc.get_domain(user, name)
     history = svc.history(user, view["domain"])
     audit = svc.audit_log(user, view["domain"])
+    served = svc.served_name(user, name)
     with svc.sessions() as db:
-        check = latest_checks(db, [view["domain"]]).get(view["domain"])
-        alerts = list_alerts(db, view["domain"])
+        check = latest_checks(db, [view]).get(view["domain"])
+        alerts = list_alerts(db, served) if served else []
     return {
         "d": view,
         "history": _with_diffs(history),
@@ -557,8 +558,9 @@ async def retire(name: str, ctx: Action) -> Response:
 
 def _reports_data(svc: HostingService, user: User, name: str, days: int) -> dict[str, Any]:
     view = svc.get_domain(user, name)
+    served = reports_api.served_or_409(svc, user, name)
     with svc.sessions() as db:
-        data = summary(db, view["domain"], days, svc.clock())
+        data = summary(db, served, days, svc.clock())
     listing = reports_api.list_reports(view["domain"], svc, user, limit=50, offset=0)
     return {"d": view, "s": data, "listing": listing}
 

@@ -43,7 +43,7 @@ def _recreate_domains(sqlite: bool, change: Callable[[Any], None]) -> None:
     conn = op.get_bind()
     if sqlite:
         for t in DEPENDENTS:
-            conn.execute(sa.text(f"CREATE TABLE _keep_{t} AS SELECT * FROM {t}"))
+            conn.execute(sa.text(f"CREATE TABLE _keep_{t} AS SELECT * FROM {t}"))  # noqa: S608 - constant names
     with op.batch_alter_table(
         "domains",
         recreate="always" if sqlite else "auto",
@@ -52,7 +52,7 @@ def _recreate_domains(sqlite: bool, change: Callable[[Any], None]) -> None:
         change(batch_op)
     if sqlite:
         for t in DEPENDENTS:
-            conn.execute(sa.text(f"INSERT OR IGNORE INTO {t} SELECT * FROM _keep_{t}"))
+            conn.execute(sa.text(f"INSERT OR IGNORE INTO {t} SELECT * FROM _keep_{t}"))  # noqa: S608
             conn.execute(sa.text(f"DROP TABLE _keep_{t}"))
 
 
