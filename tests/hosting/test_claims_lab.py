@@ -8,7 +8,9 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +24,8 @@ from tests.hosting.serving import Running, lab_settings, running
 from tests.hosting.test_api_lab import challenge_of, customer, delegate, prove
 from tests.lab import World
 from tests.lab.ports import free_port
+from tests.web.harness import Dashboard
+from tests.web.test_dashboard_http import sign_in
 
 from mtasts.protocol.policy import parse_policy
 from mtasts.store.models import Alert, AuditEvent, Domain, TlsReport
@@ -380,9 +384,30 @@ def test_errors_never_reveal_another_tenants_domains(lab: Lab, lab_world: World)
             # and only its own claim answers a second add
             again = prober.post("/api/v1/domains", json={"domain": d})
             assert again.status_code == 409 and "You already added" in again.text
-        for method, path, body in probes[:3]:
+        # its own claim of a name served for someone else shows none of that hosting
+        for method, path, body in probes[:8]:
             r = prober.request(method, path.format(d=active), json=body)
+            assert secret not in r.text and "victim@" not in r.text, (path, r.text)
+        assert prober.get(f"/api/v1/domains/{active}/reports").json()["total"] == 0
+        assert prober.get(f"/api/v1/domains/{active}/alerts?include_closed=true").json() == []
+    # nor does the dashboard: domain list, domain page, reports page
+    dash = Dashboard(lab.app.service, lab.app.base, lab.app.admin_token)
+    dash.user("prober@tenants.example")
+    with closing(sign_in(dash, "prober@tenants.example")) as page:
+        listing = page.get("/")
+        assert listing.status_code == 200
+        row = re.search(rf'<tr data-domain="{re.escape(active)}">.*?</tr>', listing.text, re.S)
+        assert row is not None
+        # its own verification (its challenge is missing) and no reports: not the victim's
+        assert "failing" in row[0] and "no sessions" in row[0] and "none yet" in row[0]
+        domain_page = page.get(f"/domains/{active}")
+        assert domain_page.status_code == 200
+        assert "All four records are in place" not in domain_page.text  # the victim's check
+        reports_page = page.get(f"/domains/{active}/reports")
+        assert reports_page.status_code == 409
+        for r in (listing, domain_page, reports_page):
             assert secret not in r.text and "victim@" not in r.text
+            assert "mx9.elsewhere.example" not in r.text  # the victim's policy
 
 
 def test_migration_keeps_hosted_domains_and_gives_pending_ones_a_challenge(
