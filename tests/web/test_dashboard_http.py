@@ -260,7 +260,7 @@ def test_users_see_only_their_own_domains(dash: Dashboard, lab_world: World) -> 
         none = c.get("/", params={"q": "no-such-domain"}, headers={"HX-Request": "true"})
         assert "No domain matches" in none.text
         again = c.post("/domains", data={"domain": d, "csrf_token": token})
-        assert again.status_code == 409 and "already hosted" in again.text
+        assert again.status_code == 409 and "You already added" in again.text
         invalid = c.post("/domains", data={"domain": "not a domain", "csrf_token": token})
         assert invalid.status_code == 422
     with closing(sign_in(dash, other)) as c:
