@@ -122,7 +122,7 @@ def hold(lab: Lab, world: World, c: httpx.Client, d: str, secret: str) -> dict[s
     and gets a TLS report and a (closed) alert stored for it: data to keep private."""
     r = c.post("/api/v1/domains", json={"domain": d})
     assert r.status_code == 201, r.text
-    claim = r.json()
+    claim: dict[str, Any] = r.json()
     delegate(world, d, claim=claim)
     assert c.post(f"/api/v1/domains/{d}/verify").json()["state"] == "active"
     forced = c.put(
