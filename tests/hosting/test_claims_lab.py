@@ -299,6 +299,11 @@ def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
         assert mail["To"] == "holder@tenants.example"
         assert f"{d}: {d} is no longer hosted for your account" in str(mail["Subject"])
         assert "owner2" not in mail.as_string()
+        dash = Dashboard(lab.app.service, lab.app.base, lab.app.admin_token)
+        dash.user("holder@tenants.example")
+        with closing(sign_in(dash, "holder@tenants.example")) as page:
+            settings = page.get("/settings").text
+            assert d in settings and "taken over by another account" in settings
         # the holder cannot take it back without publishing a new challenge of its own
         back = holder.post("/api/v1/domains", json={"domain": d})
         assert back.status_code == 201

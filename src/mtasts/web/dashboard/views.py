@@ -307,10 +307,27 @@ async def logout(ctx: Action) -> Response:
 # --- settings: tokens and password ---------------------------------------------------
 
 
+DOMAIN_ENDINGS = {
+    "domain-removed": "removed",
+    "domain-claim-expired": "claim expired before it was verified",
+    "domain-transferred": "taken over by another account that proved control of its DNS",
+}
+
+
 async def _settings_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
     tokens = await run(auth.list_tokens, ctx.svc, ctx.signed_in)
+    events = await run(ctx.svc.account_audit, ctx.signed_in)
+    # the domains this account no longer has, and why (newest first)
+    ended = [e for e in reversed(events) if e["domain"] and e["action"] in DOMAIN_ENDINGS]
     values = {"new_token": None, "error": "", **extra}
-    return ctx.render("settings.html", status=status, tokens=tokens, **values)
+    return ctx.render(
+        "settings.html",
+        status=status,
+        tokens=tokens,
+        ended=ended[:50],
+        endings=DOMAIN_ENDINGS,
+        **values,
+    )
 
 
 @router.get("/settings")
