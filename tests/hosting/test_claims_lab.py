@@ -485,3 +485,45 @@ def test_migration_keeps_hosted_domains_and_gives_pending_ones_a_challenge(
             assert c.execute(text("SELECT domain_id FROM audit_log")).scalar() == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.system
+def test_takeover_on_postgresql_and_one_served_hosting_per_name(
+    postgres_url: str, lab_world: World, tmp_path: Path
+) -> None:
+    """The same rules on PostgreSQL, with two processes: the partial unique index allows
+    one served hosting per name, and the other process follows a takeover."""
+    from sqlalchemy.exc import IntegrityError
+
+    from mtasts.web.serve import open_service
+
+    settings = lab_settings(tmp_path, lab_world, database_url=postgres_url)
+    a, b = open_service(settings), open_service(settings)
+    try:
+        first = a.authenticate(a.create_token("first@tenants.example"))
+        second = a.authenticate(a.create_token("second@tenants.example"))
+        assert first is not None and second is not None
+        d = customer(lab_world)
+        one = a.add_domain(first, d)
+        two = a.add_domain(second, d)  # a pending claim never blocks
+        delegate(lab_world, d, claim=one)
+        assert a.verify(first, d)["state"] == "active"
+        b.sync()
+        assert b.snapshot.hosts[d].policy_id == one["policy"]["id"]
+        # the store itself refuses a second served hosting of the name
+        with pytest.raises(IntegrityError), a.sessions.begin() as db:
+            claim = db.scalar(select(Domain).where(Domain.owner_id == second.id))
+            assert claim is not None
+            claim.state = "active"
+        prove(lab_world, two)
+        assert a.verify(second, d)["state"] == "active"
+        assert b.sync() is True
+        served = b.snapshot.hosts[d]
+        assert served.policy_id == a.get_domain(second, d)["policy"]["id"]
+        assert served.policy_id != one["policy"]["id"]
+        with a.sessions() as db:
+            hostings = db.execute(select(Domain.owner_id, Domain.state).where(Domain.name == d))
+            assert list(hostings) == [(second.id, "active")]
+    finally:
+        a.close()
+        b.close()
