@@ -20,14 +20,14 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
-from tests.hosting.serving import Running, lab_settings, running
+from tests.hosting.serving import Running, lab_settings, running, wait_for
 from tests.hosting.test_api_lab import challenge_of, customer, delegate, prove
 from tests.lab import World
 from tests.lab.ports import free_port
 from tests.web.harness import Dashboard
 from tests.web.test_dashboard_http import sign_in
 
-from mtasts.protocol.policy import parse_policy
+from mtasts.protocol.policy import Mode, Policy, parse_policy
 from mtasts.store.models import Alert, AuditEvent, Domain, TlsReport
 
 pytestmark = pytest.mark.lab
@@ -78,6 +78,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory, lab_world: World) -> Iterator[
             yield Lab(app, sink, shift)
     finally:
         smtp.stop()
+
+
+def served(lab: Lab, d: str) -> Policy:
+    """The policy the policy host serves for ``d`` now (the sync loop of the app may
+    briefly serve an older snapshot entry: poll with ``wait_for``)."""
+    r = lab.app.policy(d)
+    return parse_policy(r.content) if r.status_code == 200 else Policy("STSv1", Mode.NONE, 0, ())
 
 
 def tls_report(domain: str, report_id: str) -> bytes:
@@ -207,8 +214,7 @@ def test_two_tenants_claim_one_name_and_only_the_proven_one_verifies(
         assert [e["action"] for e in alice.get(f"/api/v1/domains/{d}/audit").json()] == [
             "domain-added"
         ]
-    served = parse_policy(lab.app.policy(d).content)
-    assert served.mode == "testing"
+    wait_for(lambda: served(lab, d).mode == "testing", 10, "Bob's policy is served")
     # Alice's claim, verified again with her challenge still missing, stays pending
     assert lab.app.service.reverify_pending() == 0
 
@@ -226,7 +232,7 @@ def test_a_pending_claim_never_blocks_the_real_owner(lab: Lab, lab_world: World)
         # the owner re-adding its own name gets a clear answer about its own hosting
         again = owner.post("/api/v1/domains", json={"domain": d})
         assert again.status_code == 409 and "You already host" in again.json()["error"]["message"]
-    assert lab.app.policy(d).status_code == 200
+    wait_for(lambda: lab.app.policy(d).status_code == 200, 10, "the owner's policy is served")
 
 
 def test_unproven_claims_expire(lab: Lab, lab_world: World) -> None:
@@ -267,24 +273,28 @@ def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
     secret = "holder-secret-reason"
     with lab.tenant("holder") as holder, lab.tenant("owner2") as owner:
         old = hold(lab, lab_world, holder, d, secret)
-        old_served = parse_policy(lab.app.policy(d).content)
-        assert old_served.mode == "enforce"
+        wait_for(lambda: served(lab, d).mode == "enforce", 10, "the holder's policy is served")
+        old_served = served(lab, d)
         claim = owner.post("/api/v1/domains", json={"domain": d})
         assert claim.status_code == 201, claim.text
         assert secret not in claim.text and "holder@" not in claim.text
         # unproven: the holder keeps the name
         assert owner.post(f"/api/v1/domains/{d}/verify").json()["state"] == "pending"
-        assert parse_policy(lab.app.policy(d).content) == old_served
+        assert served(lab, d) == old_served
         lab.mails.mails.clear()
         prove(lab_world, claim.json())  # next to the holder's old challenge
         moved = owner.post(f"/api/v1/domains/{d}/verify").json()
         assert moved["ok"] is True and moved["state"] == "active", moved
         assert "holder@" not in json.dumps(moved)
         # a new hosting: the owner's policy is served, under a new id, from its own versions
-        view = owner.get(f"/api/v1/domains/{d}").json()
-        served = parse_policy(lab.app.policy(d).content)
-        assert served.mode == "testing" and served.mx == (f"mx1.{d}",)
-        assert view["served_id"] == view["policy"]["id"] != old["policy"]["id"]
+        wait_for(lambda: served(lab, d).mx == (f"mx1.{d}",), 10, "the new hosting is served")
+        assert served(lab, d).mode == "testing"
+
+        def view() -> dict[str, Any]:
+            return dict(owner.get(f"/api/v1/domains/{d}").json())
+
+        wait_for(lambda: view()["served_id"] == view()["policy"]["id"], 10, "served_id")
+        assert view()["policy"]["id"] != old["policy"]["id"]
         history = owner.get(f"/api/v1/domains/{d}/policy/history").json()
         assert [v["author"] for v in history] == ["owner2@tenants.example"] * 2
         assert_starts_empty(owner, d, secret)
@@ -328,7 +338,7 @@ def test_a_name_added_again_after_removal_starts_empty(lab: Lab, lab_world: Worl
             assert lab.app.service.finish_retirements() >= 1
         finally:
             lab.shift(-timedelta(days=400))
-        assert lab.app.policy(d).status_code == 404
+        wait_for(lambda: lab.app.policy(d).status_code == 404, 10, "nothing is served")
         r = carol.post("/api/v1/domains", json={"domain": d})
         assert r.status_code == 201, r.text
         assert carol.post(f"/api/v1/domains/{d}/verify").json()["state"] == "pending"
