@@ -38,6 +38,7 @@ class Settings:
     public_url: str = ""  # base of the https: TLS-RPT rua; "" = https://policy-host.<zone>
     sync_interval: float = 2.0  # seconds between checks for changes by other processes
     verify_interval: float = 300.0  # seconds between re-verifications of pending domains
+    claim_ttl: float = 604_800.0  # seconds a claim may stay unproven before it is removed
     txt_delay: float = -1.0  # RFC 8461 §8.1 lag of the TXT id; < 0 = 2 x sync_interval + 1
     ca_file: str = ""  # CA bundle for guarded-enforce checks; "" = system store
     check_timeout: float = 10.0

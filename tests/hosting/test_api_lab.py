@@ -8,13 +8,17 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from tests.hosting.serving import ZONE, Running, lab_settings, running
 from tests.lab import World
 
+from mtasts.hosting.tenants import HostingService
 from mtasts.protocol.policy import parse_policy
+from mtasts.store.models import User
 
 _names = itertools.count(1)
 
@@ -38,8 +42,11 @@ def customer(world: World, mx_profile: str = "good", mx_count: int = 1) -> str:
     return name
 
 
-def delegate(world: World, domain: str, *, skip: str = "") -> None:
-    """Publish the three CNAMEs as the owner would (all but ``skip``)."""
+def delegate(
+    world: World, domain: str, *, skip: str = "", claim: dict[str, Any] | None = None
+) -> None:
+    """Publish the three CNAMEs as the owner would (all but ``skip``) and, given the claim
+    (the answer of adding the domain), the claim's own challenge TXT."""
     records = {
         f"_mta-sts.{domain}": f"{domain}.policy.{ZONE}.",
         f"mta-sts.{domain}": f"policy-host.{ZONE}.",
@@ -48,14 +55,39 @@ def delegate(world: World, domain: str, *, skip: str = "") -> None:
     for name, target in records.items():
         if name != skip:
             world.zone.add(name, "CNAME", target)
+    if claim is not None:
+        prove(world, claim)
+
+
+def challenge_of(claim: dict[str, Any]) -> tuple[str, str]:
+    """(name, value) of the challenge TXT in a claim's ``dns_records``."""
+    (record,) = [r for r in claim["dns_records"] if r["type"] == "TXT"]
+    return record["name"], record["value"]
+
+
+def prove(world: World, claim: dict[str, Any]) -> None:
+    """Publish the claim's challenge TXT (next to any other values there)."""
+    name, value = challenge_of(claim)
+    world.zone.add(name, "TXT", value)
+
+
+def claim_in_store(service: HostingService, domain: str, email: str) -> dict[str, Any]:
+    """The claim of ``domain`` by ``email`` as the API shows it (for flows that added it
+    through the dashboard)."""
+    with service.sessions() as db:
+        user = db.scalar(select(User).where(User.email == email))
+        assert user is not None
+        db.expunge(user)
+    return service.get_domain(user, domain)
 
 
 def hosted(app: Running, world: World, **kwargs: str | int) -> str:
     """A domain added, delegated and verified: served."""
     d = customer(world, **kwargs)  # type: ignore[arg-type]
     with app.client() as c:
-        assert c.post("/api/v1/domains", json={"domain": d}).status_code == 201
-        delegate(world, d)
+        r = c.post("/api/v1/domains", json={"domain": d})
+        assert r.status_code == 201
+        delegate(world, d, claim=r.json())
         assert c.post(f"/api/v1/domains/{d}/verify").json()["ok"] is True
     return d
 
@@ -74,12 +106,17 @@ def test_add_domain_gives_records_and_a_testing_policy_from_live_mx(
     assert body["policy"]["mx"] == [f"mx1.{d}", f"mx2.{d}"]
     assert body["policy_text"].endswith("\r\n")
     records = {(x["name"], x["type"], x["value"]) for x in body["dns_records"]}
+    _, challenge = challenge_of(body)
     assert records == {
         (f"_mta-sts.{d}", "CNAME", f"{d}.policy.{ZONE}"),
         (f"mta-sts.{d}", "CNAME", f"policy-host.{ZONE}"),
         (f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}"),
+        (f"_mtasts-challenge.{d}", "TXT", challenge),
     }
-    assert not any("_" in x["value"] for x in body["dns_records"])  # no underscore targets
+    assert re.fullmatch(r"mtasts-claim=[a-z2-7]{32}", challenge)  # 160 random bits
+    cnames = [x for x in body["dns_records"] if x["type"] == "CNAME"]
+    assert not any("_" in x["value"] for x in cnames)  # no underscore targets
+    assert body["claim_expires_at"]
     assert body["tlsrpt_rua"] == [f"mailto:tlsrpt@{ZONE}", f"https://policy-host.{ZONE}/tlsrpt/{d}"]
     # pending: nothing served yet, no certificate
     assert app.policy(d).status_code == 404
@@ -93,11 +130,12 @@ def test_add_domain_gives_records_and_a_testing_policy_from_live_mx(
 def test_verify_names_what_is_missing_then_activates(app: Running, lab_world: World) -> None:
     d = customer(lab_world)
     with app.client() as c:
-        c.post("/api/v1/domains", json={"domain": d})
+        claim = c.post("/api/v1/domains", json={"domain": d}).json()
         first = c.post(f"/api/v1/domains/{d}/verify").json()
         assert first["ok"] is False and first["state"] == "pending"
         assert all(not x["ok"] and x["fix"].startswith("Publish:") for x in first["records"])
-        delegate(lab_world, d, skip=f"mta-sts.{d}")
+        assert len(first["records"]) == 4  # three CNAMEs and the claim's challenge
+        delegate(lab_world, d, skip=f"mta-sts.{d}", claim=claim)
         lab_world.zone.add(f"mta-sts.{d}", "A", "192.0.2.1")  # an old A record in the way
         second = c.post(f"/api/v1/domains/{d}/verify").json()
         by_name = {x["name"]: x for x in second["records"]}
@@ -329,8 +367,8 @@ def test_pending_domain_is_removed_at_once(app: Running, lab_world: World) -> No
 def test_pending_domains_are_reverified_in_the_background(app: Running, lab_world: World) -> None:
     d = customer(lab_world)
     with app.client() as c:
-        c.post("/api/v1/domains", json={"domain": d})
-    delegate(lab_world, d)
+        claim = c.post("/api/v1/domains", json={"domain": d}).json()
+    delegate(lab_world, d, claim=claim)
     assert app.service.reverify_pending() >= 1
     assert app.policy(d).status_code == 200
 

@@ -43,9 +43,9 @@ def test_zone_follows_the_hosted_domains(tmp_path: Path, lab_world: World) -> No
     with running(settings) as app:
         d = customer(lab_world)
         with app.client() as c:
-            c.post("/api/v1/domains", json={"domain": d})
+            claim = c.post("/api/v1/domains", json={"domain": d}).json()
             assert txt(zone_dns, f"{d}.policy.{ZONE}")[0] is DnsStatus.NXDOMAIN  # pending
-            delegate(lab_world, d)
+            delegate(lab_world, d, claim=claim)
             assert c.post(f"/api/v1/domains/{d}/verify").json()["ok"]
             first_id = c.get(f"/api/v1/domains/{d}").json()["policy"]["id"]
             assert txt(zone_dns, f"{d}.policy.{ZONE}") == (

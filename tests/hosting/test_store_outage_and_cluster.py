@@ -48,8 +48,9 @@ def test_policies_stay_served_while_the_database_is_down(
     with running(settings) as app:
         d = customer(lab_world)
         with app.client() as c:
-            assert c.post("/api/v1/domains", json={"domain": d}).status_code == 201
-            delegate(lab_world, d)
+            r = c.post("/api/v1/domains", json={"domain": d})
+            assert r.status_code == 201
+            delegate(lab_world, d, claim=r.json())
             assert c.post(f"/api/v1/domains/{d}/verify").json()["ok"]
         before = app.policy(d).content
         cut_off(postgres_url)
@@ -98,8 +99,9 @@ def test_two_processes_on_one_postgresql_agree_within_seconds(
         d = customer(lab_world)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=a, headers=headers, timeout=30) as api:
-            assert api.post("/api/v1/domains", json={"domain": d}).status_code == 201
-            delegate(lab_world, d)
+            r = api.post("/api/v1/domains", json={"domain": d})
+            assert r.status_code == 201
+            delegate(lab_world, d, claim=r.json())
             assert api.post(f"/api/v1/domains/{d}/verify").json()["ok"]
             seen = wait_for(lambda: _policy(b, d).status_code == 200, 5, "B serves the domain")
             r = api.put(f"/api/v1/domains/{d}/policy", json={"mode": "none", "max_age": 86400})
@@ -121,8 +123,9 @@ def test_a_restart_during_an_outage_serves_the_saved_snapshot(
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
         ) as api:
-            assert api.post("/api/v1/domains", json={"domain": d}).status_code == 201
-            delegate(lab_world, d)
+            r = api.post("/api/v1/domains", json={"domain": d})
+            assert r.status_code == 201
+            delegate(lab_world, d, claim=r.json())
             assert api.post(f"/api/v1/domains/{d}/verify").json()["ok"]
         served = _policy(base, d).content
         wait_for(

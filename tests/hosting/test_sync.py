@@ -24,8 +24,7 @@ def test_sync_patches_changes_of_another_process(tmp_path: Path, lab_world: Worl
         user = a.authenticate(a.create_token("ops@example.org"))
         assert user is not None
         d = customer(lab_world)
-        a.add_domain(user, d)
-        delegate(lab_world, d)
+        delegate(lab_world, d, claim=a.add_domain(user, d))
         assert a.verify(user, d)["state"] == "active"
         assert d in a.snapshot.hosts and d not in b.snapshot.hosts
         loaded = b.snapshot.loaded_at

@@ -132,8 +132,9 @@ def lab(
         app.service.clock = lambda: now[0]
         with app.client() as c:
             for d in domains:
-                assert c.post("/api/v1/domains", json={"domain": d}).status_code == 201
-                delegate(lab_world, d)
+                r = c.post("/api/v1/domains", json={"domain": d})
+                assert r.status_code == 201
+                delegate(lab_world, d, claim=r.json())
                 assert c.post(f"/api/v1/domains/{d}/verify").json()["ok"]
         yield Lab(app, Monitor(app.service), box, domains, now)
 
@@ -394,8 +395,7 @@ def test_claims_once_across_processes_on_postgresql(
         assert user is not None
         names = [customer(lab_world) for _ in range(6)]
         for d in names:
-            a.add_domain(user, d)
-            delegate(lab_world, d)
+            delegate(lab_world, d, claim=a.add_domain(user, d))
             a.verify(user, d)
         now = [datetime.now(UTC)]
         a.clock = b.clock = lambda: now[0]

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.hosting.serving import ZONE, cli_token, serve_process
+from tests.hosting.test_api_lab import prove
 from tests.lab import World
 from tests.lab.ports import free_port
 
@@ -110,7 +111,9 @@ def test_killed_server_loses_no_acknowledged_report(tmp_path: Path, lab_world: W
     with serve_process(data, lab_world.nameserver, *extra, database_url=url) as (base, proc):
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         with api:
-            assert api.post("/api/v1/domains", json={"domain": domain}).status_code == 201
+            r = api.post("/api/v1/domains", json={"domain": domain})
+            assert r.status_code == 201
+            prove(lab_world, r.json())
             assert api.post(f"/api/v1/domains/{domain}/verify").json()["ok"]
         stop = threading.Event()
         workers = [

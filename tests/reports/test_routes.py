@@ -22,6 +22,7 @@ import pytest
 
 from mtasts.config import Settings
 from tests.hosting.serving import ZONE, Running, running
+from tests.hosting.test_api_lab import prove
 from tests.lab import World
 from tests.lab.ports import free_port
 
@@ -94,7 +95,9 @@ def host(app: Running, world: World, domains: list[str]) -> None:
                 world.zone.add(f"mta-sts.{d}", "CNAME", f"policy-host.{ZONE}.")
                 world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
                 _published.add((id(world), d))
-            assert c.post("/api/v1/domains", json={"domain": d}).status_code == 201
+            r = c.post("/api/v1/domains", json={"domain": d})
+            assert r.status_code == 201
+            prove(world, r.json())
             assert c.post(f"/api/v1/domains/{d}/verify").json()["ok"], d
 
 

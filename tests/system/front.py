@@ -53,11 +53,17 @@ def publish_mx(zone: Zone, domain: str, mx_ip: str) -> str:
     return mx
 
 
-def publish_delegation(zone: Zone, domain: str, service_zone: str = ZONE) -> None:
-    """The three CNAMEs a customer publishes (design.md "Delegation layout")."""
+def publish_delegation(
+    zone: Zone, domain: str, claim: dict[str, Any], service_zone: str = ZONE
+) -> None:
+    """The three CNAMEs a customer publishes (design.md "Delegation layout") and the
+    challenge TXT of their claim (``claim``: the answer of adding the domain)."""
     zone.add(f"_mta-sts.{domain}", "CNAME", f"{domain}.policy.{service_zone}.")
     zone.add(f"mta-sts.{domain}", "CNAME", f"policy-host.{service_zone}.")
     zone.add(f"_smtp._tls.{domain}", "CNAME", f"{domain}.tlsrpt.{service_zone}.")
+    for r in claim["dns_records"]:
+        if r["type"] == "TXT":
+            zone.add(r["name"], "TXT", r["value"])
 
 
 # --- mtasts serve ---------------------------------------------------------------------------

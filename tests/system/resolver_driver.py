@@ -86,8 +86,9 @@ def main() -> int:
             ):
                 domain = "client.lab.test"
                 publish_mx(zone, domain, world.smtp_ip("good"))
-                report["added"] = mtasts.add(domain)["policy"]
-                publish_delegation(zone, domain)
+                added = mtasts.add(domain)
+                report["added"] = added["policy"]
+                publish_delegation(zone, domain, added)
                 report["verified"] = mtasts.verify(domain)["state"]
                 report["before"] = mta_sts_query(query, domain, caddy.root_cert)
                 # without Caddy's root the client must refuse the certificate
@@ -110,8 +111,7 @@ def main() -> int:
                 # added but never verified: the TXT name in Z does not exist
                 pending = "pending.lab.test"
                 publish_mx(zone, pending, world.smtp_ip("good"))
-                mtasts.add(pending)
-                publish_delegation(zone, pending)
+                publish_delegation(zone, pending, mtasts.add(pending))
                 report["pending"] = mta_sts_query(query, pending, caddy.root_cert)
                 # a record but no hosting: Caddy's ask is refused, no certificate
                 stray = "stray.lab.test"

@@ -112,7 +112,7 @@ def test_hosted_domain_gets_a_certificate_and_its_policy(front: Front) -> None:
     with pytest.raises(ssl.SSLError):
         front.handshake(f"mta-sts.{domain}").close()
 
-    publish_delegation(front.world.zone, domain)
+    publish_delegation(front.world.zone, domain, added)
     assert front.mtasts.verify(domain)["state"] == "active"
 
     result = front.fetch(domain)
@@ -139,7 +139,7 @@ def test_policy_change_is_served_through_caddy(front: Front) -> None:
     domain = "caddy-change.lab.test"
     publish_mx(front.world.zone, domain, front.world.smtp_ip("good"))
     before = front.mtasts.add(domain)
-    publish_delegation(front.world.zone, domain)
+    publish_delegation(front.world.zone, domain, before)
     assert front.mtasts.verify(domain)["state"] == "active"
     assert front.fetch(domain).body == before["policy_text"].encode()
 

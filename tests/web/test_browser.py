@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.hosting.serving import ZONE, lab_settings
-from tests.hosting.test_api_lab import customer, delegate
+from tests.hosting.test_api_lab import challenge_of, claim_in_store, customer, delegate
 from tests.lab import World
 from tests.lab.require import require
 from tests.web.harness import PASSWORD, Dashboard, running_dashboard
@@ -168,13 +168,14 @@ def test_owner_journey_in_chromium(
         page.get_by_role("button", name="Sign in").click()
         expect(page).to_have_url(f"{dash.base}/settings")
 
-        # add a domain -> the three records with copy buttons
+        # add a domain -> the three CNAMEs and the claim's challenge, with copy buttons
         page.get_by_role("link", name="Domains", exact=True).click()
         expect(page.locator("#domain-rows")).to_contain_text("No domains yet")
         page.get_by_role("link", name="Add a domain").click()
         page.get_by_label("Mail domain").fill(d.upper())
         page.get_by_role("button", name="Add domain").click()
         expect(page).to_have_url(f"{dash.base}/domains/{d}/setup")
+        claim = claim_in_store(dash.service, d, email)
         records = page.locator("table.records")
         for value in (
             f"_mta-sts.{d}",
@@ -183,20 +184,22 @@ def test_owner_journey_in_chromium(
             f"policy-host.{ZONE}",
             f"_smtp._tls.{d}",
             f"{d}.tlsrpt.{ZONE}",
+            f"_mtasts-challenge.{d}",
+            challenge_of(claim)[1],
         ):
             expect(records).to_contain_text(value)
-        expect(records.locator("button.copy")).to_have_count(9)
+        expect(records.locator("button.copy")).to_have_count(12)
         # live verification runs on its own and says what is missing
         verify = page.locator("#verify")
         expect(verify).to_contain_text("Still missing or wrong")
-        expect(verify.locator("li.bad")).to_have_count(3)
+        expect(verify.locator("li.bad")).to_have_count(4)
         copy = records.locator(f'button.copy[data-copy="{d}.policy.{ZONE}"]')
         copy.click()
         expect(copy).to_have_text("Copied")
         page.screenshot(path=shots / "onboarding.png", full_page=True)
 
-        # the owner publishes two of the three: the page names the one still missing
-        delegate(lab_world, d, skip=f"_smtp._tls.{d}")
+        # the owner publishes all but one: the page names the one still missing
+        delegate(lab_world, d, skip=f"_smtp._tls.{d}", claim=claim)
         page.get_by_role("button", name="Check now").click()
         expect(verify.locator("li.bad")).to_have_count(1)
         expect(verify.locator("li.bad")).to_contain_text(f"_smtp._tls.{d}")

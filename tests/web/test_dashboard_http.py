@@ -18,7 +18,7 @@ from mtasts.config import Settings
 from mtasts.web.dashboard.auth import verify_login
 from mtasts.web.users_cli import users_app
 from tests.hosting.serving import lab_settings
-from tests.hosting.test_api_lab import customer, delegate
+from tests.hosting.test_api_lab import claim_in_store, customer, delegate
 from tests.lab import World
 from tests.web.harness import PASSWORD, Dashboard, running_dashboard
 
@@ -237,7 +237,7 @@ def test_users_see_only_their_own_domains(dash: Dashboard, lab_world: World) -> 
         none = c.get("/", params={"q": "no-such-domain"}, headers={"HX-Request": "true"})
         assert "No domain matches" in none.text
         again = c.post("/domains", data={"domain": d, "csrf_token": token})
-        assert again.status_code == 409 and "already hosted" in again.text
+        assert again.status_code == 409 and "You already added" in again.text
         invalid = c.post("/domains", data={"domain": "not a domain", "csrf_token": token})
         assert invalid.status_code == 422
     with closing(sign_in(dash, other)) as c:
@@ -256,7 +256,7 @@ def test_forced_enforce_needs_a_reason_and_is_marked(dash: Dashboard, lab_world:
     with closing(sign_in(dash, email)) as c:
         token = csrf_of(c.get("/domains/new").text)
         c.post("/domains", data={"domain": d, "csrf_token": token})
-        delegate(lab_world, d)
+        delegate(lab_world, d, claim=claim_in_store(dash.service, d, email))
         r = c.post(f"/domains/{d}/verify", data={"csrf_token": token})
         assert r.status_code == 303 and r.headers["location"] == f"/domains/{d}"
         blocked = c.post(f"/domains/{d}/policy", data={"mode": "enforce", "csrf_token": token})
@@ -289,7 +289,7 @@ def test_retiring_needs_the_name_typed(dash: Dashboard, lab_world: World) -> Non
     with closing(sign_in(dash, email)) as c:
         token = csrf_of(c.get("/domains/new").text)
         c.post("/domains", data={"domain": d, "csrf_token": token})
-        delegate(lab_world, d)
+        delegate(lab_world, d, claim=claim_in_store(dash.service, d, email))
         c.post(f"/domains/{d}/verify", data={"csrf_token": token})
         wrong = c.post(f"/domains/{d}/retire", data={"confirm": "example.com", "csrf_token": token})
         assert wrong.status_code == 422 and f"Type {d} to confirm" in wrong.text

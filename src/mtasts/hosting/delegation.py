@@ -21,6 +21,8 @@ class DnsRecord:
 
     @property
     def zone_line(self) -> str:
+        if self.type == "TXT":
+            return f'{self.name}. 3600 IN TXT "{self.value}"'
         return f"{self.name}. 3600 IN {self.type} {self.value}."
 
     def to_dict(self) -> dict[str, str]:

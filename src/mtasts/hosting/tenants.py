@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -24,8 +24,20 @@ from mtasts.check.checker import Checker, CheckOptions, normalize_domain
 from mtasts.check.findings import Severity
 from mtasts.config import Settings
 from mtasts.generate import DEFAULT_MAX_AGE
-from mtasts.hosting.delegation import Verification, delegation_records, verify_delegation
+from mtasts.hosting.claims import (
+    ClaimOutcome,
+    ClaimVerification,
+    Transfer,
+    claim_records,
+    expired_claims,
+    new_challenge,
+    served_hosting,
+    verify_claim,
+)
+from mtasts.hosting.delegation import Verification, verify_delegation
+from mtasts.hosting.lifecycle import end_hosting, purge_name_data
 from mtasts.hosting.snapshot import Hosted, Snapshot
+from mtasts.monitor.alerts import Event, Notifier
 from mtasts.net.addresses import ProbePolicy
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.errors import MxPatternError
@@ -238,12 +250,37 @@ class HostingService:
         return domain
 
     def _owned(self, db: Session, user: User | None, name: str) -> Domain:
-        """The domain ``name`` if ``user`` may see it (None: mtasts itself, e.g. the
-        monitor); 404 otherwise, so others' domains are indistinguishable from none."""
-        domain = db.scalar(select(Domain).where(Domain.name == self._normalize(name)))
-        if domain is None or (user and domain.owner_id != user.id and not user.is_admin):
+        """``user``'s own hosting (claim) of ``name``; for an admin without one, the served
+        hosting of the name, else its newest claim; for None (mtasts itself, e.g. the
+        monitor) the served hosting. 404 otherwise, worded the same whether or not anyone
+        else claims or hosts the name."""
+        domain_name = self._normalize(name)
+        domain = None
+        if user is not None:
+            domain = db.scalar(
+                select(Domain).where(Domain.name == domain_name, Domain.owner_id == user.id)
+            )
+        if domain is None and (user is None or user.is_admin):
+            domain = served_hosting(db, domain_name)
+            if domain is None and user is not None:
+                domain = db.scalar(
+                    select(Domain)
+                    .where(Domain.name == domain_name)
+                    .order_by(Domain.id.desc())
+                    .limit(1)
+                )
+        if domain is None:
             raise ServiceError(404, "domain-not-found", f"{name} is not hosted here.")
         return domain
+
+    def served_name(self, user: User | None, name: str) -> str | None:
+        """The name whose TLS reports and alerts ``user`` may read through their hosting
+        of ``name``: the name while that hosting is served, None while it is a pending
+        claim (a claim has no such data; whatever is stored under the name belongs to the
+        served hosting, if any). 404 as ``get_domain``."""
+        with self.sessions() as db:
+            domain = self._owned(db, user, name)
+            return domain.name if domain.state in DomainState.SERVED else None
 
     def _latest(self, db: Session, domain: Domain) -> PolicyVersion:
         v = db.scalar(
@@ -257,7 +294,10 @@ class HostingService:
 
     def view(self, db: Session, domain: Domain) -> dict[str, Any]:
         v = self._latest(db, domain)
-        served = self.snapshot.hosts.get(domain.name)
+        # a claim never shows what is served for the name (maybe another account's policy)
+        is_served = domain.state in DomainState.SERVED
+        served = self.snapshot.hosts.get(domain.name) if is_served else None
+        expires = domain.claim_expires_at if domain.state == DomainState.PENDING else None
         return {
             "domain": domain.name,
             "state": domain.state,
@@ -265,10 +305,13 @@ class HostingService:
             "created_at": domain.created_at.isoformat(),
             "verified_at": domain.verified_at.isoformat() if domain.verified_at else None,
             "retire_after": domain.retire_after.isoformat() if domain.retire_after else None,
+            "claim_expires_at": _aware(expires).isoformat() if expires else None,
             "policy": self._version_dict(v),
             "policy_text": policy_of(v).serialize(),
             "served_id": served.policy_id if served else None,
-            "dns_records": [r.to_dict() for r in delegation_records(self.settings, domain.name)],
+            "dns_records": [
+                r.to_dict() for r in claim_records(self.settings, domain.name, domain.challenge)
+            ],
             "tlsrpt_rua": list(self.settings.tlsrpt_rua(domain.name)),
             "last_verification": domain.last_verify,
         }
@@ -288,12 +331,20 @@ class HostingService:
         }
 
     def add_domain(self, user: User, name: str) -> dict[str, Any]:
-        """Start hosting ``name``: pending until its CNAMEs verify, with a `testing` policy
-        built from the live MX set."""
+        """Claim ``name`` for ``user``: pending, with a challenge of its own and a `testing`
+        policy built from the live MX set, until the delegation CNAMEs and the challenge
+        verify (claims.py). Other tenants' claims or hosting of the name neither block
+        this nor show: only the user's own earlier claim gets a 409."""
         domain_name = self._normalize(name)
-        with self.sessions() as db:
-            if db.scalar(select(Domain.id).where(Domain.name == domain_name)) is not None:
-                raise ServiceError(409, "domain-exists", f"{domain_name} is already hosted.")
+        now = self.clock()
+        with self.sessions.begin() as db:
+            mine = db.scalar(
+                select(Domain).where(Domain.name == domain_name, Domain.owner_id == user.id)
+            )
+            if mine is not None and self._expired(mine, now):
+                self._end_claim(db, mine, "domain-claim-expired")
+            elif mine is not None:
+                raise self._already_yours(mine)
         mx = self.live_mx(domain_name)
         now = self.clock()
         try:
@@ -304,15 +355,49 @@ class HostingService:
                     state=DomainState.PENDING,
                     latest_version=0,
                     created_at=now,
+                    challenge=new_challenge(),
+                    claim_expires_at=now + timedelta(seconds=self.settings.claim_ttl),
                 )
                 db.add(domain)
                 db.flush()
                 self._add_version(db, domain, user, Mode.TESTING, mx, DEFAULT_MAX_AGE, "added")
-                self._audit(db, user.id, domain_name, "domain-added", {"mx": mx})
-        except IntegrityError as exc:
-            raise ServiceError(409, "domain-exists", f"{domain_name} is already hosted.") from exc
+                self._audit(db, user.id, domain_name, "domain-added", {"mx": mx}, domain.id)
+        except IntegrityError as exc:  # the same user, twice at once
+            raise ServiceError(409, "domain-exists", f"You already added {domain_name}.") from exc
         with self.sessions() as db:
             return self.view(db, self._owned(db, user, domain_name))
+
+    def _expired(self, domain: Domain, now: datetime) -> bool:
+        return (
+            domain.state == DomainState.PENDING
+            and domain.claim_expires_at is not None
+            and _aware(domain.claim_expires_at) <= now
+        )
+
+    @staticmethod
+    def _already_yours(domain: Domain) -> ServiceError:
+        """The answer to a user adding a name again: about their own hosting only."""
+        if domain.state == DomainState.PENDING:
+            return ServiceError(
+                409,
+                "domain-exists",
+                f"You already added {domain.name}; publish its records (dns_records) and "
+                "verify it.",
+            )
+        if domain.state == DomainState.RETIRING:
+            return ServiceError(
+                409,
+                "domain-retiring",
+                f"{domain.name} is being retired; add it again once it has been removed.",
+            )
+        return ServiceError(409, "domain-exists", f"You already host {domain.name}.")
+
+    def _end_claim(self, db: Session, domain: Domain, action: str) -> None:
+        """Remove a hosting and its data (lifecycle.py); the owner's account log keeps
+        that it happened."""
+        detail = {"was": domain.state}
+        self._audit(db, domain.owner_id, domain.name, action, detail)
+        end_hosting(db, domain)
 
     def _add_version(
         self,
@@ -376,46 +461,157 @@ class HostingService:
     # --- verification ------------------------------------------------------------------
 
     def verify(self, user: User | None, name: str) -> dict[str, Any]:
-        """Resolve the delegation CNAMEs; a pending domain whose records are all in place
-        becomes active and is served from now on."""
-        with self.sessions() as db:
+        """Verify ``user``'s claim of ``name`` (see ``verify_hosting``); the API's answer."""
+        return self.verify_hosting(user, name).to_dict()
+
+    def verify_hosting(
+        self, user: User | None, name: str, hosting_id: int | None = None
+    ) -> ClaimOutcome:
+        """A pending claim whose delegation CNAMEs and own challenge are all in DNS
+        becomes active and is served from now on, taking the name over from another
+        account's hosting if there is one (claims.py). A served hosting gets its
+        delegation checked (its challenge may be gone by now)."""
+        now = self.clock()
+        with self.sessions.begin() as db:
             domain = (
-                self._owned(db, user, name)
-                if user
-                else db.scalar(select(Domain).where(Domain.name == name))
+                self._owned(db, user, name) if hosting_id is None else db.get(Domain, hosting_id)
             )
             if domain is None:
                 raise ServiceError(404, "domain-not-found", f"{name} is not hosted here.")
-            domain_name = domain.name
-        result: Verification = asyncio.run(
-            verify_delegation(self.resolver(), self.settings, domain_name)
+            if self._expired(domain, now):
+                domain_name = domain.name
+                self._end_claim(db, domain, "domain-claim-expired")
+                expired = True
+            else:
+                expired = False
+                pk, domain_name, state, token = (
+                    domain.id,
+                    domain.name,
+                    domain.state,
+                    domain.challenge,
+                )
+        if expired:
+            days = self.settings.claim_ttl / 86400
+            raise ServiceError(
+                409,
+                "claim-expired",
+                f"Your claim of {domain_name} was not proven within {days:g} day(s) and has "
+                "expired; add the domain again for a new challenge.",
+            )
+        resolver = self.resolver()
+        result: ClaimVerification | Verification
+        if state == DomainState.PENDING:
+            result = asyncio.run(verify_claim(resolver, self.settings, domain_name, token))
+        else:
+            result = asyncio.run(verify_delegation(resolver, self.settings, domain_name))
+        now = self.clock()
+        transfer: Transfer | None = None
+        try:
+            with self.sessions.begin() as db:
+                domain = db.get(Domain, pk)
+                if domain is None:
+                    raise ServiceError(404, "domain-not-found", f"{name} is not hosted here.")
+                domain.last_verify_at = now
+                domain.last_verify = result.to_dict()
+                activated = result.ok and domain.state == DomainState.PENDING
+                if activated:
+                    transfer = self._activate(db, domain, user, now)
+                state = domain.state
+        except IntegrityError as exc:  # another claim of the name became active meanwhile
+            raise ServiceError(
+                409,
+                "verify-conflict",
+                f"{domain_name} changed while it was being verified; verify it again.",
+            ) from exc
+        self.refresh_domain(domain_name)
+        if transfer is not None:
+            self._tell_previous_owner(transfer)
+        return ClaimOutcome(domain_name, state, result, activated, transfer is not None)
+
+    def _activate(
+        self, db: Session, domain: Domain, user: User | None, now: datetime
+    ) -> Transfer | None:
+        """Make the proven claim ``domain`` the served hosting of its name (in ``db``'s
+        transaction); the hosting it replaces, if any, ends with its data."""
+        transfer = None
+        previous = served_hosting(db, domain.name)
+        if previous is not None and previous.id != domain.id:
+            transfer = Transfer(domain.name, previous.owner_id, previous.owner.email, now)
+            self._end_claim(db, previous, "domain-transferred")
+        purge_name_data(db, domain.name)  # a hosting starts empty
+        domain.state = DomainState.ACTIVE
+        domain.verified_at = now
+        domain.claim_expires_at = None
+        if transfer is not None:
+            # RFC 8461 §8.1: processes that have not synced yet still serve the previous
+            # hosting's policy, so the TXT must not show this hosting's id before they
+            # serve it: a new version now, whose id the TXT shows only after txt_delay
+            latest = self._latest(db, domain)
+            self._add_version(
+                db,
+                domain,
+                user,
+                Mode(latest.mode),
+                list(latest.mx),
+                latest.max_age,
+                "activated (the name was served for another account before)",
+            )
+        detail = {"took_over": True} if transfer is not None else {}
+        self._audit(
+            db, user.id if user else None, domain.name, "domain-activated", detail, domain.id
         )
-        report = result.to_dict()
+        return transfer
+
+    def _tell_previous_owner(self, transfer: Transfer) -> None:
+        """Alert the previous holder of a name taken over (``domain-transferred``), by the
+        alert channels (mail to the owner, webhook). Nothing is stored under the name: it
+        belongs to the new hosting now."""
+        d = transfer.domain
+        event = Event(
+            event="opened",
+            alert_id=0,
+            domain=d,
+            kind="domain-transferred",
+            subject=d,
+            severity="critical",
+            message=f"{d} is no longer hosted for your account: another account proved "
+            f"control of its DNS (its own challenge at _mtasts-challenge.{d} and the "
+            f"delegation records) and hosts it now. The policy versions, reports, alerts "
+            f"and audit entries of your hosting of {d} were deleted.",
+            fix=f"If you still control the DNS of {d}, add it again and publish the new "
+            "challenge; if not, nothing needs doing.",
+            opened_at=transfer.at,
+            at=transfer.at,
+            recipients=(transfer.previous_owner_email,),
+        )
+        try:
+            Notifier(self.settings).deliver([event])
+        except Exception:  # never fail the new owner's verification over a notification
+            log.exception("telling the previous holder of %s failed", d)
+
+    def expire_claims(self) -> int:
+        """Remove the pending claims not proven within ``claim_ttl`` (run periodically)."""
         now = self.clock()
         with self.sessions.begin() as db:
-            domain = db.scalar(select(Domain).where(Domain.name == domain_name))
-            if domain is None:
-                raise ServiceError(404, "domain-not-found", f"{name} is not hosted here.")
-            domain.last_verify_at = now
-            domain.last_verify = report
-            if result.ok and domain.state == DomainState.PENDING:
-                domain.state = DomainState.ACTIVE
-                domain.verified_at = now
-                self._audit(db, user.id if user else None, domain_name, "domain-activated", {})
-            report["state"] = domain.state
-        self.refresh_domain(domain_name)
-        return report
+            expired = expired_claims(db, now)
+            for domain in expired:
+                self._end_claim(db, domain, "domain-claim-expired")
+        return len(expired)
 
     def reverify_pending(self) -> int:
-        """Re-verify every pending domain (run periodically); returns how many turned active."""
+        """Remove expired claims, then re-verify every pending one (run periodically);
+        returns how many turned active."""
+        self.expire_claims()
         with self.sessions() as db:
-            names = list(db.scalars(select(Domain.name).where(Domain.state == "pending")))
+            rows = db.execute(
+                select(Domain.id, Domain.name).where(Domain.state == DomainState.PENDING)
+            ).all()
         activated = 0
-        for name in names:
+        for pk, name in rows:
             try:
-                activated += self.verify(None, name)["state"] == DomainState.ACTIVE
+                activated += self.verify_hosting(None, name, hosting_id=pk).activated
             except ServiceError:
-                continue  # removed meanwhile
+                continue  # removed or expired meanwhile
         return activated
 
     # --- policy changes ----------------------------------------------------------------
@@ -522,7 +718,7 @@ class HostingService:
                 detail["forced_over"] = [f["code"] for f in findings]
                 detail["reason"] = reason
             action = "policy-forced" if findings else "policy-set"
-            self._audit(db, user.id if user else None, domain_name, action, detail)
+            self._audit(db, user.id if user else None, domain_name, action, detail, domain.id)
         self.refresh_domain(domain_name)
         return self.get_domain(user, domain_name)
 
@@ -542,9 +738,9 @@ class HostingService:
             domain = self._owned(db, user, name)
             domain_name = domain.name
             if domain.state == DomainState.PENDING:
-                self._close_alerts(db, [domain_name])
-                db.delete(domain)
-                self._audit(db, user.id, domain_name, "domain-removed", {"was": "pending"})
+                # a claim has no alerts or reports: those of the name belong to its served
+                # hosting, if another account has one
+                self._end_claim(db, domain, "domain-removed")
                 result = {"domain": domain_name, "state": "removed"}
             elif domain.state == DomainState.RETIRING:
                 raise ServiceError(
@@ -570,6 +766,7 @@ class HostingService:
                     domain_name,
                     "domain-retiring",
                     {"id": v.policy_id, "retire_after": domain.retire_after.isoformat()},
+                    domain.id,
                 )
                 result = {
                     "domain": domain_name,
@@ -583,7 +780,7 @@ class HostingService:
         return result
 
     def finish_retirements(self) -> int:
-        """Remove retiring domains whose wait is over (run periodically)."""
+        """Remove retiring domains whose wait is over, with their data (run periodically)."""
         now = self.clock()
         with self.sessions.begin() as db:
             done = list(
@@ -593,15 +790,9 @@ class HostingService:
                     )
                 )
             )
-            for domain in done:
-                self._audit(db, None, domain.name, "domain-removed", {"was": "retiring"})
             names = [d.name for d in done]
-            if names:
-                self._close_alerts(db, names)
-                db.execute(
-                    delete(PolicyVersion).where(PolicyVersion.domain_id.in_([d.id for d in done]))
-                )
-                db.execute(delete(Domain).where(Domain.name.in_(names)))
+            for domain in done:
+                self._end_claim(db, domain, "domain-removed")
         for name in names:
             self.refresh_domain(name)
         return len(names)
@@ -617,11 +808,24 @@ class HostingService:
         )
 
     def _audit(
-        self, db: Session, user_id: int | None, domain: str, action: str, detail: dict[str, Any]
+        self,
+        db: Session,
+        user_id: int | None,
+        domain: str,
+        action: str,
+        detail: dict[str, Any],
+        domain_id: int | None = None,
     ) -> None:
+        """Log a change: of the hosting ``domain_id``, or (None) of ``user_id``'s account.
+        Every event names its domain, for other processes' sync of the snapshot."""
         db.add(
             AuditEvent(
-                at=self.clock(), user_id=user_id, domain=domain, action=action, detail=detail
+                at=self.clock(),
+                user_id=user_id,
+                domain=domain,
+                domain_id=domain_id,
+                action=action,
+                detail=detail,
             )
         )
 
@@ -631,7 +835,7 @@ class HostingService:
             rows = db.execute(
                 select(AuditEvent, User.email)
                 .outerjoin(User, User.id == AuditEvent.user_id)
-                .where(AuditEvent.domain == domain.name)
+                .where(AuditEvent.domain_id == domain.id)
                 .order_by(AuditEvent.id)
             ).all()
             return [
@@ -642,6 +846,26 @@ class HostingService:
                     "detail": e.detail,
                 }
                 for e, email in rows
+            ]
+
+    def account_audit(self, user: User) -> list[dict[str, Any]]:
+        """``user``'s account events: tokens, domains added and removed, claims expired,
+        and domains another account took over (newest last, at most 1000)."""
+        with self.sessions() as db:
+            rows = db.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.user_id == user.id, AuditEvent.domain_id.is_(None))
+                .order_by(AuditEvent.id.desc())
+                .limit(1000)
+            ).all()
+            return [
+                {
+                    "at": _aware(e.at).isoformat(),
+                    "domain": e.domain or None,
+                    "action": e.action,
+                    "detail": e.detail,
+                }
+                for e in reversed(rows)
             ]
 
     def generation(self) -> int:

@@ -216,8 +216,10 @@ class Monitor:
         now = self.clock()
         conditions = self.conditions(name, expected, result, verification, now)
         with svc.sessions.begin() as db:
-            domain = db.scalar(select(Domain).where(Domain.name == name))
-            if domain is None:
+            domain = db.scalar(
+                select(Domain).where(Domain.name == name, Domain.state == DomainState.ACTIVE)
+            )
+            if domain is None:  # other accounts' pending claims of the name are not it
                 return []
             check = db.get(DomainCheck, domain.id)
             if check is not None:

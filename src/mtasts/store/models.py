@@ -11,12 +11,14 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -58,17 +60,36 @@ class ApiToken(Base):
 
 
 class DomainState:
-    PENDING = "pending"  # added; CNAMEs not verified yet; nothing served
-    ACTIVE = "active"  # delegation verified; policy and TXT served
+    PENDING = "pending"  # claimed; delegation and challenge not verified yet; nothing served
+    ACTIVE = "active"  # delegation and the claimant's challenge verified; policy and TXT served
     RETIRING = "retiring"  # RFC 8461 §8.3: serving mode none until retire_after
     SERVED = (ACTIVE, RETIRING)
 
 
+_SERVED_SQL = text("state IN ('active', 'retiring')")
+
+
 class Domain(Base):
+    """One hosting: one tenant's claim on a name, from pending to removal. Several tenants
+    may claim a name at once (each with its own challenge); at most one hosting of a name
+    is served. Everything stored for a hosting goes with it (see hosting/lifecycle.py);
+    AUTOINCREMENT keeps SQLite from handing a removed hosting's id to a new one."""
+
     __tablename__ = "domains"
+    __table_args__ = (
+        UniqueConstraint("name", "owner_id", name="uq_domains_name_owner_id"),
+        Index(
+            "uq_domains_served_name",
+            "name",
+            unique=True,
+            sqlite_where=_SERVED_SQL,
+            postgresql_where=_SERVED_SQL,
+        ),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(253), unique=True)  # A-label
+    name: Mapped[str] = mapped_column(String(253), index=True)  # A-label
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
     latest_version: Mapped[int] = mapped_column(Integer, default=0)
@@ -77,6 +98,10 @@ class Domain(Base):
     last_verify_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     last_verify: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     retire_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    challenge: Mapped[str] = mapped_column(String(64))  # this claim's proof token (TXT)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )  # a pending claim not proven by then is removed
 
     owner: Mapped[User] = relationship()
 
@@ -114,6 +139,11 @@ class AuditEvent(Base):
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
     domain: Mapped[str] = mapped_column(String(253), index=True, default="")
+    # the hosting the event belongs to; None for account events (and for events of a
+    # removed hosting, which keep only what the change counter needs: at, domain, action)
+    domain_id: Mapped[int | None] = mapped_column(
+        ForeignKey("domains.id", ondelete="SET NULL"), index=True, default=None
+    )
     action: Mapped[str] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 

@@ -70,8 +70,9 @@ def list_domains(svc: Service, user: CurrentUser) -> list[dict[str, Any]]:
 
 @router.post("/domains", status_code=201, summary="Start hosting a domain")
 def add_domain(body: DomainIn, svc: Service, user: CurrentUser) -> dict[str, Any]:
-    """Creates the domain as `pending` with a `testing` policy built from its live MX set;
-    `dns_records` lists the three CNAMEs to publish."""
+    """Claims the domain: `pending`, with a `testing` policy built from its live MX set;
+    `dns_records` lists the three CNAMEs and this claim's own challenge TXT to publish.
+    Unproven claims expire after `claim_ttl` seconds (`claim_expires_at`)."""
     return svc.add_domain(user, body.domain)
 
 
@@ -80,7 +81,7 @@ def get_domain(domain: str, svc: Service, user: CurrentUser) -> dict[str, Any]:
     return svc.get_domain(user, domain)
 
 
-@router.post("/domains/{domain}/verify", summary="Check the delegation CNAMEs")
+@router.post("/domains/{domain}/verify", summary="Check the CNAMEs and this claim's challenge")
 def verify(domain: str, svc: Service, user: CurrentUser) -> dict[str, Any]:
     return svc.verify(user, domain)
 
@@ -106,9 +107,18 @@ def audit(domain: str, svc: Service, user: CurrentUser) -> list[dict[str, Any]]:
 def alerts(
     domain: str, svc: Service, user: CurrentUser, include_closed: bool = False
 ) -> list[dict[str, Any]]:
-    name = svc.get_domain(user, domain)["domain"]
+    name = svc.served_name(user, domain)
+    if name is None:  # a pending claim has no alerts (the name's belong to its served hosting)
+        return []
     with svc.sessions() as db:
         return list_alerts(db, name, include_closed)
+
+
+@router.get("/audit", summary="Your account's events")
+def account_audit(svc: Service, user: CurrentUser) -> list[dict[str, Any]]:
+    """Tokens created, domains removed, claims expired, and domains another account took
+    over by publishing its own challenge (`domain-transferred`)."""
+    return svc.account_audit(user)
 
 
 @router.post("/domains/{domain}/refresh-mx", summary="Set mx from the live MX records")

@@ -76,6 +76,19 @@ async def post_report(domain: str, request: Request) -> Response:
     )
 
 
+def served_or_409(svc: Service, user: CurrentUser, domain: str) -> str:
+    """The name of ``user``'s served hosting of ``domain``; 409 for their pending claim
+    (the name's reports belong to its served hosting, which may be another account's)."""
+    name = svc.served_name(user, domain)
+    if name is None:
+        raise ServiceError(
+            409,
+            "domain-pending",
+            f"{domain} is not verified yet: its TLS reports are shown once it is active.",
+        )
+    return name
+
+
 @router.get("/domains/{domain}/reports", summary="TLS reports received for a domain")
 def list_reports(
     domain: str,
@@ -84,7 +97,9 @@ def list_reports(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    name = svc.get_domain(user, domain)["domain"]
+    name = svc.served_name(user, domain)
+    if name is None:  # a pending claim: the name's reports belong to its served hosting
+        return {"domain": svc.get_domain(user, domain)["domain"], "total": 0, "reports": []}
     with svc.sessions() as db:
         total = db.scalar(select(func.count()).where(TlsReport.domain == name)) or 0
         rows = db.scalars(
@@ -121,7 +136,7 @@ def report_summary(
     user: CurrentUser,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> dict[str, Any]:
-    name = svc.get_domain(user, domain)["domain"]
+    name = served_or_409(svc, user, domain)
     with svc.sessions() as db:
         return summary(db, name, days, svc.clock())
 
@@ -130,10 +145,10 @@ def report_summary(
 def raw_report(
     domain: str, report: int, svc: Service, user: CurrentUser, compressed: bool = False
 ) -> Response:
-    name = svc.get_domain(user, domain)["domain"]
+    name = svc.served_name(user, domain)
     with svc.sessions() as db:
         row = db.get(TlsReport, report)
-        if row is None or row.domain != name:
+        if row is None or name is None or row.domain != name:
             raise ServiceError(404, "report-not-found", f"No report {report} for {name}.")
         raw, rid = row.raw, row.report_id
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in rid)[:100] or str(report)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mtasts.store.models import Domain, DomainCheck, TlsReport
+from mtasts.store.models import Domain, DomainCheck, TlsReport, User
 
 REPORT_DAYS = 30  # the failure rate on the list covers this many days
 RATE_WARN = 0.0  # any failure: amber
@@ -75,23 +75,30 @@ class Health:
         return "ok"
 
 
-def latest_checks(db: Session, names: list[str]) -> dict[str, Check]:
-    """The latest check of each of ``names`` (see the module docstring)."""
+def latest_checks(db: Session, domains: list[dict[str, Any]]) -> dict[str, Check]:
+    """The latest check of each of the hostings ``domains`` (views as given by
+    ``HostingService.view``; see the module docstring), by name. Other accounts' claims
+    of the same names are not looked at."""
     out: dict[str, Check] = {}
-    if not names:
+    if not domains:
         return out
+    wanted = {(d["domain"], d["owner"]) for d in domains}
     rows = db.execute(
         select(
             Domain.name,
+            User.email,
             Domain.last_verify_at,
             Domain.last_verify,
             DomainCheck.last_check_at,
             DomainCheck.last_result,
         )
+        .join(User, User.id == Domain.owner_id)
         .outerjoin(DomainCheck, DomainCheck.domain_id == Domain.id)
-        .where(Domain.name.in_(names))
+        .where(Domain.name.in_([n for n, _ in wanted]))
     )
-    for name, verify_at, verify, check_at, result in rows:
+    for name, owner, verify_at, verify, check_at, result in rows:
+        if (name, owner) not in wanted:
+            continue
         if check_at is not None and result:
             findings = list(result.get("findings") or [])
             errors = [f for f in findings if f.get("severity") == "error"]
@@ -119,8 +126,9 @@ def latest_checks(db: Session, names: list[str]) -> dict[str, Check]:
 
 def health(db: Session, domains: list[dict[str, Any]], now: datetime) -> dict[str, Health]:
     """Badges for the domain views ``domains`` (as given by ``HostingService.view``)."""
-    names = [d["domain"] for d in domains]
-    checks = latest_checks(db, names)
+    checks = latest_checks(db, domains)
+    # the name's reports belong to its served hosting: a pending claim shows none
+    names = [d["domain"] for d in domains if d["state"] != "pending"]
     since = (now - timedelta(days=REPORT_DAYS)).replace(hour=0, minute=0, second=0, microsecond=0)
     stats: dict[str, tuple[int, int, int]] = {}
     last: dict[str, datetime | None] = {}
@@ -154,7 +162,7 @@ def health(db: Session, domains: list[dict[str, Any]], now: datetime) -> dict[st
             served = "ok"
         else:
             served = "updating" if d["served_id"] else "no"
-        n, ok, failed = stats.get(name, (0, 0, 0))
+        n, ok, failed = stats.get(name, (0, 0, 0)) if d["state"] != "pending" else (0, 0, 0)
         out[name] = Health(
             delegation=delegation,
             served=served,
@@ -162,6 +170,6 @@ def health(db: Session, domains: list[dict[str, Any]], now: datetime) -> dict[st
             reports=n,
             sessions=ok + failed,
             failure_rate=(failed / (ok + failed)) if ok + failed else None,
-            last_report=last.get(name),
+            last_report=last.get(name) if d["state"] != "pending" else None,
         )
     return out

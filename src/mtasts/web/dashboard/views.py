@@ -308,10 +308,27 @@ async def logout(ctx: Action) -> Response:
 # --- settings: tokens and password ---------------------------------------------------
 
 
+DOMAIN_ENDINGS = {
+    "domain-removed": "removed",
+    "domain-claim-expired": "claim expired before it was verified",
+    "domain-transferred": "taken over by another account that proved control of its DNS",
+}
+
+
 async def _settings_page(ctx: Ctx, status: int = 200, **extra: Any) -> Response:
     tokens = await run(auth.list_tokens, ctx.svc, ctx.signed_in)
+    events = await run(ctx.svc.account_audit, ctx.signed_in)
+    # the domains this account no longer has, and why (newest first)
+    ended = [e for e in reversed(events) if e["domain"] and e["action"] in DOMAIN_ENDINGS]
     values = {"new_token": None, "error": "", **extra}
-    return ctx.render("settings.html", status=status, tokens=tokens, **values)
+    return ctx.render(
+        "settings.html",
+        status=status,
+        tokens=tokens,
+        ended=ended[:50],
+        endings=DOMAIN_ENDINGS,
+        **values,
+    )
 
 
 @router.get("/settings")
@@ -453,9 +470,10 @@ def _domain_page_data(svc: HostingService, user: User, name: str) -> dict[str, A
     view = svc.get_domain(user, name)
     history = svc.history(user, view["domain"])
     audit = svc.audit_log(user, view["domain"])
+    served = svc.served_name(user, name)
     with svc.sessions() as db:
-        check = latest_checks(db, [view["domain"]]).get(view["domain"])
-        alerts = list_alerts(db, view["domain"])
+        check = latest_checks(db, [view]).get(view["domain"])
+        alerts = list_alerts(db, served) if served else []
     return {
         "d": view,
         "history": _with_diffs(history),
@@ -558,8 +576,9 @@ async def retire(name: str, ctx: Action) -> Response:
 
 def _reports_data(svc: HostingService, user: User, name: str, days: int) -> dict[str, Any]:
     view = svc.get_domain(user, name)
+    served = reports_api.served_or_409(svc, user, name)
     with svc.sessions() as db:
-        data = summary(db, view["domain"], days, svc.clock())
+        data = summary(db, served, days, svc.clock())
     listing = reports_api.list_reports(view["domain"], svc, user, limit=50, offset=0)
     return {"d": view, "s": data, "listing": listing}
 
