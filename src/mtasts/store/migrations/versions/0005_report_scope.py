@@ -64,9 +64,8 @@ def downgrade() -> None:
         sa.column("organization", sa.String()),
         sa.column("report_id", sa.String()),
     )
-    first = (
-        sa.select(sa.func.min(reports.c.id))
-        .group_by(reports.c.organization, reports.c.report_id)
+    first = sa.select(sa.func.min(reports.c.id)).group_by(
+        reports.c.organization, reports.c.report_id
     )
     op.execute(sa.delete(reports).where(reports.c.id.not_in(first)))
     with op.batch_alter_table("tls_reports", schema=None) as batch_op:
