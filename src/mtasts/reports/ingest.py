@@ -214,6 +214,19 @@ class ReportIngestor:
             self.counters.outcome(o)
         return outcomes
 
+    def metrics(self) -> list[str]:
+        """Prometheus text lines: the counters and the parse slots in use."""
+        state = self.gate.state
+        return [
+            *self.counters.metrics(),
+            "# HELP mtasts_reports_parsing Reports being parsed and stored now.",
+            "# TYPE mtasts_reports_parsing gauge",
+            f"mtasts_reports_parsing {state.active}",
+            "# HELP mtasts_reports_waiting Reports waiting for a parse slot.",
+            "# TYPE mtasts_reports_waiting gauge",
+            f"mtasts_reports_waiting {state.waiting}",
+        ]
+
     # --- parse, then store -----------------------------------------------------------------
 
     def prepare_payload(
