@@ -76,7 +76,7 @@ def post(app: Running, domain: str, body: dict[str, Any]) -> httpx.Response:
     )
 
 
-def mail(body: dict[str, Any], header_domain: str | None = None) -> bytes:
+def mail(body: dict[str, Any], header_domain: str | None = None, gz: bool = True) -> bytes:
     msg = EmailMessage()
     msg["From"] = "noreply-smtp-tls-reporting@google.com"
     msg["To"] = f"tlsrpt@{ZONE}"
@@ -86,11 +86,12 @@ def mail(body: dict[str, Any], header_domain: str | None = None) -> bytes:
     )
     msg["TLS-Report-Domain"] = domain
     msg.set_content("This is an aggregate TLS report.")
+    data = json.dumps(body).encode()
     msg.add_attachment(
-        gzip.compress(json.dumps(body).encode()),
+        gzip.compress(data) if gz else data,
         maintype="application",
-        subtype="tlsrpt+gzip",
-        filename="report.json.gz",
+        subtype="tlsrpt+gzip" if gz else "tlsrpt+json",
+        filename="report.json.gz" if gz else "report.json",
     )
     return msg.as_bytes()
 

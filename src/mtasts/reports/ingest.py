@@ -498,7 +498,7 @@ def file_under(parsed: ParsedReport, domain: str) -> ParsedReport:
     """``parsed`` with only the policies about ``domain`` (or its subdomains, or naming no
     domain); each entry dropped is noted as a ``policy-domain-foreign`` repair. Raise
     ReportError ``report-domain-mismatch`` when no entry is left, and
-    ``report-count-too-large`` when the sessions counted for the report pass 2^63-1
+    ``report-count-overflow`` when the sessions counted for the report pass 2^63-1
     (each count is checked when parsed; their sums are checked here)."""
     report = parsed.report
     if not domain:
@@ -530,7 +530,7 @@ def file_under(parsed: ParsedReport, domain: str) -> ParsedReport:
     ok, failed = parsed.report.sessions()
     if ok > MAX_COUNT or failed > MAX_COUNT:
         raise ReportError(
-            "report-count-too-large",
+            "report-count-overflow",
             "the report's session counts add up to more than 2^63-1",
             "RFC 8460 §4.4",
             "nothing to change on your side: the sending organisation produced this report",
