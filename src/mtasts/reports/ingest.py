@@ -5,7 +5,8 @@ after its transaction committed; callers acknowledge (2xx, 250, IMAP move) only 
 
 Filing: a report is filed under one domain, the one it was sent for: the URL of the
 HTTPS route (`/tlsrpt/<domain>`, a hosted domain); for mail and files its first policy
-domain, else the mail's TLS-Report-Domain header (or the subject's Report Domain). Its `policies` entries about other
+domain, else the mail's TLS-Report-Domain header (or the subject's Report Domain).
+Its `policies` entries about other
 domains (neither that domain nor a subdomain of it) are dropped, with a repair noted: the
 sender could name any domain there, and a report sent for one domain must not add to
 another's figures. A report with nothing left about its domain is refused.
@@ -40,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mtasts.config import Settings
 from mtasts.protocol.errors import ReportError
 from mtasts.protocol.report import MAX_COUNT, ParsedReport, Repair
-from mtasts.reports.gate import ParseGate
+from mtasts.reports.gate import ParseGate, return_large_buffers_to_the_system
 from mtasts.reports.limits import Limits, load_report
 from mtasts.reports.mime import extract_reports
 from mtasts.reports.quota import OverQuota, Quotas, charge, open_day
@@ -551,6 +552,7 @@ def ingestor_for(
     hosted: Callable[[str], bool] | None = None,
 ) -> ReportIngestor:
     """The ingestor of `mtasts serve`, bounded by ``settings`` (report_* settings)."""
+    return_large_buffers_to_the_system()  # process-wide; see its docstring
     limits = Limits(
         max_compressed_bytes=settings.report_max_bytes,
         max_decompressed_bytes=settings.report_max_bytes,

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import dkim
 import dns.exception
 import dns.nameserver
@@ -100,21 +99,18 @@ class ReportHandler:
 
         def work() -> tuple[str, list[Outcome]]:
             # The message leaves its spool only once a parse slot is held (issue 11).
-            with ingestor.gate.slot():
-                if spool is not None:
-                    content = spool.read()
-                else:
-                    raw = envelope.original_content or b""
-                    content = (
-                        raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
-                    )
-                result = verify_dkim(content, self.dnsfunc)
-                if result != "pass" and not self.keep_unsigned:
-                    return result, []
-                return result, ingestor.ingest_message(content, route=Route.SMTP, dkim=result)
+            if spool is not None:
+                content = spool.read()
+            else:
+                raw = envelope.original_content or b""
+                content = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+            result = verify_dkim(content, self.dnsfunc)
+            if result != "pass" and not self.keep_unsigned:
+                return result, []
+            return result, ingestor.ingest_message(content, route=Route.SMTP, dkim=result)
 
         try:
-            result, outcomes = await anyio.to_thread.run_sync(work)
+            result, outcomes = await ingestor.gate.run(work)
         except Busy:
             ingestor.counters.reject("busy")
             # RFC 3463 4.3.2: system not accepting messages; the sender retries later

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
@@ -76,11 +75,10 @@ async def post_report(domain: str, request: Request) -> Response:
             ing.counters.spool()
 
         def work() -> Outcome:
-            with ing.gate.slot():
-                return ing.ingest_payload(spool.read(), route=Route.HTTPS, domain=domain)
+            return ing.ingest_payload(spool.read(), route=Route.HTTPS, domain=domain)
 
         try:
-            outcome = await anyio.to_thread.run_sync(work)
+            outcome = await ing.gate.run(work)
         except Busy as exc:
             ing.counters.reject("busy")
             return _error(
