@@ -63,6 +63,7 @@ class ParseGate:
         with self._lock:
             if self._pending >= self.slots + self.queue:
                 raise Busy("every report parse slot is busy")
+            queued = self._pending >= self.slots  # no slot free: it waits its turn
             self._pending += 1
         queued_at = time.monotonic()
 
@@ -70,7 +71,7 @@ class ParseGate:
             with self._lock:
                 self._active += 1
             try:
-                if time.monotonic() - queued_at > self.wait:
+                if queued and time.monotonic() - queued_at > self.wait:
                     raise Busy("every report parse slot stayed busy")
                 return work()
             finally:
