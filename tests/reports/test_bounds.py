@@ -282,3 +282,31 @@ def test_counts_of_2_to_the_31_are_stored_and_summed_on_postgresql(postgres_url:
         ok = db.scalar(select(func.sum(TlsReport.sessions_ok)))
         assert int(ok or 0) == 3 * 2**31
     ing.sessions.kw["bind"].dispose()
+
+
+@pytest.mark.system
+def test_values_wider_than_their_columns_are_400_not_503_on_postgresql(postgres_url: str) -> None:
+    ing = _ingestor(postgres_url, Quotas())
+    cases: list[tuple[str, dict[str, Any]]] = []
+    long_org = report(D, rid="o", org="Ö" * 300)
+    cases.append(("organization-name", long_org))
+    long_type = report(D, rid="t")
+    long_type["policies"][0]["policy"]["policy-type"] = "x" * 40
+    cases.append(("policy-type", long_type))
+    long_ip = report(D, rid="i", failed=1)
+    long_ip["policies"][0]["failure-details"] = [
+        {
+            "result-type": "starttls-not-supported",
+            "sending-mta-ip": "1" * 100,
+            "failed-session-count": 1,
+        }
+    ]
+    cases.append(("sending-mta-ip", long_ip))
+    for field, body in cases:
+        o = ing.ingest_payload(json.dumps(body).encode(), route=Route.HTTPS, domain=D)
+        assert o.status is Status.REJECTED and o.code == "report-field-too-long", (field, o)
+        assert field in o.reason
+    fits = report(D, rid="r" * 255, org="Ö" * 255)
+    o = ing.ingest_payload(json.dumps(fits).encode(), route=Route.HTTPS, domain=D)
+    assert o.status is Status.STORED, o
+    ing.sessions.kw["bind"].dispose()

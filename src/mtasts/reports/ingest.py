@@ -286,6 +286,9 @@ class ReportIngestor:
                 reason=f"no TLS reports are received for {name or 'an unnamed domain'} here",
             )
         try:
+            check_field_lengths(parsed)
+            if len(name) > 253:  # RFC 1035 §2.3.4 (a mail's header may say anything)
+                raise ReportError("report-domain-invalid", "the report's domain is too long")
             parsed = file_under(parsed, name)
         except ReportError as exc:
             return Outcome(Status.REJECTED, *rid, name, code=exc.code, reason=exc.message)
@@ -493,6 +496,60 @@ def in_domain(name: str, domain: str) -> bool:
     """``name`` is ``domain`` or a name below it (its owner controls both)."""
     name = normalise_domain(name)
     return name == domain or name.endswith("." + domain)
+
+
+# Columns of the store have widths (PostgreSQL enforces them; its index entries hold at
+# most ~2.7 KB): longer values are refused with a reason, never a database error and a 503
+# that the sender would retry for ever. Identifiers: at most 255 characters and 1,020
+# UTF-8 bytes each, so (domain, organization, report_id) always fits the unique index.
+MAX_ID_CHARS, MAX_ID_BYTES = 255, 1020
+_WIDTHS = {
+    "policy-type": 32,
+    "policy-domain": 253,
+    "result-type": 64,
+    "sending-mta-ip": 64,
+    "receiving-mx-hostname": 253,
+    "receiving-mx-helo": 253,
+    "receiving-ip": 64,
+}
+
+
+def check_field_lengths(parsed: ParsedReport) -> None:
+    """Raise ReportError ``report-field-too-long`` for a value wider than its column."""
+
+    def refuse(field: str, limit: int, unit: str = "characters") -> ReportError:
+        return ReportError(
+            "report-field-too-long",
+            f"the report's {field} is longer than the {limit} {unit} stored",
+            "RFC 8460 §4.4",
+            "nothing to change on your side: the sending organisation produced this report",
+        )
+
+    report = parsed.report
+    for field, value in (
+        ("organization-name", report.organization_name),
+        ("report-id", report.report_id),
+    ):
+        if len(value) > MAX_ID_CHARS:
+            raise refuse(field, MAX_ID_CHARS)
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+            raise refuse(field, MAX_ID_BYTES, "bytes")
+    for p in report.policies:
+        values: list[tuple[str, str | None]] = [
+            ("policy-type", p.policy_type),
+            ("policy-domain", p.policy_domain),
+        ]
+        for d in p.failure_details:
+            values += [
+                ("result-type", d.result_type),
+                ("sending-mta-ip", d.sending_mta_ip),
+                ("receiving-mx-hostname", d.receiving_mx_hostname),
+                ("receiving-mx-helo", d.receiving_mx_helo),
+                ("receiving-ip", d.receiving_ip),
+            ]
+        for field, text in values:
+            if text is not None and len(text) > _WIDTHS[field]:
+                raise refuse(field, _WIDTHS[field])
 
 
 def file_under(parsed: ParsedReport, domain: str) -> ParsedReport:
