@@ -404,7 +404,7 @@ def reports_import(
 ) -> None:
     """Import TLS reports from files; importing the same report again changes nothing."""
     from mtasts.reports.files import discover, import_items
-    from mtasts.reports.ingest import ReportIngestor, StoreUnavailable
+    from mtasts.reports.ingest import StoreUnavailable, ingestor_for
 
     err = Console(stderr=True, highlight=False)
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
@@ -413,7 +413,7 @@ def reports_import(
     except FileNotFoundError as exc:
         err.print(f"[red]{exc}")
         raise typer.Exit(2) from exc
-    ingestor = ReportIngestor(_report_sessions(settings))
+    ingestor = ingestor_for(settings, _report_sessions(settings))  # report_* limits
     progress = Progress(
         TextColumn("importing"),
         BarColumn(),

@@ -53,6 +53,18 @@ class Settings:
     smtp_tls_key: str = ""
     keep_unsigned_reports: bool = True  # keep reports without valid DKIM, flagged
     zone_mx: str = ""  # MX of the zone (for tlsrpt@<zone>); "" = policy-host.<zone> if smtp_listen
+    # TLS report ingestion bounds (memory and disk; README "Configuration")
+    report_max_bytes: int = 4 * 1024 * 1024  # a report's JSON (inflated) and its payload
+    report_max_message_bytes: int = 8 * 1024 * 1024  # a report e-mail (SMTP SIZE/DATA)
+    report_max_stored_bytes: int = 2 * 1024 * 1024  # a report as stored (gzip'd)
+    report_spool_bytes: int = 256 * 1024  # bodies and mails above this wait on disk
+    report_parse_slots: int = 2  # reports parsed at once (HTTPS and SMTP together)
+    report_parse_queue: int = 8  # reports waiting for a slot; beyond: 503 / 451
+    report_parse_wait: float = 5.0  # seconds a report may wait for a slot
+    report_quota_reports: int = 200  # reports per hosted domain per UTC day
+    report_quota_bytes: int = 20 * 1024 * 1024  # bytes stored per hosted domain per day
+    report_quota_org_reports: int = 50  # the same, per sending organisation of a domain
+    report_quota_org_bytes: int = 10 * 1024 * 1024
     # dashboard: the key signing session cookies; "" = a random one kept in data_dir
     # (several hosts behind one name must share it: set it, or share the file)
     session_secret: str = ""
@@ -227,6 +239,11 @@ def load_settings(
         parse_networks(settings.probe_allowed_networks)
     except ValueError as exc:
         raise ConfigError(f"probe_allowed_networks: {exc}") from None
+    for f in fields(Settings):
+        if f.name.startswith("report_") and getattr(settings, f.name) < (
+            0 if f.name in ("report_parse_queue", "report_parse_wait") else 1
+        ):
+            raise ConfigError(f"{f.name}: must be positive, got {getattr(settings, f.name)!r}")
 
     return settings
 

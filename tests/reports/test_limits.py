@@ -26,11 +26,14 @@ RFC_EXAMPLE = (CORPUS / "cry-inc-dmarc-report-viewer/rfc-example.json").read_byt
 
 def test_defaults() -> None:
     limits = Limits()
-    assert limits.max_compressed_bytes == 10 * MiB
-    assert limits.max_decompressed_bytes == 50 * MiB
+    # Issue 11: 4 MiB of JSON is ~2,000x the largest corpus report (2.1 KiB) and holds
+    # ~16,000 failure details; the old 50 MiB let 48 uploads take 2.5 GiB.
+    assert limits.max_compressed_bytes == 4 * MiB
+    assert limits.max_decompressed_bytes == 4 * MiB
     assert limits.max_depth == 32
     assert limits.max_policies == 1000
-    assert limits.max_failure_details == 10_000
+    assert limits.max_failure_details == 20_000
+    assert limits.max_message_bytes == 8 * MiB
 
 
 @pytest.mark.parametrize(
@@ -116,8 +119,46 @@ def test_gzip_bomb_is_refused_with_bounded_memory() -> None:
     finally:
         tracemalloc.stop()
     assert info.value.code == "report-decompressed-too-large"
-    assert info.value.limit == 50 * MiB
-    assert peak < 64 * MiB, f"peak {peak / MiB:.1f} MiB"
+    assert info.value.limit == 4 * MiB
+    assert peak < 3 * 4 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+def test_json_whitespace_bomb_is_refused_before_json_parsing() -> None:
+    # 50 KiB of gzip inflating to 49 MiB of whitespace inside a valid JSON object: the
+    # issue 11 attack. Refused from the running inflate total, never decoded or parsed.
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(b"{")]
+    parts += [packer.compress(b" " * MiB) for _ in range(49)]
+    bomb = b"".join([*parts, packer.compress(b"}"), packer.flush()])
+    assert len(bomb) < 100 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitExceeded) as info:
+            load_report(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.code == "report-decompressed-too-large"
+    assert peak < 3 * 4 * MiB, f"peak {peak / MiB:.1f} MiB, 49 MiB inflated"
+
+
+def test_multi_member_gzip_bomb_against_a_small_cap() -> None:
+    # RFC 1952 §2.2 members, each below the cap: the cap holds for their sum.
+    member = gzip.compress(b" " * (256 * 1024), compresslevel=9)
+    bomb = gzip.compress(b"{", mtime=0) + member * 160 + gzip.compress(b"}", mtime=0)
+    for limits, bound in ((Limits(), 12 * MiB), (Limits(max_decompressed_bytes=1 * MiB), 4 * MiB)):
+        tracemalloc.start()
+        try:
+            with pytest.raises(LimitExceeded) as info:
+                load_report(bomb, limits)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert info.value.code == "report-decompressed-too-large"
+        assert peak < bound, f"peak {peak / MiB:.1f} MiB, 40 MiB inflatable"
+    # below the cap, the members join into one report
+    few = gzip.compress(RFC_EXAMPLE[:10]) * 1 + gzip.compress(RFC_EXAMPLE[10:])
+    assert load_report(few, limits).report == parse_report(RFC_EXAMPLE).report
 
 
 def test_small_limit_keeps_memory_smaller_still() -> None:
@@ -185,12 +226,13 @@ def test_many_failure_details_are_refused() -> None:
 
 
 def test_many_containers_are_refused_before_json_loads() -> None:
-    # 50 MiB of empty arrays would be ~1 GB of Python lists: refused from the text alone.
+    # 24 MiB of empty arrays would be ~0.5 GB of Python lists: refused from the text alone
+    # (under a decompression cap raised so that the container count is what refuses it).
     data = gzip.compress(b"[" + b"[]," * 8_000_000 + b"[]]")
     tracemalloc.start()
     try:
         with pytest.raises(LimitExceeded) as info:
-            load_report(data)
+            load_report(data, Limits(max_decompressed_bytes=50 * MiB))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

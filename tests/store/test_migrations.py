@@ -26,6 +26,7 @@ TABLES = {
     "domain_checks",
     "alerts",
     "leases",
+    "tls_report_quota",
     "alembic_version",
 }
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import dkim
 import dns.exception
 import dns.nameserver
@@ -30,7 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mtasts.net.dns import parse_nameserver
-from mtasts.reports.ingest import ReportIngestor, Route, Status, StoreUnavailable
+from mtasts.reports.gate import Busy
+from mtasts.reports.ingest import Outcome, ReportIngestor, Route, Status, StoreUnavailable
+from mtasts.reports.smtp_spool import SpoolEnvelope, SpoolingSMTP
 
 log = logging.getLogger("mtasts.reports.smtp")
 
@@ -91,19 +92,40 @@ class ReportHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.original_content or b""
-        if isinstance(content, str):
-            content = content.encode("utf-8", "surrogateescape")
-        result = await anyio.to_thread.run_sync(verify_dkim, content, self.dnsfunc)
-        if result != "pass" and not self.keep_unsigned:
-            return f"550 5.7.1 DKIM {result}: TLS reports must be signed (RFC 8460 §3)"
+        spool = envelope.spool if isinstance(envelope, SpoolEnvelope) else None
+        ingestor = self.ingestor
+        if spool is not None and spool.on_disk:
+            ingestor.counters.spool()
+
+        def work() -> tuple[str, list[Outcome]]:
+            # The message leaves its spool only once a parse slot is held (issue 11).
+            if spool is not None:
+                content = spool.read()
+            else:
+                raw = envelope.original_content or b""
+                content = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+            result = verify_dkim(content, self.dnsfunc)
+            if result != "pass" and not self.keep_unsigned:
+                return result, []
+            return result, ingestor.ingest_message(content, route=Route.SMTP, dkim=result)
+
         try:
-            outcomes = await anyio.to_thread.run_sync(
-                lambda: self.ingestor.ingest_message(content, route=Route.SMTP, dkim=result)
-            )
+            result, outcomes = await ingestor.gate.run(work)
+        except Busy:
+            ingestor.counters.reject("busy")
+            # RFC 3463 4.3.2: system not accepting messages; the sender retries later
+            return "451 4.3.2 Too many reports at once, please try again later"
         except StoreUnavailable as exc:
+            ingestor.counters.reject("store_unavailable")
             log.warning("report not taken, sender will retry: %s", exc)
             return "451 4.3.0 Report store unavailable, please try again later"
+        if not outcomes:
+            return f"550 5.7.1 DKIM {result}: TLS reports must be signed (RFC 8460 §3)"
+        over = [o for o in outcomes if o.status is Status.OVER_QUOTA]
+        if over:
+            # RFC 3463 4.3.1: mail system full (for this domain, today); what was stored of
+            # this message is recognised as a duplicate when it is sent again
+            return f"452 4.3.1 Daily report quota used up: {over[0].reason}"[:500]
         accepted = [o for o in outcomes if o.accepted]
         if not accepted:
             reason = outcomes[0].reason if outcomes else "no report"
@@ -152,7 +174,7 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-class _LenientSMTP(SMTP):
+class _LenientSMTP(SpoolingSMTP):
     # RFC 5321 §4.5.3.1.6 caps lines at 1000 octets, but real report mails carry longer
     # ones (unwrapped headers); refusing them would lose the report, so allow 64 KiB.
     line_length_limit = 65536
@@ -185,4 +207,7 @@ class ReportReceiver(Controller):
         )
 
     def factory(self) -> SMTP:
-        return _LenientSMTP(self.handler, **self.SMTP_kwargs)
+        smtp = _LenientSMTP(self.handler, **self.SMTP_kwargs)
+        ingestor = self.handler.ingestor
+        smtp.spool_threshold, smtp.spool_dir = ingestor.spool_threshold, ingestor.spool_dir
+        return smtp

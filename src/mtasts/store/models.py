@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -149,11 +151,14 @@ class AuditEvent(Base):
 
 
 class TlsReport(Base):
-    """One received TLS report (RFC 8460 §4), stored once: (organization, report_id) is
-    unique whichever route it came by. ``raw`` keeps the payload as received, gzip'd."""
+    """One received TLS report (RFC 8460 §4), filed under one domain and stored once per
+    domain: (domain, organization, report_id) is unique whichever route it came by.
+    Deduplication is scoped to the domain so that a report-id posted first under another
+    domain cannot suppress the real report. ``raw`` keeps the payload as received, gzip'd;
+    ``size`` is what the report was charged against its domain's daily byte quota."""
 
     __tablename__ = "tls_reports"
-    __table_args__ = (UniqueConstraint("organization", "report_id"),)
+    __table_args__ = (UniqueConstraint("domain", "organization", "report_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     organization: Mapped[str] = mapped_column(String(1000))
@@ -166,8 +171,10 @@ class TlsReport(Base):
     route: Mapped[str] = mapped_column(String(16))  # https, smtp, imap, file
     dkim: Mapped[str | None] = mapped_column(String(16), default=None)  # pass/fail/none (mail)
     repairs: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
-    sessions_ok: Mapped[int] = mapped_column(Integer)  # without sts/tlsa double counting
-    sessions_failed: Mapped[int] = mapped_column(Integer)
+    # 64-bit: RFC 8460 §4.4 counts are JSON integers; 2^31 sessions must not break a column
+    sessions_ok: Mapped[int] = mapped_column(BigInteger)  # without sts/tlsa double counting
+    sessions_failed: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -184,8 +191,8 @@ class TlsReportPolicy(Base):
     policy_domain: Mapped[str] = mapped_column(String(253))
     policy_strings: Mapped[list[str]] = mapped_column(JSON, default=list)
     mx_hosts: Mapped[list[str]] = mapped_column(JSON, default=list)
-    successful: Mapped[int] = mapped_column(Integer)
-    failed: Mapped[int] = mapped_column(Integer)
+    successful: Mapped[int] = mapped_column(BigInteger)
+    failed: Mapped[int] = mapped_column(BigInteger)
 
 
 class TlsReportFailure(Base):
@@ -202,9 +209,23 @@ class TlsReportFailure(Base):
     receiving_mx_hostname: Mapped[str | None] = mapped_column(String(253), default=None)
     receiving_mx_helo: Mapped[str | None] = mapped_column(String(253), default=None)
     receiving_ip: Mapped[str | None] = mapped_column(String(64), default=None)
-    count: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(BigInteger)
     additional_information: Mapped[str | None] = mapped_column(Text, default=None)
     failure_reason_code: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class TlsReportQuota(Base):
+    """What one UTC day's reports used of a domain's quota: the domain's total
+    (``organization`` = "") and each sending organisation's share. Counted in the store,
+    in the transaction that stores the report, so several processes share one quota."""
+
+    __tablename__ = "tls_report_quota"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    organization: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    reports: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class DomainCheck(Base):

@@ -206,6 +206,7 @@ class MtastsApp:
             "# HELP mtasts_snapshot_age_seconds Seconds since the snapshot was last rebuilt.",
             "# TYPE mtasts_snapshot_age_seconds gauge",
             f"mtasts_snapshot_age_seconds {time.time() - snap.loaded_at:.3f}",
+            *self.api.state.ingestor.metrics(),  # TLS reports: taken, refused, spooled
         ]
         return "\n".join(lines) + "\n"
 

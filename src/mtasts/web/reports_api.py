@@ -6,14 +6,15 @@ from __future__ import annotations
 import gzip
 from typing import Annotated, Any
 
-import anyio.to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
 from mtasts.hosting.tenants import ServiceError
 from mtasts.reports.aggregate import summary
-from mtasts.reports.ingest import ReportIngestor, Route, Status, StoreUnavailable
+from mtasts.reports.gate import Busy
+from mtasts.reports.ingest import Outcome, ReportIngestor, Route, Status, StoreUnavailable
+from mtasts.reports.spool import Spool
 from mtasts.store.models import TlsReport
 from mtasts.web.api import CurrentUser, Service
 from mtasts.web.errors import store_unavailable
@@ -21,6 +22,10 @@ from mtasts.web.errors import store_unavailable
 # RFC 8460 §5.2 and §5.3: the media types of a report; the last two are tolerated variants
 GZIP_TYPES = {"application/tlsrpt+gzip", "application/gzip"}
 JSON_TYPES = {"application/tlsrpt+json", "application/tlsrpt", "application/json"}
+
+# Bounds of the API's numbers: beyond them a 422, never a database overflow (500).
+MAX_OFFSET = 1_000_000_000
+MAX_ID = 2**63 - 1
 
 receive = APIRouter()
 router = APIRouter(prefix="/api/v1")
@@ -32,8 +37,11 @@ def ingestor(request: Request) -> ReportIngestor:
     return ing
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
 @receive.post("/tlsrpt/{domain}", include_in_schema=False)
@@ -52,17 +60,39 @@ async def post_report(domain: str, request: Request) -> Response:
         )
     ing = ingestor(request)
     limit = ing.limits.max_compressed_bytes
-    body = bytearray()
-    async for chunk in request.stream():  # bounded while reading, not after
-        body += chunk
-        if len(body) > limit:
-            return _error(413, "report-too-large", f"A report may be at most {limit} bytes.")
-    try:
-        outcome = await anyio.to_thread.run_sync(
-            lambda: ing.ingest_payload(bytes(body), route=Route.HTTPS, domain=domain)
-        )
-    except StoreUnavailable as exc:  # the cause (SQL, host names) goes to the log only
-        return store_unavailable(request, exc)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        ing.counters.reject("too_large")
+        return _error(413, "report-too-large", f"A report may be at most {limit} bytes.")
+    # The body waits in a spool (on disk above the threshold) until a parse slot is free:
+    # many uploads at once cost little memory.
+    with Spool(ing.spool_threshold, ing.spool_dir) as spool:
+        async for chunk in request.stream():  # bounded while reading, not after
+            if spool.size + len(chunk) > limit:
+                ing.counters.reject("too_large")
+                return _error(413, "report-too-large", f"A report may be at most {limit} bytes.")
+            spool.write(chunk)
+        if spool.on_disk:
+            ing.counters.spool()
+
+        def work() -> Outcome:
+            return ing.ingest_payload(spool.read(), route=Route.HTTPS, domain=domain)
+
+        try:
+            outcome = await ing.gate.run(work)
+        except Busy as exc:
+            ing.counters.reject("busy")
+            return _error(
+                503,
+                "report-busy",
+                "Too many reports are being received at once; please retry later.",
+                exc.retry_after,
+            )
+        except StoreUnavailable as exc:  # the cause (SQL, host names) goes to the log only
+            ing.counters.reject("store_unavailable")
+            return store_unavailable(request, exc)
+    if outcome.status is Status.OVER_QUOTA:
+        return _error(429, outcome.code, outcome.reason, outcome.retry_after)
     if outcome.status is Status.REJECTED:
         status = 413 if "too-large" in outcome.code else 400
         return _error(status, outcome.code, outcome.reason)
@@ -95,7 +125,7 @@ def list_reports(
     svc: Service,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     name = svc.served_name(user, domain)
     if name is None:  # a pending claim: the name's reports belong to its served hosting
@@ -143,13 +173,17 @@ def report_summary(
 
 @router.get("/domains/{domain}/reports/{report}/raw", summary="The report as received")
 def raw_report(
-    domain: str, report: int, svc: Service, user: CurrentUser, compressed: bool = False
+    domain: str,
+    report: Annotated[int, Path(ge=1, le=MAX_ID)],
+    svc: Service,
+    user: CurrentUser,
+    compressed: bool = False,
 ) -> Response:
     name = svc.served_name(user, domain)
     with svc.sessions() as db:
         row = db.get(TlsReport, report)
         if row is None or name is None or row.domain != name:
-            raise ServiceError(404, "report-not-found", f"No report {report} for {name}.")
+            raise ServiceError(404, "report-not-found", f"No report {report} for {domain}.")
         raw, rid = row.raw, row.report_id
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in rid)[:100] or str(report)
     if compressed:

@@ -15,7 +15,7 @@ from mtasts.hosting.dnsserver import AuthoritativeDnsServer, ZoneAnswerer
 from mtasts.hosting.snapshot import Snapshot
 from mtasts.hosting.tenants import HostingService
 from mtasts.monitor.scheduler import Monitor
-from mtasts.reports.ingest import ReportIngestor
+from mtasts.reports.ingest import ingestor_for
 from mtasts.reports.smtp import (
     ReportHandler,
     ReportReceiver,
@@ -68,7 +68,9 @@ def build_app(service: HostingService) -> MtastsApp:
         dns_server = AuthoritativeDnsServer(answerer, host, port)
     if settings.update_server:
         publisher = Rfc2136Publisher(settings, lambda: service.snapshot)  # checks the settings
-    ingestor = ReportIngestor(service.sessions)
+    ingestor = ingestor_for(
+        settings, service.sessions, hosted=lambda d: service.snapshot.hosts.get(d) is not None
+    )
     receiver = None
     if settings.smtp_listen:
         host, port = split_hostport(settings.smtp_listen, "smtp_listen")
