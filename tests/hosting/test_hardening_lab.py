@@ -101,6 +101,25 @@ def test_a_domain_with_too_many_live_mx_is_refused(app: Running, lab_world: Worl
     assert r.status_code == 422 and r.json()["error"]["code"] == "mx-too-many", r.text
 
 
+def test_verification_failures_do_not_name_our_resolvers(app: Running, lab_world: World) -> None:
+    d = customer(lab_world)
+    with app.client() as c:
+        claim = c.post("/api/v1/domains", json={"domain": d}).json()
+        lab_world.dns.servfail(f"_mta-sts.{d}")
+        lab_world.dns.servfail(f"_mtasts-challenge.{d}")
+        try:
+            r = c.post(f"/api/v1/domains/{d}/verify")
+        finally:
+            lab_world.dns.heal(f"_mta-sts.{d}")
+            lab_world.dns.heal(f"_mtasts-challenge.{d}")
+    assert r.status_code == 200 and r.json()["ok"] is False, r.text
+    failed = [x for x in r.json()["records"] if "lookup failed" in str(x)]
+    assert len(failed) == 2, r.json()["records"]  # the CNAME and this claim's challenge
+    nameserver_ip = lab_world.nameserver.rsplit(":", 1)[0]
+    assert nameserver_ip not in r.text and "SERVFAIL" in r.text.upper(), r.text
+    assert claim["state"] == "pending"
+
+
 def _enveloped(r: httpx.Response, status: int, code: str) -> dict[str, str]:
     assert r.status_code == status, (r.status_code, r.text)
     assert r.headers["content-type"].startswith("application/json")

@@ -76,7 +76,7 @@ async def check_challenge(resolver: Resolver, domain: str, token: str) -> Record
         return RecordCheck(
             record,
             False,
-            f"lookup failed ({answer.status}: {answer.error})",
+            f"lookup failed ({answer.status})",  # the detail names our resolvers: not for tenants
             f"The TXT lookup of {record.name} failed; the domain's name servers did not "
             "answer properly.",
             "Make sure every authoritative name server of the domain answers, then verify again.",

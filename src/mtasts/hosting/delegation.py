@@ -122,7 +122,7 @@ async def _check_one(resolver: Resolver, record: DnsRecord) -> RecordCheck:
         return RecordCheck(
             record,
             False,
-            f"lookup failed ({answer.status}: {answer.error})",
+            f"lookup failed ({answer.status})",  # the detail names our resolvers: not for tenants
             f"The CNAME lookup of {record.name} failed; the domain's name servers did not "
             "answer properly.",
             "Make sure every authoritative name server of the domain answers, then verify again.",
