@@ -55,7 +55,12 @@ def netstring(payload: bytes) -> bytes:
 
 
 class NetstringError(ValueError):
-    """The byte stream is not a netstring (or one that is too long)."""
+    """The byte stream is not a netstring (or one that is too long). ``payloads`` holds
+    the complete netstrings that came before the bad one, still to be answered."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.payloads: list[bytes] = []
 
 
 class NetstringReader:
@@ -74,13 +79,24 @@ class NetstringReader:
         buf += data
         out: list[bytes] = []
         pos = 0
+        try:
+            pos = self._parse(buf, out)
+        except NetstringError as exc:
+            exc.payloads = out
+            raise
+        if pos:
+            del buf[:pos]
+        return out
+
+    def _parse(self, buf: bytearray, out: list[bytes]) -> int:
+        pos = 0
         while True:
             colon = buf.find(b":", pos, pos + MAX_LENGTH_DIGITS + 1)
             if colon < 0:
                 pending = len(buf) - pos
                 if pending > MAX_LENGTH_DIGITS or (pending and not buf[pos:].isdigit()):
                     raise NetstringError("malformed netstring length")
-                break
+                return pos
             digits = bytes(buf[pos:colon])
             if not digits.isdigit():
                 raise NetstringError("malformed netstring length")
@@ -89,14 +105,11 @@ class NetstringReader:
                 raise NetstringError(f"request longer than {self.max_length} bytes")
             end = colon + 1 + length
             if len(buf) < end + 1:
-                break
+                return pos
             if buf[end] != ord(","):
                 raise NetstringError("netstring not terminated by ','")
             out.append(bytes(buf[colon + 1 : end]))
             pos = end + 1
-        if pos:
-            del buf[:pos]
-        return out
 
 
 # A lookup: (map name, key) -> Reply. ``fast`` answers from memory or returns None, so the
@@ -193,7 +206,7 @@ class _Connection(asyncio.Protocol):
         try:
             payloads = self._reader.feed(data)
         except NetstringError as exc:
-            payloads, error = [], exc
+            payloads, error = exc.payloads, exc
         srv = self._server
         out: list[bytes] = []
         for payload in payloads:
