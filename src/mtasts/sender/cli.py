@@ -192,6 +192,13 @@ def print_explanation(out: Console, ex: object) -> None:
         )
         for line in cached.text.splitlines():
             out.print(f"    {escape(line)}")
+        if (
+            entry is not None
+            and entry.outcome is not None
+            and entry.outcome.code != (f"policy-{cached.policy.mode}")
+        ):
+            # RFC 8461 §5.1: a cached policy counts until max_age, whatever DNS says now.
+            out.print(f"  the cached policy stays in force until {_when(cached.expires_at)}")
     else:
         out.print("  cached policy: none")
     if entry is not None and entry.failures:

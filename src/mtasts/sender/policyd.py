@@ -441,9 +441,13 @@ class PolicyDaemon:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def explain(self, key: str) -> Explanation:
-        """The answer for ``key``, what is cached, and the engine's findings (why)."""
-        reply = await self.lookup(key)
+        """The answer for ``key``, what is cached, and the engine's findings (why). The
+        domain is looked at afresh (TXT record, and the policy when the id is new), as the
+        daemon does at its next check; the cached policy still counts until max_age."""
         domain = domain_of(key) or key
+        if domain_of(key) is not None:
+            await self.resolve(domain)
+        reply = await self.lookup(key)
         entry = self.cache.peek(domain)
         return Explanation(domain, reply, entry, self._last_findings.get(domain, ()))
 
