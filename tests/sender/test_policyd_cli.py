@@ -118,3 +118,19 @@ def test_serve_process(lab_world: World, tmp_path: Path) -> None:
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_policyd_does_not_load_the_rest_of_the_cli() -> None:
+    """The daemon runs next to every Postfix: `mtasts policyd` skips the hosting, reports
+    and dashboard commands (and SQLAlchemy, with the default SQLite cache)."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print(sorted(m for m in ('mtasts.cli', 'sqlalchemy', "
+        "'fastapi', 'mtasts.web') if m in sys.modules)))\n"
+        "sys.argv = ['mtasts', 'policyd', '--help']\n"
+        "from mtasts.entry import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

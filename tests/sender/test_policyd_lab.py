@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from mtasts.net.dns import Resolver
-from mtasts.sender.cache import PolicyStore
+from mtasts.sender.cache import PolicyStore, open_store
 from mtasts.sender.metrics import MetricsServer
 from mtasts.sender.policyd import NO_MATCH, PolicyDaemon
 from mtasts.sender.settings import PolicydSettings
 from mtasts.sender.socketmap import Kind, netstring
-from mtasts.store.db import make_engine
 from tests.lab import World
 from tests.lab.httpsserver import Site
 
@@ -317,12 +316,12 @@ def test_cache_is_bounded(lab_world: World, clock: Clock) -> None:
 
 
 def _persisted(world: World, clock: Clock, url: str) -> None:
-    engines = [make_engine(url) for _ in range(3)]
+    stores = [open_store(url) for _ in range(3)]
     try:
-        _persisted_in(world, clock, [PolicyStore(e) for e in engines])
+        _persisted_in(world, clock, list(stores))
     finally:
-        for e in engines:
-            e.dispose()
+        for store in stores:
+            store.close()
 
 
 def _persisted_in(world: World, clock: Clock, stores: list[PolicyStore]) -> None:
@@ -416,7 +415,8 @@ def test_metrics_endpoint(lab_world: World, clock: Clock) -> None:
 
 def test_daemon_over_socketmap(lab_world: World, tmp_path: Path) -> None:
     """The whole daemon as Postfix meets it: socketmap on loopback, pipelined lookups."""
-    from mtasts.sender.serve import build_daemon, open_store, start
+    from mtasts.sender.serve import build_daemon, start
+    from mtasts.sender.serve import open_store as open_settings_store
 
     d = fresh("wire")
     lab_world.add_domain(d)
@@ -430,7 +430,8 @@ def test_daemon_over_socketmap(lab_world: World, tmp_path: Path) -> None:
     )
 
     async def run() -> list[bytes]:
-        daemon = build_daemon(settings, open_store(settings))
+        store = open_settings_store(settings)
+        daemon = build_daemon(settings, store)
         running = await start(settings, daemon)
         host, _, port = running.socketmap.address.rpartition(":")
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -445,6 +446,7 @@ def test_daemon_over_socketmap(lab_world: World, tmp_path: Path) -> None:
             replies.append((await reader.readexactly(int(head[:-1]) + 1))[:-1])
         writer.close()
         await running.stop()
+        store.close()
         return replies
 
     secure = f"OK secure match=mx1.{d} servername=hostname".encode()

@@ -14,12 +14,13 @@ Times are seconds since the epoch (``time.time()``), so persisted entries surviv
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-from sqlalchemy import Column, Float, MetaData, String, Table, Text, delete, insert, select
-from sqlalchemy.engine import Engine
+from pathlib import Path
+from typing import Protocol
 
 from mtasts.check.findings import StsFetchResult
 from mtasts.protocol.errors import PolicyError
@@ -112,77 +113,128 @@ class PolicyCache:
         return evicted
 
 
-_metadata = MetaData()
-# Its own table, created on first use: the policyd store is a cache that may be deleted
-# at any time, kept apart from the hosting schema (and its migrations).
-policyd_policies = Table(
-    "policyd_policies",
-    _metadata,
-    Column("domain", String(253), primary_key=True),
-    Column("policy_id", String(32), nullable=False),
-    Column("policy_text", Text, nullable=False),
-    Column("fetched_at", Float, nullable=False),
+class PolicyStore(Protocol):
+    """Where valid policies are persisted so a restarted daemon keeps enforcing what it
+    learnt (RFC 8461 §5.1): SQLite in the data directory by default (the standard
+    library's sqlite3, so the daemon stays small), PostgreSQL by URL for MTAs sharing
+    one cache. The table ``policyd_policies`` is created on first use; it is a cache that
+    may be deleted at any time, kept apart from the hosting schema and its migrations."""
+
+    def rows(self) -> list[tuple[str, str, str, float]]:
+        """(domain, policy_id, policy_text, fetched_at), newest first."""
+        ...
+
+    def save(self, domain: str, cached: CachedPolicy) -> None: ...
+
+    def forget(self, domain: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def load_policies(store: PolicyStore, now: float, limit: int) -> list[tuple[str, CachedPolicy]]:
+    """Policies still in force, newest first, at most ``limit``; unparsable rows are
+    skipped (and logged)."""
+    out: list[tuple[str, CachedPolicy]] = []
+    for domain, policy_id, text, fetched_at in store.rows():
+        try:
+            policy = parse_policy(text)
+        except PolicyError as exc:
+            log.warning("store: dropping the stored policy of %s: %s", domain, exc)
+            continue
+        cached = CachedPolicy(policy, text, policy_id, fetched_at)
+        if cached.expires_at > now:
+            out.append((domain, cached))
+        if len(out) >= limit:
+            break
+    return out
+
+
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS policyd_policies ("
+    "domain VARCHAR(253) PRIMARY KEY, policy_id VARCHAR(32) NOT NULL, "
+    "policy_text TEXT NOT NULL, fetched_at FLOAT NOT NULL)"
+)
+_SELECT = (
+    "SELECT domain, policy_id, policy_text, fetched_at FROM policyd_policies "
+    "ORDER BY fetched_at DESC"
 )
 
 
-class PolicyStore:
-    """Persists valid policies (SQLite in the data directory, or PostgreSQL by URL) so a
-    restarted daemon keeps enforcing what it learnt (RFC 8461 §5.1)."""
+class SqlitePolicyStore:
+    """The default store: one SQLite file (WAL, so ``policyd query`` reads while the
+    daemon writes)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        _metadata.create_all(engine)
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        with self._lock, self._conn:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(_CREATE)
 
-    def load(self, now: float, limit: int) -> list[tuple[str, CachedPolicy]]:
-        """Policies still in force, newest first, at most ``limit``; unparsable rows are
-        skipped (and logged)."""
-        out: list[tuple[str, CachedPolicy]] = []
-        t = policyd_policies
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(t).order_by(t.c.fetched_at.desc())).all()
-        for row in rows:
-            try:
-                policy = parse_policy(row.policy_text)
-            except PolicyError as exc:
-                log.warning("store: dropping the stored policy of %s: %s", row.domain, exc)
-                continue
-            cached = CachedPolicy(policy, row.policy_text, row.policy_id, row.fetched_at)
-            if cached.expires_at > now:
-                out.append((row.domain, cached))
-            if len(out) >= limit:
-                break
-        return out
+    def rows(self) -> list[tuple[str, str, str, float]]:
+        with self._lock:
+            return list(self._conn.execute(_SELECT))
 
     def save(self, domain: str, cached: CachedPolicy) -> None:
-        t = policyd_policies
-        with self.engine.begin() as conn:
-            conn.execute(delete(t).where(t.c.domain == domain))
-            conn.execute(
-                insert(t).values(
-                    domain=domain,
-                    policy_id=cached.policy_id,
-                    policy_text=cached.text,
-                    fetched_at=cached.fetched_at,
-                )
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO policyd_policies VALUES (?, ?, ?, ?)",
+                (domain, cached.policy_id, cached.text, cached.fetched_at),
             )
 
     def forget(self, domain: str) -> None:
-        t = policyd_policies
-        with self.engine.begin() as conn:
-            conn.execute(delete(t).where(t.c.domain == domain))
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM policyd_policies WHERE domain = ?", (domain,))
 
-    def purge_expired(self, now: float) -> int:
-        """Delete rows whose policy has expired; returns how many."""
-        count = 0
-        t = policyd_policies
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class SqlAlchemyPolicyStore:
+    """The store in a database given by URL (PostgreSQL for several MTAs)."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import text
+
+        from mtasts.store.db import make_engine
+
+        self._text = text
+        self.engine = make_engine(url)
+        with self.engine.begin() as conn:
+            conn.execute(text(_CREATE))
+
+    def rows(self) -> list[tuple[str, str, str, float]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t.c.domain, t.c.policy_text, t.c.fetched_at)).all()
-        for row in rows:
-            try:
-                max_age = parse_policy(row.policy_text).max_age
-            except PolicyError:
-                max_age = 0
-            if row.fetched_at + max_age <= now:
-                self.forget(row.domain)
-                count += 1
-        return count
+            return [
+                (r[0], r[1], r[2], float(r[3])) for r in conn.execute(self._text(_SELECT)).all()
+            ]
+
+    def save(self, domain: str, cached: CachedPolicy) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._text("DELETE FROM policyd_policies WHERE domain = :d"), {"d": domain}
+            )
+            conn.execute(
+                self._text("INSERT INTO policyd_policies VALUES (:d, :i, :t, :f)"),
+                {"d": domain, "i": cached.policy_id, "t": cached.text, "f": cached.fetched_at},
+            )
+
+    def forget(self, domain: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._text("DELETE FROM policyd_policies WHERE domain = :d"), {"d": domain}
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str) -> SqlitePolicyStore | SqlAlchemyPolicyStore:
+    """``sqlite:///PATH`` -> the stdlib SQLite store; any other SQLAlchemy URL -> that
+    database (SQLAlchemy is only imported then)."""
+    if url.startswith("sqlite:///"):
+        return SqlitePolicyStore(Path(url.removeprefix("sqlite:///")))
+    return SqlAlchemyPolicyStore(url)

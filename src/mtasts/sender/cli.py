@@ -166,7 +166,10 @@ def query(
         await daemon.drain()
         print_explanation(out, explanation)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()
 
 
 def _when(ts: float) -> str:

@@ -36,7 +36,14 @@ from mtasts.protocol.errors import PolicyError, RecordError
 from mtasts.protocol.mx import matching_pattern
 from mtasts.protocol.policy import Mode, Policy
 from mtasts.protocol.record import StsRecord, select_sts_record
-from mtasts.sender.cache import CachedPolicy, Entry, Outcome, PolicyCache, PolicyStore
+from mtasts.sender.cache import (
+    CachedPolicy,
+    Entry,
+    Outcome,
+    PolicyCache,
+    PolicyStore,
+    load_policies,
+)
 from mtasts.sender.metrics import Metrics
 from mtasts.sender.settings import PolicydSettings
 from mtasts.sender.socketmap import Kind, Reply
@@ -112,7 +119,7 @@ class PolicyDaemon:
         if self.store is None:
             return 0
         now = self.clock()
-        loaded = self.store.load(now, self.settings.cache_size)
+        loaded = load_policies(self.store, now, self.settings.cache_size)
         for domain, cached in reversed(loaded):  # newest last: most recently used
             entry = Entry(domain, cached=cached, checked_at=cached.fetched_at)
             entry.outcome = _valid_outcome(cached)

@@ -12,17 +12,17 @@ from dataclasses import dataclass
 
 from mtasts.net.dns import Resolver
 from mtasts.sender.cache import PolicyStore
+from mtasts.sender.cache import open_store as open_store_url
 from mtasts.sender.metrics import MetricsServer
 from mtasts.sender.policyd import PolicyDaemon
 from mtasts.sender.settings import PolicydSettings
 from mtasts.sender.socketmap import SocketmapServer
-from mtasts.store.db import make_engine
 
 log = logging.getLogger("mtasts.policyd")
 
 
 def open_store(settings: PolicydSettings) -> PolicyStore:
-    return PolicyStore(make_engine(settings.effective_database_url))
+    return open_store_url(settings.effective_database_url)
 
 
 @dataclass
@@ -108,3 +108,5 @@ async def serve(
         await stop.wait()
     finally:
         await running.stop()
+        if store is not None:
+            store.close()
