@@ -23,7 +23,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from mtasts.check.checker import normalize_domain
@@ -299,7 +299,14 @@ class PolicyDaemon:
             outcome = _valid_outcome(cached)
         else:
             outcome, findings = await self._fetch(entry, record, txt, now)
-        self._last_findings[domain] = findings
+        # Kept for `policyd query` only while something is wrong, and without the fix
+        # texts, so that a cache of many domains stays small.
+        if outcome.result is StsFetchResult.VALID:
+            self._last_findings.pop(domain, None)
+        else:
+            self._last_findings[domain] = tuple(
+                replace(f, fix=None) for f in findings if f.severity is not Severity.INFO
+            )
         self._set_outcome(entry, outcome, now)
         for old in self.cache.put(entry):
             self._last_findings.pop(old.domain, None)
