@@ -153,7 +153,7 @@ def test_postfix_310_attributes(lab_world: World, clock: Clock) -> None:
     daemon = make_daemon(lab_world, clock, postfix_sts_attributes=True)
     assert ask(daemon, d) == (
         f"OK secure match=mx1.{d} servername=hostname policy_type=sts policy_domain={d} "
-        f"mx_host_pattern=*.{d} {{ policy_string = version: STSv1 }} "
+        f"policy_ttl=604800 mx_host_pattern=*.{d} {{ policy_string = version: STSv1 }} "
         f"{{ policy_string = mode: enforce }} {{ policy_string = mx: *.{d} }} "
         f"{{ policy_string = max_age: 604800 }}"
     )
@@ -222,6 +222,21 @@ def test_missing_record_cached_for_negative_ttl(lab_world: World, clock: Clock) 
     assert ask(daemon, d) == "NOTFOUND "
     clock.advance(2)
     assert ask(daemon, d).startswith("OK secure")
+
+
+def test_missing_record_cached_within_the_soa_negative_ttl(
+    lab_world: World, clock: Clock
+) -> None:
+    d = fresh("negsoa")
+    lab_world.add_domain(d, record=None)
+    lab_world.zone.add(d, "SOA", f"ns1.{d}. hostmaster.{d}. 1 3600 600 86400 20", ttl=60)
+    daemon = make_daemon(lab_world, clock, negative_ttl=300)
+    assert ask(daemon, d) == "NOTFOUND "  # NXDOMAIN for _mta-sts.<d>, with the SOA
+    lab_world.zone.add(f"_mta-sts.{d}", "TXT", "v=STSv1; id=soa1")
+    clock.advance(19)
+    assert ask(daemon, d) == "NOTFOUND "
+    clock.advance(2)  # past the SOA's MINIMUM of 20 s, long before negative_ttl
+    assert ask(daemon, d) == f"OK secure match=mx1.{d} servername=hostname"
 
 
 def test_fetch_error_without_cache_backs_off(lab_world: World, clock: Clock) -> None:

@@ -248,7 +248,7 @@ class PolicyDaemon:
         if not self.settings.postfix_sts_attributes:
             return ""
         policy = cached.policy
-        parts = ["policy_type=sts", f"policy_domain={domain}"]
+        parts = ["policy_type=sts", f"policy_domain={domain}", f"policy_ttl={policy.max_age}"]
         parts += [f"mx_host_pattern={p}" for p in policy.mx]
         parts += [f"{{ policy_string = {line} }}" for line in _policy_lines(policy)]
         return " " + " ".join(parts)
