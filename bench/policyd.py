@@ -141,6 +141,14 @@ def start_pmr(pmr: str, world: World, work: Path, tag: str) -> Daemon:
     return Daemon("PMR mta-sts-daemon", proc, PMR_PORT)
 
 
+def start_daemon(
+    which: str, args: argparse.Namespace, world: World, work: Path, tag: str
+) -> Daemon:
+    if which == "policyd":
+        return start_policyd(world, work, tag)
+    return start_pmr(args.pmr, world, work, tag)
+
+
 async def _ask_each(port: int, keys: Sequence[str], concurrency: int) -> dict[str, bytes]:
     """One request at a time per connection, ``concurrency`` connections."""
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -203,11 +211,8 @@ def cached_phase(args: argparse.Namespace, work: Path) -> list[tuple[str, float,
     out = []
     with World(work / "lab-cached", real_ports=True, ipv6=False, smtp_profiles=["good"]) as world:
         keys = world.add_domains(args.keys, suffix="cached.bench.test")
-        for start in (
-            lambda: start_policyd(world, work, "cached"),
-            lambda: start_pmr(args.pmr, world, work, "cached"),
-        ):
-            daemon = start()
+        for which in ("policyd", "pmr"):
+            daemon = start_daemon(which, args, world, work, "cached")
             try:
                 answers = asyncio.run(_ask_each(daemon.port, keys, 32))
                 bad = [k for k in keys if not answers[k].startswith(b"OK secure match=")]
@@ -231,11 +236,8 @@ def cold_phase(args: argparse.Namespace, work: Path) -> list[tuple[str, float, i
         # so that neither daemon pays (or profits from) the lab's warm-up.
         for d in domains:
             world.https.certs.context_for(f"mta-sts.{d}")
-        for tag, start in (
-            ("policyd", lambda: start_policyd(world, work, "cold")),
-            ("pmr", lambda: start_pmr(args.pmr, world, work, "cold")),
-        ):
-            daemon = start()
+        for which in ("policyd", "pmr"):
+            daemon = start_daemon(which, args, world, work, "cold")
             try:
                 cpu0 = daemon.cpu_seconds()
                 t0 = time.perf_counter()
@@ -245,7 +247,6 @@ def cold_phase(args: argparse.Namespace, work: Path) -> list[tuple[str, float, i
                 out.append((daemon.name, elapsed, ok, daemon.cpu_seconds() - cpu0))
             finally:
                 daemon.stop()
-            del tag
     return out
 
 

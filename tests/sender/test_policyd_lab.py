@@ -224,9 +224,7 @@ def test_missing_record_cached_for_negative_ttl(lab_world: World, clock: Clock) 
     assert ask(daemon, d).startswith("OK secure")
 
 
-def test_missing_record_cached_within_the_soa_negative_ttl(
-    lab_world: World, clock: Clock
-) -> None:
+def test_missing_record_cached_within_the_soa_negative_ttl(lab_world: World, clock: Clock) -> None:
     d = fresh("negsoa")
     lab_world.add_domain(d, record=None)
     lab_world.zone.add(d, "SOA", f"ns1.{d}. hostmaster.{d}. 1 3600 600 86400 20", ttl=60)
