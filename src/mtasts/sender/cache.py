@@ -171,6 +171,8 @@ class SqlitePolicyStore:
         self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
         with self._lock, self._conn:
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # A cache: losing the last writes in a power cut only costs a refetch.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(_CREATE)
 
     def rows(self) -> list[tuple[str, str, str, float]]:
