@@ -44,6 +44,8 @@ CASES = {
     "bob@enforce-expired.test": "enforce, MX certificate expired: deferred",
     "carol@testing.test": "testing, MX certificate expired: delivered",
     "dave@wild.test": "mx: *.wild.test, MX two labels deep: not delivered to that MX",
+    "erin@twomodes.test": "mode enforce, then mode testing (the first counts), bad MX",
+    "frank@badid.test": "an invalid id in the TXT record: no policy (RFC 8461 §3.1)",
 }
 
 
@@ -58,6 +60,15 @@ def _publish(world: World) -> None:
     )
     world.zone.set("wild.test", "MX", ["10 mx.deep.wild.test."])
     world.zone.add("mx.deep.wild.test", "A", world.smtp_ip("good"))
+    # RFC 8461 §3.2: a repeated key keeps its first value (PMR keeps the last).
+    world.add_domain(
+        "twomodes.test",
+        mx_profile="expired",
+        policy="version: STSv1\r\nmode: enforce\r\nmode: testing\r\n"
+        "mx: mx1.twomodes.test\r\nmax_age: 86400\r\n",
+    )
+    # RFC 8461 §3.1: id is 1-32 letters and digits; PMR accepts this record.
+    world.add_domain("badid.test", record="v=STSv1; id=bad_id!")
 
 
 def _main_cf(work: Path, ca_file: Path) -> str:

@@ -106,7 +106,16 @@ def test_postfix_with_policyd(workdir: Path) -> None:
     assert "relay=mx.deep.wild.test" in status["dave@wild.test"]
     assert _received(r, "good", "dave@wild.test") == []
 
+    # Two mode lines: the first (enforce) counts, so the broken MX gets nothing.
+    assert "status=deferred" in status["erin@twomodes.test"], context
+    assert _received(r, "expired", "erin@twomodes.test") == []
+    # An invalid id: no policy, delivered with opportunistic TLS (not "Verified").
+    assert "status=sent" in status["frank@badid.test"], context
+    assert "Verified TLS connection established to mx1.badid.test" not in log
+
     answers = r["answers"]
+    assert answers["badid.test"] is None
+    assert answers["twomodes.test"] == "secure match=mx1.twomodes.test servername=hostname"
     assert answers["enforce-good.test"] == (
         "secure match=mx1.enforce-good.test servername=hostname"
     )
@@ -120,7 +129,8 @@ def test_postfix_with_policyd(workdir: Path) -> None:
 def test_postfix_with_pmr_widens_the_wildcard(workdir: Path) -> None:
     """The anchor: postfix-mta-sts-resolver answers `match=.wild.test`, which Postfix
     applies at any depth, so the mail goes to mx.deep.wild.test, which the policy does
-    not cover (RFC 8461 §4.1). The other cases agree with policyd."""
+    not cover (RFC 8461 §4.1); it keeps the last of two mode lines (testing: the broken MX
+    gets the mail) and accepts an invalid id. The first three cases agree with policyd."""
     mtasts = _requirements()
     require(shutil.which("mta-sts-daemon") is not None, "postfix-mta-sts-resolver is missing")
     r = _run("pmr", workdir, mtasts)
@@ -130,6 +140,11 @@ def test_postfix_with_pmr_widens_the_wildcard(workdir: Path) -> None:
     assert "status=sent" in status["dave@wild.test"], context
     assert "Verified TLS connection established to mx.deep.wild.test" in log
     assert _received(r, "good", "dave@wild.test") == [True]
+    assert r["answers"]["twomodes.test"] is None  # mode: testing won
+    assert "status=sent" in status["erin@twomodes.test"], context
+    assert _received(r, "expired", "erin@twomodes.test") == [True]
+    assert r["answers"]["badid.test"] == "secure match=mx1.badid.test servername=hostname"
+    assert "Verified TLS connection established to mx1.badid.test" in log
     assert "status=sent" in status["alice@enforce-good.test"], context
     assert "status=deferred" in status["bob@enforce-expired.test"], context
     assert "status=sent" in status["carol@testing.test"], context
