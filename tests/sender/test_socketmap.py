@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from pathlib import Path
 
 import pytest
@@ -254,6 +255,37 @@ def test_connection_cap() -> None:
         for _, w in (kept[1], (r4, w4)):
             w.close()
         await server.stop()
+
+    asyncio.run(main())
+
+
+def test_peer_that_does_not_read_cannot_grow_our_buffers() -> None:
+    async def main() -> None:
+        server = await _serve(Lookups())
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        host, _, port = server.address.rpartition(":")
+        sock.connect((host, int(port)))
+        sock.setblocking(False)
+        request = netstring(b"postfix fast-" + b"x" * 200)
+        loop = asyncio.get_running_loop()
+        sent = 0
+        # Write requests and never read the answers, until the server stops reading them
+        # (a send that cannot finish), or 32 MiB went out.
+        while sent < 32 << 20:
+            try:
+                async with asyncio.timeout(2):
+                    await loop.sock_sendall(sock, request * 100)
+            except TimeoutError:
+                break
+            sent += 100 * len(request)
+        (conn,) = server.connections
+        buffered = conn.write_buffer_size()
+        sock.close()
+        await server.stop()
+        # 64 KiB is asyncio's default high-water mark; without flow control the server
+        # buffers an answer to every request it read (many megabytes).
+        assert buffered < 1 << 20
 
     asyncio.run(main())
 

@@ -236,6 +236,21 @@ class _Connection(asyncio.Protocol):
             with contextlib.suppress(RuntimeError):
                 transport.pause_reading()
 
+    def pause_writing(self) -> None:
+        # A peer that sends requests but does not read the answers: stop reading its
+        # requests until it has read enough (the write buffer stays at the high-water mark).
+        if self._transport is not None:
+            with contextlib.suppress(RuntimeError):
+                self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and len(self._queue) <= QUEUE_LIMIT // 2:
+            with contextlib.suppress(RuntimeError):
+                self._transport.resume_reading()
+
+    def write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
     # --- internals ----------------------------------------------------------------------
 
     def _fast(self, name: str, key: str) -> Reply | None:
