@@ -55,3 +55,15 @@ clean:
 bench-policy-host: $(VENV)/.installed
 	bash scripts/system-deps.sh
 	bash bench/policy_host.sh
+
+# The anchor of bench/policyd.py: postfix-mta-sts-resolver 1.5.1 in a venv of its own.
+PMR_VENV ?= .venv-pmr
+$(PMR_VENV)/.installed:
+	$(PYTHON) -m venv $(PMR_VENV)
+	$(PMR_VENV)/bin/python -m pip install -q postfix-mta-sts-resolver==1.5.1
+	touch $@
+
+.PHONY: bench-policyd
+bench-policyd: $(VENV)/.installed $(PMR_VENV)/.installed
+	bash scripts/system-deps.sh
+	$(BIN)/python bench/policyd.py --pmr $(PMR_VENV)/bin/mta-sts-daemon $(ARGS)

@@ -8,6 +8,8 @@
 #   nginx-light, wrk                 the benchmark anchor and load generator
 #   dovecot-core, dovecot-imapd      a real IMAP server for `mtasts reports fetch-imap`
 #   chromium                         headless browser for the dashboard tests (Playwright)
+#   postfix                          a real MTA for the `mtasts policyd` system test (its own
+#                                    instance in a network namespace; "No configuration")
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -22,6 +24,7 @@ have nginx || need+=(nginx-light)
 have wrk || need+=(wrk)
 have dovecot || need+=(dovecot-core dovecot-imapd)
 have chromium || need+=(chromium)
+have postfix || need+=(postfix)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "system-deps: missing ${need[*]} (run as root or install them); tests needing them will skip (fail with CI=true)" >&2
@@ -37,5 +40,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   created_policy=1
 fi
 trap '[ $created_policy = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+# Postfix asks which set-up to write: none, so no system instance exists (the tests run
+# their own, with `postfix -c DIR`).
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

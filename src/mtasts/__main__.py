@@ -1,5 +1,5 @@
 """`python -m mtasts` runs the command line."""
 
-from mtasts.cli import main
+from mtasts.entry import main
 
 main()

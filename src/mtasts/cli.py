@@ -22,6 +22,7 @@ from mtasts.config import ConfigError, Settings, load_settings
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
 from mtasts.reports.imap_cli import fetch_imap_command
+from mtasts.sender.cli import policyd_app
 from mtasts.web.users_cli import users_app
 
 app = typer.Typer(
@@ -378,6 +379,7 @@ def tokens_create(
 
 
 app.add_typer(users_app, name="users")
+app.add_typer(policyd_app, name="policyd")
 
 reports_app = typer.Typer(help="TLS reports (RFC 8460): import and read.", no_args_is_help=True)
 app.add_typer(reports_app, name="reports")

@@ -121,6 +121,17 @@ class Zone:
             if self._owners[owner] <= 0:
                 del self._owners[owner]
 
+    def soa_for(self, name: dns.name.Name) -> dns.rrset.RRset | None:
+        """The SOA of the closest enclosing zone that has one (``add(zone, "SOA", ...)``),
+        which a server sends with a negative answer (RFC 2308 §3); None without one."""
+        with self._lock:
+            n = name
+            while True:
+                rrset = self._rrsets.get((n, dns.rdatatype.SOA))
+                if rrset is not None or n == dns.name.root:
+                    return rrset
+                n = n.parent()
+
     def exists(self, name: str | dns.name.Name) -> bool:
         with self._lock:
             return self._below.get(_name(name), 0) > 0
@@ -397,6 +408,10 @@ class DnsServer(LabServer):
             response.set_rcode(rcode)
             for rrset in answer:
                 response.answer.append(rrset)
+            if rcode == dns.rcode.NXDOMAIN or (rcode == dns.rcode.NOERROR and not answer):
+                soa = self.zone.soa_for(visited[-1])
+                if soa is not None:  # RFC 2308 §3: the SOA tells how long "no" holds
+                    response.authority.append(soa)
         if delay > 0:
             await asyncio.sleep(delay)
         if max_size is None:  # UDP: the client's EDNS payload, else 512 (RFC 6891 §6.2.5)

@@ -49,7 +49,9 @@ class DnsAnswer:
     records: tuple[str, ...] = ()
     cname_chain: tuple[str, ...] = ()  # names followed, in order, excluding `name`
     error: str | None = None  # human-readable detail when status is not OK
-    ttl: int | None = None  # of the answer RRset, when OK
+    # OK: the TTL of the answer RRset; NXDOMAIN/NODATA: how long the "no" may be cached
+    # (RFC 2308 §5: the smaller of the SOA's TTL and MINIMUM), when the server sent its SOA.
+    ttl: int | None = None
 
 
 @dataclass(frozen=True)
@@ -200,12 +202,19 @@ class Resolver:
         self, name: str, rdtype: str
     ) -> tuple[DnsStatus, dns.resolver.Answer | None, tuple[str, ...], str | None]:
         """(status, answer when OK, CNAME chain, error text)."""
+        status, answer, chain, error, _ttl = await self._lookup_ttl(name, rdtype)
+        return status, answer, chain, error
+
+    async def _lookup_ttl(
+        self, name: str, rdtype: str
+    ) -> tuple[DnsStatus, dns.resolver.Answer | None, tuple[str, ...], str | None, int | None]:
+        """Like _lookup, plus the negative TTL of an NXDOMAIN/NODATA answer."""
         if self.config_error is not None:
-            return DnsStatus.ERROR, None, (), self.config_error
+            return DnsStatus.ERROR, None, (), self.config_error, None
         try:
             qname = dns.name.from_text(name.strip().rstrip(".") + ".")
         except dns.exception.DNSException as exc:
-            return DnsStatus.ERROR, None, (), f"{name!r} is not a valid DNS name: {exc}"
+            return DnsStatus.ERROR, None, (), f"{name!r} is not a valid DNS name: {exc}", None
         try:
             # dnspython enforces ``lifetime``; the outer bound only guards against a stall.
             async with asyncio.timeout(self.timeout + 1.0):
@@ -215,31 +224,33 @@ class Resolver:
         except dns.resolver.NXDOMAIN as exc:
             responses = exc.kwargs.get("responses", {})
             chain = _chain(responses.get(qname), qname)
-            return DnsStatus.NXDOMAIN, None, chain, f"{name} does not exist (NXDOMAIN)"
+            error = f"{name} does not exist (NXDOMAIN)"
+            return DnsStatus.NXDOMAIN, None, chain, error, _soa_ttl(responses.get(qname))
         except dns.resolver.NoAnswer as exc:
-            chain = _chain(exc.kwargs.get("response"), qname)
+            response = exc.kwargs.get("response")
+            chain = _chain(response, qname)
             where = f" (via {chain[-1]})" if chain else ""
-            return DnsStatus.NODATA, None, chain, f"{name} has no {rdtype} record{where}"
+            error = f"{name} has no {rdtype} record{where}"
+            return DnsStatus.NODATA, None, chain, error, _soa_ttl(response)
         except dns.resolver.NoNameservers as exc:
             errors = exc.kwargs.get("errors", [])
             servfail = any(str(e[3]) == "SERVFAIL" for e in errors)
             status = DnsStatus.SERVFAIL if servfail else DnsStatus.ERROR
-            return status, None, (), _describe(errors)
+            return status, None, (), _describe(errors), None
         except (dns.resolver.LifetimeTimeout, dns.exception.Timeout, TimeoutError):
-            return DnsStatus.TIMEOUT, None, (), f"no answer within {self.timeout:g} s"
+            return DnsStatus.TIMEOUT, None, (), f"no answer within {self.timeout:g} s", None
         except dns.exception.DNSException as exc:
-            return DnsStatus.ERROR, None, (), f"{type(exc).__name__}: {exc}"
+            return DnsStatus.ERROR, None, (), f"{type(exc).__name__}: {exc}", None
         except (OSError, ValueError) as exc:
-            return DnsStatus.ERROR, None, (), f"{type(exc).__name__}: {exc}"
-        return DnsStatus.OK, answer, _chain(answer.response, qname), None
+            return DnsStatus.ERROR, None, (), f"{type(exc).__name__}: {exc}", None
+        return DnsStatus.OK, answer, _chain(answer.response, qname), None, None
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         """Any record type; ``records`` in presentation format (names without the final
         dot, lower case; TXT joined as in :meth:`txt`)."""
         rdtype = rdtype.upper()
-        status, answer, chain, error = await self._lookup(name, rdtype)
+        status, answer, chain, error, ttl = await self._lookup_ttl(name, rdtype)
         records: tuple[str, ...] = ()
-        ttl = None
         if answer is not None and answer.rrset is not None:
             records = tuple(_rdata_text(r, rdtype) for r in answer.rrset)
             ttl = answer.rrset.ttl
@@ -267,6 +278,16 @@ class Resolver:
     async def addresses(self, name: str) -> AddressAnswer:
         a, aaaa = await asyncio.gather(self.query(name, "A"), self.query(name, "AAAA"))
         return AddressAnswer(_display(name), a, aaaa, a.records + aaaa.records)
+
+
+def _soa_ttl(response: dns.message.Message | None) -> int | None:
+    """RFC 2308 §5: a negative answer may be cached min(SOA TTL, SOA MINIMUM) seconds."""
+    if response is None:
+        return None
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return min(int(rrset.ttl), int(next(iter(rrset)).minimum))
+    return None
 
 
 def _display(name: str) -> str:

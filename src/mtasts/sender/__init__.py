@@ -1,0 +1,1 @@
+"""The sending side: a Postfix socketmap MTA-STS policy server (`mtasts policyd`)."""
