@@ -10,10 +10,16 @@ Names of the zone, all answered from the in-memory :class:`Snapshot` (never the 
     policy.Z, tlsrpt.Z and every parent of a hosted <d> below them: empty non-terminals
 
 :class:`ZoneAnswerer` turns a query into a response without I/O; :class:`AuthoritativeDnsServer`
-serves it over UDP and TCP with asyncio. ANY queries get every RRset of the name: the zone's
-names own at most three small RRsets, so there is nothing to amplify (RFC 8482 §4.3 allows
-either). Zone transfers are refused; the RFC 2136 publisher (dnspublish.py) is the way to
-put the zone on other servers.
+serves it over UDP and TCP with asyncio, in `mtasts serve` on its own thread and event loop so
+that a flood of queries never waits in line with the policy host's HTTP requests. ANY queries
+get one synthesized HINFO record (RFC 8482 §4.2). Zone transfers are refused; the RFC 2136
+publisher (dnspublish.py) is the way to put the zone on other servers.
+
+Response rate limiting (:class:`RateLimit`, in the spirit of BIND's and Knot's RRL): UDP
+queries are counted per source prefix (/24, /56) in a token bucket before they are parsed;
+over the rate most are dropped unparsed and every ``slip``-th gets a bare truncated answer
+(TC=1), so an honest resolver behind a busy prefix retries over TCP, where source addresses
+cannot be spoofed and no rate applies.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -44,6 +51,7 @@ import dns.rrset
 
 from mtasts.config import ConfigError, Settings
 from mtasts.hosting.snapshot import Hosted, Snapshot
+from mtasts.net.guard import TokenBuckets, accept_error_handler, fast_prefix
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,7 @@ A = dns.rdatatype.A
 AAAA = dns.rdatatype.AAAA
 TXT = dns.rdatatype.TXT
 ANY = dns.rdatatype.ANY
+HINFO = dns.rdatatype.HINFO
 
 TXT_TTL = 300  # short: a policy change must reach senders soon after the §8.1 delay
 ADDRESS_TTL = 300
@@ -69,6 +78,8 @@ TCP_MAX_MESSAGE = 65535  # RFC 1035 §4.2.2: two-byte length prefix
 TCP_IDLE_TIMEOUT = 10.0  # RFC 7766 §6.2.3: seconds, not minutes
 TCP_MAX_CONNECTIONS = 1024
 PARENT_INDEX_MAX_AGE = 5.0  # seconds; see _ParentIndex
+ANY_TTL = 86400  # RFC 8482 §6: the synthesized HINFO may be cached long
+RRL_MAX_PREFIXES = 65536  # bounded table: ~10 MB at most
 
 RecordMap = dict[dns.rdatatype.RdataType, tuple[int, list[dns.rdata.Rdata]]]
 
@@ -343,7 +354,13 @@ class ZoneAnswerer:
             response.set_rcode(dns.rcode.NXDOMAIN)  # RFC 1035 §4.3.2 step 3c
             self._negative(response)
             return response
-        wanted = list(records) if qtype == ANY else [qtype] if qtype in records else []
+        if qtype == ANY and records:
+            # RFC 8482 §4.2: one synthesized HINFO instead of every RRset, so ANY is no
+            # amplifier; a name without records answers NODATA as for any other type
+            hinfo = dns.rdata.from_text(IN, HINFO, '"RFC8482" ""')
+            response.answer.append(dns.rrset.from_rdata_list(q.name, ANY_TTL, [hinfo]))
+            return response
+        wanted = [qtype] if qtype in records else []
         for rdtype in wanted:
             ttl, rdatas = records[rdtype]
             # the owner keeps the query's case (RFC 4343 §4.1 asks no more than that)
@@ -417,6 +434,29 @@ def render(response: dns.message.Message, limit: int) -> bytes:
     return response.to_wire(max_size=limit)
 
 
+def truncated_answer(wire: bytes) -> bytes | None:
+    """A bare truncated response (TC=1, the question echoed, no records) built from the
+    header and question bytes without parsing the message; None for anything not a
+    one-question query. The cheap answer of rate limiting (RFC 7766 §5: retry over TCP)."""
+    if len(wire) < 17 or wire[2] & 0x80 or wire[4:6] != b"\x00\x01":
+        return None
+    pos = 12
+    end = len(wire)
+    while pos < end:
+        length = wire[pos]
+        if length == 0:
+            break
+        if length & 0xC0:
+            return None  # RFC 1035 §4.1.4: no compression in a first question
+        pos += length + 1
+    pos += 5  # the root label, QTYPE, QCLASS
+    if pos > end:
+        return None
+    (qid, flags) = struct.unpack("!HH", wire[:4])
+    flags = 0x8000 | (flags & 0x7900) | 0x0200  # QR, opcode, RD, TC
+    return struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 0) + wire[12:pos]
+
+
 def _header_only(wire: bytes, rcode: dns.rcode.Rcode) -> bytes:
     """A bare header echoing id, opcode and RD, with QR and ``rcode`` (no sections)."""
     (qid, flags) = struct.unpack("!HH", wire[:4])
@@ -427,9 +467,43 @@ def _header_only(wire: bytes, rcode: dns.rcode.Rcode) -> bytes:
 # --- the server ---------------------------------------------------------------------------
 
 
+class RateLimit:
+    """Response rate limiting over UDP: ``rate`` answers a second per source prefix (IPv4
+    /24, IPv6 /56), ``window`` seconds of it at once; over it every ``slip``-th query gets
+    a truncated answer and the others none (0: none at all)."""
+
+    def __init__(
+        self,
+        rate: float,
+        window: float = 2.0,
+        slip: int = 2,
+        *,
+        max_prefixes: int = RRL_MAX_PREFIXES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.buckets = TokenBuckets(rate, rate * window, max_prefixes, clock)
+        self.slip = slip
+        self.limited = 0  # queries over the rate
+        self.slipped = 0  # of which answered truncated
+
+    def allow(self, source: str) -> bool:
+        return self.buckets.take(fast_prefix(source))
+
+    def over(self, wire: bytes) -> bytes | None:
+        """What to send for a query over the rate: a truncated answer, or None (drop)."""
+        self.limited += 1
+        if self.slip and self.limited % self.slip == 0:
+            out = truncated_answer(wire)
+            if out is not None:
+                self.slipped += 1
+            return out
+        return None
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, answerer: ZoneAnswerer) -> None:
+    def __init__(self, answerer: ZoneAnswerer, rate_limit: RateLimit | None = None) -> None:
         self.answerer = answerer
+        self.rate_limit = rate_limit
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -437,7 +511,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        out = self.answerer.respond(data, tcp=False)
+        rrl = self.rate_limit
+        if rrl is not None and not rrl.allow(str(addr[0])):
+            out = rrl.over(data)  # decided before parsing: a flood costs little
+        else:
+            out = self.answerer.respond(data, tcp=False)
         if out is not None and self.transport is not None and not self.transport.is_closing():
             with contextlib.suppress(OSError):
                 self.transport.sendto(out, addr)
@@ -454,6 +532,10 @@ class AuthoritativeDnsServer:
         await server.start()   # e.g. in an ASGI lifespan
         ...
         await server.stop()
+
+    With ``own_thread``, :meth:`start` runs the server on a new thread with its own event
+    loop (``mtasts serve`` does: the answerer reads the snapshot, which is replaced, never
+    mutated under a reader, so no lock is needed); ``rate_limit`` limits UDP answers.
     """
 
     def __init__(
@@ -464,12 +546,18 @@ class AuthoritativeDnsServer:
         *,
         idle_timeout: float = TCP_IDLE_TIMEOUT,
         max_connections: int = TCP_MAX_CONNECTIONS,
+        rate_limit: RateLimit | None = None,
+        own_thread: bool = False,
     ) -> None:
         self.answerer = answerer
         self.host = host.strip("[]")
         self._port = port
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        self.rate_limit = rate_limit
+        self.own_thread = own_thread
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
@@ -485,15 +573,42 @@ class AuthoritativeDnsServer:
         return f"[{self.host}]:{self._port}" if ":" in self.host else f"{self.host}:{self._port}"
 
     async def start(self) -> None:
-        if self._udp is not None:
+        if self._udp is not None or self._thread is not None:
             raise RuntimeError("the DNS server is already running")
+        if not self.own_thread:
+            await self._start()
+            return
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(accept_error_handler())
+        thread = threading.Thread(target=loop.run_forever, name="mtasts-dns", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._start(), loop))
+        except BaseException:
+            await self._stop_thread()
+            raise
+
+    async def _stop_thread(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join, 10.0)
+        if not thread.is_alive():
+            loop.close()
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         want = self._port
         last: OSError | None = None
         for _ in range(1 if want else 50):
             udp, _proto = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self.answerer), local_addr=(self.host, want), family=family
+                lambda: _UdpProtocol(self.answerer, self.rate_limit),
+                local_addr=(self.host, want),
+                family=family,
             )
             port = int(udp.get_extra_info("sockname")[1])
             try:
@@ -514,6 +629,16 @@ class AuthoritativeDnsServer:
 
     async def stop(self) -> None:
         """Close the sockets and every TCP connection; idempotent."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(Exception):
+                future = asyncio.run_coroutine_threadsafe(self._stop(), loop)
+                await asyncio.wrap_future(future)
+            await self._stop_thread()
+            return
+        await self._stop()
+
+    async def _stop(self) -> None:
         tcp, udp = self._tcp, self._udp
         self._tcp = self._udp = None
         if udp is not None:
@@ -577,11 +702,13 @@ class AuthoritativeDnsServer:
 __all__ = [
     "AuthoritativeDnsServer",
     "Layout",
+    "RateLimit",
     "ZoneAnswerer",
     "address_rdatas",
     "hosted_domain",
     "render",
     "sts_txt",
+    "truncated_answer",
     "txt_rdata",
     "zone_origin",
 ]
