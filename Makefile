@@ -55,3 +55,8 @@ clean:
 bench-policy-host: $(VENV)/.installed
 	bash scripts/system-deps.sh
 	bash bench/policy_host.sh
+
+.PHONY: bench-attack
+bench-attack: $(VENV)/.installed-test
+	bash scripts/system-deps.sh
+	$(BIN)/python bench/attack.py $(ARGS)

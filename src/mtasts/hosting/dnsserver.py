@@ -35,7 +35,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import cast
 
 import dns.exception
 import dns.flags
@@ -80,6 +79,9 @@ TCP_MAX_CONNECTIONS = 1024
 PARENT_INDEX_MAX_AGE = 5.0  # seconds; see _ParentIndex
 ANY_TTL = 86400  # RFC 8482 §6: the synthesized HINFO may be cached long
 RRL_MAX_PREFIXES = 65536  # bounded table: ~10 MB at most
+UDP_BATCH = 512  # datagrams read per readiness of the socket
+UDP_RECEIVE_BUFFER = 4 << 20  # bytes; the kernel caps it at net.core.rmem_max
+UDP_MAX_QUERY = 4096
 
 RecordMap = dict[dns.rdatatype.RdataType, tuple[int, list[dns.rdata.Rdata]]]
 
@@ -500,28 +502,50 @@ class RateLimit:
         return None
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, answerer: ZoneAnswerer, rate_limit: RateLimit | None = None) -> None:
+class _UdpListener:
+    """The UDP socket, read by the event loop in batches: every readiness drains up to
+    UDP_BATCH datagrams (asyncio's datagram transport reads one per loop iteration, too few
+    to keep up with a flood when the thread waits for the GIL between iterations), and a
+    large receive buffer absorbs bursts meanwhile, so honest queries are not lost behind
+    a flood in the kernel's queue."""
+
+    def __init__(
+        self, sock: socket.socket, answerer: ZoneAnswerer, rate_limit: RateLimit | None
+    ) -> None:
+        self.sock = sock
         self.answerer = answerer
         self.rate_limit = rate_limit
-        self.transport: asyncio.DatagramTransport | None = None
+        self.loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+        self.loop.add_reader(sock.fileno(), self._drain)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # the selector loop's datagram transport does not subclass DatagramTransport
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def _drain(self) -> None:
+        sock, rrl, respond = self.sock, self.rate_limit, self.answerer.respond
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = sock.recvfrom(UDP_MAX_QUERY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP port unreachable reported on the socket
+                continue
+            if rrl is not None and not rrl.allow(addr[0]):
+                out = rrl.over(data)  # decided before parsing: a flood costs little
+            else:
+                out = respond(data, tcp=False)
+            if out is not None:
+                with contextlib.suppress(OSError):  # a full send buffer drops the answer
+                    sock.sendto(out, addr)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        rrl = self.rate_limit
-        if rrl is not None and not rrl.allow(str(addr[0])):
-            out = rrl.over(data)  # decided before parsing: a flood costs little
-        else:
-            out = self.answerer.respond(data, tcp=False)
-        if out is not None and self.transport is not None and not self.transport.is_closing():
-            with contextlib.suppress(OSError):
-                self.transport.sendto(out, addr)
+    def sockname(self) -> tuple[str, int]:
+        name = self.sock.getsockname()
+        return str(name[0]), int(name[1])
 
-    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
-        pass
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 class AuthoritativeDnsServer:
@@ -558,7 +582,7 @@ class AuthoritativeDnsServer:
         self.own_thread = own_thread
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: _UdpListener | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
@@ -600,17 +624,18 @@ class AuthoritativeDnsServer:
             loop.close()
 
     async def _start(self) -> None:
-        loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         want = self._port
         last: OSError | None = None
         for _ in range(1 if want else 50):
-            udp, _proto = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self.answerer, self.rate_limit),
-                local_addr=(self.host, want),
-                family=family,
-            )
-            port = int(udp.get_extra_info("sockname")[1])
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.bind((self.host, want))
+            except OSError:
+                sock.close()
+                raise
+            udp = _UdpListener(sock, self.answerer, self.rate_limit)
+            port = udp.sockname()[1]
             try:
                 tcp = await asyncio.start_server(
                     self._serve_tcp, self.host, port, family=family, reuse_address=True
