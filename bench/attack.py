@@ -27,6 +27,7 @@ put its src/ first on PYTHONPATH: the servers are started with this interpreter 
 from __future__ import annotations
 
 import argparse
+import email.policy
 import gzip
 import json
 import os
@@ -214,7 +215,7 @@ def report_flood(tmp: Path, domains: int) -> None:
         subtype="tlsrpt+gzip",
         filename="report.json.gz",
     )
-    raw = mail.as_bytes()
+    raw = mail.as_bytes(policy=email.policy.SMTP)  # CRLF line ends
     smtp_port = free_port()
     answers: dict[str, int] = {}
     lock = threading.Lock()
@@ -427,7 +428,7 @@ def smtp_greeting(port: int, source: str, timeout: float = 10.0) -> float:
     return time.monotonic() - start
 
 
-def slow_clients(tmp: Path, domains: int, settle: float = 5.0) -> None:
+def slow_clients(tmp: Path, domains: int, settle: float = 20.0) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4000 <= hard or hard == resource.RLIM_INFINITY:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
