@@ -558,8 +558,10 @@ class AuthoritativeDnsServer:
         await server.stop()
 
     With ``own_thread``, :meth:`start` runs the server on a new thread with its own event
-    loop (``mtasts serve`` does: the answerer reads the snapshot, which is replaced, never
-    mutated under a reader, so no lock is needed); ``rate_limit`` limits UDP answers.
+    loop (``mtasts serve`` does). The answerer reads the snapshot that the HTTP thread
+    patches: single dict lookups and the set difference of its keys (_ParentIndex) run
+    under the GIL without calling back into Python, so they see a dict before or after a
+    change, never during one, and no lock is needed. ``rate_limit`` limits UDP answers.
     """
 
     def __init__(

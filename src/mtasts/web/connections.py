@@ -3,18 +3,22 @@
 Invariant: every HTTP connection either completes a request's headers within
 ``header_timeout`` seconds of connecting (or of the first byte of its next request), or is
 closed; and no more than ``max_connections`` are open at once: a new connection over the cap
-sheds the oldest connection still waiting for headers, so thousands of clients sending a
-byte every few seconds hold neither descriptors nor the policy host. Between requests
-uvicorn's keep-alive timeout closes idle connections (``timeout_keep_alive``).
+sheds the oldest connection that is waiting for headers or idle between requests, so
+thousands of clients sending a byte every few seconds hold neither descriptors nor the
+policy host. Between requests uvicorn's keep-alive timeout closes idle connections
+(``timeout_keep_alive``).
 
 :func:`guarded_protocol` returns a subclass of uvicorn's httptools protocol that keeps the
-registry (:class:`HttpGuard`); ``web/serve.py`` passes it as ``http=`` to uvicorn.
+registry (:class:`HttpGuard`); ``web/serve.py`` passes it as ``http=`` to uvicorn. The cost
+per request is a few dict operations: one sweep a second closes the connections past their
+header deadline (no timer per request).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -22,93 +26,122 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("mtasts.connections")
 
+SWEEP_EVERY = 1.0  # seconds, at most; a quarter of the header timeout when that is shorter
+
 
 class HttpGuard:
-    """The registry of one listener's connections: all open ones, and in connection order
-    those still waiting for a request's headers ("incomplete")."""
+    """The registry of one listener's connections: all open ones; those waiting for a
+    request's headers, with the time they started (oldest first); and those idle between
+    requests."""
 
     def __init__(self, header_timeout: float, max_connections: int) -> None:
         self.header_timeout = header_timeout
         self.max_connections = max_connections
         self.open: set[asyncio.Protocol] = set()
-        self.incomplete: OrderedDict[asyncio.Protocol, None] = OrderedDict()
+        self.waiting: OrderedDict[asyncio.Protocol, float] = OrderedDict()
+        self.idle: OrderedDict[asyncio.Protocol, float] = OrderedDict()
         self.timed_out = 0  # closed for not sending headers in time
         self.shed = 0  # closed to make room for a new connection
+        self._sweeper: asyncio.TimerHandle | None = None
 
-    def admit(self, protocol: asyncio.Protocol) -> bool:
-        """Register a new connection, shedding the oldest incomplete one when full; False
-        when the listener is full of connections busy with requests (the new one is
-        closed instead)."""
+    def admit(self, protocol: asyncio.Protocol, loop: asyncio.AbstractEventLoop) -> bool:
+        """Register a new connection, shedding the oldest waiting or idle one when full;
+        False when every connection is busy with a request (the new one is refused)."""
         while len(self.open) >= self.max_connections:
-            if not self.incomplete:
+            oldest = self._oldest()
+            if oldest is None:
                 return False
-            oldest, _ = self.incomplete.popitem(last=False)
-            self.open.discard(oldest)
+            self.forget(oldest)
             self.shed += 1
             _abort(oldest)
         self.open.add(protocol)
+        self.begin(protocol)
+        if self._sweeper is None:
+            self._schedule(loop)
         return True
+
+    def begin(self, protocol: asyncio.Protocol) -> None:
+        """``protocol`` waits for a request's headers from now on."""
+        self.idle.pop(protocol, None)
+        self.waiting.pop(protocol, None)
+        self.waiting[protocol] = time.monotonic()
+
+    def headers_done(self, protocol: asyncio.Protocol) -> None:
+        self.waiting.pop(protocol, None)
+
+    def rest(self, protocol: asyncio.Protocol) -> None:
+        """``protocol`` answered its requests and waits for the next (keep-alive)."""
+        if protocol in self.open:
+            self.idle[protocol] = time.monotonic()
 
     def forget(self, protocol: asyncio.Protocol) -> None:
         self.open.discard(protocol)
-        self.incomplete.pop(protocol, None)
+        self.waiting.pop(protocol, None)
+        self.idle.pop(protocol, None)
+
+    def sweep(self) -> None:
+        """Close the connections waiting for headers longer than ``header_timeout``."""
+        limit = time.monotonic() - self.header_timeout
+        while self.waiting:
+            protocol, since = next(iter(self.waiting.items()))
+            if since > limit:
+                break
+            self.forget(protocol)
+            self.timed_out += 1
+            _abort(protocol)
+
+    def _oldest(self) -> asyncio.Protocol | None:
+        first_waiting = next(iter(self.waiting.items()), None)
+        first_idle = next(iter(self.idle.items()), None)
+        if first_waiting is None:
+            return first_idle[0] if first_idle else None
+        if first_idle is None or first_waiting[1] <= first_idle[1]:
+            return first_waiting[0]
+        return first_idle[0]
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        every = min(SWEEP_EVERY, self.header_timeout / 4)
+
+        def tick() -> None:
+            self.sweep()
+            self._sweeper = loop.call_later(every, tick)
+
+        self._sweeper = loop.call_later(every, tick)
 
 
 def _abort(protocol: asyncio.Protocol) -> None:
     transport = getattr(protocol, "transport", None)
     if transport is not None and not transport.is_closing():
-        transport.abort()  # no lingering FIN_WAIT: the descriptor is freed now
+        transport.abort()  # no lingering close: the descriptor is freed now
 
 
 def guarded_protocol(guard: HttpGuard) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with ``guard``'s header timeout and connection cap."""
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
-
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            if not guard.admit(self):
+            if not guard.admit(self, self.loop):
                 self.connections.discard(self)
                 transport.abort()
-                return
-            self._await_headers()
 
         def connection_lost(self, exc: Exception | None) -> None:
             guard.forget(self)
-            self._stop_header_timer()
             super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self._header_timer is None:  # the first byte of a later request
-                self._await_headers()
+            if self not in guard.waiting:  # the first byte of a later request
+                guard.begin(self)
+
+        def on_headers_complete(self) -> None:
+            guard.headers_done(self)
+            super().on_headers_complete()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.pipeline and not self.transport.is_closing():
-                guard.incomplete[self] = None  # idle until the next request: sheddable
-
-        def on_headers_complete(self) -> None:
-            self._stop_header_timer()
-            guard.incomplete.pop(self, None)
-            super().on_headers_complete()
-
-        def _await_headers(self) -> None:
-            guard.incomplete[self] = None
-            self._header_timer = self.loop.call_later(guard.header_timeout, self._too_slow)
-
-        def _stop_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _too_slow(self) -> None:
-            self._header_timer = None
-            guard.incomplete.pop(self, None)
-            guard.timed_out += 1
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.abort()
+                guard.rest(self)
 
     return GuardedHttpToolsProtocol
 
