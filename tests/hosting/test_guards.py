@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 import resource
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.flags
+import dns.message
 import httpx
 import pytest
 from tests.hosting.serving import ZONE, Running, running, serve_process, wait_for
@@ -270,3 +273,32 @@ def test_source_prefixes() -> None:
     assert source_prefix("2001:db8:1:2ff:3::1", 24, 56) == "2001:db8:1:200::/56"
     assert source_prefix("::ffff:192.0.2.1", 32, 64) == "192.0.2.1/32"
     assert source_prefix("unix", 32, 64) == "unix"
+
+
+# --- DNS ---------------------------------------------------------------------------------------
+
+
+def test_serve_answers_dns_from_its_own_thread_with_rate_limits(tmp_path: Path) -> None:
+    port = free_port(udp=True)
+    s = settings(tmp_path, dns_listen=f"127.0.0.1:{port}", dns_rrl_rate=5, dns_rrl_window=1)
+    with running(s):
+        assert any(t.name == "mtasts-dns" and t.is_alive() for t in threading.enumerate())
+        q = dns.message.make_query(ZONE, "SOA").to_wire()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flooder:
+            flooder.bind(("127.0.0.9", 0))
+            for _ in range(200):
+                flooder.sendto(q, ("127.0.0.1", port))
+            replies = []
+            flooder.settimeout(1.0)
+            while True:  # every reply that comes until none came for a second
+                try:
+                    replies.append(dns.message.from_wire(flooder.recv(4096)))
+                except TimeoutError:
+                    break
+        full = [r for r in replies if not r.flags & dns.flags.TC]
+        assert 0 < len(full) < 100 and len(replies) < 200
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.2.1", 0))
+            other.settimeout(5)
+            other.sendto(q, ("127.0.0.1", port))
+            assert dns.message.from_wire(other.recv(4096)).answer
