@@ -388,7 +388,7 @@ class Slow:
     def connect(self) -> None:
         try:
             s = socket.create_connection(
-                ("127.0.0.1", self.port), timeout=2, source_address=(self.source, 0)
+                ("127.0.0.1", self.port), timeout=1, source_address=(self.source, 0)
             )
             s.setblocking(False)
             s.send(self.opening)
