@@ -4,6 +4,8 @@ and accept errors logged once per interval. Real listeners on loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import resource
 import socket
@@ -19,7 +21,7 @@ from tests.hosting.serving import ZONE, Running, running, serve_process, wait_fo
 from tests.lab.ports import free_port
 
 from mtasts.config import Settings
-from mtasts.net.guard import RateLimitedLog, source_prefix
+from mtasts.net.guard import RateLimitedLog, accept_error_handler, source_prefix
 
 pytestmark = pytest.mark.lab
 
@@ -263,6 +265,31 @@ def test_rate_limited_log_counts_what_it_suppresses(caplog: pytest.LogCaptureFix
         "accept failed: EMFILE",
         "another kind",
         "accept failed: EMFILE (1001 more in the last 60 s)",
+    ]
+
+
+def test_loop_reports_are_rate_limited_and_accept_errors_have_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limited = RateLimitedLog(logging.getLogger("test.loop"), interval=60, clock=lambda: 0.0)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.set_exception_handler(accept_error_handler(limited))
+        with caplog.at_level(logging.ERROR, logger="test.loop"):
+            for _ in range(500):
+                loop.call_exception_handler(
+                    {
+                        "message": "socket.accept() out of system resource",
+                        "exception": OSError(errno.EMFILE, "Too many open files"),
+                    }
+                )
+            for _ in range(3):
+                loop.call_exception_handler({"message": "bug", "exception": ValueError("x")})
+    finally:
+        loop.close()
+    assert [(r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [
+        ("socket.accept() out of system resource: [Errno 24] Too many open files", False),
+        ("bug: x", True),
     ]
 
 

@@ -17,6 +17,7 @@ listeners share:
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import time
@@ -46,9 +47,17 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def log(self, key: str, level: int, message: str, *args: object) -> bool:
-        """Log ``message % args`` unless a line of kind ``key`` was logged less than
-        ``interval`` ago (then count it); True when a line was written."""
+    def log(
+        self,
+        key: str,
+        level: int,
+        message: str,
+        *args: object,
+        exc_info: BaseException | None = None,
+    ) -> bool:
+        """Log ``message % args`` (with the traceback of ``exc_info``) unless a line of kind
+        ``key`` was logged less than ``interval`` ago (then count it); True when a line was
+        written."""
         now = self.clock()
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
@@ -63,21 +72,25 @@ class RateLimitedLog:
                 *args,
                 more,
                 round(self.interval),
+                exc_info=exc_info,
             )
         else:
-            self.logger.log(level, message, *args)
+            self.logger.log(level, message, *args, exc_info=exc_info)
         return True
 
 
 _ACCEPT_LOG = RateLimitedLog(log)
+# out of descriptors, buffers or memory: the state of the machine, not a bug (no traceback)
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def accept_error_handler(
     limiter: RateLimitedLog | None = None,
 ) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
     """An exception handler for an event loop (``loop.set_exception_handler``): reports of
-    the loop (accept errors under EMFILE/ENFILE first of all) are logged once per interval
-    and kind, without traceback, instead of once per attempt."""
+    the loop are logged once per interval and kind instead of once per event; accept
+    errors under EMFILE/ENFILE and the like in one line, anything else with the traceback
+    of its first occurrence."""
     limiter = limiter or _ACCEPT_LOG
 
     def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -85,7 +98,9 @@ def accept_error_handler(
         exc = context.get("exception")
         key = f"{message}|{type(exc).__name__}"
         detail = f": {exc}" if exc is not None else ""
-        limiter.log(key, logging.ERROR, "%s%s", message, detail)
+        resource = isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS
+        trace = exc if isinstance(exc, BaseException) and not resource else None
+        limiter.log(key, logging.ERROR, "%s%s", message, detail, exc_info=trace)
 
     return handle
 
