@@ -68,6 +68,7 @@ class Settings:
     # limits against floods and slow clients (issue 11); "0 = auto" counts follow the
     # open files limit (raised to its hard limit at start)
     http_header_timeout: float = 15.0  # seconds to send a request's headers, then closed
+    http_body_timeout: float = 120.0  # seconds to send a request's body after its headers
     http_keepalive_timeout: float = 5.0  # idle seconds between requests on a connection
     http_max_connections: int = 0  # when full, the oldest incomplete one is shed; 0 = auto
     smtp_command_timeout: float = 300.0  # RFC 5321 §4.5.3.2: seconds per command or DATA

@@ -1,17 +1,17 @@
 """Slow and idle HTTP clients cannot lock others out (uvicorn has no request-header timeout).
 
 Invariant: every HTTP connection either completes a request's headers within
-``header_timeout`` seconds of connecting (or of the first byte of its next request), or is
-closed; and no more than ``max_connections`` are open at once: a new connection over the cap
-sheds the oldest connection that is waiting for headers or idle between requests, so
-thousands of clients sending a byte every few seconds hold neither descriptors nor the
-policy host. Between requests uvicorn's keep-alive timeout closes idle connections
-(``timeout_keep_alive``).
+``header_timeout`` seconds of connecting (or of the first byte of its next request) and its
+body within ``body_timeout`` seconds of the headers, or is closed; and no more than
+``max_connections`` are open at once: a new connection over the cap sheds the oldest
+incomplete one (waiting for headers or a body, or idle between requests), so thousands of
+clients sending a byte every few seconds hold neither descriptors nor the policy host.
+Between requests uvicorn's keep-alive timeout closes idle connections (``timeout_keep_alive``).
 
 :func:`guarded_protocol` returns a subclass of uvicorn's httptools protocol that keeps the
 registry (:class:`HttpGuard`); ``web/serve.py`` passes it as ``http=`` to uvicorn. The cost
 per request is a few dict operations: one sweep a second closes the connections past their
-header deadline (no timer per request).
+deadlines (no timer per request).
 """
 
 from __future__ import annotations
@@ -34,11 +34,15 @@ class HttpGuard:
     request's headers, with the time they started (oldest first); and those idle between
     requests."""
 
-    def __init__(self, header_timeout: float, max_connections: int) -> None:
+    def __init__(
+        self, header_timeout: float, max_connections: int, body_timeout: float = 120.0
+    ) -> None:
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.max_connections = max_connections
         self.open: set[asyncio.Protocol] = set()
         self.waiting: OrderedDict[asyncio.Protocol, float] = OrderedDict()
+        self.receiving: OrderedDict[asyncio.Protocol, float] = OrderedDict()  # the body
         self.idle: OrderedDict[asyncio.Protocol, float] = OrderedDict()
         self.timed_out = 0  # closed for not sending headers in time
         self.shed = 0  # closed to make room for a new connection
@@ -68,6 +72,10 @@ class HttpGuard:
 
     def headers_done(self, protocol: asyncio.Protocol) -> None:
         self.waiting.pop(protocol, None)
+        self.receiving[protocol] = time.monotonic()
+
+    def body_done(self, protocol: asyncio.Protocol) -> None:
+        self.receiving.pop(protocol, None)
 
     def rest(self, protocol: asyncio.Protocol) -> None:
         """``protocol`` answered its requests and waits for the next (keep-alive)."""
@@ -77,27 +85,31 @@ class HttpGuard:
     def forget(self, protocol: asyncio.Protocol) -> None:
         self.open.discard(protocol)
         self.waiting.pop(protocol, None)
+        self.receiving.pop(protocol, None)
         self.idle.pop(protocol, None)
 
     def sweep(self) -> None:
-        """Close the connections waiting for headers longer than ``header_timeout``."""
-        limit = time.monotonic() - self.header_timeout
-        while self.waiting:
-            protocol, since = next(iter(self.waiting.items()))
-            if since > limit:
-                break
-            self.forget(protocol)
-            self.timed_out += 1
-            _abort(protocol)
+        """Close the connections waiting for headers longer than ``header_timeout``, or
+        for a request body longer than ``body_timeout``."""
+        now = time.monotonic()
+        deadlines = ((self.waiting, self.header_timeout), (self.receiving, self.body_timeout))
+        for table, timeout in deadlines:
+            while table:
+                protocol, since = next(iter(table.items()))
+                if since > now - timeout:
+                    break
+                self.forget(protocol)
+                self.timed_out += 1
+                _abort(protocol)
 
     def _oldest(self) -> asyncio.Protocol | None:
-        first_waiting = next(iter(self.waiting.items()), None)
-        first_idle = next(iter(self.idle.items()), None)
-        if first_waiting is None:
-            return first_idle[0] if first_idle else None
-        if first_idle is None or first_waiting[1] <= first_idle[1]:
-            return first_waiting[0]
-        return first_idle[0]
+        """The incomplete connection that started waiting first (idle ones first on a tie)."""
+        heads = []
+        for rank, table in enumerate((self.idle, self.waiting, self.receiving)):
+            first = next(iter(table.items()), None)
+            if first is not None:
+                heads.append((first[1], rank, first[0]))
+        return min(heads, key=lambda h: (h[0], h[1]))[2] if heads else None
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         every = min(SWEEP_EVERY, self.header_timeout / 4)
@@ -138,6 +150,10 @@ def guarded_protocol(guard: HttpGuard) -> type[asyncio.Protocol]:
             guard.headers_done(self)
             super().on_headers_complete()
 
+        def on_message_complete(self) -> None:
+            guard.body_done(self)
+            super().on_message_complete()
+
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.pipeline and not self.transport.is_closing():
@@ -147,10 +163,13 @@ def guarded_protocol(guard: HttpGuard) -> type[asyncio.Protocol]:
 
 
 def http_options(
-    header_timeout: float, keepalive_timeout: float, max_connections: int
+    header_timeout: float,
+    keepalive_timeout: float,
+    max_connections: int,
+    body_timeout: float = 120.0,
 ) -> dict[str, Any]:
     """uvicorn.Config options for a guarded listener."""
-    guard = HttpGuard(header_timeout, max_connections)
+    guard = HttpGuard(header_timeout, max_connections, body_timeout)
     return {"http": guarded_protocol(guard), "timeout_keep_alive": keepalive_timeout}
 
 

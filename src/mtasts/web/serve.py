@@ -139,6 +139,7 @@ def uvicorn_config(app: MtastsApp, host: str, port: int, **options: Any) -> uvic
         settings.http_header_timeout,
         settings.http_keepalive_timeout,
         http_max_connections(settings),
+        settings.http_body_timeout,
     )
     options = {**guard, **options}
     return uvicorn.Config(
