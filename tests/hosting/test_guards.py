@@ -332,11 +332,12 @@ def test_serve_answers_dns_from_its_own_thread_with_rate_limits(tmp_path: Path) 
 
 
 def test_http_body_timeout_closes_a_slow_upload(tmp_path: Path) -> None:
-    with running(settings(tmp_path, http_body_timeout=0.5)) as app:
-        slow = connect(http_port(app))
+    with (
+        running(settings(tmp_path, http_body_timeout=0.5)) as app,
+        connect(http_port(app)) as slow,
+    ):
         slow.sendall(
             b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
             b"Content-Type: application/x-www-form-urlencoded\r\n\r\nemail="
         )  # the other 994 bytes never come
         wait_for(lambda: closed_by_server(slow), DEADLINE, "slow upload closed")
-        slow.close()
