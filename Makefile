@@ -67,3 +67,8 @@ $(PMR_VENV)/.installed:
 bench-policyd: $(VENV)/.installed $(PMR_VENV)/.installed
 	bash scripts/system-deps.sh
 	$(BIN)/python bench/policyd.py --pmr $(PMR_VENV)/bin/mta-sts-daemon $(ARGS)
+
+.PHONY: bench-attack
+bench-attack: $(VENV)/.installed-test
+	bash scripts/system-deps.sh
+	$(BIN)/python bench/attack.py $(ARGS)

@@ -313,6 +313,10 @@ def serve(
     from mtasts.web.serve import serve as run_server
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    from mtasts.net.guard import raise_nofile
+
+    soft, hard = raise_nofile()  # every slow client holds a descriptor
+    logging.getLogger("mtasts.serve").warning("open files limit %d (hard %d)", soft, hard)
     settings = _settings(
         config,
         data_dir=data_dir,

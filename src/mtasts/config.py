@@ -88,6 +88,21 @@ class Settings:
     alert_smtp_starttls: bool = True
     alert_webhook_url: str = ""  # POST JSON here; "" = no webhook
     alert_webhook_secret: str = ""  # HMAC-SHA256 key for the X-Mtasts-Signature header
+    # limits against floods and slow clients (issue 11); "0 = auto" counts follow the
+    # open files limit (raised to its hard limit at start)
+    http_header_timeout: float = 15.0  # seconds to send a request's headers, then closed
+    http_body_timeout: float = 120.0  # seconds to send a request's body after its headers
+    http_keepalive_timeout: float = 5.0  # idle seconds between requests on a connection
+    http_max_connections: int = 0  # when full, the oldest incomplete one is shed; 0 = auto
+    smtp_command_timeout: float = 300.0  # RFC 5321 §4.5.3.2: seconds per command or DATA
+    smtp_session_timeout: float = 600.0  # seconds a whole SMTP session may last
+    smtp_max_per_source: int = 10  # concurrent sessions per IPv4 /32 or IPv6 /64
+    smtp_max_sessions: int = 0  # concurrent sessions; when full the oldest idle is shed
+    dns_rrl_rate: float = 20.0  # UDP responses a second per /24 or /56; 0 = no limit
+    dns_rrl_window: float = 2.0  # seconds of rate a source may spend at once (burst)
+    dns_rrl_slip: int = 2  # every Nth limited query gets a truncated answer; 0 = none
+    dns_tcp_idle_timeout: float = 10.0  # RFC 7766 §6.2.3
+    dns_tcp_max_connections: int = 256
     # RFC 2136 publisher: push the zone's records to an existing primary
     update_server: str = ""  # "IP[:PORT]"; "" = off
     tsig_name: str = ""

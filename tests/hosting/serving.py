@@ -128,10 +128,12 @@ def serve_process(
     database_url: str | None = None,
     zone: str = ZONE,
     env: dict[str, str] | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`python -m mtasts serve` as a real process on a free loopback port, without the
     background monitor (no checks of test domains); yields (base URL, process). Its output
-    goes to ``data_dir``/serve.log."""
+    goes to ``data_dir``/serve.log; ``preexec`` runs in the child before it starts (e.g.
+    to set resource limits)."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -149,7 +151,9 @@ def serve_process(
         cmd += ["--database-url", database_url]
     cmd += extra
     with log.open("ab") as log_file:
-        proc = subprocess.Popen(cmd, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, env=full_env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=preexec
+        )
     base = f"http://127.0.0.1:{port}"
     try:
 

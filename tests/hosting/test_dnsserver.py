@@ -30,7 +30,12 @@ from tests.lab.require import require
 
 from mtasts.config import ConfigError, Settings
 from mtasts.hosting.dnspublish import PublishError, Rfc2136Publisher
-from mtasts.hosting.dnsserver import AuthoritativeDnsServer, ZoneAnswerer
+from mtasts.hosting.dnsserver import (
+    AuthoritativeDnsServer,
+    RateLimit,
+    ZoneAnswerer,
+    truncated_answer,
+)
 from mtasts.hosting.snapshot import Hosted, Snapshot
 from mtasts.net.dns import DnsStatus, Resolver
 
@@ -239,14 +244,17 @@ def test_refused_notimp_formerr_badvers() -> None:
     assert r.rcode() == dns.rcode.BADVERS and r.edns == 0
 
 
-def test_any_returns_every_rrset_of_the_name() -> None:
+def test_any_is_answered_minimally_rfc_8482() -> None:
     zone = answerer(snapshot(hosted("example.com", "1")))
-    types = {rr.rdtype for rr in ask(zone, ZONE, "ANY").answer}
-    assert types == {dns.rdatatype.SOA, dns.rdatatype.NS}
-    types = {rr.rdtype for rr in ask(zone, f"policy-host.{ZONE}", "ANY").answer}
-    assert types == {dns.rdatatype.A, dns.rdatatype.AAAA}
-    r = ask(zone, f"policy.{ZONE}", "ANY")
+    for name in (ZONE, f"policy-host.{ZONE}", f"example.com.policy.{ZONE}"):
+        r = ask(zone, name, "ANY")
+        [rrset] = r.answer  # one synthesized HINFO, not every RRset (RFC 8482 §4.2)
+        assert rrset.rdtype == dns.rdatatype.HINFO and len(rrset) == 1
+        assert rrset[0].cpu == b"RFC8482" and rrset[0].os == b""
+        assert r.rcode() == dns.rcode.NOERROR and not r.additional
+    r = ask(zone, f"policy.{ZONE}", "ANY")  # an empty non-terminal: still NODATA
     assert r.rcode() == dns.rcode.NOERROR and not r.answer and soa_of(r)
+    assert ask(zone, f"nope.{ZONE}", "ANY").rcode() == dns.rcode.NXDOMAIN
 
 
 def test_txt_id_lags_a_policy_change_by_the_delay() -> None:
@@ -563,3 +571,79 @@ def test_apex_mx_for_mailed_reports() -> None:
     explicit = answerer(snapshot(), replace(SETTINGS, zone_mx="Reports.Provider.test."))
     [rrset] = ask(explicit, ZONE, "MX").answer
     assert [rd.exchange.to_text() for rd in rrset] == ["reports.provider.test."]
+
+
+# --- response rate limiting (issue 11) -------------------------------------------------------
+
+
+def test_truncated_answer_echoes_the_question_without_records() -> None:
+    q = dns.message.make_query(f"example.com.policy.{ZONE}", "ANY", use_edns=0)
+    wire = truncated_answer(q.to_wire())
+    assert wire is not None
+    r = dns.message.from_wire(wire)
+    assert r.id == q.id and r.flags & dns.flags.QR and r.flags & dns.flags.TC
+    assert r.question == q.question and not r.answer and r.rcode() == dns.rcode.NOERROR
+    assert truncated_answer(wire) is None  # a response is never answered
+    assert truncated_answer(b"\x00" * 11) is None
+    assert truncated_answer(q.to_wire()[:14]) is None  # the question is cut off
+
+
+def _udp_from(source: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    sock.settimeout(3)
+    return sock
+
+
+def _drain(sock: socket.socket, quiet: float = 1.0) -> list[dns.message.Message]:
+    """Every response that arrives until none came for ``quiet`` seconds."""
+    out = []
+    sock.settimeout(quiet)
+    while True:
+        try:
+            out.append(dns.message.from_wire(sock.recv(4096)))
+        except TimeoutError:
+            return out
+
+
+def test_rate_limit_drops_or_truncates_one_source_and_answers_another() -> None:
+    zone = answerer(snapshot(hosted("example.com", "1")))
+    rrl = RateLimit(10, window=1.0, slip=2)
+    q = dns.message.make_query(ZONE, "ANY")
+
+    async def main() -> None:
+        server = AuthoritativeDnsServer(zone, "127.0.0.1", 0, rate_limit=rrl, own_thread=True)
+        async with server:
+            flooder = _udp_from("127.0.0.1")
+            for _ in range(400):
+                flooder.sendto(q.to_wire(), ("127.0.0.1", server.port))
+            flood = await asyncio.to_thread(_drain, flooder)
+            full = [r for r in flood if not r.flags & dns.flags.TC]
+            truncated = [r for r in flood if r.flags & dns.flags.TC]
+            assert len(full) < 100, "most of the flood got full answers"
+            assert truncated and all(not r.answer for r in truncated)
+            assert rrl.limited > 300 and rrl.slipped == len(truncated)
+            # another /24 has its own bucket: every query is answered in full
+            other = _udp_from("127.0.1.1")
+            for i in range(10):
+                other.sendto(q.to_wire(), ("127.0.0.1", server.port))
+                r = dns.message.from_wire(other.recv(4096))
+                assert r.answer and not r.flags & dns.flags.TC, i
+            # over TCP no rate applies (source addresses cannot be spoofed)
+            r = await dns.asyncquery.tcp(q, "127.0.0.1", port=server.port, timeout=3)
+            assert r.answer[0].rdtype == dns.rdatatype.HINFO
+            flooder.close()
+            other.close()
+
+    asyncio.run(main())
+
+
+def test_rate_limit_table_is_bounded() -> None:
+    now = [0.0]
+    rrl = RateLimit(1, window=1.0, slip=0, max_prefixes=100, clock=lambda: now[0])
+    for i in range(10_000):
+        assert rrl.allow(f"10.{i // 256 % 256}.{i % 256}.1")
+    assert len(rrl.buckets) == 100
+    assert not rrl.allow("10.39.15.2")  # the most recent prefix is still limited
+    now[0] += 1.0
+    assert rrl.allow("10.39.15.2")  # a second later it has a token again

@@ -10,10 +10,16 @@ Names of the zone, all answered from the in-memory :class:`Snapshot` (never the 
     policy.Z, tlsrpt.Z and every parent of a hosted <d> below them: empty non-terminals
 
 :class:`ZoneAnswerer` turns a query into a response without I/O; :class:`AuthoritativeDnsServer`
-serves it over UDP and TCP with asyncio. ANY queries get every RRset of the name: the zone's
-names own at most three small RRsets, so there is nothing to amplify (RFC 8482 §4.3 allows
-either). Zone transfers are refused; the RFC 2136 publisher (dnspublish.py) is the way to
-put the zone on other servers.
+serves it over UDP and TCP with asyncio, in `mtasts serve` on its own thread and event loop so
+that a flood of queries never waits in line with the policy host's HTTP requests. ANY queries
+get one synthesized HINFO record (RFC 8482 §4.2). Zone transfers are refused; the RFC 2136
+publisher (dnspublish.py) is the way to put the zone on other servers.
+
+Response rate limiting (:class:`RateLimit`, in the spirit of BIND's and Knot's RRL): UDP
+queries are counted per source prefix (/24, /56) in a token bucket before they are parsed;
+over the rate most are dropped unparsed and every ``slip``-th gets a bare truncated answer
+(TC=1), so an honest resolver behind a busy prefix retries over TCP, where source addresses
+cannot be spoofed and no rate applies.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ import ipaddress
 import logging
 import socket
 import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import cast
 
 import dns.exception
 import dns.flags
@@ -44,6 +50,7 @@ import dns.rrset
 
 from mtasts.config import ConfigError, Settings
 from mtasts.hosting.snapshot import Hosted, Snapshot
+from mtasts.net.guard import TokenBuckets, accept_error_handler, fast_prefix
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,7 @@ A = dns.rdatatype.A
 AAAA = dns.rdatatype.AAAA
 TXT = dns.rdatatype.TXT
 ANY = dns.rdatatype.ANY
+HINFO = dns.rdatatype.HINFO
 
 TXT_TTL = 300  # short: a policy change must reach senders soon after the §8.1 delay
 ADDRESS_TTL = 300
@@ -69,6 +77,11 @@ TCP_MAX_MESSAGE = 65535  # RFC 1035 §4.2.2: two-byte length prefix
 TCP_IDLE_TIMEOUT = 10.0  # RFC 7766 §6.2.3: seconds, not minutes
 TCP_MAX_CONNECTIONS = 1024
 PARENT_INDEX_MAX_AGE = 5.0  # seconds; see _ParentIndex
+ANY_TTL = 86400  # RFC 8482 §6: the synthesized HINFO may be cached long
+RRL_MAX_PREFIXES = 65536  # bounded table: ~10 MB at most
+UDP_BATCH = 512  # datagrams read per readiness of the socket
+UDP_RECEIVE_BUFFER = 4 << 20  # bytes; the kernel caps it at net.core.rmem_max
+UDP_MAX_QUERY = 4096
 
 RecordMap = dict[dns.rdatatype.RdataType, tuple[int, list[dns.rdata.Rdata]]]
 
@@ -343,7 +356,13 @@ class ZoneAnswerer:
             response.set_rcode(dns.rcode.NXDOMAIN)  # RFC 1035 §4.3.2 step 3c
             self._negative(response)
             return response
-        wanted = list(records) if qtype == ANY else [qtype] if qtype in records else []
+        if qtype == ANY and records:
+            # RFC 8482 §4.2: one synthesized HINFO instead of every RRset, so ANY is no
+            # amplifier; a name without records answers NODATA as for any other type
+            hinfo = dns.rdata.from_text(IN, HINFO, '"RFC8482" ""')
+            response.answer.append(dns.rrset.from_rdata_list(q.name, ANY_TTL, [hinfo]))
+            return response
+        wanted = [qtype] if qtype in records else []
         for rdtype in wanted:
             ttl, rdatas = records[rdtype]
             # the owner keeps the query's case (RFC 4343 §4.1 asks no more than that)
@@ -417,6 +436,29 @@ def render(response: dns.message.Message, limit: int) -> bytes:
     return response.to_wire(max_size=limit)
 
 
+def truncated_answer(wire: bytes) -> bytes | None:
+    """A bare truncated response (TC=1, the question echoed, no records) built from the
+    header and question bytes without parsing the message; None for anything not a
+    one-question query. The cheap answer of rate limiting (RFC 7766 §5: retry over TCP)."""
+    if len(wire) < 17 or wire[2] & 0x80 or wire[4:6] != b"\x00\x01":
+        return None
+    pos = 12
+    end = len(wire)
+    while pos < end:
+        length = wire[pos]
+        if length == 0:
+            break
+        if length & 0xC0:
+            return None  # RFC 1035 §4.1.4: no compression in a first question
+        pos += length + 1
+    pos += 5  # the root label, QTYPE, QCLASS
+    if pos > end:
+        return None
+    (qid, flags) = struct.unpack("!HH", wire[:4])
+    flags = 0x8000 | (flags & 0x7900) | 0x0200  # QR, opcode, RD, TC
+    return struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 0) + wire[12:pos]
+
+
 def _header_only(wire: bytes, rcode: dns.rcode.Rcode) -> bytes:
     """A bare header echoing id, opcode and RD, with QR and ``rcode`` (no sections)."""
     (qid, flags) = struct.unpack("!HH", wire[:4])
@@ -427,23 +469,83 @@ def _header_only(wire: bytes, rcode: dns.rcode.Rcode) -> bytes:
 # --- the server ---------------------------------------------------------------------------
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, answerer: ZoneAnswerer) -> None:
+class RateLimit:
+    """Response rate limiting over UDP: ``rate`` answers a second per source prefix (IPv4
+    /24, IPv6 /56), ``window`` seconds of it at once; over it every ``slip``-th query gets
+    a truncated answer and the others none (0: none at all)."""
+
+    def __init__(
+        self,
+        rate: float,
+        window: float = 2.0,
+        slip: int = 2,
+        *,
+        max_prefixes: int = RRL_MAX_PREFIXES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.buckets = TokenBuckets(rate, rate * window, max_prefixes, clock)
+        self.slip = slip
+        self.limited = 0  # queries over the rate
+        self.slipped = 0  # of which answered truncated
+
+    def allow(self, source: str) -> bool:
+        return self.buckets.take(fast_prefix(source))
+
+    def over(self, wire: bytes) -> bytes | None:
+        """What to send for a query over the rate: a truncated answer, or None (drop)."""
+        self.limited += 1
+        if self.slip and self.limited % self.slip == 0:
+            out = truncated_answer(wire)
+            if out is not None:
+                self.slipped += 1
+            return out
+        return None
+
+
+class _UdpListener:
+    """The UDP socket, read by the event loop in batches: every readiness drains up to
+    UDP_BATCH datagrams (asyncio's datagram transport reads one per loop iteration, too few
+    to keep up with a flood when the thread waits for the GIL between iterations), and a
+    large receive buffer absorbs bursts meanwhile, so honest queries are not lost behind
+    a flood in the kernel's queue."""
+
+    def __init__(
+        self, sock: socket.socket, answerer: ZoneAnswerer, rate_limit: RateLimit | None
+    ) -> None:
+        self.sock = sock
         self.answerer = answerer
-        self.transport: asyncio.DatagramTransport | None = None
+        self.rate_limit = rate_limit
+        self.loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+        self.loop.add_reader(sock.fileno(), self._drain)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # the selector loop's datagram transport does not subclass DatagramTransport
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def _drain(self) -> None:
+        sock, rrl, respond = self.sock, self.rate_limit, self.answerer.respond
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = sock.recvfrom(UDP_MAX_QUERY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP port unreachable reported on the socket
+                continue
+            if rrl is not None and not rrl.allow(addr[0]):
+                out = rrl.over(data)  # decided before parsing: a flood costs little
+            else:
+                out = respond(data, tcp=False)
+            if out is not None:
+                with contextlib.suppress(OSError):  # a full send buffer drops the answer
+                    sock.sendto(out, addr)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        out = self.answerer.respond(data, tcp=False)
-        if out is not None and self.transport is not None and not self.transport.is_closing():
-            with contextlib.suppress(OSError):
-                self.transport.sendto(out, addr)
+    def sockname(self) -> tuple[str, int]:
+        name = self.sock.getsockname()
+        return str(name[0]), int(name[1])
 
-    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
-        pass
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 class AuthoritativeDnsServer:
@@ -454,6 +556,12 @@ class AuthoritativeDnsServer:
         await server.start()   # e.g. in an ASGI lifespan
         ...
         await server.stop()
+
+    With ``own_thread``, :meth:`start` runs the server on a new thread with its own event
+    loop (``mtasts serve`` does). The answerer reads the snapshot that the HTTP thread
+    patches: single dict lookups and the set difference of its keys (_ParentIndex) run
+    under the GIL without calling back into Python, so they see a dict before or after a
+    change, never during one, and no lock is needed. ``rate_limit`` limits UDP answers.
     """
 
     def __init__(
@@ -464,13 +572,19 @@ class AuthoritativeDnsServer:
         *,
         idle_timeout: float = TCP_IDLE_TIMEOUT,
         max_connections: int = TCP_MAX_CONNECTIONS,
+        rate_limit: RateLimit | None = None,
+        own_thread: bool = False,
     ) -> None:
         self.answerer = answerer
         self.host = host.strip("[]")
         self._port = port
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
-        self._udp: asyncio.DatagramTransport | None = None
+        self.rate_limit = rate_limit
+        self.own_thread = own_thread
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._udp: _UdpListener | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
@@ -485,17 +599,45 @@ class AuthoritativeDnsServer:
         return f"[{self.host}]:{self._port}" if ":" in self.host else f"{self.host}:{self._port}"
 
     async def start(self) -> None:
-        if self._udp is not None:
+        if self._udp is not None or self._thread is not None:
             raise RuntimeError("the DNS server is already running")
-        loop = asyncio.get_running_loop()
+        if not self.own_thread:
+            await self._start()
+            return
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(accept_error_handler())
+        thread = threading.Thread(target=loop.run_forever, name="mtasts-dns", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._start(), loop))
+        except BaseException:
+            await self._stop_thread()
+            raise
+
+    async def _stop_thread(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join, 10.0)
+        if not thread.is_alive():
+            loop.close()
+
+    async def _start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         want = self._port
         last: OSError | None = None
         for _ in range(1 if want else 50):
-            udp, _proto = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self.answerer), local_addr=(self.host, want), family=family
-            )
-            port = int(udp.get_extra_info("sockname")[1])
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.bind((self.host, want))
+            except OSError:
+                sock.close()
+                raise
+            udp = _UdpListener(sock, self.answerer, self.rate_limit)
+            port = udp.sockname()[1]
             try:
                 tcp = await asyncio.start_server(
                     self._serve_tcp, self.host, port, family=family, reuse_address=True
@@ -514,6 +656,16 @@ class AuthoritativeDnsServer:
 
     async def stop(self) -> None:
         """Close the sockets and every TCP connection; idempotent."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(Exception):
+                future = asyncio.run_coroutine_threadsafe(self._stop(), loop)
+                await asyncio.wrap_future(future)
+            await self._stop_thread()
+            return
+        await self._stop()
+
+    async def _stop(self) -> None:
         tcp, udp = self._tcp, self._udp
         self._tcp = self._udp = None
         if udp is not None:
@@ -577,11 +729,13 @@ class AuthoritativeDnsServer:
 __all__ = [
     "AuthoritativeDnsServer",
     "Layout",
+    "RateLimit",
     "ZoneAnswerer",
     "address_rdatas",
     "hosted_domain",
     "render",
     "sts_txt",
+    "truncated_answer",
     "txt_rdata",
     "zone_origin",
 ]

@@ -10,9 +10,11 @@ flag them, since some senders sign with keys one cannot fetch).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import ssl
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mtasts.net.dns import parse_nameserver
+from mtasts.net.guard import accept_error_handler, source_prefix
 from mtasts.reports.gate import Busy
 from mtasts.reports.ingest import Outcome, ReportIngestor, Route, Status, StoreUnavailable
 from mtasts.reports.smtp_spool import SpoolEnvelope, SpoolingSMTP
@@ -174,14 +177,122 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-class _LenientSMTP(SpoolingSMTP):
+TOO_MANY_FROM_SOURCE = b"421 4.7.0 Too many connections from your address, try later\r\n"
+TOO_BUSY = b"421 4.7.0 Too busy: closing an idle session, try later\r\n"
+SESSION_TOO_LONG = b"421 4.4.2 Session too long, closing\r\n"
+COMMAND_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7: the server waits 5 minutes for a command
+SESSION_TIMEOUT = 600.0
+
+
+class SessionGuard:
+    """Bounds of the receiver's sessions: at most ``max_per_source`` at once from one IPv4
+    address or IPv6 /64 (the next gets 421 and is closed), at most ``max_sessions`` in all
+    (the next sheds the oldest session not busy storing a message), none longer than
+    ``session_timeout`` seconds. Used on the receiver's event loop only."""
+
+    def __init__(
+        self,
+        max_per_source: int = 10,
+        max_sessions: int = 1000,
+        session_timeout: float = SESSION_TIMEOUT,
+    ) -> None:
+        self.max_per_source = max_per_source
+        self.max_sessions = max_sessions
+        self.session_timeout = session_timeout
+        self.sessions: OrderedDict[_GuardedSMTP, None] = OrderedDict()
+        self.per_source: Counter[str] = Counter()
+        self.refused = 0  # 421 for too many from one source
+        self.shed = 0  # closed to make room
+        self.timed_out = 0  # closed at session_timeout
+
+    def admit(self, session: _GuardedSMTP, source: str) -> bool:
+        if self.per_source[source] >= self.max_per_source:
+            self.refused += 1
+            return False
+        while len(self.sessions) >= self.max_sessions:
+            idle = next((s for s in self.sessions if not s.busy), None)
+            if idle is None:
+                self.refused += 1
+                return False
+            self.shed += 1
+            self.forget(idle)
+            idle.close_with(TOO_BUSY)
+        self.sessions[session] = None
+        self.per_source[source] += 1
+        return True
+
+    def forget(self, session: _GuardedSMTP) -> None:
+        if session in self.sessions and session.source is not None:
+            del self.sessions[session]
+            self.per_source[session.source] -= 1
+            if self.per_source[session.source] <= 0:
+                del self.per_source[session.source]
+
+
+class _GuardedSMTP(SpoolingSMTP):
     # RFC 5321 §4.5.3.1.6 caps lines at 1000 octets, but real report mails carry longer
     # ones (unwrapped headers); refusing them would lose the report, so allow 64 KiB.
     line_length_limit = 65536
+    guard: SessionGuard
+    source: str | None = None
+    busy = False  # in DATA: the message is being received or stored
+    _refused = False
+    _session_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.source is None:  # the TCP connection, not the STARTTLS layer over it
+            peer = transport.get_extra_info("peername")
+            self.source = source_prefix(str(peer[0]), 32, 64) if peer else "?"
+            if not self.guard.admit(self, self.source):
+                self._refused = True
+                self.source = None
+                # RFC 5321 §3.1: 421 instead of the greeting, then close
+                transport.write(TOO_MANY_FROM_SOURCE)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._session_timer = asyncio.get_running_loop().call_later(
+                self.guard.session_timeout, self._session_over
+            )
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        self.guard.forget(self)
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+        super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self.busy = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.busy = False
+
+    def close_with(self, reply: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(reply)  # type: ignore[attr-defined]
+            self.transport.close()
+
+    def _session_over(self) -> None:
+        self.guard.timed_out += 1
+        self.close_with(SESSION_TOO_LONG)
 
 
 class ReportReceiver(Controller):
-    """The receiver in its own thread and event loop (aiosmtpd's Controller)."""
+    """The receiver in its own thread and event loop (aiosmtpd's Controller), with the
+    bounds of :class:`SessionGuard` and ``command_timeout`` seconds per command (aiosmtpd
+    closes a session silent for that long, RFC 5321 §4.5.3.2)."""
 
     def __init__(
         self,
@@ -190,6 +301,9 @@ class ReportReceiver(Controller):
         port: int,
         tls: ssl.SSLContext,
         server_hostname: str,
+        *,
+        guard: SessionGuard | None = None,
+        command_timeout: float = COMMAND_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         # RFC 1870: SIZE is announced; larger messages get 552 before any data is stored
@@ -203,11 +317,16 @@ class ReportReceiver(Controller):
             enable_SMTPUTF8=True,
             ident="ESMTP",  # the banner names no software and no version (aiosmtpd's does)
             ready_timeout=10.0,
+            timeout=command_timeout,
             **kwargs,
         )
+        self.guard = guard or SessionGuard()
+        # accept errors (EMFILE) once a minute, not a traceback per attempt
+        self.loop.set_exception_handler(accept_error_handler())
 
     def factory(self) -> SMTP:
-        smtp = _LenientSMTP(self.handler, **self.SMTP_kwargs)
+        smtp = _GuardedSMTP(self.handler, **self.SMTP_kwargs)
+        smtp.guard = self.guard
         ingestor = self.handler.ingestor
         smtp.spool_threshold, smtp.spool_dir = ingestor.spool_threshold, ingestor.spool_dir
         return smtp

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import socket
 from typing import Any
 
 import uvicorn
@@ -11,20 +13,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mtasts.config import Settings, split_hostport
 from mtasts.hosting.dnspublish import Rfc2136Publisher
-from mtasts.hosting.dnsserver import AuthoritativeDnsServer, ZoneAnswerer
+from mtasts.hosting.dnsserver import AuthoritativeDnsServer, RateLimit, ZoneAnswerer
 from mtasts.hosting.snapshot import Snapshot
 from mtasts.hosting.tenants import HostingService
 from mtasts.monitor.scheduler import Monitor
+from mtasts.net.guard import accept_error_handler, nofile_soft
 from mtasts.reports.ingest import ingestor_for
 from mtasts.reports.smtp import (
     ReportHandler,
     ReportReceiver,
+    SessionGuard,
     dkim_dns,
     self_signed_context,
     tls_context,
 )
 from mtasts.store.db import make_engine, migrate, session_factory
 from mtasts.web.app import MtastsApp
+from mtasts.web.connections import http_options
 
 log = logging.getLogger("mtasts.serve")
 
@@ -65,7 +70,18 @@ def build_app(service: HostingService) -> MtastsApp:
         host, port = split_hostport(settings.dns_listen, "dns_listen")
         answerer = ZoneAnswerer(settings, lambda: service.snapshot)
         service.on_change.append(answerer.snapshot_changed)
-        dns_server = AuthoritativeDnsServer(answerer, host, port)
+        rrl = settings.dns_rrl_rate
+        dns_server = AuthoritativeDnsServer(
+            answerer,
+            host,
+            port,
+            idle_timeout=settings.dns_tcp_idle_timeout,
+            max_connections=min(settings.dns_tcp_max_connections, nofile_soft() // 8),
+            rate_limit=RateLimit(rrl, settings.dns_rrl_window, settings.dns_rrl_slip)
+            if rrl > 0
+            else None,
+            own_thread=True,  # a flood of queries never queues with HTTP requests
+        )
     if settings.update_server:
         publisher = Rfc2136Publisher(settings, lambda: service.snapshot)  # checks the settings
     ingestor = ingestor_for(
@@ -86,7 +102,20 @@ def build_app(service: HostingService) -> MtastsApp:
             dkim_dns(settings.nameservers),
             keep_unsigned=settings.keep_unsigned_reports,
         )
-        receiver = ReportReceiver(handler, host, port, tls, name)
+        guard = SessionGuard(
+            settings.smtp_max_per_source,
+            settings.smtp_max_sessions or min(1000, nofile_soft() // 8),
+            settings.smtp_session_timeout,
+        )
+        receiver = ReportReceiver(
+            handler,
+            host,
+            port,
+            tls,
+            name,
+            guard=guard,
+            command_timeout=settings.smtp_command_timeout,
+        )
     monitor = Monitor(service) if settings.monitor_interval > 0 else None
     return MtastsApp(
         service,
@@ -98,8 +127,23 @@ def build_app(service: HostingService) -> MtastsApp:
     )
 
 
+def http_max_connections(settings: Settings) -> int:
+    """``http_max_connections``, or half the open files limit (at most 4000): room is left
+    for SMTP, DNS over TCP, the store and files."""
+    return settings.http_max_connections or max(16, min(4000, nofile_soft() // 2))
+
+
 def uvicorn_config(app: MtastsApp, host: str, port: int, **options: Any) -> uvicorn.Config:
-    """How `mtasts serve` runs the app (tests run it the same way)."""
+    """How `mtasts serve` runs the app (tests run it the same way): with a header
+    timeout, a keep-alive timeout and a connection cap (web/connections.py)."""
+    settings = app.settings
+    guard = http_options(
+        settings.http_header_timeout,
+        settings.http_keepalive_timeout,
+        http_max_connections(settings),
+        settings.http_body_timeout,
+    )
+    options = {**guard, **options}
     return uvicorn.Config(
         app,
         host=host,
@@ -113,8 +157,16 @@ def uvicorn_config(app: MtastsApp, host: str, port: int, **options: Any) -> uvic
     )
 
 
+class GuardedServer(uvicorn.Server):
+    """uvicorn's server whose event loop logs accept errors (EMFILE) once per interval."""
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(accept_error_handler())
+        await super().serve(sockets)
+
+
 def serve(service: HostingService) -> None:
     """Run until interrupted."""
     host, port = service.settings.listen_host_port()
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(uvicorn_config(build_app(service), host, port)).run()
+        GuardedServer(uvicorn_config(build_app(service), host, port)).run()
