@@ -17,6 +17,7 @@ from tests.lab import World
 from tests.lab.ports import free_port
 
 from mtasts.protocol.policy import parse_policy
+from mtasts.web.app import SAVE_EVERY
 
 pytestmark = [pytest.mark.lab, pytest.mark.system]
 MTASTS = [sys.executable, "-m", "mtasts"]
@@ -134,7 +135,7 @@ def test_a_restart_during_an_outage_serves_the_saved_snapshot(
                 if (data / "snapshot.json").exists()
                 else False
             ),
-            10,
+            6 * SAVE_EVERY,  # written at most every SAVE_EVERY seconds: a generous deadline
             "snapshot saved",
         )
     cut_off(postgres_url)
