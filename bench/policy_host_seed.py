@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from mtasts.hosting.claims import new_challenge
 from mtasts.hosting.tenants import new_policy_id
 from mtasts.protocol.policy import Mode, Policy
 from mtasts.store.db import make_engine, migrate, session_factory
@@ -59,6 +60,7 @@ def seed(data_dir: Path, n: int, hosts_file: Path, policy_file: Path) -> float:
                         "latest_version": 1,
                         "created_at": now,
                         "verified_at": now,
+                        "challenge": new_challenge(),
                     }
                     for i in ids
                 ],
