@@ -24,8 +24,16 @@ def test_example_settings_load() -> None:
     assert s.zone_name == "sts.provider.example"
     assert s.policy_host_addresses == ("192.0.2.10", "2001:db8::10")
     assert s.effective_database_url.startswith("postgresql://")
-    assert s.dns_listen == "0.0.0.0:53" and s.smtp_listen == "0.0.0.0:25"
+    assert s.smtp_listen == "0.0.0.0:25"
     assert s.trusted_proxies == ("127.0.0.1/32", "::1/128")  # Caddy on this host
+    # issue 16: the zone publishes only addresses the DNS server listens on (v4 and v6),
+    # and the second name server's own
+    listen = [host for host, _ in s.dns_listen_addresses()]
+    assert listen == ["192.0.2.53", "2001:db8::53"]
+    glue = s.zone_ns_glue(strict=True)
+    assert glue["ns1.sts.provider.example"] == tuple(listen)
+    assert glue["ns2.sts.provider.example"] == ("198.51.100.53", "2001:db8:1::53")
+    assert set(s.dns_secondaries) == {"198.51.100.53", "[2001:db8:1::53]"}
     assert s.tlsrpt_txt("example.com") == (
         "v=TLSRPTv1; rua=mailto:tlsrpt@sts.provider.example,"
         "https://policy-host.sts.provider.example/tlsrpt/example.com"
