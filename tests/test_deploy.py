@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ import httpx
 
 from mtasts.config import load_settings
 from tests.lab.ports import free_port
+from tests.lab.require import require
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -93,3 +96,31 @@ def test_systemd_unit_runs_serve_with_the_config() -> None:
         env={**os.environ, "COLUMNS": "120"},
     ).stdout
     assert "--config" in help_text
+
+
+def test_knot_secondary_config_matches_the_primary() -> None:
+    """deploy/knot.conf is valid for knotd and describes the secondary mtasts.toml names:
+    the same key, the primary at mtasts' listen addresses, listening (and transferring
+    from) the addresses the zone publishes for ns2. tests/system/test_knot_secondary.py
+    runs it."""
+    text = (DEPLOY / "knot.conf").read_text()
+    s = load_settings(DEPLOY / "mtasts.toml", {})
+
+    def addresses(key: str) -> list[list[str]]:
+        found = re.findall(rf"^\s+{key}: \[(.*)\]$", text, re.MULTILINE)
+        return [[a.strip().split("@")[0] for a in f.split(",")] for f in found]
+
+    [listen] = addresses("listen")
+    [primary, notify_from] = addresses("address")
+    [via] = addresses("via")
+    assert primary == notify_from == [host for host, _ in s.dns_listen_addresses()]
+    assert listen == via == list(s.zone_ns_glue()["ns2.sts.provider.example"])
+    assert {a.strip("[]") for a in s.dns_secondaries} == set(listen)
+    assert f"id: {s.dns_tsig_name}\n" in text and f"secret: {s.dns_tsig_secret}\n" in text
+    assert f"domain: {s.zone_name}\n" in text
+    knotc = shutil.which("knotc") or "/usr/sbin/knotc"
+    require(Path(knotc).exists(), "knotc (Debian package knot) is not installed")
+    check = subprocess.run(
+        [knotc, "-c", str(DEPLOY / "knot.conf"), "conf-check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
