@@ -6,6 +6,8 @@ lists in the environment are comma-separated. See README "Configuration".
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import ipaddress
 import os
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mtasts.net.addresses import IPNetwork, parse_networks
+from mtasts.net.dns import parse_nameserver
 
 DEFAULT_ZONE = "sts.example.net"
 
@@ -341,6 +344,23 @@ def load_settings(
         settings.zone_ns_glue(strict=True)  # also checks the listen addresses
     elif settings.zone_ns_addresses:
         settings.zone_ns_glue()
+    for entry in settings.dns_secondaries:
+        try:
+            parse_nameserver(entry)
+        except ValueError:
+            raise ConfigError(
+                f"dns_secondaries: {entry!r} is not IP[:PORT] (e.g. 192.0.2.53 or "
+                "[2001:db8::53]:53)"
+            ) from None
+    if bool(settings.dns_tsig_name) != bool(settings.dns_tsig_secret):
+        raise ConfigError("dns_tsig_name and dns_tsig_secret: set both, or neither")
+    if settings.dns_tsig_secret:
+        try:
+            base64.b64decode(settings.dns_tsig_secret, validate=True)
+        except binascii.Error:
+            raise ConfigError(
+                "dns_tsig_secret: not base64 (e.g. openssl rand -base64 32)"
+            ) from None
     if settings.txt_ttl < 0:
         raise ConfigError(f"txt_ttl: expected seconds >= 0, got {settings.txt_ttl!r}")
     if settings.smtp_listen:

@@ -130,6 +130,9 @@ def test_zone_ns_addresses_for_nat_anycast_and_a_second_name_server() -> None:
         ),
         ({"MTASTS_DNS_LISTEN": "localhost:53"}, "not an IPv4 or IPv6 address"),
         ({"MTASTS_ZONE_NS_ADDRESSES": "ns1.sts.example.net=nope"}, "zone_ns_addresses"),
+        ({"MTASTS_DNS_SECONDARIES": "ns2.example.net"}, "dns_secondaries"),
+        ({"MTASTS_DNS_TSIG_NAME": "xfr"}, "set both"),
+        ({"MTASTS_DNS_TSIG_NAME": "xfr", "MTASTS_DNS_TSIG_SECRET": "no base64!"}, "base64"),
     ],
 )
 def test_unpublishable_ns_addresses_are_refused(env: dict[str, str], message: str) -> None:

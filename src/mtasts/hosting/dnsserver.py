@@ -45,6 +45,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import dns.exception
 import dns.flags
@@ -514,9 +515,7 @@ class ZoneAnswerer:
         """The response to a query in wire format from ``source``, or None when nothing
         must be sent (too short for a header, or itself a response). Never raises. Zone
         transfers are refused here: TCP connections use :meth:`respond_tcp`."""
-        out = self._respond(wire, tcp, source, transfers=False)
-        assert not isinstance(out, Iterator)
-        return out
+        return cast("bytes | None", self._respond(wire, tcp, source, transfers=False))
 
     def respond_tcp(self, wire: bytes, source: str | None = None) -> Iterator[bytes]:
         """The messages answering a query received over TCP: one, none, or a zone
@@ -815,13 +814,12 @@ class AuthoritativeDnsServer:
         self.notifier: Notifier | None = None
         self._notify_task: asyncio.Task[None] | None = None
         if answerer.settings.dns_secondaries:
-            specific = [h for h, _ in self._listen if not _wildcard(h)]
             self.notifier = Notifier(
                 answerer.settings,
                 answerer.layout.origin,
                 answerer.serial,
                 answerer.soa_rrset,
-                specific[0] if specific else None,
+                [h for h, _ in self._listen if not _wildcard(h)],
                 interval=notify_interval,
             )
 

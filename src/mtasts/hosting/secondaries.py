@@ -24,7 +24,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dns.exception
@@ -152,8 +152,9 @@ class Notifier:
 
     ``run`` checks the serial every ``interval`` seconds and whenever :meth:`poke` is
     called (thread-safe); each secondary is tried NOTIFY_TRIES times with a doubling
-    timeout until it answers. ``source`` is the address NOTIFY is sent from (a secondary's
-    ACL names the primary's address)."""
+    timeout until it answers. NOTIFY leaves from the first of ``sources`` (the server's
+    specific listen addresses) of the secondary's address family, since a secondary's ACL
+    names the primary's address; with none, from the kernel's choice."""
 
     def __init__(
         self,
@@ -161,7 +162,7 @@ class Notifier:
         origin: dns.name.Name,
         serial: Callable[[], int],
         soa: Callable[[], dns.rrset.RRset],
-        source: str | None = None,
+        sources: Sequence[str] = (),
         *,
         interval: float = 1.0,
         tries: int = NOTIFY_TRIES,
@@ -172,7 +173,7 @@ class Notifier:
         self.origin = origin
         self.serial = serial
         self.soa = soa
-        self.source = source
+        self.sources = list(sources)
         self.interval = interval
         self.tries = tries
         self.timeout = timeout
@@ -230,8 +231,10 @@ class Notifier:
         timeout = self.timeout
         for _ in range(self.tries):
             msg = self.message()
+            v6 = ":" in host
+            source = next((s for s in self.sources if (":" in s) == v6), None)
             try:
-                response = await _udp_exchange(msg, host, port, self.source, timeout)
+                response = await _udp_exchange(msg, host, port, source, timeout)
             except (OSError, TimeoutError, dns.exception.DNSException) as exc:
                 log.debug("NOTIFY to %s:%d: %s", host, port, exc)
                 timeout *= 2
@@ -265,7 +268,7 @@ async def _udp_exchange(
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        if source is not None and (":" in source) == (family == socket.AF_INET6):
+        if source is not None:
             sock.bind((source, 0))
         loop = asyncio.get_running_loop()
         await loop.sock_connect(sock, (host, port))
