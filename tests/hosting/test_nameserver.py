@@ -532,3 +532,15 @@ def test_txt_ttl_is_a_setting() -> None:
     )
     state = publisher.desired(snap.hosts.items(), 0.0)
     assert state[f"example.com.policy.{ZONE}"][dns.rdatatype.TXT][0] == 60
+
+
+def test_serve_listens_on_every_dns_address_and_publishes_them(tmp_path: Path) -> None:
+    from tests.hosting.serving import serve_process
+
+    port = free_port(["127.0.0.2", "127.0.0.3"], udp=True)
+    dns_args = ["--dns", f"127.0.0.2:{port}", "--dns", f"127.0.0.3:{port}"]
+    with serve_process(tmp_path, "127.0.0.1:53", *dns_args, zone=ZONE):
+        for host in ("127.0.0.2", "127.0.0.3"):
+            q = dns.message.make_query(f"ns1.{ZONE}", "A")
+            r = dns.query.udp(q, host, port=port, timeout=5)
+            assert sorted(addresses(r)) == ["127.0.0.2", "127.0.0.3"], host
