@@ -378,8 +378,9 @@ class ZoneAnswerer:
         """The response to ``query`` (a parsed query, QR clear) from ``source`` (an IP;
         transfers are allowed by address). AXFR and IXFR over TCP are answered by
         :meth:`transfer`, not here."""
-        # RFC 8467 §4.1: padding only on encrypted transports, and we have none (a padded
-        # 468-byte answer to a 50-byte UDP query is an amplifier)
+        # No EDNS padding: RFC 8467's policies are for encrypted transports (DoT, DoH),
+        # which this server does not offer, and in cleartext a padded 468-byte answer to a
+        # 50-byte UDP query only amplifies (issue 16)
         response = dns.message.make_response(query, our_payload=UDP_MAX_PAYLOAD, pad=0)
         if query.edns >= 0 and query.ednsflags & dns.flags.DO:
             response.ednsflags |= dns.flags.DO  # RFC 3225 §3: copy DO into the response
