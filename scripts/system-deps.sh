@@ -4,6 +4,9 @@
 #   iproute2, util-linux, openssl   network namespaces and certificates for lab tests
 #   caddy                            TLS front with on-demand certificates (deploy/Caddyfile)
 #   knot, knot-dnsutils              a real primary for RFC 2136 UPDATE tests (knotd, knsupdate)
+#                                    and a real secondary of the built-in DNS server (AXFR)
+#   unbound                          a real recursive resolver for the DNS system test (a fake
+#                                    root with referrals down to the built-in server)
 #   postfix-mta-sts-resolver        the reference MTA-STS client (mta-sts-query)
 #   nginx-light, wrk                 the benchmark anchor and load generator
 #   dovecot-core, dovecot-imapd      a real IMAP server for `mtasts reports fetch-imap`
@@ -19,6 +22,7 @@ have openssl || need+=(openssl)
 have caddy || need+=(caddy)
 have knotd || need+=(knot)
 have knsupdate || need+=(knot-dnsutils)
+have unbound || need+=(unbound)
 have mta-sts-query || need+=(postfix-mta-sts-resolver)
 have nginx || need+=(nginx-light)
 have wrk || need+=(wrk)
@@ -31,7 +35,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Packages must not start their daemons (nginx on :80, caddy on :80/:443, knot on :53):
+# Packages must not start their daemons (nginx on :80, caddy on :80/:443, knot and unbound
+# on :53):
 # the tests start their own instances on loopback ports.
 created_policy=0
 if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -36,9 +36,9 @@ def test_file_then_environment_then_options(tmp_path: Path) -> None:
     assert s.sync_interval == 1.5  # the option beats both
     assert s.data_dir == Path("mtasts-data")  # None options are ignored
     assert load_settings(env={"MTASTS_KEEP_UNSIGNED_REPORTS": "no"}).keep_unsigned_reports is False
+    # no report receiver, no MX, no mailbox of the operator's: the https: rua alone
     assert s.tlsrpt_txt("example.com") == (
-        "v=TLSRPTv1; rua=mailto:tlsrpt@sts.provider.example,"
-        "https://policy-host.sts.provider.example/tlsrpt/example.com"
+        "v=TLSRPTv1; rua=https://policy-host.sts.provider.example/tlsrpt/example.com"
     )
 
 

@@ -288,8 +288,12 @@ def serve(
         ),
     ] = None,
     dns: Annotated[
-        str | None,
-        typer.Option("--dns", help="HOST:PORT for the authoritative DNS server of the zone."),
+        list[str] | None,
+        typer.Option(
+            "--dns",
+            help="HOST:PORT for the authoritative DNS server of the zone; repeatable or "
+            "comma-separated, e.g. 192.0.2.53:53,[2001:db8::53]:53.",
+        ),
     ] = None,
     zone: Annotated[
         str | None,

@@ -6,7 +6,10 @@ lists in the environment are comma-separated. See README "Configuration".
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mtasts.net.addresses import IPNetwork, parse_networks
+from mtasts.net.dns import parse_nameserver
 
 DEFAULT_ZONE = "sts.example.net"
 
@@ -28,13 +32,26 @@ class Settings:
     data_dir: Path = Path("mtasts-data")
     database_url: str = ""  # default: SQLite in data_dir
     listen: str = "127.0.0.1:8000"  # HTTP: API, policy host, /tls/ask, /healthz, /metrics
-    dns_listen: str = ""  # "HOST:PORT" to run the authoritative DNS server; "" = off
+    # "HOST:PORT" addresses of the authoritative DNS server (IPv6 as "[::1]:53"); () = off.
+    # A wildcard (0.0.0.0, [::]) answers each UDP query from the address it was sent to.
+    dns_listen: tuple[str, ...] = ()
     zone: str = DEFAULT_ZONE  # the service zone customers' CNAMEs point into
     policy_host_addresses: tuple[str, ...] = ("127.0.0.1",)  # A/AAAA of policy-host.<zone>
     nameservers: tuple[str, ...] = ()  # for MX lookups and verification; () = system
     zone_ns: tuple[str, ...] = ()  # NS names of the zone; () = ns1.<zone>
+    # Addresses (glue) of the in-zone NS names: "IP" = this server's as the internet sees
+    # it (NAT, anycast), "NAME=IP" = another NS name's (e.g. a secondary at ns2.<zone>);
+    # () = the dns_listen addresses for every in-zone NS name
+    zone_ns_addresses: tuple[str, ...] = ()
+    txt_ttl: int = 300  # TTL of the _mta-sts and TLS-RPT TXT records (seconds)
+    # secondaries (RFC 5936 AXFR, RFC 1995 IXFR, RFC 1996 NOTIFY): "IP[:PORT]" of each;
+    # transfers are refused to everyone else and need the TSIG key when one is set
+    dns_secondaries: tuple[str, ...] = ()
+    dns_tsig_name: str = ""  # "" = transfers and NOTIFY unsigned
+    dns_tsig_secret: str = ""  # base64
+    dns_tsig_algorithm: str = "hmac-sha256"
     hostmaster: str = ""  # SOA RNAME; "" = hostmaster.<zone>
-    tlsrpt_mailto: str = ""  # "" = tlsrpt@<zone>
+    tlsrpt_mailto: str = ""  # "" = tlsrpt@<zone> when the zone receives mail, else no mailto:
     public_url: str = ""  # base of the https: TLS-RPT rua; "" = https://policy-host.<zone>
     sync_interval: float = 2.0  # seconds between checks for changes by other processes
     verify_interval: float = 300.0  # seconds between re-verifications of pending domains
@@ -152,15 +169,97 @@ class Settings:
     def effective_zone_ns(self) -> tuple[str, ...]:
         return self.zone_ns or (f"ns1.{self.zone_name}",)
 
+    @property
+    def receives_mail(self) -> bool:
+        """Whether the mailto: of the TLS-RPT rua can be delivered: the report receiver
+        runs (``smtp_listen``), the zone has an MX (``zone_mx``) or the operator named a
+        mailbox of their own (``tlsrpt_mailto``)."""
+        return bool(self.smtp_listen or self.zone_mx or self.tlsrpt_mailto)
+
     def tlsrpt_rua(self, domain: str) -> tuple[str, ...]:
-        """RFC 8460 §3: where senders send reports about ``domain``."""
-        return (f"mailto:{self.effective_mailto}", f"{self.effective_public_url}/tlsrpt/{domain}")
+        """RFC 8460 §3: where senders send reports about ``domain``. The mailto: only when
+        mail to it can be delivered (:attr:`receives_mail`): an undeliverable rua makes
+        every sender's report bounce; the https: rua alone is valid (§3)."""
+        https = f"{self.effective_public_url}/tlsrpt/{domain}"
+        if not self.receives_mail:
+            return (https,)
+        return (f"mailto:{self.effective_mailto}", https)
 
     def tlsrpt_txt(self, domain: str) -> str:
         return f"v=TLSRPTv1; rua={','.join(self.tlsrpt_rua(domain))}"
 
     def listen_host_port(self) -> tuple[str, int]:
         return split_hostport(self.listen, "listen")
+
+    def dns_listen_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every ``dns_listen`` entry, in order; [] when DNS is off."""
+        out = []
+        for entry in self.dns_listen_entries():
+            host, port = split_hostport(entry, "dns_listen")
+            out.append((_ip(host, "dns_listen"), port))
+        return out
+
+    def zone_ns_glue(self, *, strict: bool = False) -> dict[str, tuple[str, ...]]:
+        """The addresses of each NS name inside the zone (lower case, no final dot).
+
+        A resolver that learns an NS name's address from the zone sends every later
+        query there (RFC 1034 §4.3.2 glue, then the authoritative A/AAAA), so these must
+        be addresses of name servers of the zone: the ``NAME=IP`` entries of
+        ``zone_ns_addresses`` for that name, else its ``IP`` entries (this server as the
+        internet sees it), else the specific ``dns_listen`` addresses. With ``strict``, an
+        in-zone NS name left without an address is a ConfigError (mtasts serve refuses
+        to start: the zone would be lost to every resolver that lacks the glue)."""
+        zone = self.zone_name
+        own: list[str] = []
+        named: dict[str, list[str]] = {}
+        for entry in self.zone_ns_addresses:
+            name, sep, ip = entry.strip().rpartition("=")
+            if sep:
+                key = name.strip().rstrip(".").lower()
+                named.setdefault(key, []).append(_ip(ip, "zone_ns_addresses"))
+            else:
+                own.append(_ip(ip, "zone_ns_addresses"))
+        listen = [
+            h for h, _ in self.dns_listen_addresses() if not ipaddress.ip_address(h).is_unspecified
+        ]
+        mine = own or listen
+        out: dict[str, tuple[str, ...]] = {}
+        for ns in self.effective_zone_ns:
+            name = ns.strip().rstrip(".").lower()
+            if not name.endswith("." + zone):
+                continue  # out of zone: its own zone gives its addresses
+            addresses = tuple(named.get(name) or mine)
+            if strict and not addresses:
+                wild = ", ".join(self.dns_listen_entries()) or "off"
+                raise ConfigError(
+                    f"zone_ns: {name} is inside the zone {zone}, so the zone must give its "
+                    f"address, but dns_listen ({wild}) names no specific address to publish: "
+                    f"set zone_ns_addresses to this server's public address(es), e.g. "
+                    f'zone_ns_addresses = ["203.0.113.53"], or "{name}=IP" for a name '
+                    "served elsewhere"
+                )
+            out[name] = addresses
+        for name in named:
+            if name not in out:
+                raise ConfigError(
+                    f"zone_ns_addresses: {name} is not an NS name inside the zone "
+                    f"(zone_ns: {', '.join(self.effective_zone_ns)})"
+                )
+        return out
+
+    def dns_listen_entries(self) -> list[str]:
+        """The ``dns_listen`` entries as given ("HOST:PORT"); a comma-separated string
+        (one option, one variable) counts as several."""
+        entries = (self.dns_listen,) if isinstance(self.dns_listen, str) else self.dns_listen
+        return [p.strip() for e in entries for p in e.split(",") if p.strip()]
+
+
+def _ip(text: str, key: str) -> str:
+    """``text`` as a normalised IP address; ConfigError naming ``key`` otherwise."""
+    try:
+        return str(ipaddress.ip_address(text.strip().strip("[]")))
+    except ValueError:
+        raise ConfigError(f"{key}: {text!r} is not an IPv4 or IPv6 address") from None
 
 
 def split_hostport(text: str, key: str) -> tuple[str, int]:
@@ -241,8 +340,29 @@ def load_settings(
             values[key] = _coerce(key, known[key], value)
     settings = replace(Settings(), **values)
     settings.listen_host_port()
-    if settings.dns_listen:
-        split_hostport(settings.dns_listen, "dns_listen")
+    if settings.dns_listen_addresses():
+        settings.zone_ns_glue(strict=True)  # also checks the listen addresses
+    elif settings.zone_ns_addresses:
+        settings.zone_ns_glue()
+    for entry in settings.dns_secondaries:
+        try:
+            parse_nameserver(entry)
+        except ValueError:
+            raise ConfigError(
+                f"dns_secondaries: {entry!r} is not IP[:PORT] (e.g. 192.0.2.53 or "
+                "[2001:db8::53]:53)"
+            ) from None
+    if bool(settings.dns_tsig_name) != bool(settings.dns_tsig_secret):
+        raise ConfigError("dns_tsig_name and dns_tsig_secret: set both, or neither")
+    if settings.dns_tsig_secret:
+        try:
+            base64.b64decode(settings.dns_tsig_secret, validate=True)
+        except binascii.Error:
+            raise ConfigError(
+                "dns_tsig_secret: not base64 (e.g. openssl rand -base64 32)"
+            ) from None
+    if settings.txt_ttl < 0:
+        raise ConfigError(f"txt_ttl: expected seconds >= 0, got {settings.txt_ttl!r}")
     if settings.smtp_listen:
         split_hostport(settings.smtp_listen, "smtp_listen")
     if settings.alert_smtp_relay:

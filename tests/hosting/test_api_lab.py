@@ -117,7 +117,8 @@ def test_add_domain_gives_records_and_a_testing_policy_from_live_mx(
     cnames = [x for x in body["dns_records"] if x["type"] == "CNAME"]
     assert not any("_" in x["value"] for x in cnames)  # no underscore targets
     assert body["claim_expires_at"]
-    assert body["tlsrpt_rua"] == [f"mailto:tlsrpt@{ZONE}", f"https://policy-host.{ZONE}/tlsrpt/{d}"]
+    # no report receiver, MX or mailbox configured: no undeliverable mailto: (issue 16)
+    assert body["tlsrpt_rua"] == [f"https://policy-host.{ZONE}/tlsrpt/{d}"]
     # pending: nothing served yet, no certificate
     assert app.policy(d).status_code == 404
     assert httpx.get(f"{app.base}/tls/ask", params={"domain": f"mta-sts.{d}"}).status_code == 404

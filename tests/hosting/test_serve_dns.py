@@ -34,7 +34,7 @@ def test_zone_follows_the_hosted_domains(tmp_path: Path, lab_world: World) -> No
         data_dir=tmp_path,
         zone=ZONE,
         nameservers=(lab_world.nameserver,),
-        dns_listen=f"127.0.0.1:{port}",
+        dns_listen=(f"127.0.0.1:{port}",),
         policy_host_addresses=("127.0.0.7",),
         sync_interval=0.2,
         txt_delay=1.5,
@@ -53,7 +53,10 @@ def test_zone_follows_the_hosted_domains(tmp_path: Path, lab_world: World) -> No
                 (f"v=STSv1; id={first_id}",),
             )
             status, records = txt(zone_dns, f"{d}.tlsrpt.{ZONE}")
-            assert status is DnsStatus.OK and records[0].startswith("v=TLSRPTv1; rua=mailto:")
+            # no report receiver and no MX: the https: rua alone (issue 16)
+            assert status is DnsStatus.OK and records[0].startswith("v=TLSRPTv1; rua=https:")
+            ns1 = asyncio.run(zone_dns.addresses(f"ns1.{ZONE}"))
+            assert ns1.addresses == ("127.0.0.1",)  # the DNS server, not the HTTPS front
             a = asyncio.run(zone_dns.addresses(f"policy-host.{ZONE}"))
             assert a.addresses == ("127.0.0.7",)
             changed = c.put(f"/api/v1/domains/{d}/policy", json={"mode": "none"}).json()

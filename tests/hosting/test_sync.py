@@ -47,3 +47,43 @@ def test_sync_patches_changes_of_another_process(tmp_path: Path, lab_world: Worl
     finally:
         a.close()
         b.close()
+
+
+def test_soa_serial_is_shared_by_processes_and_survives_a_restart(
+    tmp_path: Path, lab_world: World
+) -> None:
+    """Issue 16: the serial comes from the store's change counter, so two processes on one
+    store hand out the same serial, a restart does not move it, and it moves with changes
+    (the clock was the serial before: it differed between processes and every second)."""
+    from mtasts.hosting.dnsserver import ZoneAnswerer
+
+    settings = Settings(
+        data_dir=tmp_path, zone=ZONE, nameservers=(lab_world.nameserver,), txt_delay=0.0
+    )
+    a, b = open_service(settings), open_service(settings)
+    try:
+        zone_a = ZoneAnswerer(settings, lambda: a.snapshot)
+        zone_b = ZoneAnswerer(settings, lambda: b.snapshot)
+        user = a.authenticate(a.create_token("ops@example.org"))
+        assert user is not None
+        d = customer(lab_world)
+        delegate(lab_world, d, claim=a.add_domain(user, d))
+        assert a.verify(user, d)["state"] == "active"
+        a.sync()
+        b.sync()
+        first = zone_a.serial()
+        assert first == zone_b.serial() == 2 * a.generation() + 1
+        a.set_policy(user, d, Mode.NONE)
+        a.sync()
+        b.sync()
+        assert zone_a.serial() == zone_b.serial() > first
+        after = zone_a.serial()
+        assert a.sync() is False and zone_a.serial() == after  # no change, same serial
+        restarted = open_service(settings)
+        try:
+            assert ZoneAnswerer(settings, lambda: restarted.snapshot).serial() == after
+        finally:
+            restarted.close()
+    finally:
+        a.close()
+        b.close()

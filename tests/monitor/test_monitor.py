@@ -109,7 +109,7 @@ def lab(
         data_dir=tmp_path,
         zone=ZONE,
         nameservers=(lab_world.nameserver,),
-        dns_listen=f"127.0.0.1:{dns_port}",
+        dns_listen=(f"127.0.0.1:{dns_port}",),
         policy_host_addresses=("127.0.0.1",),
         https_port=https_port,
         ca_file=test_ca.ca_file,

@@ -36,13 +36,7 @@ import dns.xfr
 import dns.zone
 
 from mtasts.config import ConfigError, Settings
-from mtasts.hosting.dnsserver import (
-    ADDRESS_TTL,
-    TXT_TTL,
-    Layout,
-    sts_txt,
-    txt_rdata,
-)
+from mtasts.hosting.dnsserver import ADDRESS_TTL, Layout, sts_txt, txt_rdata
 from mtasts.hosting.snapshot import Hosted, Snapshot
 from mtasts.net.dns import parse_nameserver
 
@@ -159,13 +153,14 @@ class Rfc2136Publisher:
         if self.layout.aaaa:
             addresses[AAAA] = (ADDRESS_TTL, frozenset(_value(r) for r in self.layout.aaaa))
         state[self._policy_host] = addresses
-        mailto_txt = self.settings.tlsrpt_txt
+        tlsrpt_txt = self.settings.tlsrpt_txt
+        ttl = self.settings.txt_ttl
         for domain, entry in hosts:
             # RFC 8461 §3.1 with the §8.1 lag, and RFC 8460 §3
             state[domain + self._policy_suffix] = {
-                TXT: (TXT_TTL, frozenset((sts_txt(entry, now, self.delay),)))
+                TXT: (ttl, frozenset((sts_txt(entry, now, self.delay),)))
             }
-            state[domain + self._tlsrpt_suffix] = {TXT: (TXT_TTL, frozenset((mailto_txt(domain),)))}
+            state[domain + self._tlsrpt_suffix] = {TXT: (ttl, frozenset((tlsrpt_txt(domain),)))}
         return state
 
     def _managed(self, owner: str) -> bool:

@@ -4,7 +4,7 @@ Names of the zone, all answered from the in-memory :class:`Snapshot` (never the 
 
     Z                  SOA, NS, and MX when the report receiver runs (zone_mx)
     policy-host.Z      A/AAAA of the HTTPS front (``policy_host_addresses``)
-    ns1.Z ...          the same A/AAAA for in-zone NS names
+    ns1.Z ...          A/AAAA of in-zone NS names: the DNS server's own (Settings.zone_ns_glue)
     <d>.policy.Z       TXT "v=STSv1; id=<id>"  (RFC 8461 §3.1; id lags by §8.1)
     <d>.tlsrpt.Z       TXT "v=TLSRPTv1; rua=..." (RFC 8460 §3)
     policy.Z, tlsrpt.Z and every parent of a hosted <d> below them: empty non-terminals
@@ -12,8 +12,18 @@ Names of the zone, all answered from the in-memory :class:`Snapshot` (never the 
 :class:`ZoneAnswerer` turns a query into a response without I/O; :class:`AuthoritativeDnsServer`
 serves it over UDP and TCP with asyncio, in `mtasts serve` on its own thread and event loop so
 that a flood of queries never waits in line with the policy host's HTTP requests. ANY queries
-get one synthesized HINFO record (RFC 8482 §4.2). Zone transfers are refused; the RFC 2136
-publisher (dnspublish.py) is the way to put the zone on other servers.
+get one synthesized HINFO record (RFC 8482 §4.2). Zone transfers (AXFR, IXFR) go to the
+secondaries of ``dns_secondaries`` only, which are sent NOTIFY on every change
+(secondaries.py); the RFC 2136 publisher (dnspublish.py) is the other way to put the zone
+on other servers.
+
+The SOA serial follows the store's change counter (:meth:`ZoneAnswerer.serial`), so it
+moves only when the zone may have changed, and several processes sharing one database
+agree on it.
+
+Listening: any number of addresses. On a wildcard address (0.0.0.0, ::) each UDP answer
+is sent from the address the query was sent to (IP_PKTINFO / IPV6_PKTINFO), or resolvers
+would drop it; specific addresses keep the batched ``recvfrom`` fast path.
 
 Response rate limiting (:class:`RateLimit`, in the spirit of BIND's and Knot's RRL): UDP
 queries are counted per source prefix (/24, /56) in a token bucket before they are parsed;
@@ -33,8 +43,9 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 import dns.exception
 import dns.flags
@@ -47,8 +58,10 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import dns.rrset
+import dns.tsig
 
 from mtasts.config import ConfigError, Settings
+from mtasts.hosting.secondaries import Notifier, TransferPolicy, transfer_messages
 from mtasts.hosting.snapshot import Hosted, Snapshot
 from mtasts.net.guard import TokenBuckets, accept_error_handler, fast_prefix
 
@@ -64,7 +77,7 @@ TXT = dns.rdatatype.TXT
 ANY = dns.rdatatype.ANY
 HINFO = dns.rdatatype.HINFO
 
-TXT_TTL = 300  # short: a policy change must reach senders soon after the §8.1 delay
+TXT_TTL = 300  # default of txt_ttl: a policy change reaches senders soon after the §8.1 delay
 ADDRESS_TTL = 300
 ZONE_TTL = 3600  # SOA and NS
 SOA_REFRESH = 3600
@@ -146,6 +159,8 @@ class Layout:
     hostmaster: dns.name.Name
     a: tuple[dns.rdata.Rdata, ...]
     aaaa: tuple[dns.rdata.Rdata, ...]
+    # in-zone NS name -> its records (A/AAAA of the name server, never the HTTPS front's)
+    glue: dict[dns.name.Name, RecordMap] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Layout:
@@ -158,6 +173,15 @@ class Layout:
         except dns.exception.DNSException as exc:
             raise ConfigError(f"zone / zone_ns / hostmaster: not a valid DNS name: {exc}") from exc
         a, aaaa = address_rdatas(settings.policy_host_addresses)
+        glue: dict[dns.name.Name, RecordMap] = {}
+        for name, addresses in settings.zone_ns_glue().items():
+            ga, gaaaa = address_rdatas(addresses)
+            records: RecordMap = {}
+            if ga:
+                records[A] = (ADDRESS_TTL, ga)
+            if gaaaa:
+                records[AAAA] = (ADDRESS_TTL, gaaaa)
+            glue[dns.name.from_text(name + ".")] = records
         return cls(
             origin=origin,
             policy=dns.name.Name([b"policy"]).concatenate(origin),
@@ -167,6 +191,7 @@ class Layout:
             hostmaster=hostmaster,
             a=tuple(a),
             aaaa=tuple(aaaa),
+            glue=glue,
         )
 
     def address_records(self) -> RecordMap:
@@ -251,8 +276,11 @@ class ZoneAnswerer:
         self.snapshot = snapshot
         self.clock = clock
         self.delay = settings.effective_txt_delay
+        self.txt_ttl = settings.txt_ttl
+        self._serial_floor = 0  # the highest serial handed out (see serial())
         self.layout = Layout.from_settings(settings)
         self._parents = _ParentIndex()
+        self.transfers = TransferPolicy.from_settings(settings)
         lay = self.layout
         # RFC 1035 §3.3.13: MNAME, RNAME, SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM
         mname = lay.ns[0] if lay.ns else lay.origin
@@ -265,9 +293,11 @@ class ZoneAnswerer:
         self._static: dict[dns.name.Name, RecordMap] = {}
         for name in (lay.origin, lay.policy, lay.tlsrpt):
             self._static[name] = {}
-        for name in [lay.policy_host, *lay.in_zone_ns()]:
-            if name.is_subdomain(lay.origin):
-                self._static[name] = lay.address_records()
+        if lay.policy_host.is_subdomain(lay.origin):
+            self._static[lay.policy_host] = lay.address_records()
+        for name in lay.in_zone_ns():
+            # RFC 1034 §4.2.2: the name servers' own addresses, which resolvers will use
+            self._static[name] = dict(lay.glue.get(name, {}))
         self._static[lay.origin] = {NS: (ZONE_TTL, self._ns_rdatas())}
         if settings.effective_zone_mx:
             # RFC 8460 §3: the mailto: rua is tlsrpt@Z, so Z needs an MX (RFC 5321 §5.1)
@@ -291,9 +321,27 @@ class ZoneAnswerer:
         return [dns.rdata.from_text(IN, NS, n.to_text()) for n in self.layout.ns]
 
     def serial(self) -> int:
-        """SOA serial: UNIX time (RFC 1982 arithmetic), so it grows with every change,
-        including TXT ids that change when a §8.1 delay ends."""
-        return int(self.clock()) % 2**32
+        """SOA serial: ``2 * generation + settled`` modulo 2**32, where ``generation`` is
+        the store's change counter (the highest audit id) the snapshot reflects, and
+        ``settled`` is 1 once every TXT id of the latest changes is final (the §8.1 delay
+        after the latest policy change has passed), since that step changes the zone
+        without a store change.
+
+        So the serial moves only when the store changed (a few changes outside the zone,
+        such as new API tokens, count too: a needless transfer, never a missed one), never
+        goes backwards across restarts, and is the same in every process sharing one
+        database. RFC 1982 arithmetic: a secondary takes a serial as newer when it is
+        less than 2**31 ahead, so the wrap after 2**31 changes is harmless as long as a
+        secondary never misses 2**30 changes in a row. Within one process it never
+        decreases: a local change patched in before the next sync (which moves the
+        generation) keeps the serial it had."""
+        snap = self.snapshot()
+        settled = self.clock() >= snap.latest_change + self.delay
+        value = 2 * max(snap.generation, 0) + int(settled)
+        if value < self._serial_floor:
+            value = self._serial_floor
+        self._serial_floor = value
+        return value % 2**32
 
     def soa_rdata(self) -> dns.rdata.Rdata:
         return self._soa.replace(serial=self.serial())
@@ -312,20 +360,30 @@ class ZoneAnswerer:
         if domain is not None:
             entry = snap.hosts.get(domain)
             if entry is not None:  # RFC 8461 §3.1
-                return {TXT: (TXT_TTL, [txt_rdata(sts_txt(entry, self.clock(), self.delay))])}
+                txt = sts_txt(entry, self.clock(), self.delay)
+                return {TXT: (self.txt_ttl, [txt_rdata(txt)])}
         else:
             domain = hosted_domain(name, lay.tlsrpt)
             if domain is not None and domain in snap.hosts:  # RFC 8460 §3
-                return {TXT: (TXT_TTL, [txt_rdata(self.settings.tlsrpt_txt(domain))])}
+                return {TXT: (self.txt_ttl, [txt_rdata(self.settings.tlsrpt_txt(domain))])}
         if domain is not None and self._parents.contains(snap, domain):
             return {}  # RFC 8020 §2: an empty non-terminal exists
         return None
 
     # --- answering ----------------------------------------------------------------------
 
-    def answer(self, query: dns.message.Message) -> dns.message.Message:
-        """The response to ``query`` (a parsed query, QR clear)."""
-        response = dns.message.make_response(query, our_payload=UDP_MAX_PAYLOAD)
+    def answer(
+        self, query: dns.message.Message, *, tcp: bool = False, source: str | None = None
+    ) -> dns.message.Message:
+        """The response to ``query`` (a parsed query, QR clear) from ``source`` (an IP;
+        transfers are allowed by address). AXFR and IXFR over TCP are answered by
+        :meth:`transfer`, not here."""
+        # No EDNS padding: RFC 8467's policies are for encrypted transports (DoT, DoH),
+        # which this server does not offer, and in cleartext a padded 468-byte answer to a
+        # 50-byte UDP query only amplifies (issue 16)
+        response = dns.message.make_response(query, our_payload=UDP_MAX_PAYLOAD, pad=0)
+        if query.edns >= 0 and query.ednsflags & dns.flags.DO:
+            response.ednsflags |= dns.flags.DO  # RFC 3225 §3: copy DO into the response
         if query.opcode() != dns.opcode.QUERY:
             response.set_rcode(dns.rcode.NOTIMP)  # RFC 1035 §4.1.1
             return response
@@ -345,7 +403,17 @@ class ZoneAnswerer:
             response.set_rcode(dns.rcode.REFUSED)  # RFC 8906 §3.1.3: not our zone
             return response
         if qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
-            response.set_rcode(dns.rcode.REFUSED)  # RFC 5936 §2.2.1: transfers not offered
+            if (
+                qtype == dns.rdatatype.IXFR
+                and not tcp
+                and name == self.layout.origin
+                and self.transfers.allows(query, source)
+            ):
+                # RFC 1995 §2: over UDP the SOA alone: "current", or "ask again over TCP"
+                response.flags |= dns.flags.AA
+                response.answer.append(self.soa_rrset(q.name))
+                return response
+            response.set_rcode(dns.rcode.REFUSED)  # RFC 5936 §2.2.1: secondaries only
             return response
         if qtype in (dns.rdatatype.MAILA, dns.rdatatype.MAILB):
             response.set_rcode(dns.rcode.NOTIMP)
@@ -383,26 +451,101 @@ class ZoneAnswerer:
     def _glue(self, response: dns.message.Message) -> None:
         # RFC 1034 §4.3.2 step 6: addresses of in-zone name servers as additional data
         for ns in self.layout.in_zone_ns():
-            for ttl, rdatas in self.layout.address_records().values():
+            for ttl, rdatas in self.layout.glue.get(ns, {}).values():
                 response.additional.append(dns.rrset.from_rdata_list(ns, ttl, rdatas))
+
+    # --- zone transfers (secondaries.py) ------------------------------------------------
+
+    def soa_rrset(self, owner: dns.name.Name | None = None) -> dns.rrset.RRset:
+        return dns.rrset.from_rdata_list(owner or self.layout.origin, ZONE_TTL, [self.soa_rdata()])
+
+    def zone_rrsets(self, now: float | None = None) -> Iterator[dns.rrset.RRset]:
+        """Every RRset of the zone except the SOA, as the snapshot holds it at the call
+        (the hosted domains are copied first, so the transfer is one consistent zone)."""
+        now = self.clock() if now is None else now
+        hosts = list(self.snapshot().hosts.values())
+        for name, records in self._static.items():
+            for ttl, rdatas in records.values():
+                yield dns.rrset.from_rdata_list(name, ttl, rdatas)
+        policy, tlsrpt = self.layout.policy, self.layout.tlsrpt
+        for entry in hosts:
+            try:
+                label = dns.name.from_text(entry.domain, origin=None)
+            except dns.exception.DNSException:
+                continue  # the store validates domains: never happens
+            # RFC 8461 §3.1 with the §8.1 lag, and RFC 8460 §3
+            yield dns.rrset.from_rdata_list(
+                label.concatenate(policy),
+                self.txt_ttl,
+                [txt_rdata(sts_txt(entry, now, self.delay))],
+            )
+            yield dns.rrset.from_rdata_list(
+                label.concatenate(tlsrpt),
+                self.txt_ttl,
+                [txt_rdata(self.settings.tlsrpt_txt(entry.domain))],
+            )
+
+    def transfer(self, query: dns.message.Message, source: str | None) -> Iterator[bytes] | None:
+        """The wire messages answering an AXFR or IXFR over TCP (RFC 5936 §2.2; IXFR in
+        AXFR form, RFC 1995 §4, or the SOA alone when the secondary is current), or None
+        when ``query`` is no transfer this server gives ``source``."""
+        if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
+            return None
+        q = query.question[0]
+        if q.rdtype not in (dns.rdatatype.AXFR, dns.rdatatype.IXFR) or q.rdclass != IN:
+            return None
+        if q.name.canonicalize() != self.layout.origin or not self.transfers.allows(query, source):
+            return None
+        soa = self.soa_rrset()
+        if q.rdtype == dns.rdatatype.IXFR:
+            theirs = [
+                rr for rr in query.authority if rr.rdtype == SOA and rr.name == self.layout.origin
+            ]
+            serial = int(next(iter(soa)).serial)
+            if theirs and theirs[0] and _serial_le(serial, int(next(iter(theirs[0])).serial)):
+                # RFC 1995 §4: the client is current: our SOA alone
+                response = dns.message.make_response(query, pad=0)
+                response.flags |= dns.flags.AA
+                response.answer = [soa]
+                return iter([response.to_wire(max_size=TCP_MAX_MESSAGE)])
+        return transfer_messages(query, soa, self.zone_rrsets())
 
     # --- wire format --------------------------------------------------------------------
 
-    def respond(self, wire: bytes, *, tcp: bool = False) -> bytes | None:
-        """The response to a query in wire format, or None when nothing must be sent
-        (too short for a header, or itself a response). Never raises."""
+    def respond(self, wire: bytes, *, tcp: bool = False, source: str | None = None) -> bytes | None:
+        """The response to a query in wire format from ``source``, or None when nothing
+        must be sent (too short for a header, or itself a response). Never raises. Zone
+        transfers are refused here: TCP connections use :meth:`respond_tcp`."""
+        return cast("bytes | None", self._respond(wire, tcp, source, transfers=False))
+
+    def respond_tcp(self, wire: bytes, source: str | None = None) -> Iterator[bytes]:
+        """The messages answering a query received over TCP: one, none, or a zone
+        transfer's many (built as they are taken, so a big zone never stalls the loop)."""
+        out = self._respond(wire, True, source, transfers=True)
+        if isinstance(out, bytes):
+            return iter((out,))
+        return out if out is not None else iter(())
+
+    def _respond(
+        self, wire: bytes, tcp: bool, source: str | None, *, transfers: bool
+    ) -> bytes | Iterator[bytes] | None:
         if len(wire) < 12:
             return None  # RFC 1035 §4.1.1: not even a header to answer to
         if wire[2] & 0x80:
             return None  # QR set: a response, never answered (no loops between servers)
         try:
-            query = dns.message.from_wire(wire)
-        except dns.message.UnknownTSIGKey:
-            return _header_only(wire, dns.rcode.NOTAUTH)  # RFC 8945 §5.2.1: key unknown
+            query = dns.message.from_wire(wire, keyring=self.transfers.keyring)
+        except (dns.message.UnknownTSIGKey, dns.tsig.BadSignature, dns.tsig.BadTime):
+            # RFC 8945 §5.2: unknown key, bad signature or time: NOTAUTH, unsigned
+            return _not_authenticated(wire)
         except Exception:
             return _header_only(wire, dns.rcode.FORMERR)  # RFC 1035 §4.1.1
         try:
-            response = self.answer(query)
+            if transfers:
+                messages = self.transfer(query, source)
+                if messages is not None:
+                    return messages
+            response = self.answer(query, tcp=tcp, source=source)
             if tcp:
                 limit = TCP_MAX_MESSAGE
             elif query.edns >= 0:
@@ -414,6 +557,11 @@ class ZoneAnswerer:
         except Exception:
             log.exception("DNS: failed to answer a query; SERVFAIL")
             return _header_only(wire, dns.rcode.SERVFAIL)
+
+
+def _serial_le(a: int, b: int) -> bool:
+    """RFC 1982 §3.2: serial ``a`` is not newer than ``b``."""
+    return a == b or (a < b and b - a < 2**31) or (a > b and a - b > 2**31)
 
 
 def render(response: dns.message.Message, limit: int) -> bytes:
@@ -459,6 +607,19 @@ def truncated_answer(wire: bytes) -> bytes | None:
     return struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 0) + wire[12:pos]
 
 
+def _not_authenticated(wire: bytes) -> bytes:
+    """NOTAUTH for a query whose TSIG failed, echoing its question (RFC 8945 §5.2)."""
+    try:
+        query = dns.message.from_wire(wire, keyring=False)  # parsed, not verified
+        response = dns.message.make_response(query, pad=0)
+        response.keyring = None
+        response.tsig = None
+        response.set_rcode(dns.rcode.NOTAUTH)
+        return response.to_wire()
+    except Exception:
+        return _header_only(wire, dns.rcode.NOTAUTH)
+
+
 def _header_only(wire: bytes, rcode: dns.rcode.Rcode) -> bytes:
     """A bare header echoing id, opcode and RD, with QR and ``rcode`` (no sections)."""
     (qid, flags) = struct.unpack("!HH", wire[:4])
@@ -502,12 +663,28 @@ class RateLimit:
         return None
 
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux <linux/in.h>; not in every Python
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+ANCILLARY_BYTES = socket.CMSG_SPACE(20)  # room for one in_pktinfo or in6_pktinfo
+
+
+def _wildcard(host: str) -> bool:
+    return ipaddress.ip_address(host).is_unspecified
+
+
 class _UdpListener:
-    """The UDP socket, read by the event loop in batches: every readiness drains up to
+    """A UDP socket, read by the event loop in batches: every readiness drains up to
     UDP_BATCH datagrams (asyncio's datagram transport reads one per loop iteration, too few
     to keep up with a flood when the thread waits for the GIL between iterations), and a
     large receive buffer absorbs bursts meanwhile, so honest queries are not lost behind
-    a flood in the kernel's queue."""
+    a flood in the kernel's queue.
+
+    On a wildcard address the kernel would send each answer from its preferred source
+    address, not from the one the query was sent to, and resolvers drop such answers
+    (RFC 5452 §4.4 has them match the address they asked). There every datagram is read
+    with ``recvmsg`` and the packet-info of its destination, and answered with ``sendmsg``
+    from that address (IP_PKTINFO, RFC 3542 §6 for IPv6)."""
 
     def __init__(
         self, sock: socket.socket, answerer: ZoneAnswerer, rate_limit: RateLimit | None
@@ -516,10 +693,17 @@ class _UdpListener:
         self.answerer = answerer
         self.rate_limit = rate_limit
         self.loop = asyncio.get_running_loop()
+        self.v6 = sock.family == socket.AF_INET6
+        self.wildcard = _wildcard(str(sock.getsockname()[0]))
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
-        self.loop.add_reader(sock.fileno(), self._drain)
+        if self.wildcard:
+            if self.v6:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        self.loop.add_reader(sock.fileno(), self._drain_pktinfo if self.wildcard else self._drain)
 
     def _drain(self) -> None:
         sock, rrl, respond = self.sock, self.rate_limit, self.answerer.respond
@@ -533,10 +717,41 @@ class _UdpListener:
             if rrl is not None and not rrl.allow(addr[0]):
                 out = rrl.over(data)  # decided before parsing: a flood costs little
             else:
-                out = respond(data, tcp=False)
+                out = respond(data, tcp=False, source=addr[0])
             if out is not None:
                 with contextlib.suppress(OSError):  # a full send buffer drops the answer
                     sock.sendto(out, addr)
+
+    def _drain_pktinfo(self) -> None:
+        sock, rrl, respond = self.sock, self.rate_limit, self.answerer.respond
+        level, kind = (
+            (socket.IPPROTO_IPV6, IPV6_PKTINFO) if self.v6 else (socket.IPPROTO_IP, IP_PKTINFO)
+        )
+        for _ in range(UDP_BATCH):
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(UDP_MAX_QUERY, ANCILLARY_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            reply_from: list[tuple[int, int, bytes]] = []
+            for cmsg_level, cmsg_type, cmsg_data in ancillary:
+                if cmsg_level == level and cmsg_type == kind:
+                    if self.v6 and len(cmsg_data) >= 20:
+                        # struct in6_pktinfo {in6_addr ipi6_addr; int ipi6_ifindex}
+                        reply_from = [(level, kind, bytes(cmsg_data[:20]))]
+                    elif len(cmsg_data) >= 12:
+                        # struct in_pktinfo {int ifindex; in_addr spec_dst; in_addr addr}:
+                        # answer from the header's destination address, any interface
+                        dst = bytes(cmsg_data[8:12])
+                        reply_from = [(level, kind, struct.pack("=I4s4s", 0, dst, dst))]
+            if rrl is not None and not rrl.allow(addr[0]):
+                out = rrl.over(data)
+            else:
+                out = respond(data, tcp=False, source=addr[0])
+            if out is not None:
+                with contextlib.suppress(OSError):
+                    sock.sendmsg([out], reply_from, 0, addr)
 
     def sockname(self) -> tuple[str, int]:
         name = self.sock.getsockname()
@@ -548,9 +763,14 @@ class _UdpListener:
         self.sock.close()
 
 
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class AuthoritativeDnsServer:
     """Serves ``answerer`` on ``host``:``port`` over UDP and TCP (same port; 0 picks a free
-    one, see :attr:`port`). ``host`` may be an IPv4 or IPv6 literal ("::" for all).
+    one, see :attr:`port`), or on every (host, port) of ``listen``. A host may be an IPv4
+    or IPv6 literal, wildcards ("0.0.0.0", "::") included.
 
         server = AuthoritativeDnsServer(ZoneAnswerer(settings, lambda: snap), "127.0.0.1", 53)
         await server.start()   # e.g. in an ASGI lifespan
@@ -562,6 +782,8 @@ class AuthoritativeDnsServer:
     patches: single dict lookups and the set difference of its keys (_ParentIndex) run
     under the GIL without calling back into Python, so they see a dict before or after a
     change, never during one, and no lock is needed. ``rate_limit`` limits UDP answers.
+    When the settings name secondaries, a :class:`Notifier` runs on the server's loop and
+    sends them NOTIFY (:meth:`zone_changed` checks at once).
     """
 
     def __init__(
@@ -570,36 +792,67 @@ class AuthoritativeDnsServer:
         host: str = "127.0.0.1",
         port: int = 53,
         *,
+        listen: Sequence[tuple[str, int]] | None = None,
         idle_timeout: float = TCP_IDLE_TIMEOUT,
         max_connections: int = TCP_MAX_CONNECTIONS,
         rate_limit: RateLimit | None = None,
         own_thread: bool = False,
+        notify_interval: float = 1.0,
     ) -> None:
         self.answerer = answerer
-        self.host = host.strip("[]")
-        self._port = port
+        self._listen = [(h.strip("[]"), p) for h, p in (listen or [(host, port)])]
+        if not self._listen:
+            raise ValueError("no address to listen on")
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.rate_limit = rate_limit
         self.own_thread = own_thread
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._udp: _UdpListener | None = None
-        self._tcp: asyncio.Server | None = None
+        self._udp: list[_UdpListener] = []
+        self._tcp: list[asyncio.Server] = []
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.notifier: Notifier | None = None
+        self._notify_task: asyncio.Task[None] | None = None
+        if answerer.settings.dns_secondaries:
+            self.notifier = Notifier(
+                answerer.settings,
+                answerer.layout.origin,
+                answerer.serial,
+                answerer.soa_rrset,
+                [h for h, _ in self._listen if not _wildcard(h)],
+                interval=notify_interval,
+            )
+
+    @property
+    def host(self) -> str:
+        """The first listen address."""
+        return self._listen[0][0]
 
     @property
     def port(self) -> int:
-        """The bound port (the one chosen by the system when 0 was given)."""
-        return self._port
+        """The first bound port (the one chosen by the system when 0 was given)."""
+        return self._listen[0][1]
 
     @property
     def address(self) -> str:
-        """ "IP:PORT" ("[v6]:PORT"), e.g. for :class:`mtasts.net.dns.Resolver`."""
-        return f"[{self.host}]:{self._port}" if ":" in self.host else f"{self.host}:{self._port}"
+        """ "IP:PORT" ("[v6]:PORT") of the first listener, e.g. for
+        :class:`mtasts.net.dns.Resolver`."""
+        return _hostport(*self._listen[0])
+
+    @property
+    def addresses(self) -> list[str]:
+        """ "IP:PORT" of every listener."""
+        return [_hostport(h, p) for h, p in self._listen]
+
+    def zone_changed(self) -> None:
+        """Call after the snapshot changed (any thread): NOTIFY goes out at once if the
+        serial moved (otherwise within ``notify_interval``)."""
+        if self.notifier is not None:
+            self.notifier.poke()
 
     async def start(self) -> None:
-        if self._udp is not None or self._thread is not None:
+        if self._udp or self._thread is not None:
             raise RuntimeError("the DNS server is already running")
         if not self.own_thread:
             await self._start()
@@ -626,13 +879,28 @@ class AuthoritativeDnsServer:
             loop.close()
 
     async def _start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        want = self._port
+        try:
+            for i, (host, port) in enumerate(self._listen):
+                self._listen[i] = (host, await self._bind(host, port))
+        except BaseException:
+            await self._stop()
+            raise
+        if self.notifier is not None:
+            self._notify_task = asyncio.create_task(self.notifier.run())
+        origin = self.answerer.layout.origin
+        log.info("DNS: serving zone %s on %s (UDP, TCP)", origin, ", ".join(self.addresses))
+
+    async def _bind(self, host: str, want: int) -> int:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         last: OSError | None = None
         for _ in range(1 if want else 50):
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                sock.bind((self.host, want))
+                if family == socket.AF_INET6:
+                    # "::" serves IPv6 only: 0.0.0.0 is listed separately (and IPv4-mapped
+                    # answers would need IP_PKTINFO on an IPv6 socket)
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((host, want))
             except OSError:
                 sock.close()
                 raise
@@ -640,19 +908,16 @@ class AuthoritativeDnsServer:
             port = udp.sockname()[1]
             try:
                 tcp = await asyncio.start_server(
-                    self._serve_tcp, self.host, port, family=family, reuse_address=True
+                    self._serve_tcp, host, port, family=family, reuse_address=True
                 )
             except OSError as exc:  # the TCP port is taken: try another pair
                 udp.close()
                 last = exc
                 continue
-            self._udp = udp
-            self._tcp = tcp
-            self._port = port
-            origin = self.answerer.layout.origin
-            log.info("DNS: serving zone %s on %s (UDP, TCP)", origin, self.address)
-            return
-        raise OSError(f"no port free for both UDP and TCP on {self.host}: {last}")
+            self._udp.append(udp)
+            self._tcp.append(tcp)
+            return port
+        raise OSError(f"no port free for both UDP and TCP on {host}: {last}")
 
     async def stop(self) -> None:
         """Close the sockets and every TCP connection; idempotent."""
@@ -666,11 +931,16 @@ class AuthoritativeDnsServer:
         await self._stop()
 
     async def _stop(self) -> None:
-        tcp, udp = self._tcp, self._udp
-        self._tcp = self._udp = None
-        if udp is not None:
+        tcps, udps = self._tcp, self._udp
+        self._tcp, self._udp = [], []
+        task, self._notify_task = self._notify_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for udp in udps:
             udp.close()
-        if tcp is not None:
+        for tcp in tcps:
             tcp.close()
         # abort the connections rather than cancel their tasks: the handlers see EOF and
         # return (asyncio 3.11 logs an error for cancelled stream handler tasks)
@@ -683,7 +953,7 @@ class AuthoritativeDnsServer:
                 t.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-        if tcp is not None:
+        for tcp in tcps:
             await tcp.wait_closed()
 
     async def __aenter__(self) -> AuthoritativeDnsServer:
@@ -697,6 +967,8 @@ class AuthoritativeDnsServer:
         task = asyncio.current_task()
         if task is not None:
             self._connections[task] = writer
+        peer = writer.get_extra_info("peername")
+        source = str(peer[0]) if peer else None
         try:
             if len(self._connections) > self.max_connections:
                 return  # RFC 7766 §6.2.2: servers may limit concurrent connections
@@ -709,14 +981,16 @@ class AuthoritativeDnsServer:
                         wire = await reader.readexactly(length)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     return
-                out = self.answerer.respond(wire, tcp=True)
-                if out is None:
-                    continue
-                writer.write(struct.pack("!H", len(out)) + out)  # RFC 1035 §4.2.2
-                async with asyncio.timeout(self.idle_timeout):
-                    await writer.drain()
+                # a zone transfer is many messages: each is written, and the writer
+                # drained, before the next is built, so a big zone never stalls the loop
+                for message in self.answerer.respond_tcp(wire, source):
+                    writer.write(struct.pack("!H", len(message)) + message)  # RFC 1035 §4.2.2
+                    async with asyncio.timeout(self.idle_timeout):
+                        await writer.drain()
         except (TimeoutError, ConnectionError):
             return
+        except Exception:
+            log.exception("DNS: failed to answer over TCP (e.g. during a zone transfer)")
         finally:
             if task is not None:
                 self._connections.pop(task, None)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,11 @@ class Hosted:
         return self.previous_id
 
 
+def latest_change(entries: Iterable[Hosted]) -> float:
+    """The latest ``changed_at`` among entries whose TXT id may still lag (0.0: none)."""
+    return max((e.changed_at for e in entries if e.previous_id is not None), default=0.0)
+
+
 @dataclass
 class Snapshot:
     """Hosted domains by name. Readers take ``hosts`` once per request; writers replace
@@ -51,6 +57,12 @@ class Snapshot:
     generation: int = -1  # the store's change counter this snapshot reflects
     loaded_at: float = field(default_factory=time.time)
     version: int = 0  # bumped by every put/drop, so readers can tell the set changed
+    # the latest ``changed_at`` of an entry whose TXT id lags its policy (previous_id set):
+    # after it plus the §8.1 delay every TXT id is final (the SOA serial counts that step)
+    latest_change: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.latest_change = max(self.latest_change, latest_change(self.hosts.values()))
 
     def lookup_host(self, host: str) -> Hosted | None:
         """The entry served for an HTTP ``Host`` (``mta-sts.<d>[:port]``), or None."""
@@ -62,6 +74,14 @@ class Snapshot:
 
     def put(self, entry: Hosted) -> None:
         self.hosts[entry.domain] = entry
+        if entry.previous_id is not None and entry.changed_at > self.latest_change:
+            self.latest_change = entry.changed_at
+        self.version += 1
+
+    def replace_all(self, hosts: dict[str, Hosted], generation: int) -> None:
+        """Swap in a fresh set of entries (a full reload from the store)."""
+        self.hosts, self.generation, self.loaded_at = hosts, generation, time.time()
+        self.latest_change = latest_change(hosts.values())
         self.version += 1
 
     def drop(self, domain: str) -> None:

@@ -942,8 +942,7 @@ class HostingService:
                 return False
             stale = time.time() - snap.loaded_at > FULL_RELOAD
             if snap.generation < 0 or stale or generation - snap.generation > LOOKBACK:
-                fresh = {e.domain: e for e in self._entries(db)}
-                snap.hosts, snap.generation, snap.loaded_at = fresh, generation, time.time()
+                snap.replace_all({e.domain: e for e in self._entries(db)}, generation)
             else:
                 # Ids are handed out before commit, so a transaction that began earlier can
                 # commit a lower id after a later one: look back, patching is idempotent.

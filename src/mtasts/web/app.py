@@ -261,7 +261,9 @@ class MtastsApp:
         if self.dns_server is not None:  # a port in use stops the start-up with the reason
             await self.dns_server.start()
             log.warning(
-                "authoritative DNS for %s on %s", self.settings.zone_name, self.dns_server.address
+                "authoritative DNS for %s on %s",
+                self.settings.zone_name,
+                ", ".join(self.dns_server.addresses),
             )
         if self.smtp_receiver is not None:
             await anyio.to_thread.run_sync(self.smtp_receiver.start)

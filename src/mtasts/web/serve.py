@@ -66,15 +66,15 @@ def build_app(service: HostingService) -> MtastsApp:
     """The HTTP app with the DNS server and the RFC 2136 publisher, when configured."""
     settings = service.settings
     dns_server = publisher = None
-    if settings.dns_listen:
-        host, port = split_hostport(settings.dns_listen, "dns_listen")
+    listen = settings.dns_listen_addresses()
+    if listen:
+        settings.zone_ns_glue(strict=True)  # settings built without load_settings, too
         answerer = ZoneAnswerer(settings, lambda: service.snapshot)
         service.on_change.append(answerer.snapshot_changed)
         rrl = settings.dns_rrl_rate
         dns_server = AuthoritativeDnsServer(
             answerer,
-            host,
-            port,
+            listen=listen,
             idle_timeout=settings.dns_tcp_idle_timeout,
             max_connections=min(settings.dns_tcp_max_connections, nofile_soft() // 8),
             rate_limit=RateLimit(rrl, settings.dns_rrl_window, settings.dns_rrl_slip)
@@ -82,6 +82,7 @@ def build_app(service: HostingService) -> MtastsApp:
             else None,
             own_thread=True,  # a flood of queries never queues with HTTP requests
         )
+        service.on_change.append(dns_server.zone_changed)  # NOTIFY the secondaries
     if settings.update_server:
         publisher = Rfc2136Publisher(settings, lambda: service.snapshot)  # checks the settings
     ingestor = ingestor_for(
