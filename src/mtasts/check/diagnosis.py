@@ -15,7 +15,7 @@ from mtasts.net.fetch import FetchResult
 from mtasts.net.starttls import ProbeResult
 from mtasts.protocol.errors import PolicyError, RecordError, TlsRptRecordError
 from mtasts.protocol.mx import matching_pattern
-from mtasts.protocol.policy import Mode, Policy, parse_policy
+from mtasts.protocol.policy import MX_WARNING_NOTES, Mode, Policy, parse_policy
 from mtasts.protocol.record import select_sts_record
 from mtasts.protocol.tlsrpt import select_tlsrpt_record
 
@@ -210,6 +210,15 @@ class Diagnosis:
             try:
                 r.record = select_sts_record(answer.records, domain=d)
                 record_ok = True
+                for note in r.record.notes:
+                    self.add(
+                        note.code,
+                        _WARN,
+                        subject,
+                        note.message,
+                        note.rfc,
+                        fix=advice.sts_record(d, self.now),
+                    )
             except RecordError as exc:
                 self._record_invalid(exc, answer)
         if answer.cname_chain:
@@ -316,7 +325,14 @@ class Diagnosis:
             r.sts_fetch_result = StsFetchResult.VALID
         policy = r.policy
         for note in policy.notes:
-            self.add(note.code, _INFO, fetch.url, note.message, note.rfc)
+            if note.code in MX_WARNING_NOTES:
+                # Senders accept the policy, but the line covers no MX host (for some senders).
+                fix = advice.policy_file(
+                    d, advice.suggested_policy(d, self.live_mx_names(), policy)
+                )
+                self.add(note.code, _WARN, fetch.url, note.message, note.rfc, fix=fix)
+            else:
+                self.add(note.code, _INFO, fetch.url, note.message, note.rfc)
         if policy.mode is Mode.TESTING:
             self.add(
                 "policy-mode-testing",
@@ -673,12 +689,18 @@ class Diagnosis:
                 "MX hosts fails."
                 if missing
                 else exc.message
+                + ". The owner asked for reports and will get none: senders ignore the record."
             )
             self.add(
                 exc.code,
-                _WARN,
+                # RFC 8460 §3: a record published but unusable is an error (reports were
+                # asked for and none will come); no record at all is only a warning.
+                _WARN if missing else _ERR,
                 subject,
                 message,
                 exc.rfc,
                 fix=exc.fix if exc.fix and not missing else advice.tlsrpt_record(d),
             )
+            return
+        for note in r.tlsrpt.notes:
+            self.add(note.code, _WARN, subject, note.message, note.rfc, fix=advice.tlsrpt_record(d))
