@@ -108,6 +108,16 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # SQLite drops the zone
 
 
+@dataclass(frozen=True, slots=True)
+class SyncRead:
+    """What a sync read from the store at ``generation``: every served entry (``names``
+    None: a full reload) or the entries of the domains ``names`` (absent: not served)."""
+
+    generation: int
+    entries: dict[str, Hosted]
+    names: list[str] | None
+
+
 @dataclass
 class HostingService:
     settings: Settings
@@ -922,45 +932,56 @@ class HostingService:
         """Patch one domain into the snapshot after a local change (the policy first, so
         the TXT served from the same entry never runs ahead of it, RFC 8461 §8.1)."""
         with self.sessions() as db:
-            entries = self._entries(db, [name])
-        if entries:
-            self.snapshot.put(entries[0])
-        else:
-            self.snapshot.drop(name)
+            # The counter first: the rows read after it are at least that fresh.
+            generation = int(db.scalar(select(func.max(AuditEvent.id))) or 0)
+            entries = {e.domain: e for e in self._entries(db, [name])}
+        self.snapshot.patch(generation, entries, [name])
         for callback in self.on_change:
             callback()
+
+    def read_changes(self) -> SyncRead | None:
+        """The first half of :meth:`sync`: read what changed in the store since the last
+        sync (None when nothing did). Nothing is applied yet."""
+        snap = self.snapshot
+        with self.sessions() as db:
+            # The counter first: the rows read after it are at least that fresh.
+            generation = int(db.scalar(select(func.max(AuditEvent.id))) or 0)
+            if generation == snap.generation:
+                return None
+            stale = time.time() - snap.loaded_at > FULL_RELOAD
+            if snap.generation < 0 or stale or generation - snap.generation > LOOKBACK:
+                return SyncRead(generation, {e.domain: e for e in self._entries(db)}, None)
+            # Ids are handed out before commit, so a transaction that began earlier can
+            # commit a lower id after a later one: look back, patching is idempotent.
+            names = set(
+                db.scalars(
+                    select(AuditEvent.domain).where(
+                        AuditEvent.id > snap.generation - LOOKBACK, AuditEvent.domain != ""
+                    )
+                )
+            )
+            entries = {e.domain: e for e in self._entries(db, sorted(names))}
+            return SyncRead(generation, entries, sorted(names))
+
+    def apply_changes(self, read: SyncRead) -> None:
+        """The second half of :meth:`sync`: apply ``read``, never putting back an entry
+        older than one a local change patched in meanwhile (see Snapshot)."""
+        snap = self.snapshot
+        if read.names is None:
+            snap.replace_all(read.generation, read.entries)
+        else:
+            snap.patch(read.generation, read.entries, read.names)
+        snap.advance(read.generation)
 
     def sync(self) -> bool:
         """Catch up with changes made by other processes: patch the domains named in the
         audit log since the last sync, or reload everything after a long gap (and every
         FULL_RELOAD seconds, as a safety net). Raises the database error when the store is
         unreachable; the snapshot then stays as it was."""
-        snap = self.snapshot
-        with self.sessions() as db:
-            generation = int(db.scalar(select(func.max(AuditEvent.id))) or 0)
-            if generation == snap.generation:
-                return False
-            stale = time.time() - snap.loaded_at > FULL_RELOAD
-            if snap.generation < 0 or stale or generation - snap.generation > LOOKBACK:
-                fresh = {e.domain: e for e in self._entries(db)}
-                snap.hosts, snap.generation, snap.loaded_at = fresh, generation, time.time()
-            else:
-                # Ids are handed out before commit, so a transaction that began earlier can
-                # commit a lower id after a later one: look back, patching is idempotent.
-                names = set(
-                    db.scalars(
-                        select(AuditEvent.domain).where(
-                            AuditEvent.id > snap.generation - LOOKBACK, AuditEvent.domain != ""
-                        )
-                    )
-                )
-                entries = {e.domain: e for e in self._entries(db, sorted(names))}
-                for name in names:
-                    if name in entries:
-                        snap.put(entries[name])
-                    else:
-                        snap.drop(name)
-                snap.generation = generation
+        read = self.read_changes()
+        if read is None:
+            return False
+        self.apply_changes(read)
         for callback in self.on_change:
             callback()
         return True
