@@ -197,9 +197,17 @@ def test_enforce_with_good_mx_rotates_the_id(app: Running, lab_world: World) -> 
     assert served.mode == "enforce" and served.max_age == 1209600
 
 
-@pytest.mark.parametrize("profile", ["no-starttls", "expired", "tls11", "down"])
+@pytest.mark.parametrize(
+    ("profile", "reason"),
+    [
+        ("no-starttls", "no STARTTLS"),
+        ("expired", "certificate expired"),
+        ("tls11", "TLS < 1.2"),
+        ("down", "connection refused"),
+    ],
+)
 def test_enforce_is_refused_while_an_mx_would_fail(
-    app: Running, lab_world: World, profile: str
+    app: Running, lab_world: World, profile: str, reason: str
 ) -> None:
     if profile not in lab_world.smtp and profile != "down":
         pytest.skip(f"lab has no {profile} SMTP server")
@@ -209,8 +217,19 @@ def test_enforce_is_refused_while_an_mx_would_fail(
         assert r.status_code == 409, r.text
         error = r.json()["error"]
         assert error["code"] == "enforce-refused"
-        assert error["findings"] and all(f["severity"] == "error" for f in error["findings"])
-        assert all(f["fix"] or f["code"] == "policy-cannot-enforce" for f in error["findings"])
+        # every MX that would fail is named, with its reason and a fix
+        assert f"mx1.{d} ({reason})" in error["message"]
+        [failing] = error["failing_mx"]
+        assert failing["host"] == f"mx1.{d}"
+        assert [x["reason"] for x in failing["reasons"]] == [reason]
+        assert all(x["fix"] for x in failing["reasons"])
+        codes = {f["code"] for f in error["findings"]}
+        assert "policy-cannot-enforce" in codes and failing["reasons"][0]["code"] in codes
+        assert all(f["fix"] for f in error["findings"])
+        # no fix points to findings "above" that the answer does not carry
+        assert not any("above" in f["fix"] for f in error["findings"])
+        cannot = next(f for f in error["findings"] if f["code"] == "policy-cannot-enforce")
+        assert f"mx1.{d}" in cannot["fix"]
         # still testing, same version
         assert c.get(f"/api/v1/domains/{d}").json()["policy"]["version"] == 1
         assert parse_policy(app.policy(d).content).mode == "testing"

@@ -118,7 +118,44 @@ _PROBE_FINDINGS: dict[str, tuple[str, ResultType | None, str]] = {
     ),
 }
 
+# Why an MX host would fail once the policy is enforced: finding code -> short reason.
+ENFORCE_FAILURES: dict[str, str] = {
+    "mx-not-covered": "not listed in the policy",
+    "mx-no-address": "no address",
+    ADDRESS_NOT_ALLOWED: "address not allowed",
+    "mx-unreachable": "unreachable",
+    "mx-smtp-error": "SMTP error",
+    "mx-starttls-missing": "no STARTTLS",
+    "mx-tls-handshake-failed": "TLS handshake failed",
+    "mx-tls-version-too-old": "TLS < 1.2",
+    "mx-certificate-expired": "certificate expired",
+    "mx-certificate-not-yet-valid": "certificate not yet valid",
+    "mx-certificate-untrusted": "certificate not trusted",
+    "mx-certificate-host-mismatch": "certificate does not name the host",
+    "mx-certificate-invalid": "certificate invalid",
+}
+
 _PROBE_FIXES: dict[str, str] = {
+    "mx-unreachable": (
+        "Make {host} accept SMTP connections on port 25 from the internet (mail server "
+        "running, listening on its public address, firewall open). If only this machine "
+        "cannot reach port 25, check from another network."
+    ),
+    "mx-smtp-error": (
+        "Make the mail server on {host} greet with 220 and accept EHLO (check its logs)."
+    ),
+    "mx-tls-handshake-failed": (
+        "Check the TLS set-up of {host}: a certificate and its key installed, TLS 1.2 or "
+        "1.3 enabled with common ciphers."
+    ),
+    "mx-certificate-not-yet-valid": (
+        "Install a certificate of {host} that is valid now (check the server's clock and "
+        "the certificate's notBefore date)."
+    ),
+    "mx-certificate-invalid": (
+        "Install a publicly trusted, unexpired certificate naming {host} with its full "
+        "chain (e.g. `certbot certonly -d {host}`)."
+    ),
     "mx-starttls-missing": (
         "Enable STARTTLS on the MX with a publicly trusted certificate. Postfix:\n"
         "    smtpd_tls_cert_file = /etc/letsencrypt/live/{host}/fullchain.pem\n"
@@ -143,6 +180,28 @@ _PROBE_FIXES: dict[str, str] = {
         "certificate covers and list that name in the policy."
     ),
 }
+
+
+def enforce_failures(
+    hosts: list[MxHostResult], findings: list[Finding]
+) -> list[tuple[str, list[Finding]]]:
+    """Each MX host that would fail once the policy is enforced, in MX order, with the
+    findings saying why (codes of ENFORCE_FAILURES, warnings such as an unreachable
+    host included). RFC 8461 §5: in enforce, senders deliver to no such host."""
+    out = []
+    for host in hosts:
+        found = [f for f in findings if f.subject == host.hostname and f.code in ENFORCE_FAILURES]
+        if found:
+            out.append((host.hostname, found))
+    return out
+
+
+def enforce_reason(finding: Finding) -> str:
+    """The short reason an enforce-failure finding stands for ("connection refused",
+    "no STARTTLS", "TLS < 1.2", ...)."""
+    if finding.code == "mx-unreachable" and "refused" in finding.message.lower():
+        return "connection refused"
+    return ENFORCE_FAILURES.get(finding.code, finding.code)
 
 
 class Diagnosis:
@@ -644,6 +703,10 @@ class Diagnosis:
         usable = [h for h in r.mx_hosts if h.matches_policy and (h.tls_ok or not probed)]
         if usable:
             return
+        failing = enforce_failures(r.mx_hosts, r.findings)
+        named = "; ".join(
+            f"{host} ({', '.join(enforce_reason(f) for f in found)})" for host, found in failing
+        )
         if enforcing:
             message = (
                 "No MX host is both listed in the policy and passing STARTTLS/certificate "
@@ -654,6 +717,12 @@ class Diagnosis:
                 "No MX host is both listed in the policy and passing STARTTLS/certificate "
                 "checks: switching to enforce would stop all mail from MTA-STS senders."
             )
+        if named:
+            message += f" Failing: {named}."
+        steps = [
+            f"- {host}: {found[0].fix.splitlines()[0] if found[0].fix else found[0].message}"
+            for host, found in failing
+        ]
         self.add(
             "policy-cannot-enforce",
             _ERR if enforcing else _WARN,
@@ -661,7 +730,8 @@ class Diagnosis:
             message,
             "RFC 8461 §5",
             ResultType.VALIDATION_FAILURE,
-            "Fix the MX findings above first; until then keep `mode: testing`.",
+            "Keep `mode: testing` until at least one MX host listed in the policy passes"
+            + (":\n" + "\n".join(steps) if steps else "."),
         )
 
     # --- TLS-RPT ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from mtasts.check.checker import Checker, CheckOptions, normalize_domain
+from mtasts.check.diagnosis import enforce_failures, enforce_reason
 from mtasts.check.findings import Severity
 from mtasts.config import Settings
 from mtasts.generate import DEFAULT_MAX_AGE
@@ -106,6 +107,17 @@ def policy_of(v: PolicyVersion) -> Policy:
 
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+@dataclass(frozen=True, slots=True)
+class EnforceGuard:
+    """The outcome of checking a policy before it is enforced: ``blocked`` when an error
+    would make senders refuse mail; ``findings`` the errors and every MX failure (with a
+    ``reason``); ``failing_mx`` each MX host that would fail, its reasons and fixes."""
+
+    blocked: bool
+    findings: list[dict[str, Any]]
+    failing_mx: list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -659,18 +671,46 @@ class HostingService:
             )
         return max_age
 
-    def guard_enforce(self, domain: str, policy: Policy) -> list[dict[str, Any]]:
-        """The errors senders would hit if ``policy`` were enforced now (RFC 8461 §5)."""
+    def guard_enforce(self, domain: str, policy: Policy) -> EnforceGuard:
+        """What senders would hit if ``policy`` were enforced now (RFC 8461 §5): the
+        errors, and every MX host that would fail with its reason and fix."""
         result = asyncio.run(self.checker().check_policy(domain, policy))
-        findings = [f.to_dict() for f in result.findings if f.severity is Severity.ERROR]
-        for f in findings:
-            if f["code"] == "mx-not-covered":
+        hosted_fix = (
+            "Add {host} to the policy's mx list (or refresh the mx list from the live MX "
+            "records); mtasts serves the new policy and id itself."
+        )
+        failing = enforce_failures(result.mx_hosts, result.findings)
+        failure_ids = {id(f) for _, found in failing for f in found}
+        findings = []
+        for f in result.findings:
+            if f.severity is not Severity.ERROR and id(f) not in failure_ids:
+                continue
+            item = f.to_dict()
+            if id(f) in failure_ids:
+                item["reason"] = enforce_reason(f)
+            if f.code == "mx-not-covered":
                 # hosted: no file to edit and no id to change, mtasts does both
-                f["fix"] = (
-                    f"Add {f['subject']} to the policy's mx list (or refresh the mx list "
-                    "from the live MX records); mtasts serves the new policy and id itself."
-                )
-        return findings
+                item["fix"] = hosted_fix.format(host=f.subject)
+            findings.append(item)
+        failing_mx = [
+            {
+                "host": host,
+                "reasons": [
+                    {
+                        "code": f.code,
+                        "reason": enforce_reason(f),
+                        "message": f.message,
+                        "fix": hosted_fix.format(host=host)
+                        if f.code == "mx-not-covered"
+                        else f.fix,
+                    }
+                    for f in found
+                ],
+            }
+            for host, found in failing
+        ]
+        blocked = any(f.severity is Severity.ERROR for f in result.findings)
+        return EnforceGuard(blocked, findings, failing_mx)
 
     def set_policy(
         self,
@@ -702,14 +742,21 @@ class HostingService:
         policy = Policy("STSv1", mode, new_max_age, tuple(new_mx))
         findings: list[dict[str, Any]] = []
         if mode is Mode.ENFORCE:
-            findings = self.guard_enforce(domain_name, policy)
-            if findings and not force:
+            guard = self.guard_enforce(domain_name, policy)
+            if guard.blocked:
+                findings = guard.findings
+            if guard.blocked and not force:
+                hosts = ", ".join(
+                    f"{m['host']} ({', '.join(r['reason'] for r in m['reasons'])})"
+                    for m in guard.failing_mx
+                )
                 raise ServiceError(
                     409,
                     "enforce-refused",
-                    f"Switching {domain_name} to enforce would make senders refuse mail: "
-                    f"{len(findings)} problem(s) found. Fix them, or force with a reason.",
-                    {"findings": findings},
+                    f"Switching {domain_name} to enforce would make senders refuse mail"
+                    + (f": {hosts} would fail" if hosts else "")
+                    + ". Fix them, or force with a reason.",
+                    {"findings": guard.findings, "failing_mx": guard.failing_mx},
                 )
         with self.sessions.begin() as db:
             domain = self._owned(db, user, domain_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 
 from mtasts.hosting.tenants import HostingService, ServiceError
@@ -80,7 +82,24 @@ def _percent(value: float | None) -> str:
     return f"{value * 100:.1f} %" if value < 0.999995 or value == 1 else "100 %"
 
 
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def _fixtext(value: str | None) -> Markup:
+    """A fix as HTML: `code` spans (Markdown-style, as the check writes them) become
+    <code>, everything else is escaped; no literal backtick reaches the page."""
+    parts = _CODE_SPAN.split(value or "")  # text, code, text, code, ..., text
+    out = Markup("")
+    for i, part in enumerate(parts):
+        if i % 2:
+            out += Markup("<code>{}</code>").format(part)
+        else:
+            out += escape(part.replace("`", ""))
+    return out
+
+
 templates.env.filters["ago"] = _ago
+templates.env.filters["fixtext"] = _fixtext
 templates.env.filters["when"] = _when
 templates.env.filters["percent"] = _percent
 
