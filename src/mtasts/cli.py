@@ -7,7 +7,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mtasts import generate as gen
 from mtasts.check import output
 from mtasts.check.checker import Checker, CheckOptions, normalize_domain, utcnow
-from mtasts.check.result import CheckResult
+from mtasts.check.result import CheckResult, input_invalid
 from mtasts.config import ConfigError, Settings, load_settings
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
@@ -32,6 +32,26 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"mtasts {version('mtasts')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460)."""
+
+
 class Format(StrEnum):
     text = "text"
     json = "json"
@@ -39,15 +59,66 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def _read_domains(args: list[str], file: Path | None) -> list[str]:
-    domains = list(args)
-    if file is not None:
-        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                domains.append(line.split(",")[0].strip())
-    return domains
+def _usage_error(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit status 2, no traceback."""
+    print(f"mtasts: error: {message}", file=sys.stderr)
+    raise typer.Exit(2)
+
+
+def _read_domains(args: list[str], file: Path | None) -> list[str | CheckResult]:
+    """The domains to check, in input order. An argument that is not a domain name is a
+    usage error; a line of ``file`` that is not one becomes an ``input-invalid`` result
+    carrying its line number, and the run goes on."""
+    entries: list[str | CheckResult] = []
+    for arg in args:
+        try:
+            normalize_domain(arg)
+        except ValueError as exc:
+            _usage_error(str(exc))
+        entries.append(arg)
+    if file is None:
+        return entries
+    try:
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+        text = data.decode("utf-8")
+    except OSError as exc:
+        _usage_error(f"--file {file}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        _usage_error(f"--file {file}: not UTF-8 text (byte {exc.start})")
+    for n, line in enumerate(text.splitlines(), 1):
+        content = line.split("#", 1)[0].strip()
+        if not content:
+            continue
+        name = content.split(",")[0].strip()  # a CSV line: the domain comes first
+        try:
+            normalize_domain(name)
+        except ValueError as exc:
+            entries.append(input_invalid(name, n, str(exc)))
+            continue
+        entries.append(name)
+    return entries
+
+
+def _check_ca_file(path: Path) -> None:
+    import ssl
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _usage_error(f"--ca-file {path}: {exc.strerror or exc}")
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        _usage_error(f"--ca-file {path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError) as exc:
+        _usage_error(f"--ca-file {path}: not usable PEM: {exc}")
+
+
+def _resolver(nameserver: list[str] | None, timeout: float) -> Resolver:
+    try:
+        return Resolver(nameserver or None, timeout=timeout)
+    except ValueError as exc:
+        _usage_error(f"--nameserver: {exc}")
 
 
 @app.command()
@@ -66,9 +137,7 @@ def check(
     ] = None,
     ca_file: Annotated[
         Path | None,
-        typer.Option(
-            "--ca-file", help="PEM file of trusted CAs instead of the system store.", exists=True
-        ),
+        typer.Option("--ca-file", help="PEM file of trusted CAs instead of the system store."),
     ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", min=1, max=1000, help="Domains checked at once.")
@@ -97,9 +166,11 @@ def check(
     problem and the exact text to paste to fix it. Exit status: 0 when no finding is an
     error, 1 otherwise, 2 on usage errors.
     """
-    names = _read_domains(domains or [], file)
-    if not names:
-        raise typer.BadParameter("give at least one domain, or --file", param_hint="DOMAINS")
+    entries = _read_domains(domains or [], file)
+    if not entries:
+        _usage_error("give at least one domain, or --file")
+    if ca_file is not None:
+        _check_ca_file(ca_file)
     options = CheckOptions(
         ca_file=str(ca_file) if ca_file else None,
         timeout=timeout,
@@ -107,16 +178,13 @@ def check(
         https_port=https_port,
         smtp_port=smtp_port,
     )
-    try:
-        resolver = Resolver(nameserver or None, timeout=timeout)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--nameserver") from exc
-    results = asyncio.run(_run_checks(names, resolver, options, concurrency, jobs, fmt, verbose))
+    resolver = _resolver(nameserver, timeout)
+    results = asyncio.run(_run_checks(entries, resolver, options, concurrency, jobs, fmt, verbose))
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
 async def _run_checks(
-    names: list[str],
+    entries: list[str | CheckResult],
     resolver: Resolver,
     options: CheckOptions,
     concurrency: int,
@@ -127,10 +195,29 @@ async def _run_checks(
     checker = Checker(resolver, options)
     out = Console(soft_wrap=fmt is not Format.text, highlight=False)
     err = Console(stderr=True)
-    results: list[CheckResult | None] = [None] * len(names)
+    # lines that are not domains come as results already; check the others
+    results: list[CheckResult | None] = [e if isinstance(e, CheckResult) else None for e in entries]
+    positions = [i for i, e in enumerate(entries) if isinstance(e, str)]
+    names = [e for e in entries if isinstance(e, str)]
     next_out = 0
+
+    def flush() -> None:
+        # stream in input order: print every result that is now next in line
+        nonlocal next_out
+        while next_out < len(results) and results[next_out] is not None:
+            done = results[next_out]
+            assert done is not None
+            if fmt is Format.jsonl:
+                print(output.to_jsonl_line(done), flush=True)
+            elif fmt is Format.csv:
+                print(output.to_csv_row(done), flush=True)
+            elif fmt is Format.text:
+                output.render_text(done, out, verbose=verbose)
+            next_out += 1
+
     if fmt is Format.csv:
         print(output.csv_header(), flush=True)
+    flush()
     with Progress(
         TextColumn("[bold]checking"),
         BarColumn(),
@@ -142,20 +229,11 @@ async def _run_checks(
         disable=len(names) < 2 or not err.is_terminal,
     ) as progress:
         task = progress.add_task("", total=len(names))
-        async for index, result in checker.check_parallel(names, concurrency, jobs):
-            results[index] = result
-            progress.update(task, advance=1, description=result.domain)
-            # stream in input order: print every result that is now next in line
-            while next_out < len(names) and results[next_out] is not None:
-                done = results[next_out]
-                assert done is not None
-                if fmt is Format.jsonl:
-                    print(output.to_jsonl_line(done), flush=True)
-                elif fmt is Format.csv:
-                    print(output.to_csv_row(done), flush=True)
-                elif fmt is Format.text:
-                    output.render_text(done, out, verbose=verbose)
-                next_out += 1
+        if names:
+            async for index, result in checker.check_parallel(names, concurrency, jobs):
+                results[positions[index]] = result
+                progress.update(task, advance=1, description=result.domain)
+                flush()
     final = [r for r in results if r is not None]
     if fmt is Format.json:
         print(output.to_json(final))
@@ -168,7 +246,10 @@ def generate(
     mode: Annotated[Mode, typer.Option(help="Policy mode; start with testing.")] = Mode.TESTING,
     max_age: Annotated[
         int,
-        typer.Option(min=0, max=MAX_AGE_LIMIT, help="Seconds senders cache the policy."),
+        typer.Option(
+            help=f"Seconds senders cache the policy ({gen.MIN_MAX_AGE} to {MAX_AGE_LIMIT}, "
+            "as the API takes)."
+        ),
     ] = gen.DEFAULT_MAX_AGE,
     rua: Annotated[
         list[str] | None,
@@ -188,18 +269,33 @@ def generate(
     try:
         name = normalize_domain(domain)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="DOMAIN") from exc
+        _usage_error(str(exc))
+    if not gen.MIN_MAX_AGE <= max_age <= MAX_AGE_LIMIT:
+        # the range the API takes; RFC 8461 §3.2 allows up to 31557600
+        _usage_error(
+            f"--max-age {max_age}: give {gen.MIN_MAX_AGE} (one day) to {MAX_AGE_LIMIT} "
+            "(about a year, RFC 8461 §3.2)"
+        )
     for uri in rua or []:
         if not uri.startswith(("mailto:", "https:")):
-            raise typer.BadParameter(
-                f"{uri!r}: use mailto: or https: (RFC 8460 §3)", param_hint="--rua"
-            )
-    err = Console(stderr=True)
-    answer = asyncio.run(Resolver(nameserver or None, timeout=timeout).mx(name))
+            _usage_error(f"--rua {uri!r}: use mailto: or https: (RFC 8460 §3)")
+    if write is not None:
+        try:  # before any lookup: a place that cannot be written is bad input
+            write.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _usage_error(f"--write {write}: {exc.strerror or exc}")
+        if not os.access(write, os.W_OK | os.X_OK):
+            _usage_error(f"--write {write}: not writable")
+    err = Console(stderr=True, soft_wrap=True)
+    answer = asyncio.run(_resolver(nameserver, timeout).mx(name))
     if answer.status is DnsStatus.OK:
         hosts = [m.exchange for m in answer.records if m.exchange]
         if not hosts:
-            err.print(f"[red]{name} publishes a null MX: it receives no mail (RFC 7505).")
+            # RFC 7505: the same answer as `mtasts check` (null MX: no policy needed)
+            err.print(
+                f"[red]{name} publishes a null MX: it receives no mail (RFC 7505), so no "
+                "MTA-STS policy is needed."
+            )
             raise typer.Exit(1)
     elif answer.status is DnsStatus.NODATA:
         hosts = [name]  # RFC 5321 §5.1: implicit MX
@@ -225,8 +321,11 @@ def generate(
     if write is not None:
         for rel, content in files.items():
             path = write / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content.encode("utf-8"))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content.encode("utf-8"))
+            except OSError as exc:
+                _usage_error(f"--write {write}: cannot write {path}: {exc.strerror or exc}")
         err.print(f"[green]Wrote {', '.join(files)} under {write}")
     out = Console(highlight=False, soft_wrap=True)
     out.rule("DNS records")
@@ -407,6 +506,9 @@ def reports_import(
     from mtasts.reports.ingest import StoreUnavailable, ingestor_for
 
     err = Console(stderr=True, highlight=False)
+    for path in paths:
+        if not path.exists():
+            _usage_error(f"{path}: no such file or directory")
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     try:
         items = discover(paths)
@@ -438,11 +540,18 @@ def reports_import(
     raise typer.Exit(1 if summary.rejected else 0)
 
 
+class SummaryFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @reports_app.command("summary")
 def reports_summary(
     domain: Annotated[str, typer.Argument(help="The domain the reports are about.")],
     days: Annotated[int, typer.Option(min=1, max=366, help="How many days back.")] = 30,
-    fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
+    fmt: Annotated[SummaryFormat, typer.Option("--format", help="Output format.")] = (
+        SummaryFormat.text
+    ),
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
@@ -452,15 +561,14 @@ def reports_summary(
 
     from mtasts.reports.aggregate import summary
 
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
     try:
         name = normalize_domain(domain)
     except ValueError as exc:
-        Console(stderr=True).print(f"[red]{exc}")
-        raise typer.Exit(2) from exc
+        _usage_error(str(exc))
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
     with _report_sessions(settings)() as db:
         data = summary(db, name, days, utcnow())
-    if fmt is not Format.text:
+    if fmt is SummaryFormat.json:
         print(json.dumps(data, indent=2))
         return
     from mtasts.reports.render import print_summary

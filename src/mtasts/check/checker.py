@@ -54,7 +54,12 @@ def normalize_domain(text: str) -> str:
     try:
         alabel = idna.encode(name, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
-        raise ValueError(f"{text!r} is not a valid domain name: {exc}") from exc
+        # RFC 1035 §2.3.4: labels of at most 63 octets, names of at most 253 in text form
+        reason = {
+            "Label too long": "a label is longer than 63 octets",
+            "Domain too long": "the name is longer than 253 octets",
+        }.get(str(exc), str(exc))
+        raise ValueError(f"{text!r} is not a valid domain name: {reason}") from exc
     if "." not in alabel:
         raise ValueError(f"{text!r} is not a fully qualified domain name")
     return alabel

@@ -236,10 +236,22 @@ class Diagnosis:
         self.r.findings.append(Finding(code, severity, subject, message, rfc, result_type, fix))
 
     def live_mx_names(self) -> list[str]:
+        """The MX hosts a suggested policy lists, as `mtasts generate` picks them."""
         answer = self.r.mx_answer
+        if answer is not None and answer.status is DnsStatus.NODATA:
+            return [self.d]  # RFC 5321 §5.1: no MX record, the domain is the implicit MX
         if answer is None or answer.status is not DnsStatus.OK:
             return [f"mx.{self.d}"]
         return [m.exchange for m in answer.records if m.exchange] or [f"mx.{self.d}"]
+
+    def null_mx(self) -> bool:
+        """RFC 7505: the domain publishes a null MX (it accepts no mail)."""
+        answer = self.r.mx_answer
+        return (
+            answer is not None
+            and answer.status is DnsStatus.OK
+            and any(not m.exchange for m in answer.records)
+        )
 
     # --- record and policy -------------------------------------------------------------
 
@@ -295,6 +307,10 @@ class Diagnosis:
         fetch = self.r.fetch
         assert fetch is not None
         published = fetch.ok and self._parse_quietly(fetch.body) is not None
+        if not published and self.null_mx():
+            # RFC 7505: a domain that accepts no mail needs no policy (`mtasts generate`
+            # writes none either); the null MX finding says so.
+            return
         if published:
             message = (
                 f"_mta-sts.{d} has no TXT record ({answer.status}), although a valid policy is "

@@ -24,7 +24,7 @@ from mtasts.check.checker import Checker, CheckOptions, normalize_domain
 from mtasts.check.diagnosis import enforce_failures, enforce_reason
 from mtasts.check.findings import Severity
 from mtasts.config import Settings
-from mtasts.generate import DEFAULT_MAX_AGE
+from mtasts.generate import DEFAULT_MAX_AGE, MIN_MAX_AGE
 from mtasts.hosting.claims import (
     ClaimOutcome,
     ClaimVerification,
@@ -58,7 +58,6 @@ log = logging.getLogger("mtasts.hosting")
 
 TOKEN_PREFIX = "mtasts_"  # noqa: S105 - a prefix, not a secret
 RETIRE_MAX_AGE = 86_400  # RFC 8461 §8.3: the "none" policy gets a short max_age (one day)
-MIN_MAX_AGE = 86_400  # below a day a policy protects little; RFC 8461 §3.2 advises weeks
 LOOKBACK = 1000  # audit ids re-read at each sync (see sync)
 FULL_RELOAD = 900.0  # seconds between full reloads of the snapshot
 # mx lines per hosted policy. Real domains list a handful of MX hosts (wildcards cover
