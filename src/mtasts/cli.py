@@ -18,7 +18,7 @@ from mtasts import generate as gen
 from mtasts.check import output
 from mtasts.check.checker import Checker, CheckOptions, normalize_domain, utcnow
 from mtasts.check.result import CheckResult, input_invalid
-from mtasts.config import ConfigError, Settings, load_settings
+from mtasts.config import ConfigError, Settings, load_settings, store_notice
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
 from mtasts.reports.imap_cli import fetch_imap_command
@@ -352,7 +352,11 @@ ConfigOpt = Annotated[
 ]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Where the SQLite store lives (default: ./mtasts-data)."),
+    typer.Option(
+        "--data-dir",
+        help="Where the SQLite store lives (default: $MTASTS_DATA_DIR, the config file, "
+        "else ~/.local/share/mtasts).",
+    ),
 ]
 DatabaseOpt = Annotated[
     str | None,
@@ -363,15 +367,19 @@ DatabaseOpt = Annotated[
 ]
 
 
-def _settings(config: Path | None, **overrides: object) -> Settings:
+def _settings(config: Path | None, *, expect_store: bool = True, **overrides: object) -> Settings:
     # the commands that read settings open the store in data_dir: what they create there
     # (database, secrets, keys) is the operator's alone (0600 files, 0700 directories)
     os.umask(0o077)
     try:
-        return load_settings(config, None, **overrides)
+        settings = load_settings(config, None, **overrides)
     except ConfigError as exc:
         Console(stderr=True).print(f"[red]Configuration error:[/] {exc}")
         raise typer.Exit(2) from exc
+    notice = store_notice(settings, expected=expect_store)
+    if notice:
+        print(f"mtasts: warning: {notice}", file=sys.stderr)
+    return settings
 
 
 @app.command()
@@ -413,6 +421,7 @@ def serve(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     settings = _settings(
         config,
+        expect_store=False,
         data_dir=data_dir,
         database_url=database_url,
         listen=listen,

@@ -124,7 +124,11 @@ def fetch_imap_command(
     ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Where the SQLite store lives (default: ./mtasts-data)."),
+        typer.Option(
+            "--data-dir",
+            help="Where the SQLite store lives (default: $MTASTS_DATA_DIR, the config file, "
+            "else ~/.local/share/mtasts).",
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
@@ -142,7 +146,7 @@ def fetch_imap_command(
     the server failed or messages without a usable report stayed in the folder, 2 on usage
     errors.
     """
-    from mtasts.config import ConfigError, load_settings
+    from mtasts.config import ConfigError, load_settings, store_notice
     from mtasts.reports.imap import ImapError, default_port, fetch_imap
     from mtasts.reports.ingest import ReportIngestor
     from mtasts.store.db import make_engine, migrate, session_factory
@@ -160,6 +164,9 @@ def fetch_imap_command(
     sec = SECURITY[security]
     if sec == "plain" and not _is_loopback(host):
         err.print(f"[yellow]warning:[/] --security plain sends the password to {host} unencrypted")
+    notice = store_notice(settings, expected=True)
+    if notice:
+        err.print(f"[yellow]warning:[/] {escape(notice)}")
     url = settings.effective_database_url
     try:
         engine = make_engine(url)
