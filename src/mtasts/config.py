@@ -302,7 +302,7 @@ __all__ = [
     "Settings",
     "default_data_dir",
     "load_settings",
-    "store_notice",
     "proxy_networks",
     "split_hostport",
+    "store_notice",
 ]
