@@ -1,34 +1,46 @@
-"""The `mtasts` command line."""
+"""The `mtasts` command line.
+
+Start-up matters (bulk checks start many processes): this module imports only what every
+command needs to be parsed. Each command imports what it uses when it runs, so `check`,
+`generate` and `--help` never load the ORM or the web stack (bench/startup.py).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.orm import Session, sessionmaker
 
 from mtasts import generate as gen
-from mtasts.check import output
-from mtasts.check.checker import Checker, CheckOptions, normalize_domain, utcnow
-from mtasts.check.result import CheckResult, input_invalid
-from mtasts.config import ConfigError, Settings, load_settings, store_notice
-from mtasts.net.dns import DnsStatus, Resolver
+from mtasts.check.names import normalize_domain
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
 from mtasts.reports.imap_cli import fetch_imap_command
 from mtasts.web.users_cli import users_app
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from mtasts.check.checker import CheckOptions
+    from mtasts.check.result import CheckResult
+    from mtasts.config import Settings
+    from mtasts.net.dns import Resolver
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
 
 app = typer.Typer(
     help="Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: Rich's help formatter alone costs ~150 ms to load
 )
 
 
@@ -69,6 +81,8 @@ def _read_domains(args: list[str], file: Path | None) -> list[str | CheckResult]
     """The domains to check, in input order. An argument that is not a domain name is a
     usage error; a line of ``file`` that is not one becomes an ``input-invalid`` result
     carrying its line number, and the run goes on."""
+    from mtasts.check.result import input_invalid
+
     entries: list[str | CheckResult] = []
     for arg in args:
         try:
@@ -115,6 +129,8 @@ def _check_ca_file(path: Path) -> None:
 
 
 def _resolver(nameserver: list[str] | None, timeout: float) -> Resolver:
+    from mtasts.net.dns import Resolver
+
     try:
         return Resolver(nameserver or None, timeout=timeout)
     except ValueError as exc:
@@ -166,6 +182,8 @@ def check(
     problem and the exact text to paste to fix it. Exit status: 0 when no finding is an
     error, 1 otherwise, 2 on usage errors.
     """
+    from mtasts.check.checker import CheckOptions
+
     entries = _read_domains(domains or [], file)
     if not entries:
         _usage_error("give at least one domain, or --file")
@@ -179,6 +197,8 @@ def check(
         smtp_port=smtp_port,
     )
     resolver = _resolver(nameserver, timeout)
+    import asyncio
+
     results = asyncio.run(_run_checks(entries, resolver, options, concurrency, jobs, fmt, verbose))
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
@@ -192,6 +212,19 @@ async def _run_checks(
     fmt: Format,
     verbose: bool,
 ) -> list[CheckResult]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from mtasts.check import output
+    from mtasts.check.checker import Checker
+    from mtasts.check.result import CheckResult
+
     checker = Checker(resolver, options)
     out = Console(soft_wrap=fmt is not Format.text, highlight=False)
     err = Console(stderr=True)
@@ -286,6 +319,12 @@ def generate(
             _usage_error(f"--write {write}: {exc.strerror or exc}")
         if not os.access(write, os.W_OK | os.X_OK):
             _usage_error(f"--write {write}: not writable")
+    import asyncio
+
+    from rich.console import Console
+
+    from mtasts.net.dns import DnsStatus
+
     err = Console(stderr=True, soft_wrap=True)
     answer = asyncio.run(_resolver(nameserver, timeout).mx(name))
     if answer.status is DnsStatus.OK:
@@ -370,11 +409,13 @@ DatabaseOpt = Annotated[
 def _settings(config: Path | None, *, expect_store: bool = True, **overrides: object) -> Settings:
     # the commands that read settings open the store in data_dir: what they create there
     # (database, secrets, keys) is the operator's alone (0600 files, 0700 directories)
+    from mtasts.config import ConfigError, load_settings, store_notice
+
     os.umask(0o077)
     try:
         settings = load_settings(config, None, **overrides)
     except ConfigError as exc:
-        Console(stderr=True).print(f"[red]Configuration error:[/] {exc}")
+        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
         raise typer.Exit(2) from exc
     notice = store_notice(settings, expected=expect_store)
     if notice:
@@ -413,6 +454,8 @@ def serve(
     """Host MTA-STS policies for many domains: REST API, policy host, DNS and the `ask`
     endpoint for Caddy's on-demand certificates."""
     import logging
+
+    from rich.console import Console
 
     from mtasts.config import DEFAULT_ZONE
     from mtasts.web.serve import open_service
@@ -480,7 +523,7 @@ def tokens_create(
     try:
         token = open_service(settings).create_token(email, admin=admin, label=label)
     except ServiceError as exc:
-        Console(stderr=True).print(f"[red]{exc.message}")
+        print(f"mtasts: error: {exc.message}", file=sys.stderr)
         raise typer.Exit(2) from exc
     print(token)
 
@@ -511,6 +554,9 @@ def reports_import(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Import TLS reports from files; importing the same report again changes nothing."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from mtasts.reports.files import discover, import_items
     from mtasts.reports.ingest import StoreUnavailable, ingestor_for
 
@@ -580,6 +626,8 @@ def reports_summary(
     if fmt is SummaryFormat.json:
         print(json.dumps(data, indent=2))
         return
+    from rich.console import Console
+
     from mtasts.reports.render import print_summary
 
     print_summary(Console(highlight=False, soft_wrap=True), data)

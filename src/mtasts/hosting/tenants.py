@@ -20,9 +20,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from mtasts.check.checker import Checker, CheckOptions, normalize_domain
+from mtasts.check.checker import Checker, CheckOptions
 from mtasts.check.diagnosis import enforce_failures, enforce_reason
 from mtasts.check.findings import Severity
+from mtasts.check.names import normalize_domain
 from mtasts.config import Settings
 from mtasts.generate import DEFAULT_MAX_AGE, MIN_MAX_AGE
 from mtasts.hosting.claims import (

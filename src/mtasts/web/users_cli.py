@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 users_app = typer.Typer(
     help="Dashboard users (sign-in with e-mail and password).", no_args_is_help=True
@@ -52,6 +51,8 @@ def set_password(
     ] = None,
 ) -> None:
     """Set the dashboard password of a user; every session of that user ends."""
+    from rich.console import Console
+
     from mtasts.config import ConfigError, load_settings, store_notice
     from mtasts.hosting.tenants import ServiceError
     from mtasts.web.dashboard.auth import set_password as store_password
