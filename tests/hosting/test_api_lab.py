@@ -426,3 +426,21 @@ def test_an_idn_domain_is_hosted_under_its_a_label(app: Running, lab_world: Worl
         assert c.get(f"/api/v1/domains/{ulabel}").json()["domain"] == alabel
     records = {x["name"] for x in r.json()["dns_records"]}
     assert f"_mta-sts.{alabel}" in records  # what DNS needs: the A-label
+
+
+def test_an_unchanged_policy_makes_no_new_version(app: Running, lab_world: World) -> None:
+    d = hosted(app, lab_world)
+    with app.client() as c:
+        before = c.get(f"/api/v1/domains/{d}").json()["policy"]
+        same = c.put(
+            f"/api/v1/domains/{d}/policy",
+            json={"mode": before["mode"], "mx": before["mx"][::-1], "max_age": before["max_age"]},
+        )
+        assert same.status_code == 200 and same.json()["changed"] is False
+        assert same.json()["policy"]["id"] == before["id"]
+        refreshed = c.post(f"/api/v1/domains/{d}/refresh-mx")
+        assert refreshed.status_code == 200 and refreshed.json()["changed"] is False
+        history = c.get(f"/api/v1/domains/{d}/policy/history").json()
+        assert [v["version"] for v in history] == [before["version"]]
+        changed = c.put(f"/api/v1/domains/{d}/policy", json={"mode": "none"})
+        assert changed.json()["changed"] is True and changed.json()["policy"]["id"] != before["id"]

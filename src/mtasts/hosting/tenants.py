@@ -723,7 +723,8 @@ class HostingService:
         reason: str = "",
     ) -> dict[str, Any]:
         """Write a new policy version (and with it a new id). ``enforce`` is refused while
-        any live MX would fail, unless ``force`` with a ``reason``."""
+        any live MX would fail, unless ``force`` with a ``reason``. A request that changes
+        nothing writes nothing: the answer says ``changed: false``."""
         reason = reason.strip()
         if force and not reason:
             raise ServiceError(
@@ -740,6 +741,17 @@ class HostingService:
         new_mx = self._clean_mx(mx) if mx is not None else list(current.mx)
         new_max_age = self._check_max_age(max_age) if max_age is not None else current.max_age
         policy = Policy("STSv1", mode, new_max_age, tuple(new_mx))
+        if (
+            not force
+            and mode.value == current.mode
+            and set(new_mx) == set(current.mx)
+            and new_max_age == current.max_age
+        ):
+            # Nothing changed: no new version and no new id (senders would refetch the same
+            # policy). The same MX set in another order is the same policy (RFC 8461 §4.1).
+            view = self.get_domain(user, domain_name)
+            view["changed"] = False
+            return view
         findings: list[dict[str, Any]] = []
         if mode is Mode.ENFORCE:
             guard = self.guard_enforce(domain_name, policy)
@@ -777,7 +789,9 @@ class HostingService:
             action = "policy-forced" if findings else "policy-set"
             self._audit(db, user.id if user else None, domain_name, action, detail, domain.id)
         self.refresh_domain(domain_name)
-        return self.get_domain(user, domain_name)
+        view = self.get_domain(user, domain_name)
+        view["changed"] = True
+        return view
 
     def refresh_mx(self, user: User | None, name: str) -> dict[str, Any]:
         """A new version listing the live MX hosts (same mode; enforce stays guarded)."""
