@@ -291,6 +291,26 @@ def test_owner_journey_in_chromium(
         with dash.api(token) as api:
             assert [x["domain"] for x in api.get("/api/v1/domains").json()] == [d]
         page.screenshot(path=shots / "settings.png", full_page=True)
+        # the password form's e-mail field (for password managers) is really hidden
+        expect(page.locator("input[name=username]")).to_be_hidden()
+        # revoking asks first: dismissed, the token still works; accepted, it is gone
+        dialogs: list[str] = []
+
+        def answer(dialog: Any, accept: bool) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        page.once("dialog", lambda dialog: answer(dialog, False))
+        page.get_by_role("button", name="Revoke token ci").click()
+        expect(page.get_by_role("button", name="Revoke token ci")).to_be_visible()
+        assert dialogs and "Revoke the token ci" in dialogs[0]
+        with dash.api(token) as api:
+            assert api.get("/api/v1/domains").status_code == 200
+        page.once("dialog", lambda dialog: answer(dialog, True))
+        page.get_by_role("button", name="Revoke token ci").click()
+        expect(page.get_by_role("button", name="Revoke token ci")).to_have_count(0)
+        with dash.api(token) as api:
+            assert api.get("/api/v1/domains").status_code == 401
 
         # a phone: nothing wider than the screen
         phone = chromium.new_context(

@@ -149,3 +149,44 @@ def test_hidden_wins_over_display_rules(dash: Dashboard) -> None:
     assert re.search(r"\[hidden\]\s*\{\s*display:\s*none\s*!important;\s*\}", css)
     body = re.search(r"\nbody \{[^}]*\}", css)
     assert body and "overflow-wrap: anywhere" in body.group(0)
+
+
+def test_the_chart_shows_no_rate_on_days_without_reports(dash: Dashboard, lab_world: World) -> None:
+    import json
+    from datetime import timedelta
+
+    from mtasts.reports.ingest import ReportIngestor, Route, Status
+
+    email = dash.user(new_email())
+    with closing(sign_in(dash, email)) as c:
+        d, _token = hosted(dash, lab_world, c, email)
+        day = (dash.service.clock() - timedelta(days=2)).date()
+        body = {
+            "organization-name": "Sender",
+            "date-range": {
+                "start-datetime": f"{day}T00:00:00Z",
+                "end-datetime": f"{day}T23:59:59Z",
+            },
+            "contact-info": "tls@sender.example",
+            "report-id": f"r-{d}",
+            "policies": [
+                {
+                    "policy": {"policy-type": "sts", "policy-domain": d},
+                    "summary": {
+                        "total-successful-session-count": 3,
+                        "total-failure-session-count": 1,
+                    },
+                }
+            ],
+        }
+        outcome = ReportIngestor(dash.service.sessions).ingest_payload(
+            json.dumps(body).encode(), route=Route.FILE
+        )
+        assert outcome.status is Status.STORED
+        page = c.get(f"/domains/{d}/reports?days=7").text
+        data = json.loads(page.split('id="chart-data"', 1)[1].split(">", 1)[1].split("<", 1)[0])
+        rates = dict(zip(data["labels"], data["rate"], strict=True))
+        assert rates[str(day)] == 25.0
+        assert all(rate is None for label, rate in rates.items() if label != str(day))
+    js = httpx.get(f"{dash.base}/static/dashboard.js").text
+    assert "precision: 0" in js  # whole sessions on the axis

@@ -324,9 +324,11 @@ class HostingService:
             "domain": domain.name,
             "state": domain.state,
             "owner": domain.owner.email,
-            "created_at": domain.created_at.isoformat(),
-            "verified_at": domain.verified_at.isoformat() if domain.verified_at else None,
-            "retire_after": domain.retire_after.isoformat() if domain.retire_after else None,
+            "created_at": _aware(domain.created_at).isoformat(),
+            "verified_at": _aware(domain.verified_at).isoformat() if domain.verified_at else None,
+            "retire_after": (
+                _aware(domain.retire_after).isoformat() if domain.retire_after else None
+            ),
             "claim_expires_at": _aware(expires).isoformat() if expires else None,
             "policy": self._version_dict(v),
             "policy_text": policy_of(v).serialize(),
@@ -836,13 +838,13 @@ class HostingService:
                     user.id,
                     domain_name,
                     "domain-retiring",
-                    {"id": v.policy_id, "retire_after": domain.retire_after.isoformat()},
+                    {"id": v.policy_id, "retire_after": _aware(domain.retire_after).isoformat()},
                     domain.id,
                 )
                 result = {
                     "domain": domain_name,
                     "state": DomainState.RETIRING,
-                    "retire_after": domain.retire_after.isoformat(),
+                    "retire_after": _aware(domain.retire_after).isoformat(),
                     "message": "Serving mode none with a new id until every sender's cached "
                     "policy has expired; then the domain is removed and you can delete the "
                     "three CNAMEs.",

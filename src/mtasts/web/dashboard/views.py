@@ -664,7 +664,8 @@ async def reports_page(name: str, ctx: Page, days: int = 30) -> Response:
         "labels": [d["day"] for d in s["by_day"]],
         "successful": [d["successful"] for d in s["by_day"]],
         "failed": [d["failed"] for d in s["by_day"]],
-        "rate": [round(d["failure_rate"] * 100, 2) for d in s["by_day"]],
+        # no report that day: no rate (a gap), not a misleading 0 %
+        "rate": [round(d["failure_rate"] * 100, 2) if d["reports"] else None for d in s["by_day"]],
     }
     top = max((o["successful"] + o["failed"] for o in s["by_organization"]), default=0)
     return ctx.render(
