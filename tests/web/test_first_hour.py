@@ -190,3 +190,25 @@ def test_the_chart_shows_no_rate_on_days_without_reports(dash: Dashboard, lab_wo
         assert all(rate is None for label, rate in rates.items() if label != str(day))
     js = httpx.get(f"{dash.base}/static/dashboard.js").text
     assert "precision: 0" in js  # whole sessions on the axis
+
+
+def test_tokens_can_be_told_apart_and_revoking_asks_first(dash: Dashboard) -> None:
+    import hashlib
+
+    email = dash.user(new_email())
+    with closing(sign_in(dash, email)) as c:
+        csrf = csrf_of(c.get("/settings").text)
+        tokens = []
+        for label in ("ci", "ci"):  # the same label twice: only the fingerprint differs
+            r = c.post("/settings/tokens", data={"label": label, "csrf_token": csrf})
+            match = re.search(r'id="new-token"[^>]*>(mtasts_[A-Za-z0-9_-]+)<', r.text)
+            assert match
+            tokens.append(match.group(1))
+            fingerprint = hashlib.sha256(match.group(1).encode()).hexdigest()[:8]
+            assert f"fingerprint <code>{fingerprint}</code>" in r.text
+        page = c.get("/settings").text
+        for token in tokens:
+            fingerprint = hashlib.sha256(token.encode()).hexdigest()[:8]
+            assert f"<td><code>{fingerprint}</code></td>" in page
+            assert token not in page
+            assert re.search(rf'data-confirm="Revoke the token ci \({fingerprint}\)', page)

@@ -95,6 +95,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_fingerprint(token_hash: str) -> str:
+    """What tells tokens apart without revealing them: the first 8 hex digits of the
+    token's SHA-256 (``printf %s "$TOKEN" | sha256sum | cut -c1-8`` gives the same)."""
+    return token_hash[:8]
+
+
 def new_policy_id(now: datetime, number: int) -> str:
     """Unique per domain and readable: UTC time plus the version number (RFC 8461 §3.1:
     1 to 32 letters and digits)."""

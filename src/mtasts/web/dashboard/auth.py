@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mtasts.config import proxy_networks
-from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.hosting.tenants import HostingService, ServiceError, token_fingerprint
 from mtasts.store.models import ApiToken, AuditEvent, User
 
 COOKIE = "mtasts_session"
@@ -196,6 +196,7 @@ def list_tokens(service: HostingService, user: User) -> list[dict[str, Any]]:
             {
                 "id": t.id,
                 "label": t.label,
+                "fingerprint": token_fingerprint(t.token_hash),
                 "created_at": t.created_at,
                 "last_used_at": t.last_used_at,
             }

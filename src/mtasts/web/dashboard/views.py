@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 
-from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.hosting.tenants import HostingService, ServiceError, hash_token, token_fingerprint
 from mtasts.monitor.alerts import list_alerts
 from mtasts.protocol.policy import Mode, Policy
 from mtasts.reports.aggregate import summary
@@ -377,7 +377,9 @@ async def create_token(ctx: Action) -> Response:
     label = ctx.field("label").strip()[:100]
     token = await run(ctx.svc.create_token, ctx.signed_in.email, False, label)
     # shown once, on this response only (never stored in the session cookie)
-    return await _settings_page(ctx, new_token=token, new_label=label)
+    return await _settings_page(
+        ctx, new_token=token, new_label=label, new_fingerprint=token_fingerprint(hash_token(token))
+    )
 
 
 @router.post("/settings/tokens/{token_id}/revoke")
