@@ -239,3 +239,18 @@ def test_literal_quotes_are_named() -> None:
 def test_leading_whitespace_is_named() -> None:
     with pytest.raises(RecordError, match="starts with whitespace"):
         select_sts_record([" v=STSv1; id=20220101000000Z;"])
+
+
+@pytest.mark.parametrize(
+    ("records", "words"),
+    [
+        (["v=STSv1 ; id=a", "v=spf1 -all"], "whitespace before the first ';'"),
+        (["v=STSv1", "v=spf1 -all"], "must be followed directly by ';'"),
+        (["v=STSv1 id=a", "v=spf1 -all"], "must be followed directly by ';'"),
+        (["V=STSv1; id=a"], "case-sensitive"),
+    ],
+)
+def test_discarded_records_name_their_exact_problem(records: list[str], words: str) -> None:
+    with pytest.raises(RecordError) as info:
+        select_sts_record(records)
+    assert info.value.code == "record-version" and words in info.value.message

@@ -328,7 +328,7 @@ class Diagnosis:
     def _record_invalid(self, exc: RecordError, answer: DnsAnswer) -> None:
         d = self.d
         message = exc.message
-        if exc.code not in ("record-missing", "record-multiple"):
+        if exc.code not in ("record-missing", "record-multiple", "record-quoted"):
             # postfix-mta-sts-resolver only splits on ";" and "=" and needs v and id present.
             message += (
                 " RFC 8461 §3.1 says senders then assume there is no policy. "

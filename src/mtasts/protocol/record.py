@@ -63,12 +63,12 @@ def version_problem(raw: str, version: str, *, several: bool) -> str:
         return f"{raw!r} starts with whitespace: nothing may come before {version!r}"
     if not raw.startswith(version):
         return f"{raw!r} does not begin with exactly {version!r}: the version tag is case-sensitive"
-    if several:
+    if several and raw[len(version) :].lstrip(" \t").startswith(";"):
         return (
             f"{raw!r} has whitespace before the first ';': when several TXT records come "
             f"back, senders discard every record not beginning exactly with {version + ';'!r}"
         )
-    return f"{raw!r}: {version!r} must be followed by ';' and the fields"
+    return f"{raw!r}: {version!r} must be followed directly by ';' and the fields"
 
 
 def split_fields(raw: str, version: str) -> tuple[list[tuple[str, str]], str | None]:
