@@ -328,6 +328,20 @@ def test_owner_journey_in_chromium(
             small.screenshot(path=shots / name, full_page=True)
         small.goto(f"{dash.base}/domains/{d}/reports")
         assert small.evaluate("document.documentElement.scrollWidth") <= 390
+        for path in ("/settings", f"/domains/{d}/setup"):
+            small.goto(f"{dash.base}{path}")
+            width = small.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{path} is {width}px wide on a 390px phone"
+        # long input never widens the page: an over-long mx line comes back in the form,
+        # with its error next to the field
+        expected.add("422 (Unprocessable Entity)")
+        small.goto(f"{dash.base}/domains/{d}")
+        small.locator("#mx-lines").fill("x" * 300 + ".example")
+        small.get_by_role("button", name="Save mx and max_age").click()
+        expect(small.locator("#mx-error")).to_be_visible()
+        expect(small.locator("#mx-lines")).to_have_value("x" * 300 + ".example")
+        width = small.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the refused long mx line makes the page {width}px wide"
 
         # sign out ends the session
         page.get_by_role("button", name="Sign out").click()
