@@ -53,3 +53,16 @@ def test_the_package_exports_stay_available() -> None:
     assert set(mtasts.__all__) <= set(dir(mtasts))
     with pytest.raises(AttributeError):
         _ = mtasts.no_such_name
+
+
+def test_dns_over_https_stacks_are_not_loaded() -> None:
+    """dnspython loads httpx2/h2/aioquic for DoH/DoQ when installed; mtasts uses neither."""
+    code = (
+        "import sys, mtasts.check.checker\n"
+        "doh = ('httpx2', 'httpcore2', 'aioquic')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in doh))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert out.strip() == "[]", out
