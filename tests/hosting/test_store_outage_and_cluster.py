@@ -134,7 +134,7 @@ def test_a_restart_during_an_outage_serves_the_saved_snapshot(
                 if (data / "snapshot.json").exists()
                 else False
             ),
-            10,
+            30,  # the app writes the file at most every SAVE_EVERY (10 s): poll well beyond
             "snapshot saved",
         )
     cut_off(postgres_url)
