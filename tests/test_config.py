@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from mtasts.config import DEFAULT_ZONE, ConfigError, Settings, load_settings
+from mtasts.config import DEFAULT_ZONE, ConfigError, Settings, default_data_dir, load_settings
 
 
-def test_defaults_are_the_embedded_set_up() -> None:
-    s = load_settings(env={})
-    assert s == Settings()
-    assert s.effective_database_url == "sqlite:///mtasts-data/mtasts.db"
+def test_defaults_are_the_embedded_set_up(tmp_path: Path) -> None:
+    s = load_settings(env={"XDG_DATA_HOME": str(tmp_path)})
+    assert s == Settings(data_dir=tmp_path / "mtasts")
+    assert s.effective_database_url == f"sqlite:///{tmp_path}/mtasts/mtasts.db"
     assert s.listen_host_port() == ("127.0.0.1", 8000)
     assert s.zone_name == DEFAULT_ZONE
     assert s.policy_host == f"policy-host.{DEFAULT_ZONE}"
@@ -34,7 +34,7 @@ def test_file_then_environment_then_options(tmp_path: Path) -> None:
     assert s.policy_host_addresses == ("192.0.2.10", "2001:db8::10")
     assert s.nameservers == ("127.0.0.53", "127.0.0.54:5353")
     assert s.sync_interval == 1.5  # the option beats both
-    assert s.data_dir == Path("mtasts-data")  # None options are ignored
+    assert s.data_dir == default_data_dir(env)  # None options are ignored
     assert load_settings(env={"MTASTS_KEEP_UNSIGNED_REPORTS": "no"}).keep_unsigned_reports is False
     # no report receiver, no MX, no mailbox of the operator's: the https: rua alone
     assert s.tlsrpt_txt("example.com") == (

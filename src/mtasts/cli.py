@@ -1,36 +1,68 @@
-"""The `mtasts` command line."""
+"""The `mtasts` command line.
+
+Start-up matters (bulk checks start many processes): this module imports only what every
+command needs to be parsed. Each command imports what it uses when it runs, so `check`,
+`generate` and `--help` never load the ORM or the web stack (bench/startup.py).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.orm import Session, sessionmaker
 
 from mtasts import generate as gen
-from mtasts.check import output
-from mtasts.check.checker import Checker, CheckOptions, normalize_domain, utcnow
-from mtasts.check.result import CheckResult
-from mtasts.config import ConfigError, Settings, load_settings
-from mtasts.net.dns import DnsStatus, Resolver
+from mtasts.check.names import normalize_domain
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
 from mtasts.reports.imap_cli import fetch_imap_command
 from mtasts.sender.cli import policyd_app
 from mtasts.web.users_cli import users_app
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from mtasts.check.checker import CheckOptions
+    from mtasts.check.result import CheckResult
+    from mtasts.config import Settings
+    from mtasts.net.dns import Resolver
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
 
 app = typer.Typer(
     help="Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: Rich's help formatter alone costs ~150 ms to load
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"mtasts {version('mtasts')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460)."""
 
 
 class Format(StrEnum):
@@ -40,15 +72,70 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def _read_domains(args: list[str], file: Path | None) -> list[str]:
-    domains = list(args)
-    if file is not None:
-        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                domains.append(line.split(",")[0].strip())
-    return domains
+def _usage_error(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit status 2, no traceback."""
+    print(f"mtasts: error: {message}", file=sys.stderr)
+    raise typer.Exit(2)
+
+
+def _read_domains(args: list[str], file: Path | None) -> list[str | CheckResult]:
+    """The domains to check, in input order. An argument that is not a domain name is a
+    usage error; a line of ``file`` that is not one becomes an ``input-invalid`` result
+    carrying its line number, and the run goes on."""
+    from mtasts.check.result import input_invalid
+
+    entries: list[str | CheckResult] = []
+    for arg in args:
+        try:
+            normalize_domain(arg)
+        except ValueError as exc:
+            _usage_error(str(exc))
+        entries.append(arg)
+    if file is None:
+        return entries
+    try:
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+        text = data.decode("utf-8")
+    except OSError as exc:
+        _usage_error(f"--file {file}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        _usage_error(f"--file {file}: not UTF-8 text (byte {exc.start})")
+    for n, line in enumerate(text.splitlines(), 1):
+        content = line.split("#", 1)[0].strip()
+        if not content:
+            continue
+        name = content.split(",")[0].strip()  # a CSV line: the domain comes first
+        try:
+            normalize_domain(name)
+        except ValueError as exc:
+            entries.append(input_invalid(name, n, str(exc)))
+            continue
+        entries.append(name)
+    return entries
+
+
+def _check_ca_file(path: Path) -> None:
+    import ssl
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _usage_error(f"--ca-file {path}: {exc.strerror or exc}")
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        _usage_error(f"--ca-file {path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError) as exc:
+        _usage_error(f"--ca-file {path}: not usable PEM: {exc}")
+
+
+def _resolver(nameserver: list[str] | None, timeout: float) -> Resolver:
+    from mtasts.net.dns import Resolver
+
+    try:
+        return Resolver(nameserver or None, timeout=timeout)
+    except ValueError as exc:
+        _usage_error(f"--nameserver: {exc}")
 
 
 @app.command()
@@ -67,9 +154,7 @@ def check(
     ] = None,
     ca_file: Annotated[
         Path | None,
-        typer.Option(
-            "--ca-file", help="PEM file of trusted CAs instead of the system store.", exists=True
-        ),
+        typer.Option("--ca-file", help="PEM file of trusted CAs instead of the system store."),
     ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", min=1, max=1000, help="Domains checked at once.")
@@ -98,9 +183,13 @@ def check(
     problem and the exact text to paste to fix it. Exit status: 0 when no finding is an
     error, 1 otherwise, 2 on usage errors.
     """
-    names = _read_domains(domains or [], file)
-    if not names:
-        raise typer.BadParameter("give at least one domain, or --file", param_hint="DOMAINS")
+    from mtasts.check.checker import CheckOptions
+
+    entries = _read_domains(domains or [], file)
+    if not entries:
+        _usage_error("give at least one domain, or --file")
+    if ca_file is not None:
+        _check_ca_file(ca_file)
     options = CheckOptions(
         ca_file=str(ca_file) if ca_file else None,
         timeout=timeout,
@@ -108,16 +197,15 @@ def check(
         https_port=https_port,
         smtp_port=smtp_port,
     )
-    try:
-        resolver = Resolver(nameserver or None, timeout=timeout)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--nameserver") from exc
-    results = asyncio.run(_run_checks(names, resolver, options, concurrency, jobs, fmt, verbose))
+    resolver = _resolver(nameserver, timeout)
+    import asyncio
+
+    results = asyncio.run(_run_checks(entries, resolver, options, concurrency, jobs, fmt, verbose))
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
 async def _run_checks(
-    names: list[str],
+    entries: list[str | CheckResult],
     resolver: Resolver,
     options: CheckOptions,
     concurrency: int,
@@ -125,13 +213,45 @@ async def _run_checks(
     fmt: Format,
     verbose: bool,
 ) -> list[CheckResult]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from mtasts.check import output
+    from mtasts.check.checker import Checker
+    from mtasts.check.result import CheckResult
+
     checker = Checker(resolver, options)
     out = Console(soft_wrap=fmt is not Format.text, highlight=False)
     err = Console(stderr=True)
-    results: list[CheckResult | None] = [None] * len(names)
+    # lines that are not domains come as results already; check the others
+    results: list[CheckResult | None] = [e if isinstance(e, CheckResult) else None for e in entries]
+    positions = [i for i, e in enumerate(entries) if isinstance(e, str)]
+    names = [e for e in entries if isinstance(e, str)]
     next_out = 0
+
+    def flush() -> None:
+        # stream in input order: print every result that is now next in line
+        nonlocal next_out
+        while next_out < len(results) and results[next_out] is not None:
+            done = results[next_out]
+            assert done is not None
+            if fmt is Format.jsonl:
+                print(output.to_jsonl_line(done), flush=True)
+            elif fmt is Format.csv:
+                print(output.to_csv_row(done), flush=True)
+            elif fmt is Format.text:
+                output.render_text(done, out, verbose=verbose)
+            next_out += 1
+
     if fmt is Format.csv:
         print(output.csv_header(), flush=True)
+    flush()
     with Progress(
         TextColumn("[bold]checking"),
         BarColumn(),
@@ -143,20 +263,11 @@ async def _run_checks(
         disable=len(names) < 2 or not err.is_terminal,
     ) as progress:
         task = progress.add_task("", total=len(names))
-        async for index, result in checker.check_parallel(names, concurrency, jobs):
-            results[index] = result
-            progress.update(task, advance=1, description=result.domain)
-            # stream in input order: print every result that is now next in line
-            while next_out < len(names) and results[next_out] is not None:
-                done = results[next_out]
-                assert done is not None
-                if fmt is Format.jsonl:
-                    print(output.to_jsonl_line(done), flush=True)
-                elif fmt is Format.csv:
-                    print(output.to_csv_row(done), flush=True)
-                elif fmt is Format.text:
-                    output.render_text(done, out, verbose=verbose)
-                next_out += 1
+        if names:
+            async for index, result in checker.check_parallel(names, concurrency, jobs):
+                results[positions[index]] = result
+                progress.update(task, advance=1, description=result.domain)
+                flush()
     final = [r for r in results if r is not None]
     if fmt is Format.json:
         print(output.to_json(final))
@@ -169,7 +280,10 @@ def generate(
     mode: Annotated[Mode, typer.Option(help="Policy mode; start with testing.")] = Mode.TESTING,
     max_age: Annotated[
         int,
-        typer.Option(min=0, max=MAX_AGE_LIMIT, help="Seconds senders cache the policy."),
+        typer.Option(
+            help=f"Seconds senders cache the policy ({gen.MIN_MAX_AGE} to {MAX_AGE_LIMIT}, "
+            "as the API takes)."
+        ),
     ] = gen.DEFAULT_MAX_AGE,
     rua: Annotated[
         list[str] | None,
@@ -189,18 +303,39 @@ def generate(
     try:
         name = normalize_domain(domain)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="DOMAIN") from exc
+        _usage_error(str(exc))
+    if not gen.MIN_MAX_AGE <= max_age <= MAX_AGE_LIMIT:
+        # the range the API takes; RFC 8461 §3.2 allows up to 31557600
+        _usage_error(
+            f"--max-age {max_age}: give {gen.MIN_MAX_AGE} (one day) to {MAX_AGE_LIMIT} "
+            "(about a year, RFC 8461 §3.2)"
+        )
     for uri in rua or []:
         if not uri.startswith(("mailto:", "https:")):
-            raise typer.BadParameter(
-                f"{uri!r}: use mailto: or https: (RFC 8460 §3)", param_hint="--rua"
-            )
-    err = Console(stderr=True)
-    answer = asyncio.run(Resolver(nameserver or None, timeout=timeout).mx(name))
+            _usage_error(f"--rua {uri!r}: use mailto: or https: (RFC 8460 §3)")
+    if write is not None:
+        try:  # before any lookup: a place that cannot be written is bad input
+            write.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _usage_error(f"--write {write}: {exc.strerror or exc}")
+        if not os.access(write, os.W_OK | os.X_OK):
+            _usage_error(f"--write {write}: not writable")
+    import asyncio
+
+    from rich.console import Console
+
+    from mtasts.net.dns import DnsStatus
+
+    err = Console(stderr=True, soft_wrap=True)
+    answer = asyncio.run(_resolver(nameserver, timeout).mx(name))
     if answer.status is DnsStatus.OK:
         hosts = [m.exchange for m in answer.records if m.exchange]
         if not hosts:
-            err.print(f"[red]{name} publishes a null MX: it receives no mail (RFC 7505).")
+            # RFC 7505: the same answer as `mtasts check` (null MX: no policy needed)
+            err.print(
+                f"[red]{name} publishes a null MX: it receives no mail (RFC 7505), so no "
+                "MTA-STS policy is needed."
+            )
             raise typer.Exit(1)
     elif answer.status is DnsStatus.NODATA:
         hosts = [name]  # RFC 5321 §5.1: implicit MX
@@ -226,8 +361,11 @@ def generate(
     if write is not None:
         for rel, content in files.items():
             path = write / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content.encode("utf-8"))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content.encode("utf-8"))
+            except OSError as exc:
+                _usage_error(f"--write {write}: cannot write {path}: {exc.strerror or exc}")
         err.print(f"[green]Wrote {', '.join(files)} under {write}")
     out = Console(highlight=False, soft_wrap=True)
     out.rule("DNS records")
@@ -254,7 +392,11 @@ ConfigOpt = Annotated[
 ]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Where the SQLite store lives (default: ./mtasts-data)."),
+    typer.Option(
+        "--data-dir",
+        help="Where the SQLite store lives (default: $MTASTS_DATA_DIR, the config file, "
+        "else ~/.local/share/mtasts).",
+    ),
 ]
 DatabaseOpt = Annotated[
     str | None,
@@ -265,15 +407,21 @@ DatabaseOpt = Annotated[
 ]
 
 
-def _settings(config: Path | None, **overrides: object) -> Settings:
+def _settings(config: Path | None, *, expect_store: bool = True, **overrides: object) -> Settings:
     # the commands that read settings open the store in data_dir: what they create there
     # (database, secrets, keys) is the operator's alone (0600 files, 0700 directories)
+    from mtasts.config import ConfigError, load_settings, store_notice
+
     os.umask(0o077)
     try:
-        return load_settings(config, None, **overrides)
+        settings = load_settings(config, None, **overrides)
     except ConfigError as exc:
-        Console(stderr=True).print(f"[red]Configuration error:[/] {exc}")
+        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
         raise typer.Exit(2) from exc
+    notice = store_notice(settings, expected=expect_store)
+    if notice:
+        print(f"mtasts: warning: {notice}", file=sys.stderr)
+    return settings
 
 
 @app.command()
@@ -312,6 +460,8 @@ def serve(
     endpoint for Caddy's on-demand certificates."""
     import logging
 
+    from rich.console import Console
+
     from mtasts.config import DEFAULT_ZONE
     from mtasts.web.serve import open_service
     from mtasts.web.serve import serve as run_server
@@ -323,6 +473,7 @@ def serve(
     logging.getLogger("mtasts.serve").warning("open files limit %d (hard %d)", soft, hard)
     settings = _settings(
         config,
+        expect_store=False,
         data_dir=data_dir,
         database_url=database_url,
         listen=listen,
@@ -381,7 +532,7 @@ def tokens_create(
     try:
         token = open_service(settings).create_token(email, admin=admin, label=label)
     except ServiceError as exc:
-        Console(stderr=True).print(f"[red]{exc.message}")
+        print(f"mtasts: error: {exc.message}", file=sys.stderr)
         raise typer.Exit(2) from exc
     print(token)
 
@@ -413,10 +564,16 @@ def reports_import(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Import TLS reports from files; importing the same report again changes nothing."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from mtasts.reports.files import discover, import_items
     from mtasts.reports.ingest import StoreUnavailable, ingestor_for
 
     err = Console(stderr=True, highlight=False)
+    for path in paths:
+        if not path.exists():
+            _usage_error(f"{path}: no such file or directory")
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     try:
         items = discover(paths)
@@ -448,11 +605,18 @@ def reports_import(
     raise typer.Exit(1 if summary.rejected else 0)
 
 
+class SummaryFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @reports_app.command("summary")
 def reports_summary(
     domain: Annotated[str, typer.Argument(help="The domain the reports are about.")],
     days: Annotated[int, typer.Option(min=1, max=366, help="How many days back.")] = 30,
-    fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,
+    fmt: Annotated[SummaryFormat, typer.Option("--format", help="Output format.")] = (
+        SummaryFormat.text
+    ),
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
@@ -462,17 +626,18 @@ def reports_summary(
 
     from mtasts.reports.aggregate import summary
 
-    settings = _settings(config, data_dir=data_dir, database_url=database_url)
     try:
         name = normalize_domain(domain)
     except ValueError as exc:
-        Console(stderr=True).print(f"[red]{exc}")
-        raise typer.Exit(2) from exc
+        _usage_error(str(exc))
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
     with _report_sessions(settings)() as db:
         data = summary(db, name, days, utcnow())
-    if fmt is not Format.text:
+    if fmt is SummaryFormat.json:
         print(json.dumps(data, indent=2))
         return
+    from rich.console import Console
+
     from mtasts.reports.render import print_summary
 
     print_summary(Console(highlight=False, soft_wrap=True), data)

@@ -2,6 +2,11 @@
 
 Every field can be set in the file (``key = value``) or as ``MTASTS_<KEY>`` (upper case);
 lists in the environment are comma-separated. See README "Configuration".
+
+Where the store is, for every command alike (one rule, README "Where the data lives"):
+``--data-dir``/``--database-url``, else ``MTASTS_DATA_DIR``/``MTASTS_DATABASE_URL``, else
+the config file (``--config`` or ``MTASTS_CONFIG``), else ``$XDG_DATA_HOME/mtasts``
+(``~/.local/share/mtasts``): never the directory a command happens to run in.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,20 @@ from mtasts.net.addresses import IPNetwork, parse_networks
 from mtasts.net.dns import parse_nameserver
 
 DEFAULT_ZONE = "sts.example.net"
+LEGACY_DATA_DIR = Path("mtasts-data")  # the default before: relative to where one stood
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the store lives when nothing says otherwise: ``$XDG_DATA_HOME/mtasts``, else
+    ``~/.local/share/mtasts``; the same whichever directory a command runs in."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(base):  # XDG: a relative path is invalid and ignored
+        try:
+            base = str(Path.home() / ".local" / "share")
+        except RuntimeError:  # no home directory at all
+            return LEGACY_DATA_DIR
+    return Path(base) / "mtasts"
 
 
 class ConfigError(ValueError):
@@ -29,7 +48,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path("mtasts-data")
+    data_dir: Path = field(default_factory=default_data_dir)  # see the module docstring
     database_url: str = ""  # default: SQLite in data_dir
     listen: str = "127.0.0.1:8000"  # HTTP: API, policy host, /tls/ask, /healthz, /metrics
     # "HOST:PORT" addresses of the authoritative DNS server (IPv6 as "[::1]:53"); () = off.
@@ -338,6 +357,7 @@ def load_settings(
     for key, value in overrides.items():
         if value is not None:
             values[key] = _coerce(key, known[key], value)
+    values.setdefault("data_dir", default_data_dir(env))
     settings = replace(Settings(), **values)
     settings.listen_host_port()
     if settings.dns_listen_addresses():
@@ -383,11 +403,41 @@ def load_settings(
     return settings
 
 
+def store_notice(settings: Settings, *, expected: bool, cwd: Path | None = None) -> str | None:
+    """A warning for a command about to create a new SQLite store, or None.
+
+    ``expected``: the command works on an existing store (tokens, users, reports), so a
+    missing one most likely means other settings than the running service's. A store in
+    ``./mtasts-data`` (the former default) is named in any case.
+    """
+    if settings.database_url:
+        return None
+    db = settings.data_dir / "mtasts.db"
+    if db.exists():
+        return None
+    legacy = (cwd or Path.cwd()) / LEGACY_DATA_DIR / "mtasts.db"
+    hint = ""
+    if legacy.exists():
+        hint = (
+            f" There is a store in {legacy.parent} (the former default): pass "
+            f"--data-dir {legacy.parent} or set MTASTS_DATA_DIR to use it."
+        )
+    if not (expected or hint):
+        return None
+    return (
+        f"no store at {db.absolute()}: creating a new, empty one.{hint} A running "
+        "`mtasts serve` uses the store its --config, --data-dir or MTASTS_DATA_DIR names: "
+        "give this command the same."
+    )
+
+
 __all__ = [
     "DEFAULT_ZONE",
     "ConfigError",
     "Settings",
+    "default_data_dir",
     "load_settings",
     "proxy_networks",
     "split_hostport",
+    "store_notice",
 ]

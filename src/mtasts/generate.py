@@ -9,6 +9,7 @@ from datetime import datetime
 from mtasts.protocol.policy import Mode, Policy
 
 DEFAULT_MAX_AGE = 604_800  # one week: long enough to protect, short enough to change
+MIN_MAX_AGE = 86_400  # below a day a policy protects little; RFC 8461 §3.2 advises weeks
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.3
 
 

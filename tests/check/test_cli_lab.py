@@ -105,3 +105,28 @@ def test_generate_refuses_a_policy_over_64_kib(lab_world: World, tmp_path: Path)
     assert result.exit_code == 1
     assert "65536" in result.output and "wildcard" in result.output
     assert not (tmp_path / ".well-known").exists()
+
+
+@pytest.mark.lab
+def test_check_and_generate_agree_without_mx(lab_world: World, tmp_path: Path) -> None:
+    """RFC 5321 §5.1: without MX records the domain itself is the implicit MX, so both
+    suggest `mx: <domain>`; RFC 7505: a null MX receives no mail, so neither suggests a
+    policy (and check does not call the domain broken for having none)."""
+    implicit, null = "implicit.nomx.cli.test", "null.nomx.cli.test"
+    lab_world.zone.add(implicit, "A", "127.0.0.1")
+    lab_world.zone.add(null, "MX", "0 .")
+    checked = runner.invoke(app, ["check", implicit, "--format", "json", *lab_world.cli_args()])
+    [result] = json.loads(checked.stdout)
+    fixes = "\n".join(f["fix"] or "" for f in result["findings"])
+    assert f"mx: {implicit}" in fixes and f"mx: mx.{implicit}" not in fixes
+    generated = runner.invoke(app, ["generate", implicit, "-n", lab_world.nameserver])
+    assert generated.exit_code == 0, generated.output
+    assert f"mx: {implicit}\n" in generated.stdout
+
+    checked = runner.invoke(app, ["check", null, "--format", "json", *lab_world.cli_args()])
+    assert checked.exit_code == 0, checked.stdout  # nothing to fix: no mail, no policy
+    [result] = json.loads(checked.stdout)
+    assert "mx-null" in [f["code"] for f in result["findings"]]
+    assert not any("mx: " in (f["fix"] or "") for f in result["findings"])
+    generated = runner.invoke(app, ["generate", null, "-n", lab_world.nameserver])
+    assert generated.exit_code == 1 and "no MTA-STS policy is needed" in generated.output

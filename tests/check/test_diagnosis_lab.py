@@ -117,7 +117,7 @@ CASES = [
         "ip-literal",
         FETCH_ERROR,
         ("policy-mx-ip-literal",),
-        {"policy": policy_text("version: STSv1", "mode: enforce", "mx: 192.0.2.1", "max_age: 1")},
+        {"policy": policy_text("version: STSv1", "mode: enforce", "mx: [192.0.2.1]", "max_age: 1")},
     ),
     Case(
         "max-age-too-big",
@@ -169,14 +169,49 @@ CASES = [
     ),
     Case("short-max-age", VALID, ("policy-max-age-short",), {"max_age": 3600}, ok=True),
     Case("no-tlsrpt", VALID, ("tlsrpt-missing",), {"tlsrpt": None}, ok=True),
+    Case("mx-tls11", VALID, ("mx-tls-version-too-old",), {"mx_profile": "tls11"}),
+    # --- what senders accept although it is unusual (issue 9) -----------------------------
     Case(
-        "bad-tlsrpt",
+        # RFC 8461 §3.2: a dotted IPv4 address is a valid RFC 5321 Domain: the policy is
+        # valid, the line covers no MX host.
+        "ip-looking-mx",
+        VALID,
+        ("policy-mx-ip-address",),
+        {
+            "policy": policy_text(
+                "version: STSv1",
+                "mode: testing",
+                "mx: mx1.ip-looking-mx.diag.test",
+                "mx: 192.0.2.1",
+                "max_age: 86400",
+            )
+        },
+        ok=True,
+    ),
+    Case(
+        "space-before-delimiter",
+        VALID,
+        ("record-space-before-delimiter",),
+        {"record": "v=STSv1 ; id=1", "tlsrpt": "v=TLSRPTv1 ;rua=mailto:a@diag.test"},
+        ok=True,
+    ),
+    Case("quoted-record", NONE, ("sts-record-quoted",), {"record": '"\\"v=STSv1; id=1\\""'}),
+    # RFC 8460 §3: published but unusable is an error; missing stays a warning (no-tlsrpt).
+    Case("tlsrpt-no-rua", VALID, ("tlsrpt-rua-missing",), {"tlsrpt": "v=TLSRPTv1;"}, ok=False),
+    Case(
+        "tlsrpt-scheme",
         VALID,
         ("tlsrpt-rua-scheme",),
         {"tlsrpt": "v=TLSRPTv1; rua=ftp://x.example"},
-        ok=True,
+        ok=False,
     ),
-    Case("mx-tls11", VALID, ("mx-tls-version-too-old",), {"mx_profile": "tls11"}),
+    Case(
+        "tlsrpt-quoted",
+        VALID,
+        ("tlsrpt-quoted",),
+        {"tlsrpt": '"\\"v=TLSRPTv1; rua=mailto:a@diag.test\\""'},
+        ok=False,
+    ),
 ]
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from mtasts.check.checker import normalize_domain
+from mtasts.check.names import normalize_domain
 
 
 @pytest.mark.parametrize(

@@ -198,9 +198,17 @@ def test_enforce_with_good_mx_rotates_the_id(app: Running, lab_world: World) -> 
     assert served.mode == "enforce" and served.max_age == 1209600
 
 
-@pytest.mark.parametrize("profile", ["no-starttls", "expired", "tls11", "down"])
+@pytest.mark.parametrize(
+    ("profile", "reason"),
+    [
+        ("no-starttls", "no STARTTLS"),
+        ("expired", "certificate expired"),
+        ("tls11", "TLS < 1.2"),
+        ("down", "connection refused"),
+    ],
+)
 def test_enforce_is_refused_while_an_mx_would_fail(
-    app: Running, lab_world: World, profile: str
+    app: Running, lab_world: World, profile: str, reason: str
 ) -> None:
     if profile not in lab_world.smtp and profile != "down":
         pytest.skip(f"lab has no {profile} SMTP server")
@@ -210,8 +218,19 @@ def test_enforce_is_refused_while_an_mx_would_fail(
         assert r.status_code == 409, r.text
         error = r.json()["error"]
         assert error["code"] == "enforce-refused"
-        assert error["findings"] and all(f["severity"] == "error" for f in error["findings"])
-        assert all(f["fix"] or f["code"] == "policy-cannot-enforce" for f in error["findings"])
+        # every MX that would fail is named, with its reason and a fix
+        assert f"mx1.{d} ({reason})" in error["message"]
+        [failing] = error["failing_mx"]
+        assert failing["host"] == f"mx1.{d}"
+        assert [x["reason"] for x in failing["reasons"]] == [reason]
+        assert all(x["fix"] for x in failing["reasons"])
+        codes = {f["code"] for f in error["findings"]}
+        assert "policy-cannot-enforce" in codes and failing["reasons"][0]["code"] in codes
+        assert all(f["fix"] for f in error["findings"])
+        # no fix points to findings "above" that the answer does not carry
+        assert not any("above" in f["fix"] for f in error["findings"])
+        cannot = next(f for f in error["findings"] if f["code"] == "policy-cannot-enforce")
+        assert f"mx1.{d}" in cannot["fix"]
         # still testing, same version
         assert c.get(f"/api/v1/domains/{d}").json()["policy"]["version"] == 1
         assert parse_policy(app.policy(d).content).mode == "testing"
@@ -408,3 +427,21 @@ def test_an_idn_domain_is_hosted_under_its_a_label(app: Running, lab_world: Worl
         assert c.get(f"/api/v1/domains/{ulabel}").json()["domain"] == alabel
     records = {x["name"] for x in r.json()["dns_records"]}
     assert f"_mta-sts.{alabel}" in records  # what DNS needs: the A-label
+
+
+def test_an_unchanged_policy_makes_no_new_version(app: Running, lab_world: World) -> None:
+    d = hosted(app, lab_world)
+    with app.client() as c:
+        before = c.get(f"/api/v1/domains/{d}").json()["policy"]
+        same = c.put(
+            f"/api/v1/domains/{d}/policy",
+            json={"mode": before["mode"], "mx": before["mx"][::-1], "max_age": before["max_age"]},
+        )
+        assert same.status_code == 200 and same.json()["changed"] is False
+        assert same.json()["policy"]["id"] == before["id"]
+        refreshed = c.post(f"/api/v1/domains/{d}/refresh-mx")
+        assert refreshed.status_code == 200 and refreshed.json()["changed"] is False
+        history = c.get(f"/api/v1/domains/{d}/policy/history").json()
+        assert [v["version"] for v in history] == [before["version"]]
+        changed = c.put(f"/api/v1/domains/{d}/policy", json={"mode": "none"})
+        assert changed.json()["changed"] is True and changed.json()["policy"]["id"] != before["id"]

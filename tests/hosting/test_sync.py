@@ -87,3 +87,44 @@ def test_soa_serial_is_shared_by_processes_and_survives_a_restart(
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("reload", [False, True], ids=["patch", "full-reload"])
+def test_a_sync_read_before_a_local_change_never_undoes_it(
+    tmp_path: Path, lab_world: World, reload: bool
+) -> None:
+    """The background sync reads the store, a local change commits and is patched in, then
+    the sync applies what it read: the fresh entry stays (issue 9: a newly activated domain
+    answered 404 until the next sync). The interleaving is driven step by step."""
+    settings = Settings(data_dir=tmp_path, zone=ZONE, nameservers=(lab_world.nameserver,))
+    a = open_service(settings)
+    try:
+        user = a.authenticate(a.create_token("ops@example.org"))
+        assert user is not None
+        d = customer(lab_world)
+        delegate(lab_world, d, claim=a.add_domain(user, d))
+        if reload:
+            a.snapshot.loaded_at = 0.0  # the next sync reloads everything
+        read = a.read_changes()  # the sync reads: d is still pending
+        assert read is not None and d not in read.entries
+        assert a.verify(user, d)["state"] == "active"  # commits and patches d in
+        assert d in a.snapshot.hosts
+        a.apply_changes(read)  # the sync applies what it read before the activation
+        assert d in a.snapshot.hosts, "the sync dropped the freshly activated domain"
+
+        fresh = a.snapshot.hosts[d]
+        if reload:
+            a.snapshot.loaded_at = 0.0
+        a.set_policy(user, d, Mode.TESTING, max_age=172800)  # so the next sync reads
+        read = a.read_changes()
+        assert read is not None
+        a.set_policy(user, d, Mode.NONE)  # commits and patches the newer version in
+        newest = a.snapshot.hosts[d]
+        assert newest.policy_id != fresh.policy_id
+        a.apply_changes(read)  # read before the last change: must not put it back
+        assert a.snapshot.hosts[d] == newest, "the sync put back the previous version"
+        assert parse_policy(a.snapshot.hosts[d].body).mode == "none"
+        a.sync()  # and a later sync agrees
+        assert a.snapshot.hosts[d] == newest
+    finally:
+        a.close()

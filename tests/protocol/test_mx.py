@@ -166,3 +166,20 @@ def test_validate_mx_pattern_raises_only_mx_errors(pattern: str) -> None:
         assert validate_mx_pattern(normalised) == normalised  # idempotent
         assert normalised == normalised.lower()
         assert not normalised.endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("host", "pattern", "expected"),
+    [
+        ("mx_1.example.com", "mx_1.example.com", True),
+        ("MX_1.Example.com.", "mx_1.example.com", True),
+        ("mx_1.example.com", "*.example.com", True),
+        ("a.mx_pool.example.com", "*.mx_pool.example.com", True),
+        ("mx_1.example.com", "mx_2.example.com", False),
+        ("mx1.example.com", "mx_1.example.com", False),
+    ],
+)
+def test_underscore_names_match_as_string_comparing_senders_do(
+    host: str, pattern: str, expected: bool
+) -> None:
+    assert mx_matches(host, pattern) is expected

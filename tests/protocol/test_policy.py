@@ -120,10 +120,8 @@ BASE = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 8640
         (BASE.replace("mx: mail.example.com\r\n", ""), "policy-mx-missing"),
         (BASE.replace("mx: mail.example.com\r\n", "MX: mail.example.com\r\n"), "policy-mx-missing"),
         (BASE.replace("mail.example.com", "mail.*.example.com"), "policy-mx-invalid"),
-        (BASE.replace("mail.example.com", "mail_1.example.com"), "policy-mx-invalid"),
         (BASE.replace("mail.example.com", ""), "policy-mx-invalid"),
         (BASE.replace("mail.example.com", "a.example b.example"), "policy-mx-invalid"),
-        (BASE.replace("mail.example.com", "192.0.2.25"), "policy-mx-ip-literal"),
         (BASE.replace("mail.example.com", "[2001:db8::25]"), "policy-mx-ip-literal"),
         (BASE.replace("mail.example.com", "mail.bücher.example"), "policy-mx-ulabel"),
     ],
@@ -292,3 +290,36 @@ def test_parse_bytes_raises_only_policy_errors(data: bytes) -> None:
         assert exc.code.startswith("policy-")
     else:
         assert dataclasses.replace(parse_policy(policy.serialize()), notes=()) == policy
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "words"),
+    [
+        # RFC 8461 §3.2: ["*."] Domain; a dotted IPv4 address is a valid RFC 5321 Domain.
+        ("192.0.2.25", "policy-mx-ip-address", "looks like an IP address"),
+        ("192.0.2.25.", "policy-mx-ip-address", "covers no MX host"),
+        # Some providers' real MX names carry an underscore; senders accept the policy.
+        ("mail_1.example.com", "policy-mx-underscore", "underscore"),
+        ("*.mx_pool.example.com", "policy-mx-underscore", "underscore"),
+    ],
+)
+def test_mx_lines_senders_accept_keep_the_policy_valid_with_a_note(
+    value: str, code: str, words: str
+) -> None:
+    policy = parse_policy(BASE.replace("mail.example.com", value) + "mx: mx.example.com\r\n")
+    assert policy.mode is Mode.ENFORCE
+    assert policy.mx == (value.lower().removesuffix("."), "mx.example.com")
+    [note] = [n for n in policy.notes if n.code == code]
+    assert note.message.startswith("line 3: ")  # names the line
+    assert repr(value) in note.message and words in note.message
+
+
+def test_an_ip_looking_mx_line_is_never_written() -> None:
+    with pytest.raises(PolicyError) as info:
+        Policy("STSv1", Mode.TESTING, 86400, ("192.0.2.25",)).serialize()
+    assert info.value.code == "policy-mx-ip-literal"
+
+
+def test_an_underscore_mx_from_a_real_mx_set_is_written() -> None:
+    text = Policy("STSv1", Mode.TESTING, 86400, ("mx_1.example.com",)).serialize()
+    assert "mx: mx_1.example.com\r\n" in text

@@ -120,9 +120,14 @@ def test_select(records: list[str], expected_id: str) -> None:
         (["v=STSv1; id=a", "v=STSv1; id=b"], "record-multiple"),
         (["v=STSv1; id=a", "v=STSv1; id=a"], "record-multiple"),
         (["V=STSv1; id=a"], "record-version"),
-        (["v=STSv1 ; id=a"], "record-version"),
+        # RFC 8461 §3.1: the "v=STSv1;" discard rule applies when several records come back.
+        (["v=STSv1 ; id=a", "v=spf1 -all"], "record-version"),
         ([" v=STSv1; id=a"], "record-version"),
-        (["v=STSv1"], "record-version"),
+        # A lone record is judged by the grammar: the exact problem is named.
+        (["v=STSv1"], "record-id-missing"),
+        (["v=STSv1 id=a"], "record-syntax"),
+        (['"v=STSv1; id=a"'], "record-quoted"),
+        (['"v=STSv1; id=a"', "v=spf1 -all"], "record-quoted"),
         (["v=STSv1; id=a-b"], "record-id-invalid"),
     ],
 )
@@ -207,3 +212,45 @@ def test_select_raises_only_record_errors(records: list[str]) -> None:
         assert exc.code.startswith("record-")
     else:
         assert record.raw in records
+
+
+@pytest.mark.parametrize("raw", ["v=STSv1 ; id=abc", "v=STSv1\t;id=abc", "v=STSv1 ;id=abc;"])
+def test_a_lone_record_with_space_before_the_first_delimiter_is_accepted_with_a_note(
+    raw: str,
+) -> None:
+    record = select_sts_record([raw])
+    assert record.id == "abc"
+    [note] = record.notes
+    assert note.code == "record-space-before-delimiter"
+    assert "may drop it" in note.message and repr(raw) in note.message
+
+
+def test_literal_quotes_are_named() -> None:
+    with pytest.raises(RecordError) as info:
+        select_sts_record(['"v=STSv1; id=202106232052"'], domain="example.com")
+    assert info.value.code == "record-quoted"
+    assert "literal double quotes" in info.value.message
+    assert info.value.fix == '_mta-sts.example.com. TXT "v=STSv1; id=202106232052"'
+    with pytest.raises(RecordError) as info:
+        parse_sts_record('v=STSv1; id="abc"')
+    assert info.value.code == "record-id-invalid" and "double quotes" in info.value.message
+
+
+def test_leading_whitespace_is_named() -> None:
+    with pytest.raises(RecordError, match="starts with whitespace"):
+        select_sts_record([" v=STSv1; id=20220101000000Z;"])
+
+
+@pytest.mark.parametrize(
+    ("records", "words"),
+    [
+        (["v=STSv1 ; id=a", "v=spf1 -all"], "whitespace before the first ';'"),
+        (["v=STSv1", "v=spf1 -all"], "must be followed directly by ';'"),
+        (["v=STSv1 id=a", "v=spf1 -all"], "must be followed directly by ';'"),
+        (["V=STSv1; id=a"], "case-sensitive"),
+    ],
+)
+def test_discarded_records_name_their_exact_problem(records: list[str], words: str) -> None:
+    with pytest.raises(RecordError) as info:
+        select_sts_record(records)
+    assert info.value.code == "record-version" and words in info.value.message

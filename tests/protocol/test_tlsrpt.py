@@ -138,8 +138,14 @@ def test_select(records: list[str], rua: tuple[str, ...]) -> None:
         (["v=STSv1; id=1"], "tlsrpt-missing"),
         (["v=TLSRPTv1; rua=mailto:a@x.org", "v=TLSRPTv1; rua=mailto:b@x.org"], "tlsrpt-multiple"),
         (["V=TLSRPTv1; rua=mailto:a@x.org"], "tlsrpt-version"),
-        (["v=TLSRPTv1 ; rua=mailto:a@x.org"], "tlsrpt-version"),
-        (["v=TLSRPTv1"], "tlsrpt-version"),
+        # RFC 8460 §3: the "v=TLSRPTv1;" discard rule applies when several records come back.
+        (["v=TLSRPTv1 ; rua=mailto:a@x.org", "v=spf1 -all"], "tlsrpt-version"),
+        # A lone record is judged by the grammar: the exact problem is named.
+        (["v=TLSRPTv1"], "tlsrpt-rua-missing"),
+        (["v=TLSRPTv1;"], "tlsrpt-rua-missing"),
+        (["v=TLSRPTv1 rua=mailto:a@x.org"], "tlsrpt-syntax"),
+        (['"v=TLSRPTv1; rua=mailto:a@x.org"'], "tlsrpt-quoted"),
+        (['v=TLSRPTv1; rua="mailto:a@x.org"'], "tlsrpt-rua-invalid"),
         (["v=TLSRPTv1; rua=http://x.org"], "tlsrpt-rua-scheme"),
     ],
 )
@@ -215,3 +221,24 @@ def test_select_raises_only_tlsrpt_errors(records: list[str]) -> None:
         assert exc.code.startswith("tlsrpt-")
     else:
         assert record.raw in records
+
+
+@pytest.mark.parametrize(
+    "raw", ["v=TLSRPTv1 ;rua=mailto:a@x.org", "v=TLSRPTv1\t; rua=mailto:a@x.org"]
+)
+def test_a_lone_record_with_space_before_the_first_delimiter_is_accepted_with_a_note(
+    raw: str,
+) -> None:
+    record = select_tlsrpt_record([raw])
+    assert record.rua == ("mailto:a@x.org",)
+    [note] = record.notes
+    assert note.code == "tlsrpt-space-before-delimiter" and "may drop it" in note.message
+
+
+def test_literal_quotes_are_named() -> None:
+    with pytest.raises(TlsRptRecordError) as info:
+        select_tlsrpt_record(['"v=TLSRPTv1; rua=mailto:a@x.org"'])
+    assert "literal double quotes" in info.value.message
+    with pytest.raises(TlsRptRecordError) as info:
+        select_tlsrpt_record(['v=TLSRPTv1; rua="mailto:a@x.org"'])
+    assert "literal double quotes" in info.value.message

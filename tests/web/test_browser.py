@@ -291,6 +291,26 @@ def test_owner_journey_in_chromium(
         with dash.api(token) as api:
             assert [x["domain"] for x in api.get("/api/v1/domains").json()] == [d]
         page.screenshot(path=shots / "settings.png", full_page=True)
+        # the password form's e-mail field (for password managers) is really hidden
+        expect(page.locator("input[name=username]")).to_be_hidden()
+        # revoking asks first: dismissed, the token still works; accepted, it is gone
+        dialogs: list[str] = []
+
+        def answer(dialog: Any, accept: bool) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        page.once("dialog", lambda dialog: answer(dialog, False))
+        page.get_by_role("button", name="Revoke token ci").click()
+        expect(page.get_by_role("button", name="Revoke token ci")).to_be_visible()
+        assert dialogs and "Revoke the token ci" in dialogs[0]
+        with dash.api(token) as api:
+            assert api.get("/api/v1/domains").status_code == 200
+        page.once("dialog", lambda dialog: answer(dialog, True))
+        page.get_by_role("button", name="Revoke token ci").click()
+        expect(page.get_by_role("button", name="Revoke token ci")).to_have_count(0)
+        with dash.api(token) as api:
+            assert api.get("/api/v1/domains").status_code == 401
 
         # a phone: nothing wider than the screen
         phone = chromium.new_context(
@@ -308,6 +328,20 @@ def test_owner_journey_in_chromium(
             small.screenshot(path=shots / name, full_page=True)
         small.goto(f"{dash.base}/domains/{d}/reports")
         assert small.evaluate("document.documentElement.scrollWidth") <= 390
+        for path in ("/settings", f"/domains/{d}/setup"):
+            small.goto(f"{dash.base}{path}")
+            width = small.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{path} is {width}px wide on a 390px phone"
+        # long input never widens the page: an over-long mx line comes back in the form,
+        # with its error next to the field
+        expected.add("422 (Unprocessable Entity)")
+        small.goto(f"{dash.base}/domains/{d}")
+        small.locator("#mx-lines").fill("x" * 300 + ".example")
+        small.get_by_role("button", name="Save mx and max_age").click()
+        expect(small.locator("#mx-error")).to_be_visible()
+        expect(small.locator("#mx-lines")).to_have_value("x" * 300 + ".example")
+        width = small.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the refused long mx line makes the page {width}px wide"
 
         # sign out ends the session
         page.get_by_role("button", name="Sign out").click()

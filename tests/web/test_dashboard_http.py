@@ -263,6 +263,11 @@ def test_forced_enforce_needs_a_reason_and_is_marked(dash: Dashboard, lab_world:
         assert blocked.status_code == 409
         assert "Enforce is blocked" in blocked.text and f"<code>mx1.{d}</code>" in blocked.text
         assert "STARTTLS" in blocked.text and "Force enforce" in blocked.text
+        assert '<span class="reason">no STARTTLS</span>' in blocked.text
+        # fixes render code spans as <code>, never literal backticks
+        fixes = re.findall(r'<p class="fix">(.*?)</p>', blocked.text, re.S)
+        assert fixes and not any("`" in fix for fix in fixes)
+        assert "<code>mode: testing</code>" in blocked.text and "above" not in blocked.text
         no_reason = c.post(
             f"/domains/{d}/policy",
             data={"mode": "enforce", "force": "yes", "reason": " ", "csrf_token": token},

@@ -12,10 +12,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import idna
-
 from mtasts.check.diagnosis import Diagnosis
 from mtasts.check.findings import Finding, Severity, sort_findings
+from mtasts.check.names import normalize_domain
 from mtasts.check.result import CheckResult, MxHostResult
 from mtasts.net.addresses import ProbePolicy
 from mtasts.net.dns import DnsStatus, Resolver
@@ -44,20 +43,6 @@ class CheckOptions:
     # allows, cap the fan-out, and show no server's words. None: unrestricted, for the
     # operator's own `mtasts check`.
     probe_policy: ProbePolicy | None = None
-
-
-def normalize_domain(text: str) -> str:
-    """Lower-case A-label form without trailing dot; ValueError with a clear message."""
-    name = text.strip().rstrip(".").lower()
-    if not name or " " in name or "/" in name or "@" in name:
-        raise ValueError(f"{text!r} is not a domain name (give e.g. example.com)")
-    try:
-        alabel = idna.encode(name, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise ValueError(f"{text!r} is not a valid domain name: {exc}") from exc
-    if "." not in alabel:
-        raise ValueError(f"{text!r} is not a fully qualified domain name")
-    return alabel
 
 
 class Checker:

@@ -15,7 +15,7 @@ from mtasts.net.fetch import FetchResult
 from mtasts.net.starttls import ProbeResult
 from mtasts.protocol.errors import PolicyError, RecordError, TlsRptRecordError
 from mtasts.protocol.mx import matching_pattern
-from mtasts.protocol.policy import Mode, Policy, parse_policy
+from mtasts.protocol.policy import MX_WARNING_NOTES, Mode, Policy, parse_policy
 from mtasts.protocol.record import select_sts_record
 from mtasts.protocol.tlsrpt import select_tlsrpt_record
 
@@ -118,7 +118,44 @@ _PROBE_FINDINGS: dict[str, tuple[str, ResultType | None, str]] = {
     ),
 }
 
+# Why an MX host would fail once the policy is enforced: finding code -> short reason.
+ENFORCE_FAILURES: dict[str, str] = {
+    "mx-not-covered": "not listed in the policy",
+    "mx-no-address": "no address",
+    ADDRESS_NOT_ALLOWED: "address not allowed",
+    "mx-unreachable": "unreachable",
+    "mx-smtp-error": "SMTP error",
+    "mx-starttls-missing": "no STARTTLS",
+    "mx-tls-handshake-failed": "TLS handshake failed",
+    "mx-tls-version-too-old": "TLS < 1.2",
+    "mx-certificate-expired": "certificate expired",
+    "mx-certificate-not-yet-valid": "certificate not yet valid",
+    "mx-certificate-untrusted": "certificate not trusted",
+    "mx-certificate-host-mismatch": "certificate does not name the host",
+    "mx-certificate-invalid": "certificate invalid",
+}
+
 _PROBE_FIXES: dict[str, str] = {
+    "mx-unreachable": (
+        "Make {host} accept SMTP connections on port 25 from the internet (mail server "
+        "running, listening on its public address, firewall open). If only this machine "
+        "cannot reach port 25, check from another network."
+    ),
+    "mx-smtp-error": (
+        "Make the mail server on {host} greet with 220 and accept EHLO (check its logs)."
+    ),
+    "mx-tls-handshake-failed": (
+        "Check the TLS set-up of {host}: a certificate and its key installed, TLS 1.2 or "
+        "1.3 enabled with common ciphers."
+    ),
+    "mx-certificate-not-yet-valid": (
+        "Install a certificate of {host} that is valid now (check the server's clock and "
+        "the certificate's notBefore date)."
+    ),
+    "mx-certificate-invalid": (
+        "Install a publicly trusted, unexpired certificate naming {host} with its full "
+        "chain (e.g. `certbot certonly -d {host}`)."
+    ),
     "mx-starttls-missing": (
         "Enable STARTTLS on the MX with a publicly trusted certificate. Postfix:\n"
         "    smtpd_tls_cert_file = /etc/letsencrypt/live/{host}/fullchain.pem\n"
@@ -143,6 +180,28 @@ _PROBE_FIXES: dict[str, str] = {
         "certificate covers and list that name in the policy."
     ),
 }
+
+
+def enforce_failures(
+    hosts: list[MxHostResult], findings: list[Finding]
+) -> list[tuple[str, list[Finding]]]:
+    """Each MX host that would fail once the policy is enforced, in MX order, with the
+    findings saying why (codes of ENFORCE_FAILURES, warnings such as an unreachable
+    host included). RFC 8461 §5: in enforce, senders deliver to no such host."""
+    out = []
+    for host in hosts:
+        found = [f for f in findings if f.subject == host.hostname and f.code in ENFORCE_FAILURES]
+        if found:
+            out.append((host.hostname, found))
+    return out
+
+
+def enforce_reason(finding: Finding) -> str:
+    """The short reason an enforce-failure finding stands for ("connection refused",
+    "no STARTTLS", "TLS < 1.2", ...)."""
+    if finding.code == "mx-unreachable" and "refused" in finding.message.lower():
+        return "connection refused"
+    return ENFORCE_FAILURES.get(finding.code, finding.code)
 
 
 class Diagnosis:
@@ -177,10 +236,22 @@ class Diagnosis:
         self.r.findings.append(Finding(code, severity, subject, message, rfc, result_type, fix))
 
     def live_mx_names(self) -> list[str]:
+        """The MX hosts a suggested policy lists, as `mtasts generate` picks them."""
         answer = self.r.mx_answer
+        if answer is not None and answer.status is DnsStatus.NODATA:
+            return [self.d]  # RFC 5321 §5.1: no MX record, the domain is the implicit MX
         if answer is None or answer.status is not DnsStatus.OK:
             return [f"mx.{self.d}"]
         return [m.exchange for m in answer.records if m.exchange] or [f"mx.{self.d}"]
+
+    def null_mx(self) -> bool:
+        """RFC 7505: the domain publishes a null MX (it accepts no mail)."""
+        answer = self.r.mx_answer
+        return (
+            answer is not None
+            and answer.status is DnsStatus.OK
+            and any(not m.exchange for m in answer.records)
+        )
 
     # --- record and policy -------------------------------------------------------------
 
@@ -210,6 +281,15 @@ class Diagnosis:
             try:
                 r.record = select_sts_record(answer.records, domain=d)
                 record_ok = True
+                for note in r.record.notes:
+                    self.add(
+                        note.code,
+                        _WARN,
+                        subject,
+                        note.message,
+                        note.rfc,
+                        fix=advice.sts_record(d, self.now),
+                    )
             except RecordError as exc:
                 self._record_invalid(exc, answer)
         if answer.cname_chain:
@@ -227,6 +307,10 @@ class Diagnosis:
         fetch = self.r.fetch
         assert fetch is not None
         published = fetch.ok and self._parse_quietly(fetch.body) is not None
+        if not published and self.null_mx():
+            # RFC 7505: a domain that accepts no mail needs no policy (`mtasts generate`
+            # writes none either); the null MX finding says so.
+            return
         if published:
             message = (
                 f"_mta-sts.{d} has no TXT record ({answer.status}), although a valid policy is "
@@ -244,7 +328,7 @@ class Diagnosis:
     def _record_invalid(self, exc: RecordError, answer: DnsAnswer) -> None:
         d = self.d
         message = exc.message
-        if exc.code not in ("record-missing", "record-multiple"):
+        if exc.code not in ("record-missing", "record-multiple", "record-quoted"):
             # postfix-mta-sts-resolver only splits on ";" and "=" and needs v and id present.
             message += (
                 " RFC 8461 §3.1 says senders then assume there is no policy. "
@@ -316,7 +400,14 @@ class Diagnosis:
             r.sts_fetch_result = StsFetchResult.VALID
         policy = r.policy
         for note in policy.notes:
-            self.add(note.code, _INFO, fetch.url, note.message, note.rfc)
+            if note.code in MX_WARNING_NOTES:
+                # Senders accept the policy, but the line covers no MX host (for some senders).
+                fix = advice.policy_file(
+                    d, advice.suggested_policy(d, self.live_mx_names(), policy)
+                )
+                self.add(note.code, _WARN, fetch.url, note.message, note.rfc, fix=fix)
+            else:
+                self.add(note.code, _INFO, fetch.url, note.message, note.rfc)
         if policy.mode is Mode.TESTING:
             self.add(
                 "policy-mode-testing",
@@ -628,6 +719,10 @@ class Diagnosis:
         usable = [h for h in r.mx_hosts if h.matches_policy and (h.tls_ok or not probed)]
         if usable:
             return
+        failing = enforce_failures(r.mx_hosts, r.findings)
+        named = "; ".join(
+            f"{host} ({', '.join(enforce_reason(f) for f in found)})" for host, found in failing
+        )
         if enforcing:
             message = (
                 "No MX host is both listed in the policy and passing STARTTLS/certificate "
@@ -638,6 +733,12 @@ class Diagnosis:
                 "No MX host is both listed in the policy and passing STARTTLS/certificate "
                 "checks: switching to enforce would stop all mail from MTA-STS senders."
             )
+        if named:
+            message += f" Failing: {named}."
+        steps = [
+            f"- {host}: {found[0].fix.splitlines()[0] if found[0].fix else found[0].message}"
+            for host, found in failing
+        ]
         self.add(
             "policy-cannot-enforce",
             _ERR if enforcing else _WARN,
@@ -645,7 +746,8 @@ class Diagnosis:
             message,
             "RFC 8461 §5",
             ResultType.VALIDATION_FAILURE,
-            "Fix the MX findings above first; until then keep `mode: testing`.",
+            "Keep `mode: testing` until at least one MX host listed in the policy passes"
+            + (":\n" + "\n".join(steps) if steps else "."),
         )
 
     # --- TLS-RPT ---------------------------------------------------------------------
@@ -673,12 +775,18 @@ class Diagnosis:
                 "MX hosts fails."
                 if missing
                 else exc.message
+                + ". The owner asked for reports and will get none: senders ignore the record."
             )
             self.add(
                 exc.code,
-                _WARN,
+                # RFC 8460 §3: a record published but unusable is an error (reports were
+                # asked for and none will come); no record at all is only a warning.
+                _WARN if missing else _ERR,
                 subject,
                 message,
                 exc.rfc,
                 fix=exc.fix if exc.fix and not missing else advice.tlsrpt_record(d),
             )
+            return
+        for note in r.tlsrpt.notes:
+            self.add(note.code, _WARN, subject, note.message, note.rfc, fix=advice.tlsrpt_record(d))

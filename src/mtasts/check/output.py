@@ -58,7 +58,7 @@ def to_csv_row(r: CheckResult) -> str:
     return _csv_row(
         [
             r.domain,
-            r.sts_fetch_result.value,
+            r.sts_fetch_result.value if r.checked else "",
             r.record.id if r.record else "",
             policy.mode.value if policy else "",
             str(policy.max_age) if policy else "",
@@ -80,6 +80,14 @@ def _csv_row(values: list[str]) -> str:
 
 def render_text(result: CheckResult, console: Console, *, verbose: bool = False) -> None:
     """Verdict first, then each problem with its fix, then a compact picture of the setup."""
+    if not result.checked:
+        console.rule(style="red")
+        for f in result.findings:
+            console.print(
+                Text(f"✗ {f.code}  {f.message}\n  Fix: {f.fix or ''}", style="red"),
+                soft_wrap=True,
+            )
+        return
     verdict = result.sts_fetch_result
     errors, warnings = result.count(Severity.ERROR), result.count(Severity.WARNING)
     head = Text()

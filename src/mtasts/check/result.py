@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from mtasts.check.findings import Finding, Severity, StsFetchResult
@@ -80,6 +80,9 @@ class CheckResult:
     tlsrpt_answer: DnsAnswer | None = None
     tlsrpt: TlsRptRecord | None = None
     findings: list[Finding] = field(default_factory=list)
+    # A line of an input file that is not a domain name: never checked, so no verdict.
+    input_line: int | None = None
+    checked: bool = True
 
     @property
     def ok(self) -> bool:
@@ -113,6 +116,14 @@ class CheckResult:
         tlsrpt = None
         if self.tlsrpt is not None:
             tlsrpt = {"raw": self.tlsrpt.raw, "rua": list(self.tlsrpt.rua)}
+        if not self.checked:
+            return {
+                "domain": self.domain,
+                "sts_fetch_result": None,
+                "sts_fetch_result_meaning": "not checked: the input is not a domain name",
+                "line": self.input_line,
+                "findings": [f.to_dict() for f in self.findings],
+            }
         return {
             "domain": self.domain,
             "sts_fetch_result": self.sts_fetch_result.value,
@@ -169,3 +180,21 @@ def _fetch_dict(f: FetchResult, now: datetime) -> dict[str, Any]:
         "error_code": f.error_code,
         "error": f.error,
     }
+
+
+def input_invalid(text: str, line: int, problem: str) -> CheckResult:
+    """The result for line ``line`` of an input file that is not a domain name: finding
+    ``input-invalid``, no verdict (nothing was checked)."""
+    result = CheckResult(domain=text, checked_at=datetime.now(UTC), input_line=line, checked=False)
+    result.findings.append(
+        Finding(
+            "input-invalid",
+            Severity.ERROR,
+            f"line {line}",
+            f"line {line}: {problem}",
+            "RFC 1035 §2.3.1",
+            fix="Give one mail domain per line (the part after @, e.g. example.com); "
+            "'#' starts a comment.",
+        )
+    )
+    return result

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,14 @@ def latest_change(entries: Iterable[Hosted]) -> float:
 @dataclass
 class Snapshot:
     """Hosted domains by name. Readers take ``hosts`` once per request; writers replace
-    single entries (atomic under the GIL) or swap the whole dict."""
+    single entries (atomic under the GIL) or swap the whole dict.
+
+    Invariant: an entry is never replaced by one read from an older state of the store.
+    A background sync reads the store, then applies what it read; a local change may
+    commit and be patched in between. So every write says at which generation (the
+    store's change counter, read before the rows) it was read, and :meth:`patch` and
+    :meth:`replace_all` skip a domain whose entry was read at a newer generation.
+    """
 
     hosts: dict[str, Hosted] = field(default_factory=dict)
     generation: int = -1  # the store's change counter this snapshot reflects
@@ -60,6 +68,9 @@ class Snapshot:
     # the latest ``changed_at`` of an entry whose TXT id lags its policy (previous_id set):
     # after it plus the §8.1 delay every TXT id is final (the SOA serial counts that step)
     latest_change: float = 0.0
+    # generation each domain's entry (or absence) was read at, when newer than `generation`
+    read_at: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.latest_change = max(self.latest_change, latest_change(self.hosts.values()))
@@ -78,15 +89,47 @@ class Snapshot:
             self.latest_change = entry.changed_at
         self.version += 1
 
-    def replace_all(self, hosts: dict[str, Hosted], generation: int) -> None:
-        """Swap in a fresh set of entries (a full reload from the store)."""
-        self.hosts, self.generation, self.loaded_at = hosts, generation, time.time()
-        self.latest_change = latest_change(hosts.values())
-        self.version += 1
-
     def drop(self, domain: str) -> None:
         self.hosts.pop(domain, None)
         self.version += 1
+
+    def patch(self, read_at: int, entries: Mapping[str, Hosted], names: Iterable[str]) -> list[str]:
+        """Put ``entries`` and drop the other ``names``, all read at generation ``read_at``,
+        except domains whose entry was read at a newer generation. Return the skipped ones."""
+        skipped = []
+        with self._lock:
+            for name in names:
+                if self.read_at.get(name, -1) > read_at:
+                    skipped.append(name)  # patched by a later read: keep it
+                    continue
+                self.read_at[name] = read_at
+                entry = entries.get(name)
+                if entry is not None:
+                    self.put(entry)
+                else:
+                    self.drop(name)
+        return skipped
+
+    def replace_all(self, read_at: int, hosts: dict[str, Hosted]) -> None:
+        """Swap in a full reload read at ``read_at``, keeping entries read later."""
+        with self._lock:
+            for name, at in self.read_at.items():
+                if at > read_at:
+                    entry = self.hosts.get(name)
+                    if entry is not None:
+                        hosts[name] = entry
+                    else:
+                        hosts.pop(name, None)
+            self.hosts = hosts
+            self.latest_change = latest_change(hosts.values())
+            self.version += 1
+            self.loaded_at = time.time()
+
+    def advance(self, generation: int) -> None:
+        """Record that the store was read up to ``generation``; forget older read marks."""
+        with self._lock:
+            self.generation = max(self.generation, generation)
+            self.read_at = {n: at for n, at in self.read_at.items() if at > self.generation}
 
     # --- on disk: lets a restart serve policies while the database is still down --------
 

@@ -20,10 +20,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from mtasts.check.checker import Checker, CheckOptions, normalize_domain
+from mtasts.check.checker import Checker, CheckOptions
+from mtasts.check.diagnosis import enforce_failures, enforce_reason
 from mtasts.check.findings import Severity
+from mtasts.check.names import normalize_domain
 from mtasts.config import Settings
-from mtasts.generate import DEFAULT_MAX_AGE
+from mtasts.generate import DEFAULT_MAX_AGE, MIN_MAX_AGE
 from mtasts.hosting.claims import (
     ClaimOutcome,
     ClaimVerification,
@@ -57,7 +59,6 @@ log = logging.getLogger("mtasts.hosting")
 
 TOKEN_PREFIX = "mtasts_"  # noqa: S105 - a prefix, not a secret
 RETIRE_MAX_AGE = 86_400  # RFC 8461 §8.3: the "none" policy gets a short max_age (one day)
-MIN_MAX_AGE = 86_400  # below a day a policy protects little; RFC 8461 §3.2 advises weeks
 LOOKBACK = 1000  # audit ids re-read at each sync (see sync)
 FULL_RELOAD = 900.0  # seconds between full reloads of the snapshot
 # mx lines per hosted policy. Real domains list a handful of MX hosts (wildcards cover
@@ -94,6 +95,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_fingerprint(token_hash: str) -> str:
+    """What tells tokens apart without revealing them: the first 8 hex digits of the
+    token's SHA-256 (``printf %s "$TOKEN" | sha256sum | cut -c1-8`` gives the same)."""
+    return token_hash[:8]
+
+
 def new_policy_id(now: datetime, number: int) -> str:
     """Unique per domain and readable: UTC time plus the version number (RFC 8461 §3.1:
     1 to 32 letters and digits)."""
@@ -106,6 +113,27 @@ def policy_of(v: PolicyVersion) -> Policy:
 
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+@dataclass(frozen=True, slots=True)
+class EnforceGuard:
+    """The outcome of checking a policy before it is enforced: ``blocked`` when an error
+    would make senders refuse mail; ``findings`` the errors and every MX failure (with a
+    ``reason``); ``failing_mx`` each MX host that would fail, its reasons and fixes."""
+
+    blocked: bool
+    findings: list[dict[str, Any]]
+    failing_mx: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRead:
+    """What a sync read from the store at ``generation``: every served entry (``names``
+    None: a full reload) or the entries of the domains ``names`` (absent: not served)."""
+
+    generation: int
+    entries: dict[str, Hosted]
+    names: list[str] | None
 
 
 @dataclass
@@ -302,9 +330,11 @@ class HostingService:
             "domain": domain.name,
             "state": domain.state,
             "owner": domain.owner.email,
-            "created_at": domain.created_at.isoformat(),
-            "verified_at": domain.verified_at.isoformat() if domain.verified_at else None,
-            "retire_after": domain.retire_after.isoformat() if domain.retire_after else None,
+            "created_at": _aware(domain.created_at).isoformat(),
+            "verified_at": _aware(domain.verified_at).isoformat() if domain.verified_at else None,
+            "retire_after": (
+                _aware(domain.retire_after).isoformat() if domain.retire_after else None
+            ),
             "claim_expires_at": _aware(expires).isoformat() if expires else None,
             "policy": self._version_dict(v),
             "policy_text": policy_of(v).serialize(),
@@ -649,18 +679,46 @@ class HostingService:
             )
         return max_age
 
-    def guard_enforce(self, domain: str, policy: Policy) -> list[dict[str, Any]]:
-        """The errors senders would hit if ``policy`` were enforced now (RFC 8461 §5)."""
+    def guard_enforce(self, domain: str, policy: Policy) -> EnforceGuard:
+        """What senders would hit if ``policy`` were enforced now (RFC 8461 §5): the
+        errors, and every MX host that would fail with its reason and fix."""
         result = asyncio.run(self.checker().check_policy(domain, policy))
-        findings = [f.to_dict() for f in result.findings if f.severity is Severity.ERROR]
-        for f in findings:
-            if f["code"] == "mx-not-covered":
+        hosted_fix = (
+            "Add {host} to the policy's mx list (or refresh the mx list from the live MX "
+            "records); mtasts serves the new policy and id itself."
+        )
+        failing = enforce_failures(result.mx_hosts, result.findings)
+        failure_ids = {id(f) for _, found in failing for f in found}
+        findings = []
+        for f in result.findings:
+            if f.severity is not Severity.ERROR and id(f) not in failure_ids:
+                continue
+            item = f.to_dict()
+            if id(f) in failure_ids:
+                item["reason"] = enforce_reason(f)
+            if f.code == "mx-not-covered":
                 # hosted: no file to edit and no id to change, mtasts does both
-                f["fix"] = (
-                    f"Add {f['subject']} to the policy's mx list (or refresh the mx list "
-                    "from the live MX records); mtasts serves the new policy and id itself."
-                )
-        return findings
+                item["fix"] = hosted_fix.format(host=f.subject)
+            findings.append(item)
+        failing_mx = [
+            {
+                "host": host,
+                "reasons": [
+                    {
+                        "code": f.code,
+                        "reason": enforce_reason(f),
+                        "message": f.message,
+                        "fix": hosted_fix.format(host=host)
+                        if f.code == "mx-not-covered"
+                        else f.fix,
+                    }
+                    for f in found
+                ],
+            }
+            for host, found in failing
+        ]
+        blocked = any(f.severity is Severity.ERROR for f in result.findings)
+        return EnforceGuard(blocked, findings, failing_mx)
 
     def set_policy(
         self,
@@ -673,7 +731,8 @@ class HostingService:
         reason: str = "",
     ) -> dict[str, Any]:
         """Write a new policy version (and with it a new id). ``enforce`` is refused while
-        any live MX would fail, unless ``force`` with a ``reason``."""
+        any live MX would fail, unless ``force`` with a ``reason``. A request that changes
+        nothing writes nothing: the answer says ``changed: false``."""
         reason = reason.strip()
         if force and not reason:
             raise ServiceError(
@@ -690,16 +749,34 @@ class HostingService:
         new_mx = self._clean_mx(mx) if mx is not None else list(current.mx)
         new_max_age = self._check_max_age(max_age) if max_age is not None else current.max_age
         policy = Policy("STSv1", mode, new_max_age, tuple(new_mx))
+        if (
+            not force
+            and mode.value == current.mode
+            and set(new_mx) == set(current.mx)
+            and new_max_age == current.max_age
+        ):
+            # Nothing changed: no new version and no new id (senders would refetch the same
+            # policy). The same MX set in another order is the same policy (RFC 8461 §4.1).
+            view = self.get_domain(user, domain_name)
+            view["changed"] = False
+            return view
         findings: list[dict[str, Any]] = []
         if mode is Mode.ENFORCE:
-            findings = self.guard_enforce(domain_name, policy)
-            if findings and not force:
+            guard = self.guard_enforce(domain_name, policy)
+            if guard.blocked:
+                findings = guard.findings
+            if guard.blocked and not force:
+                hosts = ", ".join(
+                    f"{m['host']} ({', '.join(r['reason'] for r in m['reasons'])})"
+                    for m in guard.failing_mx
+                )
                 raise ServiceError(
                     409,
                     "enforce-refused",
-                    f"Switching {domain_name} to enforce would make senders refuse mail: "
-                    f"{len(findings)} problem(s) found. Fix them, or force with a reason.",
-                    {"findings": findings},
+                    f"Switching {domain_name} to enforce would make senders refuse mail"
+                    + (f": {hosts} would fail" if hosts else "")
+                    + ". Fix them, or force with a reason.",
+                    {"findings": guard.findings, "failing_mx": guard.failing_mx},
                 )
         with self.sessions.begin() as db:
             domain = self._owned(db, user, domain_name)
@@ -720,7 +797,9 @@ class HostingService:
             action = "policy-forced" if findings else "policy-set"
             self._audit(db, user.id if user else None, domain_name, action, detail, domain.id)
         self.refresh_domain(domain_name)
-        return self.get_domain(user, domain_name)
+        view = self.get_domain(user, domain_name)
+        view["changed"] = True
+        return view
 
     def refresh_mx(self, user: User | None, name: str) -> dict[str, Any]:
         """A new version listing the live MX hosts (same mode; enforce stays guarded)."""
@@ -765,13 +844,13 @@ class HostingService:
                     user.id,
                     domain_name,
                     "domain-retiring",
-                    {"id": v.policy_id, "retire_after": domain.retire_after.isoformat()},
+                    {"id": v.policy_id, "retire_after": _aware(domain.retire_after).isoformat()},
                     domain.id,
                 )
                 result = {
                     "domain": domain_name,
                     "state": DomainState.RETIRING,
-                    "retire_after": domain.retire_after.isoformat(),
+                    "retire_after": _aware(domain.retire_after).isoformat(),
                     "message": "Serving mode none with a new id until every sender's cached "
                     "policy has expired; then the domain is removed and you can delete the "
                     "three CNAMEs.",
@@ -922,44 +1001,56 @@ class HostingService:
         """Patch one domain into the snapshot after a local change (the policy first, so
         the TXT served from the same entry never runs ahead of it, RFC 8461 §8.1)."""
         with self.sessions() as db:
-            entries = self._entries(db, [name])
-        if entries:
-            self.snapshot.put(entries[0])
-        else:
-            self.snapshot.drop(name)
+            # The counter first: the rows read after it are at least that fresh.
+            generation = int(db.scalar(select(func.max(AuditEvent.id))) or 0)
+            entries = {e.domain: e for e in self._entries(db, [name])}
+        self.snapshot.patch(generation, entries, [name])
         for callback in self.on_change:
             callback()
+
+    def read_changes(self) -> SyncRead | None:
+        """The first half of :meth:`sync`: read what changed in the store since the last
+        sync (None when nothing did). Nothing is applied yet."""
+        snap = self.snapshot
+        with self.sessions() as db:
+            # The counter first: the rows read after it are at least that fresh.
+            generation = int(db.scalar(select(func.max(AuditEvent.id))) or 0)
+            if generation == snap.generation:
+                return None
+            stale = time.time() - snap.loaded_at > FULL_RELOAD
+            if snap.generation < 0 or stale or generation - snap.generation > LOOKBACK:
+                return SyncRead(generation, {e.domain: e for e in self._entries(db)}, None)
+            # Ids are handed out before commit, so a transaction that began earlier can
+            # commit a lower id after a later one: look back, patching is idempotent.
+            names = set(
+                db.scalars(
+                    select(AuditEvent.domain).where(
+                        AuditEvent.id > snap.generation - LOOKBACK, AuditEvent.domain != ""
+                    )
+                )
+            )
+            entries = {e.domain: e for e in self._entries(db, sorted(names))}
+            return SyncRead(generation, entries, sorted(names))
+
+    def apply_changes(self, read: SyncRead) -> None:
+        """The second half of :meth:`sync`: apply ``read``, never putting back an entry
+        older than one a local change patched in meanwhile (see Snapshot)."""
+        snap = self.snapshot
+        if read.names is None:
+            snap.replace_all(read.generation, read.entries)
+        else:
+            snap.patch(read.generation, read.entries, read.names)
+        snap.advance(read.generation)
 
     def sync(self) -> bool:
         """Catch up with changes made by other processes: patch the domains named in the
         audit log since the last sync, or reload everything after a long gap (and every
         FULL_RELOAD seconds, as a safety net). Raises the database error when the store is
         unreachable; the snapshot then stays as it was."""
-        snap = self.snapshot
-        with self.sessions() as db:
-            generation = int(db.scalar(select(func.max(AuditEvent.id))) or 0)
-            if generation == snap.generation:
-                return False
-            stale = time.time() - snap.loaded_at > FULL_RELOAD
-            if snap.generation < 0 or stale or generation - snap.generation > LOOKBACK:
-                snap.replace_all({e.domain: e for e in self._entries(db)}, generation)
-            else:
-                # Ids are handed out before commit, so a transaction that began earlier can
-                # commit a lower id after a later one: look back, patching is idempotent.
-                names = set(
-                    db.scalars(
-                        select(AuditEvent.domain).where(
-                            AuditEvent.id > snap.generation - LOOKBACK, AuditEvent.domain != ""
-                        )
-                    )
-                )
-                entries = {e.domain: e for e in self._entries(db, sorted(names))}
-                for name in names:
-                    if name in entries:
-                        snap.put(entries[name])
-                    else:
-                        snap.drop(name)
-                snap.generation = generation
+        read = self.read_changes()
+        if read is None:
+            return False
+        self.apply_changes(read)
         for callback in self.on_change:
             callback()
         return True

@@ -9,14 +9,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import dns.asyncresolver
-import dns.exception
-import dns.message
-import dns.name
-import dns.nameserver
-import dns.rdataclass
-import dns.rdatatype
-import dns.resolver
+import dns._features
+
+# mtasts asks plain DNS over UDP/TCP only. Without this, dnspython imports its DNS over
+# HTTPS/QUIC stacks (httpx2, h2, aioquic) whenever they happen to be installed (e.g. with
+# checkdmarc next to mtasts): a tenth of a second at every start of `mtasts check`.
+_force = getattr(dns._features, "force", None)  # dnspython >= 2.4
+for _feature in ("doh", "doq"):
+    if _force is not None:
+        _force(_feature, False)
+
+import dns.asyncresolver  # noqa: E402 - after the features are settled
+import dns.exception  # noqa: E402
+import dns.message  # noqa: E402
+import dns.name  # noqa: E402
+import dns.nameserver  # noqa: E402
+import dns.rdataclass  # noqa: E402
+import dns.rdatatype  # noqa: E402
+import dns.resolver  # noqa: E402
 
 DEFAULT_PORT = 53
 MAX_CHAIN = 16  # CNAME hops we report at most

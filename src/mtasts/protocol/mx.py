@@ -17,6 +17,9 @@ RFC_MATCH = "RFC 8461 §4.1"
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # RFC 1035 §2.3.4: 255 octets on the wire are 253 characters in dotted text form.
 _MAX_NAME = 253
+# Some providers' real MX names carry '_' (not a host name character, RFC 5321 §4.1.2), and
+# senders that compare names as strings match them: matching accepts it, validation does not.
+_LENIENT_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 def _name_problem(name: str) -> str | None:
@@ -60,6 +63,23 @@ def to_alabel(name: str) -> str:
             "mx-invalid", f"{name!r} is not a valid host name: {problem}", RFC_MATCH
         )
     return ascii_name
+
+
+def _match_form(name: str) -> str | None:
+    """The form a name is compared in: its A-label, or for an ASCII name whose labels only
+    break the host name rules by an underscore, that name lower-cased; None when neither."""
+    try:
+        return to_alabel(name)
+    except MxPatternError:
+        pass
+    lowered = name.lower().removesuffix(".")
+    if (
+        lowered.isascii()
+        and 0 < len(lowered) <= _MAX_NAME
+        and all(_LENIENT_LABEL.fullmatch(label) for label in lowered.split("."))
+    ):
+        return lowered
+    return None
 
 
 def _is_ip_literal(pattern: str) -> bool:
@@ -124,11 +144,45 @@ def validate_mx_pattern(pattern: str) -> str:
     return lowered
 
 
+def sender_accepted_pattern(pattern: str) -> tuple[str, str, str] | None:
+    """For a pattern validate_mx_pattern refuses although senders accept the policy carrying
+    it: (normalised pattern, code, what is wrong with it); None for any other pattern.
+
+    RFC 8461 §3.2: the value is ``["*."] Domain`` (RFC 5321 §4.1.2), and a dotted IPv4
+    address is such a Domain (digit-only labels), so the policy stays valid, yet no MX
+    record names an address: the line covers no MX host. A name with '_' in a label is not
+    a host name, but some providers' real MX names have one and string-comparing senders
+    match it. Codes: ``mx-ip-address``, ``mx-underscore``.
+    """
+    lowered = pattern.lower().removesuffix(".")
+    try:
+        ipaddress.IPv4Address(lowered)
+    except ValueError:
+        pass
+    else:
+        if all(_LABEL.fullmatch(label) for label in lowered.split(".")):
+            return (
+                lowered,
+                "mx-ip-address",
+                f"{pattern!r} looks like an IP address, but MX records name hosts, never "
+                "addresses (RFC 5321 §5.1): this line covers no MX host",
+            )
+    rest = lowered[2:] if lowered.startswith("*.") else lowered
+    if "_" in rest and "*" not in rest and _match_form(rest) == rest:
+        return (
+            lowered,
+            "mx-underscore",
+            f"{pattern!r} has an underscore, which host names may not contain (RFC 5321 "
+            "§4.1.2): senders that compare names as text match it to an MX host of exactly "
+            "that name, senders that validate names match nothing with it",
+        )
+    return None
+
+
 def _matches(host_alabel: str, pattern: str) -> bool:
     wildcard = pattern.startswith("*.")
-    try:
-        target = to_alabel(pattern[2:] if wildcard else pattern)
-    except MxPatternError:
+    target = _match_form(pattern[2:] if wildcard else pattern)
+    if target is None:
         return False  # an invalid pattern matches nothing
     if not wildcard:
         return host_alabel == target
@@ -140,20 +194,18 @@ def _matches(host_alabel: str, pattern: str) -> bool:
 def mx_matches(host: str, pattern: str) -> bool:
     """RFC 8461 §4.1: case-insensitive, trailing dot ignored, `*.` matches exactly one label.
 
-    Both sides are compared as A-labels (a U-label host is converted with UTS 46). A host or
-    pattern that is not a valid name matches nothing; this function never raises.
+    Both sides are compared as A-labels (a U-label host is converted with UTS 46); a name
+    whose labels only break the rules by an underscore is compared as written, lower-cased,
+    as senders comparing strings do. A host or pattern that is not a name matches nothing;
+    this function never raises.
     """
-    try:
-        host_alabel = to_alabel(host)
-    except MxPatternError:
-        return False
-    return _matches(host_alabel, pattern)
+    host_alabel = _match_form(host)
+    return host_alabel is not None and _matches(host_alabel, pattern)
 
 
 def matching_pattern(host: str, patterns: Iterable[str]) -> str | None:
     """The first pattern that matches ``host``, or None."""
-    try:
-        host_alabel = to_alabel(host)
-    except MxPatternError:
+    host_alabel = _match_form(host)
+    if host_alabel is None:
         return None
     return next((p for p in patterns if _matches(host_alabel, p)), None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mtasts.protocol.errors import MxPatternError, PolicyError
-from mtasts.protocol.mx import validate_mx_pattern
+from mtasts.protocol.mx import sender_accepted_pattern, validate_mx_pattern
 from mtasts.protocol.record import EXT_NAME
 
 MAX_AGE_LIMIT = 31_557_600  # RFC 8461 §3.2: max_age up to 31557600 (about 1 year)
@@ -19,6 +19,9 @@ _MAX_AGE = re.compile(r"[0-9]{1,10}")  # RFC 8461 §3.2: sts-policy-max-age-valu
 # RFC 8461 §3.2: sts-policy-ext-value excludes CTLs; surrogates are not UTF-8 characters.
 _BAD_EXT_CHAR = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _MX_CODES = {"mx-ip-literal": "policy-mx-ip-literal", "mx-ulabel": "policy-mx-ulabel"}
+# Notes about mx lines senders accept but that cover no MX host (or only for some senders).
+_MX_NOTES = {"mx-ip-address": "policy-mx-ip-address", "mx-underscore": "policy-mx-underscore"}
+MX_WARNING_NOTES = frozenset(_MX_NOTES.values())
 
 
 class Mode(StrEnum):
@@ -63,7 +66,12 @@ class Policy:
             *(f"{key}: {value}" for key, value in self.extensions),
         ]
         text = "".join(line + "\r\n" for line in lines)
-        if parse_policy(text) != self:  # notes do not take part in equality
+        parsed = parse_policy(text)
+        ip_like = [n for n in parsed.notes if n.code == "policy-mx-ip-address"]
+        if ip_like:
+            # Parse leniently, serialize strictly: never write a line that covers no MX host.
+            raise PolicyError("policy-mx-ip-literal", ip_like[0].message, RFC)
+        if parsed != self:  # notes do not take part in equality
             raise PolicyError(
                 "policy-syntax",
                 "the policy does not parse back to itself: mx patterns must be lower-case "
@@ -176,10 +184,15 @@ def _check_single(key: str, value: str, line: int) -> str:
     return value
 
 
-def _check_mx(value: str, line: int) -> str:
+def _check_mx(value: str, line: int) -> tuple[str, PolicyNote | None]:
     try:
-        return validate_mx_pattern(value)
+        return validate_mx_pattern(value), None
     except MxPatternError as exc:
+        accepted = sender_accepted_pattern(value)
+        if accepted is not None:
+            # RFC 8461 §3.2: a valid Domain keeps the policy valid, as senders see it.
+            pattern, code, message = accepted
+            return pattern, PolicyNote(_MX_NOTES[code], f"line {line}: {message}", RFC)
         code = _MX_CODES.get(exc.code, "policy-mx-invalid")
         raise PolicyError(code, f"line {line}: {exc.message}", exc.rfc, exc.fix) from None
 
@@ -193,7 +206,9 @@ def parse_policy(data: bytes | str) -> Policy:
     ``policy-max-age-invalid``, ``policy-mx-missing``, ``policy-mx-invalid``,
     ``policy-mx-ip-literal``, ``policy-mx-ulabel``.
     Note codes: ``policy-lf-endings``, ``policy-blank-line``, ``policy-duplicate-key``,
-    ``policy-unknown-key``, ``policy-extension-invalid``, ``policy-mx-trailing-dot``.
+    ``policy-unknown-key``, ``policy-extension-invalid``, ``policy-mx-trailing-dot``,
+    ``policy-mx-ip-address``, ``policy-mx-underscore`` (the last two in MX_WARNING_NOTES:
+    mx lines senders accept that cover no MX host, or only for some senders).
     """
     lines, notes = _split_lines(_decode(data))
     if not any(line.strip(" \t") for line in lines):
@@ -244,7 +259,10 @@ def parse_policy(data: bytes | str) -> Policy:
             raise PolicyError("policy-syntax", message, RFC, fix)
         if key == "mx":
             # RFC 8461 §3.2: "mx" is the one key that may repeat.
-            mx.append(_check_mx(value, n))
+            pattern, mx_note = _check_mx(value, n)
+            mx.append(pattern)
+            if mx_note is not None:
+                notes.append(mx_note)
             if value.endswith("."):
                 notes.append(
                     PolicyNote(

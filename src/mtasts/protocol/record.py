@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mtasts.protocol.errors import RecordError
 
@@ -22,6 +22,53 @@ _ID = re.compile(r"[A-Za-z0-9]{1,32}")  # RFC 8461 §3.1: sts-id = %s"id=" 1*32(
 def starts_with_version(raw: str, version: str) -> bool:
     """True when ``raw`` begins with the exact (case-sensitive) version tag as a whole field."""
     return raw.startswith(version) and raw[len(version) : len(version) + 1] in ("", ";", " ", "\t")
+
+
+@dataclass(frozen=True)
+class RecordNote:
+    """A non-fatal observation about a record senders accept (e.g. a space before ';')."""
+
+    code: str
+    message: str
+    rfc: str
+
+
+def lone_record_note(raw: str, version: str, rfc: str, code: str) -> RecordNote:
+    """The warning for a lone record that is valid by the ABNF but does not begin with
+    ``version;`` (whitespace before the first ';')."""
+    return RecordNote(
+        code,
+        f"{raw!r} has whitespace before the first ';'. The grammar allows it (*WSP \";\" "
+        f"*WSP) and a lone record is judged by the grammar, but literal-minded senders look "
+        f"for {version + ';'!r} and may drop it; write {version + ';'!r} with no space.",
+        rfc,
+    )
+
+
+def is_quoted(raw: str, version: str) -> bool:
+    """True when ``raw`` is a record wrapped in literal double quotes (zone-file quoting
+    that a DNS tool stored as part of the value)."""
+    return raw.lstrip(" \t").startswith('"') and raw.strip(' \t"').startswith(version)
+
+
+def version_problem(raw: str, version: str, *, several: bool) -> str:
+    """Say exactly why senders discard ``raw``, a record clearly meant as ``version``."""
+    if is_quoted(raw, version):
+        return (
+            f"{raw!r} contains literal double quotes ('\"'): they are part of the TXT value, "
+            f"so it does not begin with {version + ';'!r}; remove the quotes from the value "
+            "in your DNS tool (zone files quote TXT data, the value itself has none)"
+        )
+    if raw[:1] in (" ", "\t"):
+        return f"{raw!r} starts with whitespace: nothing may come before {version!r}"
+    if not raw.startswith(version):
+        return f"{raw!r} does not begin with exactly {version!r}: the version tag is case-sensitive"
+    if several and raw[len(version) :].lstrip(" \t").startswith(";"):
+        return (
+            f"{raw!r} has whitespace before the first ';': when several TXT records come "
+            f"back, senders discard every record not beginning exactly with {version + ';'!r}"
+        )
+    return f"{raw!r}: {version!r} must be followed directly by ';' and the fields"
 
 
 def split_fields(raw: str, version: str) -> tuple[list[tuple[str, str]], str | None]:
@@ -65,6 +112,8 @@ def record_fix(domain: str | None, id_: str | None = None) -> str:
 def _id_problem(value: str) -> str:
     if not value:
         return "it is empty"
+    if '"' in value:
+        return "it contains literal double quotes ('\"'), which belong around the TXT data"
     if len(value) > 32:
         return f"it is {len(value)} characters long"
     bad = sorted({c for c in value if not (c.isascii() and c.isalnum())})
@@ -76,6 +125,7 @@ class StsRecord:
     id: str
     extensions: tuple[tuple[str, str], ...]  # in record order
     raw: str = field(compare=False)  # equality is about content, not spelling
+    notes: tuple[RecordNote, ...] = field(default=(), compare=False)
 
     def serialize(self) -> str:
         """Strict form: ``v=STSv1; id=<id>`` then extensions, ``; `` separated.
@@ -96,10 +146,18 @@ class StsRecord:
 def parse_sts_record(raw: str, *, domain: str | None = None) -> StsRecord:
     """Parse one record against the exact ABNF; raise RecordError with a specific code.
 
-    Codes: ``record-version``, ``record-syntax``, ``record-id-missing``, ``record-id-invalid``,
-    ``record-id-duplicate``, ``record-extension-invalid``. ``domain`` only makes fixes concrete.
+    Codes: ``record-version``, ``record-quoted``, ``record-syntax``, ``record-id-missing``,
+    ``record-id-invalid``, ``record-id-duplicate``, ``record-extension-invalid``.
+    ``domain`` only makes fixes concrete.
     """
     # RFC 8461 §3.1: sts-version = %s"v=STSv1" comes first (case-sensitive).
+    if is_quoted(raw, VERSION):
+        raise RecordError(
+            "record-quoted",
+            version_problem(raw, VERSION, several=False),
+            RFC,
+            record_fix(domain, _find_id(raw)),
+        )
     if not starts_with_version(raw, VERSION):
         raise RecordError(
             "record-version",
@@ -165,14 +223,18 @@ def _find_id(raw: str) -> str | None:
 
 
 def select_sts_record(records: Sequence[str], *, domain: str | None = None) -> StsRecord:
-    """From all TXT records at `_mta-sts.<domain>` (strings already concatenated), discard
-    those not starting with `v=STSv1`, then: zero -> RecordError("record-missing"), several ->
+    """From all TXT records at `_mta-sts.<domain>` (strings already concatenated), pick the
+    one senders use: zero -> RecordError("record-missing"), several ->
     RecordError("record-multiple"), one -> parse_sts_record().
 
-    A record that senders discard but that was clearly meant as MTA-STS (``V=STSv1``,
-    ``v=STSv1 ;``, leading space) gives ``record-version`` instead of ``record-missing``.
+    With several TXT records, those not beginning with ``v=STSv1;`` are discarded first. A
+    lone record is judged by the grammar alone, so ``v=STSv1 ; id=1`` is accepted with a
+    note (``record-space-before-delimiter``). A record that senders discard but that was
+    clearly meant as MTA-STS (``V=STSv1``, leading space, literal quotes) gives
+    ``record-version`` or ``record-quoted`` instead of ``record-missing``.
     """
-    # RFC 8461 §3.1: "records that do not begin with "v=STSv1;" are discarded".
+    # RFC 8461 §3.1: "If multiple TXT records for _mta-sts are returned by the resolver,
+    # records that do not begin with "v=STSv1;" are discarded."
     kept = [r for r in records if r.startswith(VERSION + ";")]
     if len(kept) > 1:
         # RFC 8461 §3.1: "If the number of resulting records is not one" there is no policy.
@@ -185,12 +247,25 @@ def select_sts_record(records: Sequence[str], *, domain: str | None = None) -> S
         )
     if kept:
         return parse_sts_record(kept[0], domain=domain)
+    if len(records) == 1 and starts_with_version(records[0], VERSION):
+        # RFC 8461 §3.1: sts-field-delim = *WSP ";" *WSP, so "v=STSv1 ; id=1" is valid.
+        record = parse_sts_record(records[0], domain=domain)
+        note = lone_record_note(record.raw, VERSION, RFC, "record-space-before-delimiter")
+        return replace(record, notes=(note,))
+    quoted = [r for r in records if is_quoted(r, VERSION)]
+    if quoted:
+        raise RecordError(
+            "record-quoted",
+            version_problem(quoted[0], VERSION, several=len(records) > 1),
+            RFC,
+            record_fix(domain, _find_id(quoted[0])),
+        )
     near = [r for r in records if r.strip().lower().startswith(VERSION.lower())]
     if near:
         raise RecordError(
             "record-version",
-            f"{near[0]!r} is ignored by senders: a record must begin with exactly 'v=STSv1;' "
-            "(case-sensitive, no space before ';', nothing before 'v')",
+            version_problem(near[0], VERSION, several=len(records) > 1)
+            + "; senders ignore it and see no policy",
             RFC,
             record_fix(domain, _find_id(near[0])),
         )

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from mtasts.protocol.errors import TlsRptRecordError
-from mtasts.protocol.record import EXT_NAME, EXT_VALUE, split_fields, starts_with_version
+from mtasts.protocol.record import (
+    EXT_NAME,
+    EXT_VALUE,
+    RecordNote,
+    is_quoted,
+    lone_record_note,
+    split_fields,
+    starts_with_version,
+    version_problem,
+)
 
 RFC = "RFC 8460 §3"
 VERSION = "v=TLSRPTv1"
@@ -36,6 +45,12 @@ def _uri_problem(uri: str) -> tuple[str, str, str | None] | None:
             "tlsrpt-rua-invalid",
             f"{uri!r}: '!' must be percent-encoded as %21 (TLS-RPT has no DMARC-style size limit)",
             uri.replace("!", "%21"),
+        )
+    if '"' in uri:
+        return (
+            "tlsrpt-rua-invalid",
+            f"{uri!r} contains literal double quotes ('\"'); remove them from the TXT value",
+            uri.replace('"', "") or None,
         )
     if not _URI.fullmatch(uri):
         return (
@@ -86,6 +101,7 @@ class TlsRptRecord:
     rua: tuple[str, ...]  # decoded URIs (`%2C` etc. kept as written), mailto: or https:
     extensions: tuple[tuple[str, str], ...]
     raw: str = field(compare=False)  # equality is about content, not spelling
+    notes: tuple[RecordNote, ...] = field(default=(), compare=False)
 
     def serialize(self) -> str:
         """Strict form: ``v=TLSRPTv1; rua=<uri>,<uri>`` with `,`/`!`/`;` inside URIs encoded.
@@ -110,11 +126,15 @@ class TlsRptRecord:
 def parse_tlsrpt_record(raw: str, *, domain: str | None = None) -> TlsRptRecord:
     """Parse one `_smtp._tls` record against the RFC 8460 §3 ABNF.
 
-    Codes: ``tlsrpt-version``, ``tlsrpt-syntax``, ``tlsrpt-rua-missing``,
+    Codes: ``tlsrpt-version``, ``tlsrpt-quoted``, ``tlsrpt-syntax``, ``tlsrpt-rua-missing``,
     ``tlsrpt-rua-duplicate``, ``tlsrpt-rua-invalid``, ``tlsrpt-rua-scheme``,
     ``tlsrpt-extension-invalid``. ``domain`` only makes fixes concrete.
     """
     # RFC 8460 §3: tlsrpt-version = %s"v=TLSRPTv1" comes first (case-sensitive).
+    if is_quoted(raw, VERSION):
+        raise TlsRptRecordError(
+            "tlsrpt-quoted", version_problem(raw, VERSION, several=False), RFC, tlsrpt_fix(domain)
+        )
     if not starts_with_version(raw, VERSION):
         raise TlsRptRecordError(
             "tlsrpt-version",
@@ -180,13 +200,16 @@ def parse_tlsrpt_record(raw: str, *, domain: str | None = None) -> TlsRptRecord:
 
 
 def select_tlsrpt_record(records: Sequence[str], *, domain: str | None = None) -> TlsRptRecord:
-    """Same selection rule as MTA-STS: keep records starting with `v=TLSRPTv1`; zero ->
-    TlsRptRecordError("tlsrpt-missing"), several -> "tlsrpt-multiple".
+    """Same selection rule as MTA-STS: with several TXT records keep those starting with
+    `v=TLSRPTv1;`; zero -> TlsRptRecordError("tlsrpt-missing"), several -> "tlsrpt-multiple".
 
-    A record that senders discard but that was clearly meant as TLS-RPT (``V=TLSRPTv1``,
-    ``v=TLSRPTv1 ;``, leading space) gives ``tlsrpt-version`` instead of ``tlsrpt-missing``.
+    A lone record is judged by the grammar alone (``v=TLSRPTv1 ;rua=...`` is accepted with
+    the note ``tlsrpt-space-before-delimiter``). A record that senders discard but that was
+    clearly meant as TLS-RPT (``V=TLSRPTv1``, leading space, literal quotes) gives
+    ``tlsrpt-version`` or ``tlsrpt-quoted`` instead of ``tlsrpt-missing``.
     """
-    # RFC 8460 §3: "records that do not begin with "v=TLSRPTv1;" are discarded".
+    # RFC 8460 §3: "If multiple TXT records for _smtp._tls are returned by the resolver,
+    # records that do not begin with "v=TLSRPTv1;" are discarded."
     kept = [r for r in records if r.startswith(VERSION + ";")]
     if len(kept) > 1:
         # RFC 8460 §3: "If the number of resulting records is not one", no TLS-RPT.
@@ -199,12 +222,25 @@ def select_tlsrpt_record(records: Sequence[str], *, domain: str | None = None) -
         )
     if kept:
         return parse_tlsrpt_record(kept[0], domain=domain)
+    if len(records) == 1 and starts_with_version(records[0], VERSION):
+        # RFC 8460 §3: field-delim = *WSP ";" *WSP, so "v=TLSRPTv1 ;rua=..." is valid.
+        record = parse_tlsrpt_record(records[0], domain=domain)
+        note = lone_record_note(record.raw, VERSION, RFC, "tlsrpt-space-before-delimiter")
+        return replace(record, notes=(note,))
+    quoted = [r for r in records if is_quoted(r, VERSION)]
+    if quoted:
+        raise TlsRptRecordError(
+            "tlsrpt-quoted",
+            version_problem(quoted[0], VERSION, several=len(records) > 1),
+            RFC,
+            tlsrpt_fix(domain),
+        )
     near = [r for r in records if r.strip().lower().startswith(VERSION.lower())]
     if near:
         raise TlsRptRecordError(
             "tlsrpt-version",
-            f"{near[0]!r} is ignored by senders: a record must begin with exactly "
-            "'v=TLSRPTv1;' (case-sensitive, no space before ';', nothing before 'v')",
+            version_problem(near[0], VERSION, several=len(records) > 1)
+            + "; senders ignore it and send no reports",
             RFC,
             tlsrpt_fix(domain),
         )

@@ -92,22 +92,16 @@ def summary(db: Session, domain: str, days: int, now: datetime) -> dict[str, Any
             .join(TlsReportPolicy, TlsReportPolicy.id == TlsReportFailure.policy_pk)
             .where(TlsReportPolicy.report_pk.in_(pks))
         ).all()
+        # one detail per (report, result type, sending MTA, receiving MX): the largest
+        # count over the report's policy types (the same sessions, see above)
+        per_report: dict[tuple[int, str, str, str], Any] = {}
         for report_pk, f in rows:
             key = (report_pk, f.result_type, (f.receiving_mx_hostname or "").lower())
             failures[key] = max(failures.get(key, 0), f.count)
-        for report_pk, f in rows[-200:]:
-            examples.append(
-                {
-                    "organization": orgs[report_pk],
-                    "result_type": f.result_type,
-                    "sending_mta_ip": f.sending_mta_ip,
-                    "receiving_mx_hostname": f.receiving_mx_hostname,
-                    "receiving_ip": f.receiving_ip,
-                    "sessions": f.count,
-                    "additional_information": f.additional_information,
-                    "failure_reason_code": f.failure_reason_code,
-                }
-            )
+            detail = (report_pk, f.result_type, f.sending_mta_ip or "", key[2])
+            if detail not in per_report or f.count > per_report[detail].count:
+                per_report[detail] = f
+        examples = _failure_details(per_report, orgs)
     by_type: dict[str, int] = defaultdict(int)
     by_mx: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (_pk, rtype, mx), count in failures.items():
@@ -155,6 +149,48 @@ def summary(db: Session, domain: str, days: int, now: datetime) -> dict[str, Any
         ),
         "failure_details": examples,
     }
+
+
+MAX_FAILURE_DETAILS = 200
+
+
+def _failure_details(
+    per_report: dict[tuple[int, str, str, str], Any], orgs: dict[int, str]
+) -> list[dict[str, Any]]:
+    """Failure details summed across reports per sender, result type, sending MTA and
+    receiving MX (largest first): a sender reporting the same failure every day is one
+    line with the total, not one line per report."""
+    summed: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for (report_pk, rtype, mta, mx), f in per_report.items():
+        key = (orgs[report_pk], rtype, mta, mx)
+        entry = summed.get(key)
+        if entry is None:
+            summed[key] = {
+                "organization": orgs[report_pk],
+                "result_type": rtype,
+                "sending_mta_ip": f.sending_mta_ip,
+                "receiving_mx_hostname": f.receiving_mx_hostname,
+                "receiving_ip": f.receiving_ip,
+                "sessions": f.count,
+                "reports": 1,
+                "additional_information": f.additional_information,
+                "failure_reason_code": f.failure_reason_code,
+            }
+            continue
+        entry["sessions"] += f.count
+        entry["reports"] += 1
+        for field in ("receiving_ip", "additional_information", "failure_reason_code"):
+            entry[field] = entry[field] or getattr(f, field)
+    ordered = sorted(
+        summed.values(),
+        key=lambda e: (
+            -e["sessions"],
+            e["organization"],
+            e["result_type"],
+            e["sending_mta_ip"] or "",
+        ),
+    )
+    return ordered[:MAX_FAILURE_DETAILS]
 
 
 def _days(first: date, last: date) -> list[date]:

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from mtasts.reports.imap import Security
 
 PASSWORD_ENV = "MTASTS_IMAP_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -37,6 +36,8 @@ SECURITY: dict[SecurityChoice, Security] = {
 
 
 def _read_password(password_file: Path | None, err: Console) -> str:
+    from rich.markup import escape
+
     if password_file is not None:
         try:
             text = password_file.read_text(encoding="utf-8")
@@ -124,7 +125,11 @@ def fetch_imap_command(
     ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Where the SQLite store lives (default: ./mtasts-data)."),
+        typer.Option(
+            "--data-dir",
+            help="Where the SQLite store lives (default: $MTASTS_DATA_DIR, the config file, "
+            "else ~/.local/share/mtasts).",
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
@@ -142,7 +147,11 @@ def fetch_imap_command(
     the server failed or messages without a usable report stayed in the folder, 2 on usage
     errors.
     """
-    from mtasts.config import ConfigError, load_settings
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mtasts.config import ConfigError, load_settings, store_notice
     from mtasts.reports.imap import ImapError, default_port, fetch_imap
     from mtasts.reports.ingest import ReportIngestor
     from mtasts.store.db import make_engine, migrate, session_factory
@@ -160,6 +169,9 @@ def fetch_imap_command(
     sec = SECURITY[security]
     if sec == "plain" and not _is_loopback(host):
         err.print(f"[yellow]warning:[/] --security plain sends the password to {host} unencrypted")
+    notice = store_notice(settings, expected=True)
+    if notice:
+        err.print(f"[yellow]warning:[/] {escape(notice)}")
     url = settings.effective_database_url
     try:
         engine = make_engine(url)

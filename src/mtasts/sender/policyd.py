@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from mtasts.check.checker import normalize_domain
 from mtasts.check.diagnosis import Diagnosis
 from mtasts.check.findings import Finding, Severity, StsFetchResult
+from mtasts.check.names import normalize_domain
 from mtasts.check.result import CheckResult
 from mtasts.net.dns import DnsAnswer, DnsStatus, Resolver
 from mtasts.net.fetch import fetch_policy

@@ -53,7 +53,8 @@ def current_user(
             401,
             "unauthorized",
             "Send an API token as 'Authorization: Bearer <token>' "
-            "(create one with `mtasts tokens create --email you@example.com`).",
+            "(create one with `mtasts tokens create --email you@example.com`, given the "
+            "same --config or --data-dir as this server).",
         )
     return user
 

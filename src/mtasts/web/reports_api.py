@@ -4,6 +4,7 @@ API that reads stored reports back."""
 from __future__ import annotations
 
 import gzip
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -29,6 +30,11 @@ MAX_ID = 2**63 - 1
 
 receive = APIRouter()
 router = APIRouter(prefix="/api/v1")
+
+
+def _utc(when: datetime) -> str:
+    """ISO 8601 with its UTC offset (SQLite hands back datetimes without their zone)."""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
 
 
 def ingestor(request: Request) -> ReportIngestor:
@@ -144,15 +150,15 @@ def list_reports(
                 "id": r.id,
                 "organization": r.organization,
                 "report_id": r.report_id,
-                "start": r.start.isoformat(),
-                "end": r.end.isoformat(),
+                "start": _utc(r.start),
+                "end": _utc(r.end),
                 "contact": r.contact,
                 "successful": r.sessions_ok,
                 "failed": r.sessions_failed,
                 "route": r.route,
                 "dkim": r.dkim,
                 "repairs": r.repairs,
-                "received_at": r.received_at.isoformat(),
+                "received_at": _utc(r.received_at),
             }
             for r in rows
         ]

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 users_app = typer.Typer(
     help="Dashboard users (sign-in with e-mail and password).", no_args_is_help=True
@@ -41,14 +40,20 @@ def set_password(
     ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Where the SQLite store lives (default: ./mtasts-data)."),
+        typer.Option(
+            "--data-dir",
+            help="Where the SQLite store lives (default: $MTASTS_DATA_DIR, the config file, "
+            "else ~/.local/share/mtasts).",
+        ),
     ] = None,
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: SQLite).")
     ] = None,
 ) -> None:
     """Set the dashboard password of a user; every session of that user ends."""
-    from mtasts.config import ConfigError, load_settings
+    from rich.console import Console
+
+    from mtasts.config import ConfigError, load_settings, store_notice
     from mtasts.hosting.tenants import ServiceError
     from mtasts.web.dashboard.auth import set_password as store_password
     from mtasts.web.serve import open_service
@@ -67,6 +72,9 @@ def set_password(
     except ConfigError as exc:
         err.print(f"[red]Configuration error:[/] {exc}")
         raise typer.Exit(2) from exc
+    notice = store_notice(settings, expected=True)
+    if notice:
+        err.print(f"[yellow]warning:[/] {notice}", markup=True, soft_wrap=True)
     service = open_service(settings)
     try:
         created = store_password(service, email, password, admin=admin)

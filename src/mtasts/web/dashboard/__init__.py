@@ -9,13 +9,21 @@ Wiring (in ``MtastsApp.__init__``)::
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from mtasts.web.dashboard.views import PageError, page_error, router
+
+Handler = Callable[[Request, Exception], Response | Awaitable[Response]]
+# paths that are not pages: their errors stay JSON (the one error envelope)
+NOT_PAGES = ("/api/", "/tlsrpt", "/tls/", "/.well-known/", "/healthz", "/metrics", "/static/")
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 
@@ -29,6 +37,10 @@ def install(api: FastAPI) -> None:
     api.include_router(router)
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
     api.add_exception_handler(PageError, page_error)
+    for kind in (StarletteHTTPException, RequestValidationError):
+        fallback = api.exception_handlers.get(kind)
+        if fallback is not None:
+            api.add_exception_handler(kind, _as_page(fallback))
     ours = {id(r) for r in api.router.routes} - before
     # the dashboard's "/" wins over an index registered before it
     api.router.routes[:] = [r for r in api.router.routes if id(r) in ours or not _is_root(r)]
@@ -36,3 +48,35 @@ def install(api: FastAPI) -> None:
 
 def _is_root(route: BaseRoute) -> bool:
     return isinstance(route, Route | Mount) and getattr(route, "path", None) == "/"
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a dashboard URL (not the API, the policy host or reports)."""
+    path = request.url.path
+    return not path.startswith(NOT_PAGES) and "text/html" in request.headers.get("accept", "")
+
+
+def _as_page(fallback: Handler) -> Handler:
+    """Unknown URLs and bad query values of dashboard routes as HTML error pages; every
+    other request keeps ``fallback`` (the JSON envelope)."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if not wants_page(request):
+            result = fallback(request, exc)
+            return await result if isinstance(result, Awaitable) else result
+        if isinstance(exc, RequestValidationError):
+            problems = [
+                f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('query', 'path'))}: "
+                f"{e.get('msg')}"
+                for e in exc.errors()
+            ]
+            message = "The address has a bad value: " + "; ".join(problems) + "."
+            return page_error(request, PageError(422, message))
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            message = f"There is no page at {request.url.path}."
+        else:
+            message = f"{exc.detail}" if exc.detail else "That cannot be done here."
+        return page_error(request, PageError(exc.status_code, message, dict(exc.headers or {})))
+
+    return handler

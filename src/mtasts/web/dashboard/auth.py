@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mtasts.config import proxy_networks
-from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.hosting.tenants import HostingService, ServiceError, token_fingerprint
 from mtasts.store.models import ApiToken, AuditEvent, User
 
 COOKIE = "mtasts_session"
@@ -63,13 +63,39 @@ def fingerprint(password_hash: str | None) -> str:
     return hashlib.sha256((password_hash or "").encode()).hexdigest()[:24]
 
 
+MIN_DISTINCT = 5  # "aaaaaaaaaa" and "1212121212" are long enough, yet guessed at once
+# Guessed first by anyone trying: keyboard rows, counting, the product's own name.
+_COMMON = ("password", "passwort", "qwerty", "azerty", "123456", "654321", "letmein", "mtasts")
+
+
 def check_password_strength(password: str, email: str = "") -> None:
+    """A minimum strength: at least MIN_PASSWORD characters, MIN_DISTINCT different ones,
+    not built on a well-known word or sequence, not the e-mail or its local part."""
     if len(password) < MIN_PASSWORD:
         raise ServiceError(
             422, "password-too-short", f"Use at least {MIN_PASSWORD} characters for a password."
         )
-    if email and password.strip().lower() == email.strip().lower():
+    lowered = password.strip().lower()
+    if email and lowered == email.strip().lower():
         raise ServiceError(422, "password-is-email", "The password must not be the e-mail.")
+    local = email.strip().lower().partition("@")[0]
+    if len(set(password)) < MIN_DISTINCT:
+        raise ServiceError(
+            422,
+            "password-too-weak",
+            f"Use at least {MIN_DISTINCT} different characters; a repeated pattern is "
+            "guessed at once.",
+        )
+    stripped = lowered.strip("0123456789!?.-_ ")
+    if any(word in lowered and len(stripped) <= len(word) + 2 for word in _COMMON) or (
+        len(local) >= 4 and local in lowered and len(lowered) - len(local) < 6
+    ):
+        raise ServiceError(
+            422,
+            "password-too-weak",
+            "That password is built on a well-known word or on the e-mail; choose "
+            "something longer or unrelated (a few random words work well).",
+        )
 
 
 def set_password(
@@ -170,6 +196,7 @@ def list_tokens(service: HostingService, user: User) -> list[dict[str, Any]]:
             {
                 "id": t.id,
                 "label": t.label,
+                "fingerprint": token_fingerprint(t.token_hash),
                 "created_at": t.created_at,
                 "last_used_at": t.last_used_at,
             }

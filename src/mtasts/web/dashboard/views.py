@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +20,10 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 
-from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.hosting.tenants import HostingService, ServiceError, hash_token, token_fingerprint
 from mtasts.monitor.alerts import list_alerts
 from mtasts.protocol.policy import Mode, Policy
 from mtasts.reports.aggregate import summary
@@ -80,7 +82,24 @@ def _percent(value: float | None) -> str:
     return f"{value * 100:.1f} %" if value < 0.999995 or value == 1 else "100 %"
 
 
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def _fixtext(value: str | None) -> Markup:
+    """A fix as HTML: `code` spans (Markdown-style, as the check writes them) become
+    <code>, everything else is escaped; no literal backtick reaches the page."""
+    parts = _CODE_SPAN.split(value or "")  # text, code, text, code, ..., text
+    out = Markup("")
+    for i, part in enumerate(parts):
+        if i % 2:
+            out += Markup("<code>{}</code>").format(part)
+        else:
+            out += escape(part.replace("`", ""))
+    return out
+
+
 templates.env.filters["ago"] = _ago
+templates.env.filters["fixtext"] = _fixtext
 templates.env.filters["when"] = _when
 templates.env.filters["percent"] = _percent
 
@@ -119,6 +138,15 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
 
+def placeholder_zone(svc: HostingService | None) -> str:
+    """The service zone when it is still the placeholder nobody controls, else ""."""
+    from mtasts.config import DEFAULT_ZONE
+
+    if svc is not None and svc.settings.zone_name == DEFAULT_ZONE:
+        return DEFAULT_ZONE
+    return ""
+
+
 class PageError(Exception):
     """Shown as an error page (or, with ``Location``, a redirect); see ``page_error``."""
 
@@ -132,10 +160,17 @@ def page_error(request: Request, exc: Exception) -> Response:
     if "Location" in exc.headers:
         response: Response = RedirectResponse(exc.headers["Location"], status_code=303)
     else:
+        svc = getattr(request.app.state, "service", None)
         response = templates.TemplateResponse(
             request,
             "error.html",
-            {"user": None, "message": exc.message, "status": exc.status, "flash": None},
+            {
+                "user": None,
+                "message": exc.message,
+                "status": exc.status,
+                "flash": None,
+                "placeholder_zone": placeholder_zone(svc),
+            },
             status_code=exc.status,
             headers={k: v for k, v in exc.headers.items() if k != "Location"},
         )
@@ -168,6 +203,7 @@ class Ctx:
             "csrf": self.session.csrf,
             "flash": self.session.pop_flash(),
             "now": self.svc.clock(),
+            "placeholder_zone": placeholder_zone(self.svc),
             "csrf_header": json.dumps({"X-CSRF-Token": self.session.csrf}),
             **ctx,
         }
@@ -341,7 +377,9 @@ async def create_token(ctx: Action) -> Response:
     label = ctx.field("label").strip()[:100]
     token = await run(ctx.svc.create_token, ctx.signed_in.email, False, label)
     # shown once, on this response only (never stored in the session cookie)
-    return await _settings_page(ctx, new_token=token, new_label=label)
+    return await _settings_page(
+        ctx, new_token=token, new_label=label, new_fingerprint=token_fingerprint(hash_token(token))
+    )
 
 
 @router.post("/settings/tokens/{token_id}/revoke")
@@ -488,7 +526,7 @@ async def _domain_page(ctx: Ctx, name: str, status: int = 200, **extra: Any) -> 
         data = await run(_domain_page_data, ctx.svc, ctx.signed_in, name)
     except ServiceError as exc:
         raise PageError(exc.status, exc.message) from exc
-    values: dict[str, Any] = {"blocked": None, "error": "", "form": {}, **extra}
+    values: dict[str, Any] = {"blocked": None, "error": "", "form": {}, "errors": {}, **extra}
     if data["check"] is not None:
         values["check_groups"] = _by_subject(data["check"].findings)
     return ctx.render("domain.html", status=status, **data, **values)
@@ -499,22 +537,48 @@ async def domain_page(name: str, ctx: Page) -> Response:
     return await _domain_page(ctx, name)
 
 
+# which form field a service error is about, so the message sits next to that field
+_FIELD_OF_CODE = {
+    "mx-empty": "mx",
+    "mx-invalid": "mx",
+    "mx-too-many": "mx",
+    "max-age-out-of-range": "max_age",
+}
+
+
+def _unchanged(view: dict[str, Any]) -> str:
+    p = view["policy"]
+    return (
+        f"Nothing changed: the policy already is mode {p['mode']}, mx {', '.join(p['mx'])}, "
+        f"max_age {p['max_age']}. No new version and no new id."
+    )
+
+
 @router.post("/domains/{name}/policy")
 async def set_policy(name: str, ctx: Action) -> Response:
     """Mode switch and mx/max_age edits. ``enforce`` is guarded by the service: a 409
-    shows, per MX, what would break, and offers force with a reason."""
-    form = {k: ctx.field(k) for k in ("mode", "mx", "max_age", "reason", "force")}
+    shows, per MX, what would break, and offers force with a reason. Invalid input stays
+    in the form, with the error next to its field."""
+    form = {k: ctx.field(k) for k in ("mode", "mx", "max_age", "reason", "force", "mx_form")}
+    errors: dict[str, str] = {}
     try:
         mode = Mode(form["mode"])
     except ValueError:
-        return await _domain_page(ctx, name, 422, error="Choose testing, enforce or none.")
-    mx = [line.strip() for line in form["mx"].splitlines() if line.strip()] if form["mx"] else None
+        errors["mode"] = "Choose testing, enforce or none."
+        mode = Mode.TESTING
+    mx_lines = [line.strip() for line in form["mx"].splitlines() if line.strip()]
+    mx: list[str] | None = mx_lines or None
+    if form["mx_form"] and not mx_lines:
+        # the API refuses [] the same way (RFC 8461 §3.2: at least one mx line)
+        errors["mx"] = "Give at least one mx pattern, one per line (RFC 8461 §3.2)."
     max_age: int | None = None
     if form["max_age"].strip():
         try:
             max_age = int(form["max_age"])
         except ValueError:
-            return await _domain_page(ctx, name, 422, error="max_age must be a whole number.")
+            errors["max_age"] = "max_age must be a whole number of seconds."
+    if errors:
+        return await _domain_page(ctx, name, 422, form=form, errors=errors)
     force = form["force"] == "yes"
     try:
         view = await run(
@@ -532,7 +596,12 @@ async def set_policy(name: str, ctx: Action) -> Response:
         if exc.code == "enforce-refused" and isinstance(findings, list):
             blocked = {"message": exc.message, "by_mx": _by_subject(findings)}
             return await _domain_page(ctx, name, 409, blocked=blocked, form=form)
+        field = _FIELD_OF_CODE.get(exc.code)
+        if field:
+            return await _domain_page(ctx, name, exc.status, form=form, errors={field: exc.message})
         return await _domain_page(ctx, name, exc.status, error=exc.message, form=form)
+    if not view.get("changed", True):
+        return ctx.redirect(f"/domains/{view['domain']}", _unchanged(view), "info")
     p = view["policy"]
     note = " (forced; reason kept in the audit log)" if p["forced"] else ""
     return ctx.redirect(
@@ -551,6 +620,8 @@ async def refresh_mx(name: str, ctx: Action) -> Response:
             blocked = {"message": exc.message, "by_mx": _by_subject(findings)}
             return await _domain_page(ctx, name, 409, blocked=blocked)
         return await _domain_page(ctx, name, exc.status, error=exc.message)
+    if not view.get("changed", True):
+        return ctx.redirect(f"/domains/{view['domain']}", _unchanged(view), "info")
     mx = ", ".join(view["policy"]["mx"])
     return ctx.redirect(f"/domains/{view['domain']}", f"mx refreshed from DNS: {mx}.")
 
@@ -595,7 +666,8 @@ async def reports_page(name: str, ctx: Page, days: int = 30) -> Response:
         "labels": [d["day"] for d in s["by_day"]],
         "successful": [d["successful"] for d in s["by_day"]],
         "failed": [d["failed"] for d in s["by_day"]],
-        "rate": [round(d["failure_rate"] * 100, 2) for d in s["by_day"]],
+        # no report that day: no rate (a gap), not a misleading 0 %
+        "rate": [round(d["failure_rate"] * 100, 2) if d["reports"] else None for d in s["by_day"]],
     }
     top = max((o["successful"] + o["failed"] for o in s["by_organization"]), default=0)
     return ctx.render(

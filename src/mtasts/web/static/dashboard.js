@@ -34,6 +34,12 @@ document.addEventListener("click", (event) => {
   copyText(source ? source.textContent.trim() : button.dataset.copy || "", button);
 });
 
+// forms that undo something ask first (e.g. revoking an API token)
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+});
+
 function widths(root) {
   root.querySelectorAll("[data-width]").forEach((el) => { el.style.width = el.dataset.width + "%"; });
 }
@@ -56,7 +62,8 @@ function sessionsChart() {
         { label: "successful", data: data.successful, backgroundColor: ok, stack: "s" },
         { label: "failed", data: data.failed, backgroundColor: bad, stack: "s" },
         { label: "failure rate %", data: data.rate, type: "line", yAxisID: "rate",
-          borderColor: ink, backgroundColor: ink, pointRadius: 2, tension: 0.2 },
+          borderColor: ink, backgroundColor: ink, pointRadius: 2, tension: 0.2,
+          spanGaps: false },
       ],
     },
     options: {
@@ -66,7 +73,9 @@ function sessionsChart() {
       interaction: { mode: "index", intersect: false },
       scales: {
         x: { stacked: true, ticks: { maxRotation: 0, autoSkip: true } },
-        y: { stacked: true, beginAtZero: true, title: { display: true, text: "sessions" } },
+        // sessions are whole numbers: no 0.5 ticks on quiet days
+        y: { stacked: true, beginAtZero: true, ticks: { precision: 0 },
+             title: { display: true, text: "sessions" } },
         rate: { position: "right", beginAtZero: true, suggestedMax: 10,
                 grid: { drawOnChartArea: false }, title: { display: true, text: "% failed" } },
       },

@@ -1,0 +1,35 @@
+"""A minimum password strength for dashboard users (issue 9)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtasts.hosting.tenants import ServiceError
+from mtasts.web.dashboard.auth import check_password_strength
+
+
+@pytest.mark.parametrize(
+    ("password", "code"),
+    [
+        ("short", "password-too-short"),
+        ("annabelle@example.org", "password-is-email"),
+        ("aaaaaaaaaaaa", "password-too-weak"),
+        ("1212121212121", "password-too-weak"),
+        ("password123", "password-too-weak"),
+        ("Qwerty12345!", "password-too-weak"),
+        ("1234567890", "password-too-weak"),
+        ("annabelle2024", "password-too-weak"),  # the e-mail's local part and a year
+    ],
+)
+def test_weak_passwords_are_refused_with_a_reason(password: str, code: str) -> None:
+    with pytest.raises(ServiceError) as info:
+        check_password_strength(password, "annabelle@example.org")
+    assert (info.value.status, info.value.code) == (422, code)
+    assert info.value.message
+
+
+@pytest.mark.parametrize(
+    "password", ["correct horse battery", "a long enough password", "tX9-vq2#Lm4p"]
+)
+def test_reasonable_passwords_pass(password: str) -> None:
+    check_password_strength(password, "annabelle@example.org")
