@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -161,7 +162,7 @@ def fetch_imap_command(
     try:
         settings = load_settings(config, None, data_dir=data_dir, database_url=database_url)
     except ConfigError as exc:
-        err.print(f"[red]Configuration error:[/] {exc}")
+        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
         raise typer.Exit(2) from exc
     if folder in (processed_folder, rejected_folder):
         err.print("[red]--processed-folder and --rejected-folder must differ from --folder")

@@ -69,7 +69,7 @@ def _settings(**overrides: object) -> PolicydSettings:
     try:
         return load_policyd_settings(config, None, **overrides)  # type: ignore[arg-type]
     except ConfigError as exc:
-        Console(stderr=True).print(f"[red]Configuration error:[/] {escape(str(exc))}")
+        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
         raise typer.Exit(2) from exc
 
 

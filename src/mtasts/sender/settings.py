@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from mtasts.config import ConfigError, _coerce
+from mtasts.config import ConfigError, _coerce, default_data_dir
 from mtasts.sender.socketmap import split_listen
 
 TESTING_ANSWERS = ("notfound", "may")
@@ -24,7 +24,8 @@ TESTING_ANSWERS = ("notfound", "may")
 class PolicydSettings:
     listen: str = "127.0.0.1:8461"  # HOST:PORT or unix:PATH (PMR's default port)
     map_names: tuple[str, ...] = ()  # socketmap names answered; () = any (PMR: "postfix")
-    data_dir: Path = Path("mtasts-data")
+    # the same default as every other command: never the directory it happens to run in
+    data_dir: Path = field(default_factory=default_data_dir)
     database_url: str = ""  # "" = SQLite file policyd.db in data_dir
     nameservers: tuple[str, ...] = ()  # () = the system resolver
     ca_file: str = ""  # CA bundle for policy fetches; "" = the system store

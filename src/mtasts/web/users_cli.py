@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,8 +16,6 @@ users_app = typer.Typer(
 
 def _read_password(path: Path) -> str:
     """The first line of ``path`` without its line ending (``-``: standard input)."""
-    import sys
-
     text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     lines = text.splitlines()
     return lines[0] if lines else ""
@@ -70,7 +69,7 @@ def set_password(
     try:
         settings = load_settings(config, None, data_dir=data_dir, database_url=database_url)
     except ConfigError as exc:
-        err.print(f"[red]Configuration error:[/] {exc}")
+        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
         raise typer.Exit(2) from exc
     notice = store_notice(settings, expected=True)
     if notice:
