@@ -193,6 +193,11 @@ def test_enforce_with_good_mx_rotates_the_id(app: Running, lab_world: World) -> 
     assert after["served_id"] == after["policy"]["id"]
     assert [v["version"] for v in history] == [2, 1]
     assert history[0]["author"] == "admin@localhost" and history[0]["mode"] == "enforce"
+    assert after["policy"]["author"] == "admin@localhost"  # the response says it too
+    with app.client() as c:
+        refreshed = c.post(f"/api/v1/domains/{d}/refresh-mx")
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["policy"]["author"] == "admin@localhost"
     served = parse_policy(app.policy(d).content)
     assert served.mode == "enforce" and served.max_age == 1209600
 
