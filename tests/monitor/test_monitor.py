@@ -28,6 +28,7 @@ from tests.lab.ports import free_port
 from tests.lab.trap import LAB_NETWORKS, TRAP_IP, Trap
 
 from mtasts.config import Settings
+from mtasts.monitor import outbox
 from mtasts.monitor.alerts import verify_signature
 from mtasts.monitor.scheduler import Monitor
 from mtasts.reports.ingest import ReportIngestor, Route
@@ -98,12 +99,27 @@ class Lab:
 
 
 @pytest.fixture
+def leaf_lifetime() -> timedelta:
+    """Lifetime of the TLS front's certificate (override with parametrize)."""
+    return timedelta(days=90)
+
+
+@pytest.fixture
 def lab(
-    tmp_path: Path, lab_world: World, test_ca: TestCA, sink: tuple[Sink, str, str]
+    tmp_path: Path,
+    lab_world: World,
+    test_ca: TestCA,
+    sink: tuple[Sink, str, str],
+    leaf_lifetime: timedelta,
 ) -> Iterator[Lab]:
     box, relay, hook = sink
     domains = [customer(lab_world), customer(lab_world, mx_count=2)]
-    leaf = test_ca.issue([f"mta-sts.{d}" for d in domains] + [f"policy-host.{ZONE}", "127.0.0.1"])
+    start = datetime.now(UTC) - timedelta(hours=1)
+    leaf = test_ca.issue(
+        [f"mta-sts.{d}" for d in domains] + [f"policy-host.{ZONE}", "127.0.0.1"],
+        not_before=start,
+        not_after=start + leaf_lifetime,
+    )
     dns_port, https_port = free_port(udp=True), free_port()
     settings = Settings(
         data_dir=tmp_path,
@@ -197,20 +213,73 @@ def test_broken_delegation_opens_repeats_and_resolves(lab: Lab, lab_world: World
     }
 
 
-def test_undelivered_alerts_are_sent_on_the_next_check(lab: Lab, lab_world: World) -> None:
-    d = lab.domains[1]
+def _with(lab: Lab, **changes: Any) -> Monitor:
+    """A monitor of the lab's service with other alert settings (as after a restart)."""
     svc = lab.app.service
-    relay_down = f"127.0.0.1:{free_port()}"
-    svc.settings = replace(svc.settings, alert_smtp_relay=relay_down)
-    broken = Monitor(svc)
+    svc.settings = replace(svc.settings, **changes)
+    return Monitor(svc)
+
+
+def _mail_events(sink: Sink) -> list[tuple[str, str]]:
+    """(subject, first body line) of each alert mail received."""
+    out = []
+    for raw in sink.mails:
+        m = email.message_from_bytes(raw, policy=email.policy.default)
+        out.append((str(m["Subject"]), m.get_content().splitlines()[0]))
+    return out
+
+
+@pytest.mark.parametrize("dead", ["webhook", "mail"])
+def test_a_dead_channel_never_makes_the_other_repeat(lab: Lab, lab_world: World, dead: str) -> None:
+    """Issue 14 #1: the webhook receiver (or the relay) is down; the other channel sends
+    the alert once, not on every check; the dead one gets what it missed once it is back."""
+    d = lab.domains[1]
+    relay, hook = lab.monitor.settings.alert_smtp_relay, lab.monitor.settings.alert_webhook_url
+    down = {"webhook": {"alert_webhook_url": f"http://127.0.0.1:{free_port()}/hook"}}.get(
+        dead, {"alert_smtp_relay": f"127.0.0.1:{free_port()}"}
+    )
     lab_world.zone.remove(f"_smtp._tls.{d}")
-    assert broken.check_domain(d) == []  # nothing reached anyone
-    assert lab.sink.mails == []
-    svc.settings = replace(svc.settings, alert_smtp_relay=lab.monitor.settings.alert_smtp_relay)
-    again = Monitor(svc).check_domain(d)
-    assert [(e.event, e.kind) for e in again] == [("repeated", "delegation-broken")]
-    assert len(lab.sink.mails) == 1
+    opened = _with(lab, **down).check_domain(d)
+    assert [(e.event, e.kind) for e in opened] == [("opened", "delegation-broken")]
+    alive_got = lambda: len(lab.sink.hooks) if dead == "mail" else len(lab.sink.mails)  # noqa: E731
+    dead_got = lambda: len(lab.sink.mails) if dead == "mail" else len(lab.sink.hooks)  # noqa: E731
+    assert alive_got() == 1 and dead_got() == 0
+    for _ in range(3):  # checks well within renotify_interval: the live channel stays quiet
+        lab.advance(minutes=1)
+        assert _with(lab, **down).check_domain(d) == []
+    assert alive_got() == 1 and dead_got() == 0
+    with lab.app.service.sessions() as db:
+        assert outbox.undelivered(db, d) == [(dead, "opened", "delegation-broken")]
+    lab.advance(minutes=1)
+    assert _with(lab, alert_smtp_relay=relay, alert_webhook_url=hook).check_domain(d) == []
+    assert alive_got() == 1 and dead_got() == 1  # the missed "opened", once, to it alone
+    if dead == "webhook":
+        assert lab.sink.events() == [("opened", "delegation-broken", f"_smtp._tls.{d}")]
+    else:
+        assert "_smtp._tls" in _mail_events(lab.sink)[0][0]
+    with lab.app.service.sessions() as db:
+        assert outbox.undelivered(db, d) == []
     lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
+def test_a_resolve_a_channel_missed_is_sent_again(lab: Lab, lab_world: World) -> None:
+    """Issue 14 #2: the "resolved" the webhook missed reaches it later (its incident would
+    stay open for ever otherwise)."""
+    d = lab.domains[1]
+    hook = lab.monitor.settings.alert_webhook_url
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    assert lab.monitor.check_domain(d)
+    lab.sink.clear()
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+    down = _with(lab, alert_webhook_url=f"http://127.0.0.1:{free_port()}/hook")
+    assert [e.event for e in down.check_domain(d)] == ["resolved"]
+    assert lab.sink.hooks == [] and len(lab.sink.mails) == 1
+    lab.advance(hours=1)
+    assert _with(lab, alert_webhook_url=hook).check_domain(d) == []
+    assert lab.sink.events() == [("resolved", "delegation-broken", f"_smtp._tls.{d}")]
+    assert len(lab.sink.mails) == 1  # mail had it: not again
+    lab.advance(hours=1)
+    assert lab.monitor.check_domain(d) == [] and len(lab.sink.hooks) == 1
 
 
 def test_new_mx_alerts_then_auto_refresh_adds_it(lab: Lab, lab_world: World) -> None:
