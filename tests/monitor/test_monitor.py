@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
+import hmac
 import html
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -29,7 +32,7 @@ from tests.lab.trap import LAB_NETWORKS, TRAP_IP, Trap
 
 from mtasts.config import Settings
 from mtasts.monitor import outbox
-from mtasts.monitor.alerts import verify_signature
+from mtasts.monitor.alerts import verify_signature, verify_webhook
 from mtasts.monitor.scheduler import Monitor
 from mtasts.reports.ingest import ReportIngestor, Route
 from mtasts.web.dashboard.auth import set_password
@@ -499,3 +502,123 @@ def test_retiring_a_domain_closes_its_alerts(lab: Lab, lab_world: World) -> None
         assert c.get(f"/api/v1/domains/{d}/alerts").json() == []
     assert lab.monitor.check_domain(d) == []  # retiring: no longer monitored
     lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
+def test_alert_mail_headers_subject_and_hosted_fix(lab: Lab, lab_world: World) -> None:
+    """Issue 14 #3, #4, #5: Date and Message-ID; a short subject without URLs, folded
+    without an empty first line; a hosted domain is told to restore its CNAME (never to
+    publish a TXT record); the resolved notice says first that it is fixed."""
+    d = lab.domains[0]
+    lab_world.zone.remove(f"_mta-sts.{d}")
+    events = {e.kind: e for e in lab.monitor.check_domain(d)}
+    restore = f"_mta-sts.{d}. 3600 IN CNAME {d}.policy.{ZONE}."
+    assert restore in events["policy-not-served"].fix
+    assert "TXT" not in events["policy-not-served"].fix
+    ids = set()
+    for raw in lab.sink.mails:
+        m = email.message_from_bytes(raw, policy=email.policy.default)
+        assert m["Date"] is not None and m["Date"].datetime is not None  # RFC 5322 §3.6.1
+        assert re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", str(m["Message-ID"]))  # §3.6.4
+        ids.add(str(m["Message-ID"]))
+        header = re.search(rb"^Subject:(.*(?:\r?\n[ \t].*)*)", raw, re.MULTILINE)
+        assert header and header[1].split(b"\n")[0].strip()  # no empty first line
+        subject = str(m["Subject"])
+        assert subject.startswith("[mtasts ") and d in subject
+        assert len(subject) <= 130 and "http" not in subject and "://" not in subject
+        assert subject.endswith(("…",)) or not subject.endswith((" ", "-"))
+    assert len(ids) == len(lab.sink.mails) == len(events)
+    lab.sink.clear()
+    lab_world.zone.add(f"_mta-sts.{d}", "CNAME", f"{d}.policy.{ZONE}.")
+    assert {e.event for e in lab.monitor.check_domain(d)} == {"resolved"}
+    for subject, first_line in _mail_events(lab.sink):
+        assert subject.startswith("[mtasts resolved] ") and "fixed" in subject
+        assert first_line.startswith("Fixed: ")
+    bodies = [
+        email.message_from_bytes(m, policy=email.policy.default).get_content()
+        for m in lab.sink.mails
+    ]
+    assert all("The problem was:" in b and "How to fix it" not in b for b in bodies)
+
+
+def test_webhook_signs_a_timestamp_and_a_delivery_id(lab: Lab, lab_world: World) -> None:
+    d = lab.domains[1]
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    lab.monitor.check_domain(d)
+    [hook] = lab.sink.hooks
+    assert re.fullmatch(r"[0-9a-f]{32}", hook["delivery_id"])
+    assert abs(hook["timestamp"] - datetime.now(UTC).timestamp()) < 3600
+    assert hook["events"][0]["id"]
+    body = lab.monitor.notifier.webhook_body([])
+    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    now = datetime.now(UTC)
+    assert verify_webhook(SECRET, body, sig, now) is not None
+    assert verify_webhook(SECRET, body, sig, now + timedelta(minutes=10)) is None  # stale
+    assert verify_webhook(SECRET, body, sig, now, seen=lambda _id: True) is None  # replay
+    assert verify_webhook(SECRET, body + b" ", sig, now) is None  # forged
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
+@pytest.mark.parametrize("leaf_lifetime", [timedelta(hours=12)])
+def test_a_short_lived_certificate_is_judged_by_its_lifetime(lab: Lab) -> None:
+    """Issue 14 #6: a 12-hour certificate of the TLS front (Caddy's internal CA) is healthy
+    on its first check; past the renewal window it warns the operator (alert_email), not
+    the owner, in hours; then critical."""
+    d = lab.domains[0]
+    assert lab.monitor.check_domain(d) == []  # 11 hours of 12 left: fine
+    issued = lab.now[0] - timedelta(hours=1)
+    lab.now[0] = issued + timedelta(hours=9)  # 3 hours left: the renewal window has passed
+    [warn] = lab.monitor.check_domain(d)
+    assert (warn.event, warn.kind, warn.subject, warn.severity) == (
+        "opened",
+        "certificate-expiring",
+        f"mta-sts.{d}",
+        "warning",
+    )
+    assert "hours" in warn.message and "0 day" not in warn.message
+    assert "lifetime" in warn.message and "renew" in warn.message
+    [mail] = [email.message_from_bytes(m, policy=email.policy.default) for m in lab.sink.mails]
+    assert mail["To"] == "noc@example.net"  # the operator's TLS front: not the owner
+    lab.now[0] = issued + timedelta(hours=11, minutes=30)  # under a tenth left
+    [worse] = lab.monitor.check_domain(d)
+    assert (worse.event, worse.severity) == ("escalated", "critical")
+    assert "renewal is failing" in worse.message
+
+
+def test_metrics_count_checks_alerts_and_deliveries(lab: Lab, lab_world: World) -> None:
+    d = lab.domains[1]
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    monitor = _with(
+        lab, alert_webhook_url=f"http://127.0.0.1:{free_port()}/hook", monitor_interval=3600
+    )
+    assert monitor.run_due() == []  # schedules the first checks
+    lab.advance(hours=1)
+    monitor.run_due()
+    monitor.refresh_alert_metrics()
+    text = "\n".join(monitor.metrics_lines())
+    assert 'mtasts_checks_total{outcome="alerting"} 1' in text
+    assert 'mtasts_checks_total{outcome="ok"} 1' in text
+    assert "mtasts_check_duration_seconds_count 2" in text
+    assert 'mtasts_alerts_open{kind="delegation-broken",severity="critical"} 1' in text
+    assert 'mtasts_alert_deliveries_total{channel="mail",result="ok"} 1' in text
+    assert 'mtasts_alert_deliveries_total{channel="webhook",result="failed"} 1' in text
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
+def test_an_interval_below_the_tick_is_honoured(lab: Lab) -> None:
+    """Issue 14 #7: monitor_interval 1 s with a tick of 10 minutes: the loop wakes at the
+    next due check, not at the next tick (real clock; polled with a generous deadline)."""
+    svc = lab.app.service
+    svc.clock = lambda: datetime.now(UTC)
+    monitor = _with(lab, monitor_interval=1, monitor_tick=600)
+    stop = threading.Event()
+    loop = threading.Thread(target=monitor.run_forever, args=(stop, 4))
+    loop.start()
+    wanted = 3 * len(lab.domains)  # each domain three times: two waits below the tick
+    try:
+        deadline = time.monotonic() + 120
+        while monitor.checks_run < wanted and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join()
+    assert monitor.checks_run >= wanted

@@ -4,6 +4,7 @@ event is delivered by e-mail and by a signed webhook."""
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import hmac
 import json
@@ -230,17 +231,48 @@ def title(e: Event) -> str:
     if known is not None:
         return known.format(subject=e.subject)
     first = e.message.split(". ")[0]
-    return _URL.sub("…", first).rstrip(".")
+    return " ".join(_URL.sub("", first).split()).rstrip(".")
 
 
 def _cut(text: str, limit: int) -> str:
-    """``text`` cut at a word boundary to at most ``limit`` characters (with "…")."""
+    """``text`` cut at a word boundary to at most ``limit`` characters (with "...")."""
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
-    head = text[: limit - 1]
+    head = text[: limit - 3]
     space = head.rfind(" ")
-    return (head[:space] if space > limit // 2 else head).rstrip(" ,;:") + "…"
+    return (head[:space] if space > limit // 2 else head).rstrip(" ,;:") + "..."
+
+
+# RFC 5322 §2.1.1: lines of at most 998 characters, SHOULD be at most 78. The library folds
+# a header that fits on a line of its own onto the next line (an empty first line), so it
+# writes headers unfolded here and fold_header folds them at spaces.
+_MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
+FOLD_WIDTH = 78
+
+
+def fold_header(line: bytes, width: int = FOLD_WIDTH) -> bytes:
+    """Fold one unfolded ASCII header line (without its CRLF) at spaces into lines of at
+    most ``width`` where words allow (RFC 5322 §2.2.3); encoded words are left whole."""
+    if len(line) <= width or b"=?" in line:
+        return line
+    out: list[bytes] = []
+    current = b""
+    for word in line.split(b" "):
+        if current and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = b" " + word  # the continuation line starts with white space
+        else:
+            current = current + b" " + word if current else word
+    out.append(current)
+    return b"\r\n".join(out)
+
+
+def mail_bytes(msg: EmailMessage) -> bytes:
+    """``msg`` as sent: CRLF lines, the headers folded by fold_header."""
+    raw = msg.as_bytes(policy=_MAIL_POLICY)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    return b"\r\n".join(fold_header(h) for h in head.split(b"\r\n")) + sep + body
 
 
 def mail_subject(e: Event) -> str:
@@ -353,7 +385,7 @@ class Notifier:
                 smtp.ehlo()
             if s.alert_smtp_user:
                 smtp.login(s.alert_smtp_user, s.alert_smtp_password)
-            smtp.send_message(msg)
+            smtp.sendmail(s.effective_alert_from, to, mail_bytes(msg))
 
     def webhook_body(self, events: list[Event]) -> bytes:
         """The JSON posted: a fresh delivery id and the time of sending, inside the signed

@@ -53,19 +53,26 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def spot(domain: str, interval: float) -> float:
-    """The domain's fixed spot in the interval, in seconds (0 <= spot < interval): its
-    checks run at epoch + k * interval + spot, so a fleet spreads out evenly and stays so,
-    whatever order the domains were added or caught up in."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def spot(domain: str, interval: float) -> timedelta:
+    """The domain's fixed spot in the interval (0 <= spot < interval, whole microseconds):
+    its checks run at epoch + k * interval + spot, so a fleet spreads out evenly and stays
+    so, whatever order the domains were added or caught up in."""
     h = int.from_bytes(hashlib.sha256(domain.encode()).digest()[:8], "big")
-    return h / 2**64 * interval
+    period = max(1, round(interval * 1_000_000))
+    return timedelta(microseconds=h * period >> 64)
 
 
 def next_spot(domain: str, interval: float, after: datetime) -> datetime:
     """The first time at the domain's spot strictly after ``after``."""
-    at, off = after.timestamp(), spot(domain, interval)
-    k = math.floor((at - off) / interval) + 1
-    return datetime.fromtimestamp(k * interval + off, UTC)
+    period = max(1_000_000, round(interval * 1_000_000))  # 0 = monitoring off: no division
+    off = spot(domain, period / 1_000_000) // _US
+    at = (_aware(after) - _EPOCH) // _US
+    k = (at - off) // period + 1
+    return _EPOCH + timedelta(microseconds=k * period + off)
 
 
 def cert_condition(
@@ -131,12 +138,14 @@ class Monitor:
                     ],
                 )
 
-    def claim_due(self, limit: int = 50) -> list[str]:
-        """Domains due for a check that this process won (others skip them)."""
+    def claim_due(self, limit: int = 50, schedule: bool = True) -> list[str]:
+        """Domains due for a check that this process won (others skip them); with
+        ``schedule``, new domains get their first check time first."""
         now = self.clock()
         interval = timedelta(seconds=self.settings.monitor_interval)
-        with contextlib.suppress(IntegrityError):  # another process scheduled them just now
-            self._schedule_new(now, interval)
+        if schedule:
+            with contextlib.suppress(IntegrityError):  # another process scheduled them now
+                self._schedule_new(now, interval)
         with self.service.sessions() as db:
             due = db.execute(
                 select(DomainCheck.domain_id, DomainCheck.next_check_at, Domain.name)
@@ -240,18 +249,20 @@ class Monitor:
         # judging (store, alert channels) runs in threads: enough of them for the checks
         loop.set_default_executor(ThreadPoolExecutor(max(8, limit // 4), "mtasts-monitor"))
         active: set[asyncio.Task[list[Event]]] = set()
-        refreshed = 0.0
+        ticked = -math.inf
         try:
             while not stop.is_set():
-                if time.monotonic() - refreshed >= self.settings.monitor_tick:
-                    refreshed = time.monotonic()
+                # once a tick: schedule new domains, count the open alerts (both scan tables)
+                tick = time.monotonic() - ticked >= self.settings.monitor_tick
+                if tick:
+                    ticked = time.monotonic()
                     with contextlib.suppress(Exception):
                         await asyncio.to_thread(self.refresh_alert_metrics)
                 free = limit - len(active)
                 names: list[str] = []
                 if free > 0:
                     try:
-                        names = await asyncio.to_thread(self.claim_due, free)
+                        names = await asyncio.to_thread(self.claim_due, free, tick)
                     except Exception:
                         log.exception("monitor: claiming due checks failed")
                 for n in names:
@@ -266,7 +277,8 @@ class Monitor:
                 except Exception:
                     wait = self.settings.monitor_tick
                 # intervals below the tick are honoured: wake at the next due check
-                await asyncio.sleep(min(max(wait, MIN_WAIT), self.settings.monitor_tick, 1.0))
+                wait = min(max(wait, MIN_WAIT), self.settings.monitor_tick)
+                await asyncio.to_thread(stop.wait, wait)
         finally:
             for task in list(active):
                 task.cancel()
