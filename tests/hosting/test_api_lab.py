@@ -395,6 +395,11 @@ def test_openapi_health_and_metrics(app: Running, tmp_path: Path) -> None:
     metrics = httpx.get(f"{app.base}/metrics").text
     assert "mtasts_hosted_domains " in metrics
     assert 'mtasts_policy_requests_total{result="served"}' in metrics
+    # the monitor's (issue 14): checks, their duration, open alerts, deliveries
+    assert 'mtasts_checks_total{outcome="ok"} ' in metrics
+    assert "# TYPE mtasts_check_duration_seconds histogram" in metrics
+    assert "# TYPE mtasts_alerts_open gauge" in metrics
+    assert "# TYPE mtasts_alert_deliveries_total counter" in metrics
     synced = re.search(r"^mtasts_store_last_sync_timestamp_seconds (\S+)$", metrics, re.M)
     assert synced and float(synced[1]) > 1.7e9
 

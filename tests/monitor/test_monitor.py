@@ -5,6 +5,7 @@ a clock the test moves."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import hashlib
@@ -30,6 +31,7 @@ from tests.lab import TestCA, World
 from tests.lab.ports import free_port
 from tests.lab.trap import LAB_NETWORKS, TRAP_IP, Trap
 
+from mtasts.check.checker import Checker, CheckOptions
 from mtasts.config import Settings
 from mtasts.monitor import outbox
 from mtasts.monitor.alerts import verify_signature, verify_webhook
@@ -558,6 +560,16 @@ def test_webhook_signs_a_timestamp_and_a_delivery_id(lab: Lab, lab_world: World)
     lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
 
 
+def _check_codes(lab: Lab, domain: str, now: datetime) -> list[str]:
+    """The finding codes of `mtasts check` (the operator's, unrestricted) at ``now``."""
+    s = lab.app.service.settings
+    options = CheckOptions(
+        ca_file=s.ca_file, timeout=5.0, https_port=s.https_port, smtp_port=s.smtp_port
+    )
+    checker = Checker(lab.app.service.resolver(), options, clock=lambda: now)
+    return [f.code for f in asyncio.run(checker.check(domain)).findings]
+
+
 @pytest.mark.parametrize("leaf_lifetime", [timedelta(hours=12)])
 def test_a_short_lived_certificate_is_judged_by_its_lifetime(lab: Lab) -> None:
     """Issue 14 #6: a 12-hour certificate of the TLS front (Caddy's internal CA) is healthy
@@ -566,7 +578,10 @@ def test_a_short_lived_certificate_is_judged_by_its_lifetime(lab: Lab) -> None:
     d = lab.domains[0]
     assert lab.monitor.check_domain(d) == []  # 11 hours of 12 left: fine
     issued = lab.now[0] - timedelta(hours=1)
-    lab.now[0] = issued + timedelta(hours=9)  # 3 hours left: the renewal window has passed
+    # `mtasts check` applies the same rule to its warnings
+    assert "policy-certificate-expiring" not in _check_codes(lab, d, lab.now[0])
+    lab.now[0] = issued + timedelta(hours=8, minutes=59)  # 3 hours left: renewal overdue
+    assert "policy-certificate-expiring" in _check_codes(lab, d, lab.now[0])
     [warn] = lab.monitor.check_domain(d)
     assert (warn.event, warn.kind, warn.subject, warn.severity) == (
         "opened",
@@ -574,7 +589,7 @@ def test_a_short_lived_certificate_is_judged_by_its_lifetime(lab: Lab) -> None:
         f"mta-sts.{d}",
         "warning",
     )
-    assert "hours" in warn.message and "0 day" not in warn.message
+    assert "expires in 3 hours" in warn.message and "in 0 day" not in warn.message
     assert "lifetime" in warn.message and "renew" in warn.message
     [mail] = [email.message_from_bytes(m, policy=email.policy.default) for m in lab.sink.mails]
     assert mail["To"] == "noc@example.net"  # the operator's TLS front: not the owner

@@ -95,15 +95,16 @@ def judge_expiry(cert: CertInfo, now: datetime) -> Expiry | None:
         )
     share = left / lifetime
     when = f"expires in {format_duration(left)} ({until})"
-    if share < FAILING_SHARE or (left < LAST_DAY and lifetime >= 3 * LAST_DAY):
+    last_day = left < LAST_DAY and lifetime >= 3 * LAST_DAY  # short lifetimes: always < 1 day
+    if share < FAILING_SHARE or last_day:
         why = (
-            f"{when}, with {share:.0%} of its {life} lifetime left: renewal is failing "
+            f"{when}, with {share:.0%} of its lifetime of {life} left: renewal is failing "
             "(ACME clients renew with about a third left)."
         )
-        return Expiry(3 if left < LAST_DAY else 2, "critical", left, lifetime, why)
+        return Expiry(3 if last_day else 2, "critical", left, lifetime, why)
     if share < RENEWAL_SHARE:
         why = (
-            f"{when}, with {share:.0%} of its {life} lifetime left: it should have been "
+            f"{when}, with {share:.0%} of its lifetime of {life} left: it should have been "
             "renewed by now (ACME clients renew with about a third left)."
         )
         return Expiry(1, "warning", left, lifetime, why)
