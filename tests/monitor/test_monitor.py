@@ -246,8 +246,13 @@ def test_a_dead_channel_never_makes_the_other_repeat(lab: Lab, lab_world: World,
     lab_world.zone.remove(f"_smtp._tls.{d}")
     opened = _with(lab, **down).check_domain(d)
     assert [(e.event, e.kind) for e in opened] == [("opened", "delegation-broken")]
-    alive_got = lambda: len(lab.sink.hooks) if dead == "mail" else len(lab.sink.mails)  # noqa: E731
-    dead_got = lambda: len(lab.sink.mails) if dead == "mail" else len(lab.sink.hooks)  # noqa: E731
+
+    def alive_got() -> int:
+        return len(lab.sink.hooks) if dead == "mail" else len(lab.sink.mails)
+
+    def dead_got() -> int:
+        return len(lab.sink.mails) if dead == "mail" else len(lab.sink.hooks)
+
     assert alive_got() == 1 and dead_got() == 0
     for _ in range(3):  # checks well within renotify_interval: the live channel stays quiet
         lab.advance(minutes=1)
