@@ -203,7 +203,11 @@ def main() -> int:
     finally:
         assert lab.stdin is not None
         lab.stdin.close()
-        lab.wait(30)
+        try:
+            lab.wait(30)
+        except subprocess.TimeoutExpired:
+            lab.terminate()  # the lab process this run started
+            lab.wait(30)
 
 
 def measure(args: argparse.Namespace, settings: Settings, domains: list[str]) -> int:

@@ -23,13 +23,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mtasts.check.checker import Checker, CheckOptions
 from mtasts.check.diagnosis import ADDRESS_NOT_ALLOWED
 from mtasts.check.findings import Severity, StsFetchResult
 from mtasts.check.result import CheckResult
+from mtasts.config import Settings
 from mtasts.hosting.delegation import Verification, verify_delegation
 from mtasts.hosting.snapshot import Hosted
 from mtasts.hosting.tenants import HostingService, ServiceError
@@ -38,6 +39,7 @@ from mtasts.monitor.alerts import Condition, Event, Notifier, reconcile
 from mtasts.monitor.metrics import MonitorMetrics
 from mtasts.net.addresses import ProbePolicy
 from mtasts.net.certs import CertInfo, judge_expiry
+from mtasts.net.dns import Resolver
 from mtasts.protocol.policy import Mode, parse_policy
 from mtasts.reports.aggregate import summary
 from mtasts.store.models import Alert, Domain, DomainCheck, DomainState, TlsReport
@@ -107,6 +109,7 @@ class Monitor:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.checks_run = 0
         self.metrics = MonitorMetrics()
+        self._tools: tuple[Settings, Resolver, CheckOptions] | None = None
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -154,22 +157,30 @@ class Monitor:
                 .order_by(DomainCheck.next_check_at)
                 .limit(limit)
             ).all()
-        won = []
+        if not due:
+            return []
         seconds = interval.total_seconds()
-        for pk, was, name in due:
-            # the next check is the domain's own spot again, at least half an interval on:
-            # a domain caught up late (an outage) returns to its place, not to now + interval
-            # (which would keep every domain caught up together in lockstep)
-            then = next_spot(name, seconds, now + interval / 2)
-            with self.service.sessions.begin() as db:
-                result = db.execute(
+        # the next check is the domain's own spot again, at least half an interval on: a
+        # domain caught up late (an outage) returns to its place, not to now + interval
+        # (which would keep every domain caught up together in lockstep)
+        then = {pk: next_spot(name, seconds, now + interval / 2) for pk, _was, name in due}
+        # One statement claims the batch: a row another process claimed meanwhile has its
+        # next check in the future and no longer matches (PostgreSQL re-reads the row after
+        # the other's commit), so each check runs once.
+        with self.service.sessions.begin() as db:
+            won = set(
+                db.scalars(
                     update(DomainCheck)
-                    .where(DomainCheck.domain_id == pk, DomainCheck.next_check_at == was)
-                    .values(next_check_at=then, claimed_by=self.holder)
+                    .where(DomainCheck.domain_id.in_(then), DomainCheck.next_check_at <= now)
+                    .values(
+                        next_check_at=case(then, value=DomainCheck.domain_id),
+                        claimed_by=self.holder,
+                    )
+                    .returning(DomainCheck.domain_id)
+                    .execution_options(synchronize_session=False)
                 )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    won.append(name)
-        return won
+            )
+        return [name for pk, _was, name in due if pk in won]
 
     def run_due(self, limit: int = 50, concurrency: int = 16) -> list[Event]:
         """Check up to ``limit`` due domains this process won, ``concurrency`` at a time
@@ -296,18 +307,21 @@ class Monitor:
 
     async def observe(self, name: str) -> Observation:
         """What senders see of ``name`` now, and its delegation records."""
-        svc, s = self.service, self.settings
-        options = CheckOptions(
-            ca_file=s.ca_file or None,
-            timeout=s.check_timeout,
-            https_port=s.https_port,
-            smtp_port=s.smtp_port,
-            # alerts and the dashboard show tenants the result: restricted like enforce
-            probe_policy=ProbePolicy.from_cidrs(s.probe_allowed_networks),
-        )
-        checker = Checker(svc.resolver(), options, clock=self.clock)
+        s = self.settings
+        if self._tools is None or self._tools[0] is not s:  # built once per settings
+            options = CheckOptions(
+                ca_file=s.ca_file or None,
+                timeout=s.check_timeout,
+                https_port=s.https_port,
+                smtp_port=s.smtp_port,
+                # alerts and the dashboard show tenants the result: restricted like enforce
+                probe_policy=ProbePolicy.from_cidrs(s.probe_allowed_networks),
+            )
+            self._tools = (s, self.service.resolver(), options)
+        _, resolver, options = self._tools
+        checker = Checker(resolver, options, clock=self.clock)
         result, verification = await asyncio.gather(
-            checker.check(name), verify_delegation(svc.resolver(), s, name)
+            checker.check(name), verify_delegation(resolver, s, name)
         )
         self.checks_run += 1
         return result, verification
@@ -528,8 +542,19 @@ class Monitor:
     def _report_conditions(self, name: str, now: datetime) -> list[Condition]:
         s = self.settings
         with self.service.sessions() as db:
-            recent = summary(db, name, 2, now)
+            last = db.execute(
+                select(TlsReport.organization, func.max(TlsReport.start))
+                .where(
+                    TlsReport.domain == name,
+                    TlsReport.start >= now - timedelta(days=SILENT_WINDOW),
+                )
+                .group_by(TlsReport.organization)
+            ).all()
+            # no report in the window: none in the last two days either (saves the summary)
+            recent = summary(db, name, 2, now) if last else None
         out: list[Condition] = []
+        if recent is None:
+            return out
         t = recent["totals"]
         if t["failed"] and t["failure_rate"] > s.tlsrpt_failure_threshold:
             top: dict[str, Any] = (recent["by_result_type"] or [{}])[0]
@@ -546,15 +571,6 @@ class Monitor:
                 )
             )
         silent_after = now - timedelta(days=s.sender_silent_days)
-        with self.service.sessions() as db:
-            last = db.execute(
-                select(TlsReport.organization, func.max(TlsReport.start))
-                .where(
-                    TlsReport.domain == name,
-                    TlsReport.start >= now - timedelta(days=SILENT_WINDOW),
-                )
-                .group_by(TlsReport.organization)
-            ).all()
         for org, latest in last:
             if _aware(latest) < silent_after:
                 out.append(
