@@ -221,7 +221,7 @@ TITLES = {
     "mx-tls-problem": "TLS problem on MX {subject}",
     "tlsrpt-failures": "TLS reports show failed sessions",
     "sender-silent": "{subject} stopped sending TLS reports",
-    "domain-transferred": "hosting moved to another account",
+    "domain-transferred": "{subject} is no longer hosted for your account",
 }
 
 
