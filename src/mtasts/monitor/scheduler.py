@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio.to_thread
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -244,8 +243,24 @@ class Monitor:
         """The loop inside `mtasts serve`, in a thread of its own (its own event loop, so
         checks never hold up the policy host)."""
         stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def done() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        def body() -> None:
+            try:
+                self.run_forever(stop)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the app's loop is closed already
+                    loop.call_soon_threadsafe(done)
+
+        threading.Thread(target=body, name="mtasts-monitor", daemon=True).start()
         try:
-            await anyio.to_thread.run_sync(self.run_forever, stop, abandon_on_cancel=True)
+            await ended
+            log.error("the monitor loop ended")
         finally:
             stop.set()
 
