@@ -348,10 +348,12 @@ def test_monitoring_never_connects_to_refused_addresses(lab: Lab, lab_world: Wor
     assert "loopback" in bodies and secret not in bodies
 
 
-def test_certificate_expiry_steps_21_7_1(lab: Lab) -> None:
+def test_certificate_expiry_steps_by_lifetime(lab: Lab) -> None:
+    """A 90-day certificate: a warning under a third (30 days), critical under a tenth, again
+    under a day."""
     d = lab.domains[0]
     mx_cert_end = lab.now[0] + timedelta(days=90)  # lab leaves live DEFAULT_LEAF_DAYS
-    lab.now[0] = mx_cert_end - timedelta(days=20)
+    lab.now[0] = mx_cert_end - timedelta(days=25)  # renewal (at 30 days) overdue
     first = lab.monitor.check_domain(d)
     step1 = {(e.event, e.kind, e.subject, e.severity) for e in first}
     assert ("opened", "mx-certificate-expiring", f"mx1.{d}", "warning") in step1
