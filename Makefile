@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DOMAIN ?=
 ARGS ?=
 
-.PHONY: run test lint bench bench-reports clean
+.PHONY: run test lint bench bench-reports bench-monitor clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench: $(VENV)/.installed-bench
 
 bench-reports: $(VENV)/.installed-bench
 	$(BIN)/python bench/reports_ingest.py $(ARGS)
+
+bench-monitor: $(VENV)/.installed-test
+	$(BIN)/python bench/monitor.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

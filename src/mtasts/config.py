@@ -110,7 +110,10 @@ class Settings:
     db_timeout: float = 5.0  # seconds: connect, statement, pool wait, SQLite busy wait
     # monitoring and alerts
     monitor_interval: float = 3600.0  # seconds between checks of each domain; 0 = off
-    monitor_tick: float = 30.0  # seconds between looks for due checks
+    # longest wait between looks for due checks (new domains are scheduled then); the monitor
+    # also wakes at the next due check, so intervals below the tick are honoured
+    monitor_tick: float = 30.0
+    monitor_concurrency: int = 100  # checks in flight at once (they wait on the network)
     https_port: int = 443  # where checks fetch policies (the lab uses other ports)
     renotify_interval: float = 86400.0  # seconds before an open alert is sent again
     mx_auto_refresh: bool = False  # testing mode: add a new MX to the policy by itself
@@ -390,6 +393,8 @@ def load_settings(
     proxy_networks(settings.trusted_proxies)
     if not settings.db_timeout > 0:
         raise ConfigError(f"db_timeout: expected seconds > 0, got {settings.db_timeout!r}")
+    if settings.monitor_concurrency < 1 or not settings.monitor_tick > 0:
+        raise ConfigError("monitor_concurrency must be at least 1 and monitor_tick above 0")
     try:
         parse_networks(settings.probe_allowed_networks)
     except ValueError as exc:

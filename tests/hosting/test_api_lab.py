@@ -194,6 +194,11 @@ def test_enforce_with_good_mx_rotates_the_id(app: Running, lab_world: World) -> 
     assert after["served_id"] == after["policy"]["id"]
     assert [v["version"] for v in history] == [2, 1]
     assert history[0]["author"] == "admin@localhost" and history[0]["mode"] == "enforce"
+    assert after["policy"]["author"] == "admin@localhost"  # the response says it too
+    with app.client() as c:
+        refreshed = c.post(f"/api/v1/domains/{d}/refresh-mx")
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["policy"]["author"] == "admin@localhost"
     served = parse_policy(app.policy(d).content)
     assert served.mode == "enforce" and served.max_age == 1209600
 
@@ -410,6 +415,11 @@ def test_openapi_health_and_metrics(app: Running, tmp_path: Path) -> None:
     metrics = httpx.get(f"{app.base}/metrics").text
     assert "mtasts_hosted_domains " in metrics
     assert 'mtasts_policy_requests_total{result="served"}' in metrics
+    # the monitor's (issue 14): checks, their duration, open alerts, deliveries
+    assert 'mtasts_checks_total{outcome="ok"} ' in metrics
+    assert "# TYPE mtasts_check_duration_seconds histogram" in metrics
+    assert "# TYPE mtasts_alerts_open gauge" in metrics
+    assert "# TYPE mtasts_alert_deliveries_total counter" in metrics
     synced = re.search(r"^mtasts_store_last_sync_timestamp_seconds (\S+)$", metrics, re.M)
     assert synced and float(synced[1]) > 1.7e9
 

@@ -15,7 +15,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tests.lab.world import SMTP_PROFILES, World
+from tests.lab.world import HTTPS_IP, SMTP_PROFILES, World
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domains", type=int, default=10, help="valid domains to publish")
     parser.add_argument("--suffix", default="lab.test", help="parent of the domains")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds per DNS answer/TCP")
+    parser.add_argument("--mx-count", type=int, default=1, help="MX hosts per domain")
+    parser.add_argument(
+        "--delegate",
+        default="",
+        metavar="ZONE",
+        help="publish the domains as hosted by ZONE: the three delegation CNAMEs, with their "
+        "targets (TXT records, policy-host.ZONE) in the lab zone",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="for certificates and keys")
     parser.add_argument(
         "--profile",
@@ -44,7 +52,9 @@ def _serve(args: argparse.Namespace, directory: Path) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with World(directory, delay=args.delay, smtp_profiles=args.profile) as world:
-        domains = world.add_domains(args.domains, suffix=args.suffix)
+        domains = world.add_domains(args.domains, suffix=args.suffix, mx_count=args.mx_count)
+        if args.delegate:
+            _delegate(world, domains, args.delegate)
         info = {
             "nameserver": world.nameserver,
             "ca_file": world.ca_file,
@@ -63,6 +73,24 @@ def _serve(args: argparse.Namespace, directory: Path) -> int:
         threading.Thread(target=wait_stdin, daemon=True).start()
         stop.wait()
     return 0
+
+
+def _delegate(world: World, domains: list[str], zone: str) -> None:
+    """The delegation layout of design.md, for the monitor benchmark."""
+    z = world.zone
+    z.add(f"policy-host.{zone}", "A", HTTPS_IP)
+    for d in domains:
+        lab = world.domains[d]
+        for name, target, record in (
+            (f"_mta-sts.{d}", f"{d}.policy.{zone}", lab.record),
+            (f"_smtp._tls.{d}", f"{d}.tlsrpt.{zone}", lab.tlsrpt),
+        ):
+            z.remove(name)
+            z.add(name, "CNAME", target + ".")
+            if record is not None:
+                z.add(target, "TXT", record)
+        z.remove(f"mta-sts.{d}")
+        z.add(f"mta-sts.{d}", "CNAME", f"policy-host.{zone}.")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,16 @@ a clock the test moves."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
+import hashlib
+import hmac
 import html
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -27,8 +31,10 @@ from tests.lab import TestCA, World
 from tests.lab.ports import free_port
 from tests.lab.trap import LAB_NETWORKS, TRAP_IP, Trap
 
+from mtasts.check.checker import Checker, CheckOptions
 from mtasts.config import Settings
-from mtasts.monitor.alerts import verify_signature
+from mtasts.monitor import outbox
+from mtasts.monitor.alerts import verify_signature, verify_webhook
 from mtasts.monitor.scheduler import Monitor
 from mtasts.reports.ingest import ReportIngestor, Route
 from mtasts.web.dashboard.auth import set_password
@@ -98,12 +104,27 @@ class Lab:
 
 
 @pytest.fixture
+def leaf_lifetime() -> timedelta:
+    """Lifetime of the TLS front's certificate (override with parametrize)."""
+    return timedelta(days=90)
+
+
+@pytest.fixture
 def lab(
-    tmp_path: Path, lab_world: World, test_ca: TestCA, sink: tuple[Sink, str, str]
+    tmp_path: Path,
+    lab_world: World,
+    test_ca: TestCA,
+    sink: tuple[Sink, str, str],
+    leaf_lifetime: timedelta,
 ) -> Iterator[Lab]:
     box, relay, hook = sink
     domains = [customer(lab_world), customer(lab_world, mx_count=2)]
-    leaf = test_ca.issue([f"mta-sts.{d}" for d in domains] + [f"policy-host.{ZONE}", "127.0.0.1"])
+    start = datetime.now(UTC) - timedelta(hours=1)
+    leaf = test_ca.issue(
+        [f"mta-sts.{d}" for d in domains] + [f"policy-host.{ZONE}", "127.0.0.1"],
+        not_before=start,
+        not_after=start + leaf_lifetime,
+    )
     dns_port, https_port = free_port(udp=True), free_port()
     settings = Settings(
         data_dir=tmp_path,
@@ -197,20 +218,78 @@ def test_broken_delegation_opens_repeats_and_resolves(lab: Lab, lab_world: World
     }
 
 
-def test_undelivered_alerts_are_sent_on_the_next_check(lab: Lab, lab_world: World) -> None:
-    d = lab.domains[1]
+def _with(lab: Lab, **changes: Any) -> Monitor:
+    """A monitor of the lab's service with other alert settings (as after a restart)."""
     svc = lab.app.service
-    relay_down = f"127.0.0.1:{free_port()}"
-    svc.settings = replace(svc.settings, alert_smtp_relay=relay_down)
-    broken = Monitor(svc)
+    svc.settings = replace(svc.settings, **changes)
+    return Monitor(svc)
+
+
+def _mail_events(sink: Sink) -> list[tuple[str, str]]:
+    """(subject, first body line) of each alert mail received."""
+    out = []
+    for raw in sink.mails:
+        m = email.message_from_bytes(raw, policy=email.policy.default)
+        out.append((str(m["Subject"]), m.get_content().splitlines()[0]))
+    return out
+
+
+@pytest.mark.parametrize("dead", ["webhook", "mail"])
+def test_a_dead_channel_never_makes_the_other_repeat(lab: Lab, lab_world: World, dead: str) -> None:
+    """Issue 14 #1: the webhook receiver (or the relay) is down; the other channel sends
+    the alert once, not on every check; the dead one gets what it missed once it is back."""
+    d = lab.domains[1]
+    relay, hook = lab.monitor.settings.alert_smtp_relay, lab.monitor.settings.alert_webhook_url
+    down = {"webhook": {"alert_webhook_url": f"http://127.0.0.1:{free_port()}/hook"}}.get(
+        dead, {"alert_smtp_relay": f"127.0.0.1:{free_port()}"}
+    )
     lab_world.zone.remove(f"_smtp._tls.{d}")
-    assert broken.check_domain(d) == []  # nothing reached anyone
-    assert lab.sink.mails == []
-    svc.settings = replace(svc.settings, alert_smtp_relay=lab.monitor.settings.alert_smtp_relay)
-    again = Monitor(svc).check_domain(d)
-    assert [(e.event, e.kind) for e in again] == [("repeated", "delegation-broken")]
-    assert len(lab.sink.mails) == 1
+    opened = _with(lab, **down).check_domain(d)
+    assert [(e.event, e.kind) for e in opened] == [("opened", "delegation-broken")]
+
+    def alive_got() -> int:
+        return len(lab.sink.hooks) if dead == "mail" else len(lab.sink.mails)
+
+    def dead_got() -> int:
+        return len(lab.sink.mails) if dead == "mail" else len(lab.sink.hooks)
+
+    assert alive_got() == 1 and dead_got() == 0
+    for _ in range(3):  # checks well within renotify_interval: the live channel stays quiet
+        lab.advance(minutes=1)
+        assert _with(lab, **down).check_domain(d) == []
+    assert alive_got() == 1 and dead_got() == 0
+    with lab.app.service.sessions() as db:
+        assert outbox.undelivered(db, d) == [(dead, "opened", "delegation-broken")]
+    lab.advance(minutes=1)
+    assert _with(lab, alert_smtp_relay=relay, alert_webhook_url=hook).check_domain(d) == []
+    assert alive_got() == 1 and dead_got() == 1  # the missed "opened", once, to it alone
+    if dead == "webhook":
+        assert lab.sink.events() == [("opened", "delegation-broken", f"_smtp._tls.{d}")]
+    else:
+        assert "_smtp._tls" in _mail_events(lab.sink)[0][0]
+    with lab.app.service.sessions() as db:
+        assert outbox.undelivered(db, d) == []
     lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
+def test_a_resolve_a_channel_missed_is_sent_again(lab: Lab, lab_world: World) -> None:
+    """Issue 14 #2: the "resolved" the webhook missed reaches it later (its incident would
+    stay open for ever otherwise)."""
+    d = lab.domains[1]
+    hook = lab.monitor.settings.alert_webhook_url
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    assert lab.monitor.check_domain(d)
+    lab.sink.clear()
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+    down = _with(lab, alert_webhook_url=f"http://127.0.0.1:{free_port()}/hook")
+    assert [e.event for e in down.check_domain(d)] == ["resolved"]
+    assert lab.sink.hooks == [] and len(lab.sink.mails) == 1
+    lab.advance(hours=1)
+    assert _with(lab, alert_webhook_url=hook).check_domain(d) == []
+    assert lab.sink.events() == [("resolved", "delegation-broken", f"_smtp._tls.{d}")]
+    assert len(lab.sink.mails) == 1  # mail had it: not again
+    lab.advance(hours=1)
+    assert lab.monitor.check_domain(d) == [] and len(lab.sink.hooks) == 1
 
 
 def test_new_mx_alerts_then_auto_refresh_adds_it(lab: Lab, lab_world: World) -> None:
@@ -269,10 +348,12 @@ def test_monitoring_never_connects_to_refused_addresses(lab: Lab, lab_world: Wor
     assert "loopback" in bodies and secret not in bodies
 
 
-def test_certificate_expiry_steps_21_7_1(lab: Lab) -> None:
+def test_certificate_expiry_steps_by_lifetime(lab: Lab) -> None:
+    """A 90-day certificate: a warning under a third (30 days), critical under a tenth, again
+    under a day."""
     d = lab.domains[0]
     mx_cert_end = lab.now[0] + timedelta(days=90)  # lab leaves live DEFAULT_LEAF_DAYS
-    lab.now[0] = mx_cert_end - timedelta(days=20)
+    lab.now[0] = mx_cert_end - timedelta(days=25)  # renewal (at 30 days) overdue
     first = lab.monitor.check_domain(d)
     step1 = {(e.event, e.kind, e.subject, e.severity) for e in first}
     assert ("opened", "mx-certificate-expiring", f"mx1.{d}", "warning") in step1
@@ -430,3 +511,136 @@ def test_retiring_a_domain_closes_its_alerts(lab: Lab, lab_world: World) -> None
         assert c.get(f"/api/v1/domains/{d}/alerts").json() == []
     assert lab.monitor.check_domain(d) == []  # retiring: no longer monitored
     lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
+def test_alert_mail_headers_subject_and_hosted_fix(lab: Lab, lab_world: World) -> None:
+    """Issue 14 #3, #4, #5: Date and Message-ID; a short subject without URLs, folded
+    without an empty first line; a hosted domain is told to restore its CNAME (never to
+    publish a TXT record); the resolved notice says first that it is fixed."""
+    d = lab.domains[0]
+    lab_world.zone.remove(f"_mta-sts.{d}")
+    events = {e.kind: e for e in lab.monitor.check_domain(d)}
+    restore = f"_mta-sts.{d}. 3600 IN CNAME {d}.policy.{ZONE}."
+    assert restore in events["policy-not-served"].fix
+    assert "TXT" not in events["policy-not-served"].fix
+    ids = set()
+    for raw in lab.sink.mails:
+        m = email.message_from_bytes(raw, policy=email.policy.default)
+        assert m["Date"] is not None and m["Date"].datetime is not None  # RFC 5322 §3.6.1
+        assert re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", str(m["Message-ID"]))  # §3.6.4
+        ids.add(str(m["Message-ID"]))
+        header = re.search(rb"^Subject:(.*(?:\r?\n[ \t].*)*)", raw, re.MULTILINE)
+        assert header and header[1].split(b"\n")[0].strip()  # no empty first line
+        subject = str(m["Subject"])
+        assert subject.startswith("[mtasts ") and d in subject
+        assert len(subject) <= 130 and "http" not in subject and "://" not in subject
+        assert subject.endswith(("…",)) or not subject.endswith((" ", "-"))
+    assert len(ids) == len(lab.sink.mails) == len(events)
+    lab.sink.clear()
+    lab_world.zone.add(f"_mta-sts.{d}", "CNAME", f"{d}.policy.{ZONE}.")
+    assert {e.event for e in lab.monitor.check_domain(d)} == {"resolved"}
+    for subject, first_line in _mail_events(lab.sink):
+        assert subject.startswith("[mtasts resolved] ") and "fixed" in subject
+        assert first_line.startswith("Fixed: ")
+    bodies = [
+        email.message_from_bytes(m, policy=email.policy.default).get_content()
+        for m in lab.sink.mails
+    ]
+    assert all("The problem was:" in b and "How to fix it" not in b for b in bodies)
+
+
+def test_webhook_signs_a_timestamp_and_a_delivery_id(lab: Lab, lab_world: World) -> None:
+    d = lab.domains[1]
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    lab.monitor.check_domain(d)
+    [hook] = lab.sink.hooks
+    assert re.fullmatch(r"[0-9a-f]{32}", hook["delivery_id"])
+    assert abs(hook["timestamp"] - datetime.now(UTC).timestamp()) < 3600
+    assert hook["events"][0]["id"]
+    body = lab.monitor.notifier.webhook_body([])
+    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    now = datetime.now(UTC)
+    assert verify_webhook(SECRET, body, sig, now) is not None
+    assert verify_webhook(SECRET, body, sig, now + timedelta(minutes=10)) is None  # stale
+    assert verify_webhook(SECRET, body, sig, now, seen=lambda _id: True) is None  # replay
+    assert verify_webhook(SECRET, body + b" ", sig, now) is None  # forged
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
+def _check_codes(lab: Lab, domain: str, now: datetime) -> list[str]:
+    """The finding codes of `mtasts check` (the operator's, unrestricted) at ``now``."""
+    s = lab.app.service.settings
+    options = CheckOptions(
+        ca_file=s.ca_file, timeout=5.0, https_port=s.https_port, smtp_port=s.smtp_port
+    )
+    checker = Checker(lab.app.service.resolver(), options, clock=lambda: now)
+    return [f.code for f in asyncio.run(checker.check(domain)).findings]
+
+
+@pytest.mark.parametrize("leaf_lifetime", [timedelta(hours=12)])
+def test_a_short_lived_certificate_is_judged_by_its_lifetime(lab: Lab) -> None:
+    """Issue 14 #6: a 12-hour certificate of the TLS front (Caddy's internal CA) is healthy
+    on its first check; past the renewal window it warns the operator (alert_email), not
+    the owner, in hours; then critical."""
+    d = lab.domains[0]
+    assert lab.monitor.check_domain(d) == []  # 11 hours of 12 left: fine
+    issued = lab.now[0] - timedelta(hours=1)
+    # `mtasts check` applies the same rule to its warnings
+    assert "policy-certificate-expiring" not in _check_codes(lab, d, lab.now[0])
+    lab.now[0] = issued + timedelta(hours=8, minutes=59)  # 3 hours left: renewal overdue
+    assert "policy-certificate-expiring" in _check_codes(lab, d, lab.now[0])
+    [warn] = lab.monitor.check_domain(d)
+    assert (warn.event, warn.kind, warn.subject, warn.severity) == (
+        "opened",
+        "certificate-expiring",
+        f"mta-sts.{d}",
+        "warning",
+    )
+    assert "expires in 3 hours" in warn.message and "in 0 day" not in warn.message
+    assert "lifetime" in warn.message and "renew" in warn.message
+    [mail] = [email.message_from_bytes(m, policy=email.policy.default) for m in lab.sink.mails]
+    assert mail["To"] == "noc@example.net"  # the operator's TLS front: not the owner
+    lab.now[0] = issued + timedelta(hours=11, minutes=30)  # under a tenth left
+    [worse] = lab.monitor.check_domain(d)
+    assert (worse.event, worse.severity) == ("escalated", "critical")
+    assert "renewal is failing" in worse.message
+
+
+def test_metrics_count_checks_alerts_and_deliveries(lab: Lab, lab_world: World) -> None:
+    d = lab.domains[1]
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    monitor = _with(
+        lab, alert_webhook_url=f"http://127.0.0.1:{free_port()}/hook", monitor_interval=3600
+    )
+    assert monitor.run_due() == []  # schedules the first checks
+    lab.advance(hours=1)
+    monitor.run_due()
+    monitor.refresh_alert_metrics()
+    text = "\n".join(monitor.metrics_lines())
+    assert 'mtasts_checks_total{outcome="alerting"} 1' in text
+    assert 'mtasts_checks_total{outcome="ok"} 1' in text
+    assert "mtasts_check_duration_seconds_count 2" in text
+    assert 'mtasts_alerts_open{kind="delegation-broken",severity="critical"} 1' in text
+    assert 'mtasts_alert_deliveries_total{channel="mail",result="ok"} 1' in text
+    assert 'mtasts_alert_deliveries_total{channel="webhook",result="failed"} 1' in text
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+
+
+def test_an_interval_below_the_tick_is_honoured(lab: Lab) -> None:
+    """Issue 14 #7: monitor_interval 1 s with a tick of 10 minutes: the loop wakes at the
+    next due check, not at the next tick (real clock; polled with a generous deadline)."""
+    svc = lab.app.service
+    svc.clock = lambda: datetime.now(UTC)
+    monitor = _with(lab, monitor_interval=1, monitor_tick=600)
+    stop = threading.Event()
+    loop = threading.Thread(target=monitor.run_forever, args=(stop, 4))
+    loop.start()
+    wanted = 3 * len(lab.domains)  # each domain three times: two waits below the tick
+    try:
+        deadline = time.monotonic() + 120
+        while monitor.checks_run < wanted and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join()
+    assert monitor.checks_run >= wanted

@@ -10,7 +10,13 @@ from cryptography.hazmat.primitives import hashes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mtasts.net.certs import CertInfo, hostname_matches, parse_certificate
+from mtasts.net.certs import (
+    CertInfo,
+    format_duration,
+    hostname_matches,
+    judge_expiry,
+    parse_certificate,
+)
 from tests.lab import TestCA
 
 
@@ -119,3 +125,47 @@ def test_wildcard_matches_exactly_one_label(first: str, parent: str) -> None:
 @given(hostnames, hostnames)
 def test_different_names_do_not_match(a: str, b: str) -> None:
     assert hostname_matches(a, (b,)) is (a == b)
+
+
+# --- expiry judged by the certificate's own lifetime (issue 14 #6) ----------------------
+
+
+def _cert(lifetime: timedelta, start: datetime) -> CertInfo:
+    return CertInfo("CN=x", "CN=ca", ("x",), start, start + lifetime, "1", "00")
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "left", "expected"),
+    [
+        (timedelta(hours=12), timedelta(hours=11), None),  # Caddy internal CA: healthy
+        (timedelta(hours=12), timedelta(hours=3), (1, "warning")),  # renewal window passed
+        (timedelta(hours=12), timedelta(minutes=50), (2, "critical")),  # under a tenth
+        (timedelta(days=6), timedelta(days=3), None),
+        (timedelta(days=6), timedelta(hours=30), (1, "warning")),
+        (timedelta(days=6), timedelta(hours=20), (3, "critical")),  # under a day
+        (timedelta(days=47), timedelta(days=20), None),
+        (timedelta(days=47), timedelta(days=14), (1, "warning")),
+        (timedelta(days=90), timedelta(days=25), (1, "warning")),  # 21 days was too late
+        (timedelta(days=90), timedelta(days=8), (2, "critical")),
+        (timedelta(days=90), timedelta(hours=12), (3, "critical")),
+        (timedelta(days=90), -timedelta(hours=1), (4, "critical")),
+    ],
+)
+def test_expiry_by_lifetime(
+    lifetime: timedelta, left: timedelta, expected: tuple[int, str] | None
+) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    now = start + lifetime - left
+    got = judge_expiry(_cert(lifetime, start), now)
+    assert ((got.level, got.severity) if got else None) == expected
+
+
+def test_expiry_reason_speaks_hours_not_zero_days() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    got = judge_expiry(_cert(timedelta(days=90), start), start + timedelta(days=90, hours=-12))
+    assert got is not None
+    assert "expires in 12 hours" in got.reason and "in 0 day" not in got.reason
+    assert "lifetime" in got.reason and "renewal is failing" in got.reason
+    assert format_duration(timedelta(days=3, hours=5)) == "3 days"
+    assert format_duration(timedelta(hours=47)) == "47 hours"
+    assert format_duration(timedelta(minutes=30)) == "30 minutes"

@@ -25,6 +25,7 @@ TABLES = {
     "tls_report_failures",
     "domain_checks",
     "alerts",
+    "alert_deliveries",
     "leases",
     "tls_report_quota",
     "alembic_version",

@@ -10,6 +10,7 @@ from mtasts.check import advice
 from mtasts.check.findings import Finding, ResultType, Severity, StsFetchResult
 from mtasts.check.result import CheckResult, MxHostResult
 from mtasts.net.addresses import AddressVerdict
+from mtasts.net.certs import judge_expiry
 from mtasts.net.dns import DnsAnswer, DnsStatus, MxAnswer
 from mtasts.net.fetch import FetchResult
 from mtasts.net.starttls import ProbeResult
@@ -19,7 +20,6 @@ from mtasts.protocol.policy import MX_WARNING_NOTES, Mode, Policy, parse_policy
 from mtasts.protocol.record import select_sts_record
 from mtasts.protocol.tlsrpt import select_tlsrpt_record
 
-EXPIRY_WARNING_DAYS = 21
 SHORT_MAX_AGE = 86_400
 ADDRESS_NOT_ALLOWED = "address-not-allowed"  # a probe policy refused the host's address
 PROBE_LIMIT = "probe-limit"  # a probe policy capped the fan-out: some MX not probed
@@ -439,13 +439,13 @@ class Diagnosis:
                 fix="Use e.g. `max_age: 604800` (one week) or `max_age: 1209600` (two weeks).",
             )
         cert = fetch.certificate
-        if cert is not None and 0 <= cert.days_left(self.now) < EXPIRY_WARNING_DAYS:
+        expiry = judge_expiry(cert, self.now) if cert is not None else None
+        if expiry is not None and not expiry.expired:  # judged by its own lifetime
             self.add(
                 "policy-certificate-expiring",
                 _WARN,
                 fetch.host,
-                f"The certificate of {fetch.host} expires in {cert.days_left(self.now)} days "
-                f"({cert.not_after:%Y-%m-%d}).",
+                f"The certificate of {fetch.host} {expiry.reason}",
                 "RFC 8461 §3.3",
                 ResultType.STS_WEBPKI_INVALID,
                 f"Renew the certificate of {fetch.host} (e.g. `certbot renew`).",
@@ -702,15 +702,9 @@ class Diagnosis:
                     f"The certificate names {names}, not {p.host} (RFC 6125 match).",
                 )
             )
-        if cert is not None and 0 <= cert.days_left(self.now) < EXPIRY_WARNING_DAYS:
-            out.append(
-                (
-                    "mx-certificate-expiring",
-                    None,
-                    f"The certificate expires in {cert.days_left(self.now)} days "
-                    f"({cert.not_after:%Y-%m-%d}).",
-                )
-            )
+        expiry = judge_expiry(cert, self.now) if cert is not None else None
+        if expiry is not None and not expiry.expired:  # judged by its own lifetime
+            out.append(("mx-certificate-expiring", None, f"The certificate {expiry.reason}"))
         return out
 
     def _judge_enforceable(self, policy: Policy, enforcing: bool) -> None:

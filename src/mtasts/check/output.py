@@ -14,6 +14,7 @@ from rich.text import Text
 
 from mtasts.check.findings import Severity, StsFetchResult
 from mtasts.check.result import CheckResult
+from mtasts.net.certs import format_duration
 
 CSV_COLUMNS = (
     "domain",
@@ -147,8 +148,8 @@ def _details(r: CheckResult) -> Table:
             if probe.tls_version:
                 bits.append(probe.tls_version)
             if cert:
-                days = cert.days_left(r.checked_at)
-                bits.append(f"cert until {cert.not_after:%Y-%m-%d} ({days} d)")
+                left = cert.not_after - r.checked_at  # in hours under two days, never "0 d"
+                bits.append(f"cert until {cert.not_after:%Y-%m-%d} ({format_duration(left)})")
             bits.append("ok" if probe.ok else (probe.error_code or "certificate name mismatch"))
             cover = {True: "in policy", False: "NOT in policy", None: ""}[h.matches_policy]
             table.add_row(f"MX {h.preference}", f"{h.hostname}  {cover}  " + "  ".join(bits))

@@ -336,7 +336,7 @@ class HostingService:
                 _aware(domain.retire_after).isoformat() if domain.retire_after else None
             ),
             "claim_expires_at": _aware(expires).isoformat() if expires else None,
-            "policy": self._version_dict(v),
+            "policy": self._version_dict(v, db.get(User, v.author_id) if v.author_id else None),
             "policy_text": policy_of(v).serialize(),
             "served_id": served.policy_id if served else None,
             "dns_records": [
@@ -347,14 +347,14 @@ class HostingService:
         }
 
     @staticmethod
-    def _version_dict(v: PolicyVersion) -> dict[str, Any]:
+    def _version_dict(v: PolicyVersion, author: User | None = None) -> dict[str, Any]:
         return {
             "version": v.number,
             "id": v.policy_id,
             "mode": v.mode,
             "mx": list(v.mx),
             "max_age": v.max_age,
-            "author": None,
+            "author": author.email if author else None,
             "reason": v.reason,
             "forced": v.forced,
             "created_at": _aware(v.created_at).isoformat(),

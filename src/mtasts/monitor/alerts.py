@@ -4,15 +4,21 @@ event is delivered by e-mail and by a signed webhook."""
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import hmac
 import json
 import logging
+import re
 import smtplib
 import ssl
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -36,7 +42,8 @@ class Condition:
     severity: str  # critical, warning or info
     message: str
     fix: str = ""
-    level: int = 0  # a higher level of the same alert is an escalation (e.g. 21 -> 7 days)
+    level: int = 0  # a higher level of the same alert is an escalation (e.g. warning -> failing)
+    audience: str = "owner"  # "operator": the service's own part, told to alert_email only
 
 
 @dataclass(frozen=True)
@@ -54,9 +61,12 @@ class Event:
     opened_at: datetime
     at: datetime
     recipients: tuple[str, ...]
+    # stable across retries: receivers drop an event id they already have
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "event": self.event,
             "alert_id": self.alert_id,
             "domain": self.domain,
@@ -69,10 +79,25 @@ class Event:
             "at": self.at.isoformat(),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], recipients: tuple[str, ...]) -> Event:
+        return cls(
+            d["event"],
+            d["alert_id"],
+            d["domain"],
+            d["kind"],
+            d["subject"],
+            d["severity"],
+            d["message"],
+            d["fix"],
+            datetime.fromisoformat(d["opened_at"]),
+            datetime.fromisoformat(d["at"]),
+            recipients,
+            d["id"],
+        )
+
 
 def _aware(dt: datetime) -> datetime:
-    from datetime import UTC
-
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -95,6 +120,8 @@ def reconcile(
     events: list[Event] = []
 
     def event(kind: str, a: Alert) -> None:
+        # last_notified_at is when it was due; a channel that failed retries on its own
+        # (alert_deliveries), so a dead channel never makes the others repeat
         a.last_notified_at = now
         a.notifications += 1
         events.append(
@@ -109,7 +136,7 @@ def reconcile(
                 a.fix,
                 _aware(a.opened_at),
                 now,
-                recipients,
+                () if a.audience == "operator" else recipients,
             )
         )
 
@@ -132,6 +159,7 @@ def reconcile(
                 fix=c.fix,
                 opened_at=now,
                 notifications=0,
+                audience=c.audience,
             )
             db.add(a)
             db.flush()
@@ -140,6 +168,7 @@ def reconcile(
         a = found
         worse = c.level > a.level or SEVERITIES.index(c.severity) < SEVERITIES.index(a.severity)
         a.message, a.fix, a.severity, a.level = c.message, c.fix, c.severity, c.level
+        a.audience = c.audience
         if worse:
             event("escalated", a)
         elif a.severity != "info" and (
@@ -175,33 +204,163 @@ def list_alerts(db: Session, domain: str, include_closed: bool = False) -> list[
     ]
 
 
+CHANNELS = ("mail", "webhook")
+SUBJECT_MAX = 110  # characters of the subject's own text, before the "[mtasts …]" tag
+_URL = re.compile(r"\b(?:https?|mailto):\S+|\bwww\.\S+", re.IGNORECASE)
+# what each kind of alert is about, in a few words: subjects never carry the message
+# (it holds URLs and long record values), only this and the subject of the alert
+TITLES = {
+    "delegation-broken": "delegation record {subject} is broken",
+    "policy-not-served": "senders get no valid MTA-STS policy",
+    "policy-mismatch": "{subject} serves another policy",
+    "txt-id-mismatch": "senders see an old policy id at {subject}",
+    "certificate-expiring": "certificate of {subject} needs renewal",
+    "mx-certificate-expiring": "certificate of MX {subject} needs renewal",
+    "mx-not-covered": "MX {subject} is not in the policy",
+    "mx-refreshed": "MX {subject} was added to the policy",
+    "mx-tls-problem": "TLS problem on MX {subject}",
+    "tlsrpt-failures": "TLS reports show failed sessions",
+    "sender-silent": "{subject} stopped sending TLS reports",
+    "domain-transferred": "{subject} is no longer hosted for your account",
+}
+
+
+def title(e: Event) -> str:
+    """A few words on what the alert is about (never a URL)."""
+    known = TITLES.get(e.kind)
+    if known is not None:
+        return known.format(subject=e.subject)
+    first = e.message.split(". ")[0]
+    return " ".join(_URL.sub("", first).split()).rstrip(".")
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters (with "...")."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 3]
+    space = head.rfind(" ")
+    return (head[:space] if space > limit // 2 else head).rstrip(" ,;:") + "..."
+
+
+# RFC 5322 §2.1.1: lines of at most 998 characters, SHOULD be at most 78. The library folds
+# a header that fits on a line of its own onto the next line (an empty first line), so it
+# writes headers unfolded here and fold_header folds them at spaces.
+_MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
+FOLD_WIDTH = 78
+
+
+def fold_header(line: bytes, width: int = FOLD_WIDTH) -> bytes:
+    """Fold one unfolded ASCII header line (without its CRLF) at spaces into lines of at
+    most ``width`` where words allow (RFC 5322 §2.2.3); encoded words are left whole."""
+    if len(line) <= width or b"=?" in line:
+        return line
+    out: list[bytes] = []
+    current = b""
+    for word in line.split(b" "):
+        if current and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = b" " + word  # the continuation line starts with white space
+        else:
+            current = current + b" " + word if current else word
+    out.append(current)
+    return b"\r\n".join(out)
+
+
+def mail_bytes(msg: EmailMessage) -> bytes:
+    """``msg`` as sent: CRLF lines, the headers folded by fold_header."""
+    raw = msg.as_bytes(policy=_MAIL_POLICY)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    return b"\r\n".join(fold_header(h) for h in head.split(b"\r\n")) + sep + body
+
+
+def mail_subject(e: Event) -> str:
+    """``[mtasts critical] example.com: MX mx1.example.com is not in the policy``; the
+    resolved notice says so first: ``[mtasts resolved] example.com: fixed: …``."""
+    tag = "resolved" if e.event == "resolved" else e.severity
+    word = {"opened": "", "repeated": "still: ", "escalated": "worse: ", "resolved": "fixed: "}
+    return f"[mtasts {tag}] " + _cut(f"{e.domain}: {word[e.event]}{title(e)}", SUBJECT_MAX)
+
+
+def mail_body(e: Event) -> str:
+    """The text of an alert mail: a resolved notice first says plainly that it is fixed,
+    then what the problem was."""
+    if e.event == "resolved":
+        body = [
+            f"Fixed: {title(e)} ({e.domain}). The check at {e.at:%Y-%m-%d %H:%M} UTC no "
+            "longer sees this problem; nothing needs doing.",
+            "",
+            "The problem was:",
+            e.message,
+            "",
+        ]
+    else:
+        body = [e.message, ""]
+        if e.fix:
+            body += ["How to fix it:", e.fix, ""]
+    body += [
+        f"Domain: {e.domain}",
+        f"Alert: {e.kind} ({e.subject}), {e.severity}, opened {e.opened_at:%Y-%m-%d %H:%M} UTC",
+        f"Event: {e.event} at {e.at:%Y-%m-%d %H:%M} UTC",
+    ]
+    return "\n".join(body)
+
+
+@dataclass(frozen=True)
+class Failure:
+    channel: str
+    event: Event
+    error: str
+
+
 class Notifier:
     """Delivers events by e-mail (through the configured relay) and webhook (JSON signed
-    with HMAC-SHA256 in ``X-Mtasts-Signature: sha256=<hex>``)."""
+    with HMAC-SHA256 in ``X-Mtasts-Signature: sha256=<hex>``; the body carries a delivery id
+    and a timestamp, so the signature covers them). Each channel succeeds or fails on its
+    own; ``deliveries`` counts the outcome per channel."""
 
     def __init__(self, settings: Settings, timeout: float = 15.0) -> None:
         self.settings = settings
         self.timeout = timeout
+        self.deliveries: Counter[tuple[str, str]] = Counter()
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    def deliver(self, events: list[Event]) -> set[int]:
-        """Send ``events``; returns the ids of alerts some channel failed to deliver
-        (logged, not raised: one broken channel must not stop the other or the checks)."""
-        failed: set[int] = set()
+    def channels(self) -> tuple[str, ...]:
+        """The configured channels, in delivery order."""
+        s = self.settings
+        return tuple(
+            c for c, on in (("mail", s.alert_smtp_relay), ("webhook", s.alert_webhook_url)) if on
+        )
+
+    def deliver(self, events: list[Event]) -> list[Failure]:
+        """Send ``events`` on every channel; what a channel failed to deliver (logged, not
+        raised: one broken channel must not stop the other or the checks)."""
+        failures: list[Failure] = []
+        for channel in self.channels():
+            failures += self.deliver_on(channel, events)
+        return failures
+
+    def deliver_on(self, channel: str, events: list[Event]) -> list[Failure]:
+        """Send ``events`` on ``channel`` only; the failures."""
         if not events:
-            return failed
-        if self.settings.alert_smtp_relay:
+            return []
+        failed: list[Failure] = []
+        if channel == "mail":
             for e in events:
                 try:
                     self._mail(e)
                 except (OSError, smtplib.SMTPException) as exc:
                     log.warning("alert mail for %s failed: %s", e.domain, exc)
-                    failed.add(e.alert_id)
-        if self.settings.alert_webhook_url:
+                    failed.append(Failure("mail", e, str(exc)))
+        elif channel == "webhook":
             try:
                 self._webhook(events)
             except httpx.HTTPError as exc:
                 log.warning("alert webhook failed: %s", exc)
-                failed |= {e.alert_id for e in events}
+                failed = [Failure("webhook", e, str(exc)) for e in events]
+        self.deliveries[(channel, "failed")] += len(failed)
+        self.deliveries[(channel, "ok")] += len(events) - len(failed)
         return failed
 
     def _mail(self, e: Event) -> None:
@@ -212,22 +371,12 @@ class Notifier:
         msg = EmailMessage()
         msg["From"] = s.effective_alert_from
         msg["To"] = ", ".join(to)
-        word = {
-            "opened": "",
-            "repeated": "still: ",
-            "escalated": "worse: ",
-            "resolved": "resolved: ",
-        }
-        msg["Subject"] = f"[mtasts {e.severity}] {word[e.event]}{e.domain}: {e.message}"[:200]
-        body = [f"{e.message}", ""]
-        if e.fix and e.event != "resolved":
-            body += ["How to fix it:", e.fix, ""]
-        body += [
-            f"Domain: {e.domain}",
-            f"Alert: {e.kind} ({e.subject}), {e.severity}, opened {e.opened_at:%Y-%m-%d %H:%M} UTC",
-            f"Event: {e.event} at {e.at:%Y-%m-%d %H:%M} UTC",
-        ]
-        msg.set_content("\n".join(body))
+        msg["Subject"] = mail_subject(e)
+        msg["Date"] = format_datetime(self.clock())  # RFC 5322 §3.6.1: required
+        # RFC 5322 §3.6.4: unique; the event id keeps it the same when a retry resends it
+        msg["Message-ID"] = f"<{e.id}.{e.alert_id}@{s.zone_name or 'mtasts.invalid'}>"
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5: no auto-replies
+        msg.set_content(mail_body(e))
         host, port = split_hostport(s.alert_smtp_relay, "alert_smtp_relay")
         with smtplib.SMTP(host, port, timeout=self.timeout) as smtp:
             smtp.ehlo()
@@ -236,11 +385,28 @@ class Notifier:
                 smtp.ehlo()
             if s.alert_smtp_user:
                 smtp.login(s.alert_smtp_user, s.alert_smtp_password)
-            smtp.send_message(msg)
+            smtp.sendmail(s.effective_alert_from, to, mail_bytes(msg))
+
+    def webhook_body(self, events: list[Event]) -> bytes:
+        """The JSON posted: a fresh delivery id and the time of sending, inside the signed
+        body (a receiver refuses old timestamps and delivery ids it has seen)."""
+        now = self.clock()
+        payload = {
+            "delivery_id": uuid.uuid4().hex,
+            "timestamp": int(now.timestamp()),
+            "sent_at": now.isoformat(),
+            "events": [e.to_dict() for e in events],
+        }
+        return json.dumps(payload, sort_keys=True).encode()
 
     def _webhook(self, events: list[Event]) -> None:
-        body = json.dumps({"events": [e.to_dict() for e in events]}, sort_keys=True).encode()
-        headers = {"Content-Type": "application/json"}
+        body = self.webhook_body(events)
+        payload = json.loads(body)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Mtasts-Delivery": payload["delivery_id"],
+            "X-Mtasts-Timestamp": str(payload["timestamp"]),
+        }
         if self.settings.alert_webhook_secret:
             digest = hmac.new(
                 self.settings.alert_webhook_secret.encode(), body, hashlib.sha256
@@ -256,3 +422,27 @@ def verify_signature(secret: str, body: bytes, header: str) -> bool:
     """For webhook receivers: does ``header`` sign ``body`` with ``secret``?"""
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header)
+
+
+WEBHOOK_TOLERANCE = 300  # seconds a receiver accepts between sending and receiving
+
+
+def verify_webhook(
+    secret: str,
+    body: bytes,
+    header: str,
+    now: datetime,
+    seen: Callable[[str], bool] = lambda _delivery_id: False,
+    tolerance: float = WEBHOOK_TOLERANCE,
+) -> dict[str, Any] | None:
+    """For webhook receivers: the payload when ``header`` signs ``body``, its timestamp is
+    within ``tolerance`` seconds of ``now`` and ``seen`` does not know its delivery id;
+    else None (forged, replayed or stale)."""
+    if not verify_signature(secret, body, header):
+        return None
+    payload: dict[str, Any] = json.loads(body)
+    if abs(now.timestamp() - float(payload.get("timestamp", 0))) > tolerance:
+        return None
+    if seen(str(payload.get("delivery_id", ""))):
+        return None
+    return payload

@@ -12,25 +12,33 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio.to_thread
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mtasts.check.checker import Checker, CheckOptions
 from mtasts.check.diagnosis import ADDRESS_NOT_ALLOWED
 from mtasts.check.findings import Severity, StsFetchResult
 from mtasts.check.result import CheckResult
+from mtasts.config import Settings
 from mtasts.hosting.delegation import Verification, verify_delegation
 from mtasts.hosting.snapshot import Hosted
 from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.monitor import outbox
 from mtasts.monitor.alerts import Condition, Event, Notifier, reconcile
+from mtasts.monitor.metrics import MonitorMetrics
 from mtasts.net.addresses import ProbePolicy
+from mtasts.net.certs import CertInfo, judge_expiry
+from mtasts.net.dns import Resolver
 from mtasts.protocol.policy import Mode, parse_policy
 from mtasts.reports.aggregate import summary
 from mtasts.store.models import Alert, Domain, DomainCheck, DomainState, TlsReport
@@ -38,35 +46,53 @@ from mtasts.store.models import Alert, Domain, DomainCheck, DomainState, TlsRepo
 log = logging.getLogger("mtasts.monitor")
 
 Observation = tuple[CheckResult, Verification]
-CERT_STEPS = ((1, 3, "critical"), (7, 2, "critical"), (21, 1, "warning"))  # days, level
 SILENT_WINDOW = 14  # days in which a sender counts as regular
+MIN_WAIT = 0.05  # seconds: the shortest sleep of the monitor loop
 
 
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def _offset(domain: str, interval: float) -> timedelta:
-    """A stable spot in the interval per domain, so checks spread out evenly."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def spot(domain: str, interval: float) -> timedelta:
+    """The domain's fixed spot in the interval (0 <= spot < interval, whole microseconds):
+    its checks run at epoch + k * interval + spot, so a fleet spreads out evenly and stays
+    so, whatever order the domains were added or caught up in."""
     h = int.from_bytes(hashlib.sha256(domain.encode()).digest()[:8], "big")
-    return timedelta(seconds=h % max(1, int(interval)))
+    period = max(1, round(interval * 1_000_000))
+    return timedelta(microseconds=h * period >> 64)
 
 
-def cert_condition(kind: str, subject: str, days_left: int, what: str) -> Condition | None:
-    """21/7/1 days before expiry: a warning, then critical, then critical again."""
-    for days, level, severity in CERT_STEPS:
-        if days_left <= days:
-            when = "has expired" if days_left < 0 else f"expires in {days_left} day(s)"
-            return Condition(
-                kind,
-                subject,
-                severity,
-                f"The certificate of {subject} ({what}) {when}.",
-                "Renew it now (and check that automatic renewal works: an ACME client "
-                "with a reload of the server).",
-                level,
-            )
-    return None
+def next_spot(domain: str, interval: float, after: datetime) -> datetime:
+    """The first time at the domain's spot strictly after ``after``."""
+    period = max(1_000_000, round(interval * 1_000_000))  # 0 = monitoring off: no division
+    off = spot(domain, period / 1_000_000) // _US
+    at = (_aware(after) - _EPOCH) // _US
+    k = (at - off) // period + 1
+    return _EPOCH + timedelta(microseconds=k * period + off)
+
+
+def cert_condition(
+    kind: str, subject: str, cert: CertInfo, now: datetime, what: str, fix: str, audience: str
+) -> Condition | None:
+    """By the certificate's own lifetime (net.certs.judge_expiry): a warning once the
+    renewal window has passed, critical when renewal is failing, under a day, expired."""
+    expiry = judge_expiry(cert, now)
+    if expiry is None:
+        return None
+    return Condition(
+        kind,
+        subject,
+        expiry.severity,
+        f"The certificate of {subject} ({what}) {expiry.reason}",
+        fix,
+        expiry.level,
+        audience,
+    )
 
 
 class Monitor:
@@ -81,6 +107,8 @@ class Monitor:
         self.notifier = notifier or Notifier(service.settings)
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.checks_run = 0
+        self.metrics = MonitorMetrics()
+        self._tools: tuple[Settings, Resolver, CheckOptions] | None = None
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -105,19 +133,21 @@ class Monitor:
                     [
                         {
                             "domain_id": pk,
-                            "next_check_at": now + _offset(name, seconds),
+                            "next_check_at": next_spot(name, seconds, now),
                             "claimed_by": "",
                         }
                         for pk, name in missing
                     ],
                 )
 
-    def claim_due(self, limit: int = 50) -> list[str]:
-        """Domains due for a check that this process won (others skip them)."""
+    def claim_due(self, limit: int = 50, schedule: bool = True) -> list[str]:
+        """Domains due for a check that this process won (others skip them); with
+        ``schedule``, new domains get their first check time first."""
         now = self.clock()
         interval = timedelta(seconds=self.settings.monitor_interval)
-        with contextlib.suppress(IntegrityError):  # another process scheduled them just now
-            self._schedule_new(now, interval)
+        if schedule:
+            with contextlib.suppress(IntegrityError):  # another process scheduled them now
+                self._schedule_new(now, interval)
         with self.service.sessions() as db:
             due = db.execute(
                 select(DomainCheck.domain_id, DomainCheck.next_check_at, Domain.name)
@@ -126,58 +156,160 @@ class Monitor:
                 .order_by(DomainCheck.next_check_at)
                 .limit(limit)
             ).all()
-        won = []
-        for pk, was, name in due:
-            with self.service.sessions.begin() as db:
-                result = db.execute(
+        if not due:
+            return []
+        seconds = interval.total_seconds()
+        # the next check is the domain's own spot again, at least half an interval on: a
+        # domain caught up late (an outage) returns to its place, not to now + interval
+        # (which would keep every domain caught up together in lockstep)
+        then = {pk: next_spot(name, seconds, now + interval / 2) for pk, _was, name in due}
+        # One statement claims the batch: a row another process claimed meanwhile has its
+        # next check in the future and no longer matches (PostgreSQL re-reads the row after
+        # the other's commit), so each check runs once.
+        with self.service.sessions.begin() as db:
+            won = set(
+                db.scalars(
                     update(DomainCheck)
-                    .where(DomainCheck.domain_id == pk, DomainCheck.next_check_at == was)
-                    .values(next_check_at=now + interval, claimed_by=self.holder)
+                    .where(DomainCheck.domain_id.in_(then), DomainCheck.next_check_at <= now)
+                    .values(
+                        next_check_at=case(then, value=DomainCheck.domain_id),
+                        claimed_by=self.holder,
+                    )
+                    .returning(DomainCheck.domain_id)
+                    .execution_options(synchronize_session=False)
                 )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    won.append(name)
-        return won
+            )
+        return [name for pk, _was, name in due if pk in won]
 
     def run_due(self, limit: int = 50, concurrency: int = 16) -> list[Event]:
         """Check up to ``limit`` due domains this process won, ``concurrency`` at a time
-        (the checks wait on the network); the events delivered."""
+        (the checks wait on the network); the events of these checks."""
         names = self.claim_due(limit)
         if not names:
             return []
 
-        async def observe_all() -> list[Observation | BaseException]:
+        async def check_all() -> list[list[Event]]:
             sem = asyncio.Semaphore(concurrency)
 
-            async def one(name: str) -> Observation:
+            async def one(name: str) -> list[Event]:
                 async with sem:
-                    return await self.observe(name)
+                    return await self.check_one(name)
 
-            return await asyncio.gather(*(one(n) for n in names), return_exceptions=True)
+            return await asyncio.gather(*(one(n) for n in names))
 
-        events: list[Event] = []
-        for name, seen in zip(names, asyncio.run(observe_all()), strict=True):
-            try:
-                if isinstance(seen, BaseException):
-                    raise seen
-                events += self.judge(name, seen)
-            except Exception:
-                log.exception("monitoring %s failed", name)
+        return [e for events in asyncio.run(check_all()) for e in events]
+
+    async def check_one(self, name: str) -> list[Event]:
+        """Observe ``name`` (here) and judge it (in a worker thread: the store and the
+        alert channels block); counted in the metrics, never raising."""
+        started = time.perf_counter()
+        try:
+            seen = await self.observe(name)
+            events, alerting = await asyncio.to_thread(self._judge, name, seen)
+        except Exception:
+            log.exception("monitoring %s failed", name)
+            self.metrics.check_done("error", time.perf_counter() - started)
+            return []
+        self.metrics.check_done("alerting" if alerting else "ok", time.perf_counter() - started)
         return events
 
+    def seconds_to_next_due(self) -> float:
+        """Seconds until the earliest scheduled check (the tick when there is none)."""
+        with self.service.sessions() as db:
+            first = db.scalar(
+                select(func.min(DomainCheck.next_check_at))
+                .join(Domain, Domain.id == DomainCheck.domain_id)
+                .where(Domain.state == DomainState.ACTIVE)
+            )
+        if first is None:
+            return self.settings.monitor_tick
+        return (_aware(first) - self.clock()).total_seconds()
+
+    def refresh_alert_metrics(self) -> None:
+        """Count the open alerts by kind and severity for ``mtasts_alerts_open``."""
+        with self.service.sessions() as db:
+            rows = db.execute(
+                select(Alert.kind, Alert.severity, func.count())
+                .where(Alert.state == "open")
+                .group_by(Alert.kind, Alert.severity)
+            ).all()
+        self.metrics.set_alerts_open((k, s, int(n)) for k, s, n in rows)
+
+    def metrics_lines(self) -> list[str]:
+        """The monitor's Prometheus lines (for ``/metrics``)."""
+        return self.metrics.render(self.notifier.deliveries)
+
     async def run(self) -> None:
-        """The loop inside `mtasts serve`: checks what is due (at once again while a full
-        batch was due), else waits a tick."""
-        batch = 50
-        while True:
-            checked = 0
+        """The loop inside `mtasts serve`, in a thread of its own (its own event loop, so
+        checks never hold up the policy host)."""
+        stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def done() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        def body() -> None:
             try:
-                before = self.checks_run
-                await anyio.to_thread.run_sync(self.run_due, batch)
-                checked = self.checks_run - before
-            except Exception:
-                log.exception("monitor tick failed")
-            if checked < batch:
-                await asyncio.sleep(self.settings.monitor_tick)
+                self.run_forever(stop)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the app's loop is closed already
+                    loop.call_soon_threadsafe(done)
+
+        threading.Thread(target=body, name="mtasts-monitor", daemon=True).start()
+        try:
+            await ended
+            log.error("the monitor loop ended")
+        finally:
+            stop.set()
+
+    def run_forever(self, stop: threading.Event, concurrency: int | None = None) -> None:
+        """Run due checks until ``stop`` is set: up to ``concurrency`` (default
+        ``monitor_concurrency``) in flight, a new one as soon as one ends and another is
+        due; else sleep until the next due check, a tick (``monitor_tick``) at most."""
+        asyncio.run(self._pipeline(stop, concurrency or self.settings.monitor_concurrency))
+
+    async def _pipeline(self, stop: threading.Event, limit: int) -> None:
+        loop = asyncio.get_running_loop()
+        # judging (store, alert channels) runs in threads: enough of them for the checks
+        loop.set_default_executor(ThreadPoolExecutor(max(8, limit // 4), "mtasts-monitor"))
+        active: set[asyncio.Task[list[Event]]] = set()
+        ticked = -math.inf
+        try:
+            while not stop.is_set():
+                # once a tick: schedule new domains, count the open alerts (both scan tables)
+                tick = time.monotonic() - ticked >= self.settings.monitor_tick
+                if tick:
+                    ticked = time.monotonic()
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self.refresh_alert_metrics)
+                free = limit - len(active)
+                names: list[str] = []
+                if free > 0:
+                    try:
+                        names = await asyncio.to_thread(self.claim_due, free, tick)
+                    except Exception:
+                        log.exception("monitor: claiming due checks failed")
+                for n in names:
+                    task = asyncio.create_task(self.check_one(n))
+                    active.add(task)
+                    task.add_done_callback(active.discard)
+                if active and len(names) == free:  # full: more may be due, go on at once
+                    await asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    wait = await asyncio.to_thread(self.seconds_to_next_due)
+                except Exception:
+                    wait = self.settings.monitor_tick
+                # intervals below the tick are honoured: wake at the next due check
+                wait = min(max(wait, MIN_WAIT), self.settings.monitor_tick)
+                await asyncio.to_thread(stop.wait, wait)
+        finally:
+            for task in list(active):
+                task.cancel()
+            if active:
+                await asyncio.wait(active)
 
     # --- one domain ------------------------------------------------------------------------
 
@@ -190,28 +322,35 @@ class Monitor:
 
     async def observe(self, name: str) -> Observation:
         """What senders see of ``name`` now, and its delegation records."""
-        svc, s = self.service, self.settings
-        options = CheckOptions(
-            ca_file=s.ca_file or None,
-            timeout=s.check_timeout,
-            https_port=s.https_port,
-            smtp_port=s.smtp_port,
-            # alerts and the dashboard show tenants the result: restricted like enforce
-            probe_policy=ProbePolicy.from_cidrs(s.probe_allowed_networks),
-        )
-        checker = Checker(svc.resolver(), options, clock=self.clock)
+        s = self.settings
+        if self._tools is None or self._tools[0] is not s:  # built once per settings
+            options = CheckOptions(
+                ca_file=s.ca_file or None,
+                timeout=s.check_timeout,
+                https_port=s.https_port,
+                smtp_port=s.smtp_port,
+                # alerts and the dashboard show tenants the result: restricted like enforce
+                probe_policy=ProbePolicy.from_cidrs(s.probe_allowed_networks),
+            )
+            self._tools = (s, self.service.resolver(), options)
+        _, resolver, options = self._tools
+        checker = Checker(resolver, options, clock=self.clock)
         result, verification = await asyncio.gather(
-            checker.check(name), verify_delegation(svc.resolver(), s, name)
+            checker.check(name), verify_delegation(resolver, s, name)
         )
         self.checks_run += 1
         return result, verification
 
     def judge(self, name: str, seen: Observation) -> list[Event]:
-        """Turn an observation into conditions, alerts and notifications."""
+        """Turn an observation into conditions, alerts and notifications; the events of
+        this check (each channel that failed keeps them and retries at the next check)."""
+        return self._judge(name, seen)[0]
+
+    def _judge(self, name: str, seen: Observation) -> tuple[list[Event], bool]:
         svc, s = self.service, self.settings
         expected = svc.snapshot.hosts.get(name)
         if expected is None or expected.state != DomainState.ACTIVE:
-            return []
+            return [], False
         result, verification = seen
         now = self.clock()
         conditions = self.conditions(name, expected, result, verification, now)
@@ -220,7 +359,7 @@ class Monitor:
                 select(Domain).where(Domain.name == name, Domain.state == DomainState.ACTIVE)
             )
             if domain is None:  # other accounts' pending claims of the name are not it
-                return []
+                return [], False
             check = db.get(DomainCheck, domain.id)
             if check is not None:
                 check.last_check_at = now
@@ -241,15 +380,8 @@ class Monitor:
                 timedelta(seconds=s.renotify_interval),
                 (domain.owner.email,),
             )
-        failed = self.notifier.deliver(events)
-        if failed:  # not sent: the next check sends them again
-            with svc.sessions.begin() as db:
-                db.execute(
-                    update(Alert)
-                    .where(Alert.id.in_(failed), Alert.state == "open")
-                    .values(last_notified_at=None)
-                )
-        return [e for e in events if e.alert_id not in failed]
+        outbox.deliver(svc.sessions, self.notifier, name, events, now)
+        return events, any(c.severity != "info" for c in conditions)
 
     def conditions(
         self,
@@ -277,7 +409,7 @@ class Monitor:
                     "critical" if policy.mode is Mode.ENFORCE else "warning",
                     f"Senders see {result.sts_fetch_result}: "
                     + (first.message if first else "no usable MTA-STS policy."),
-                    (first.fix or "") if first else "",
+                    self._hosted_fix(name, verification),
                 )
             )
         else:
@@ -308,14 +440,7 @@ class Monitor:
                 )
         fetch_cert = result.fetch.certificate if result.fetch else None
         if fetch_cert is not None:
-            c = cert_condition(
-                "certificate-expiring",
-                f"mta-sts.{name}",
-                fetch_cert.days_left(now),
-                "the policy host",
-            )
-            if c:
-                out.append(c)
+            out += self._policy_host_cert(name, fetch_cert, verification, now)
         out += self._mx_conditions(name, result, policy.mode, now)
         out += self._report_conditions(name, now)
         return out
@@ -366,19 +491,85 @@ class Monitor:
                 fixes.setdefault(f.subject, f.fix or "")
         for host, messages in problems.items():
             out.append(Condition("mx-tls-problem", host, loud, " ".join(messages), fixes[host]))
+        renew = (
+            "Renew it now, and check that automatic renewal works (an ACME client with a "
+            "reload of the mail server)."
+        )
         for h in result.mx_hosts:
-            days = [p.certificate.days_left(now) for p in h.probes if p.certificate is not None]
-            if days:
-                c = cert_condition("mx-certificate-expiring", h.hostname, min(days), "an MX")
-                if c:
-                    out.append(c)
+            worst: Condition | None = None
+            for p in h.probes:
+                if p.certificate is None:
+                    continue
+                c = cert_condition(
+                    "mx-certificate-expiring",
+                    h.hostname,
+                    p.certificate,
+                    now,
+                    "an MX",
+                    renew,
+                    "owner",
+                )
+                if c is not None and (worst is None or c.level > worst.level):
+                    worst = c
+            if worst is not None:
+                out.append(worst)
         return out
+
+    def _hosted_fix(self, name: str, verification: Verification) -> str:
+        """What the owner of a hosted domain does when senders get no policy: restore the
+        delegation (never "publish a TXT record": that would freeze the policy id)."""
+        mine = (f"_mta-sts.{name}", f"mta-sts.{name}")
+        fixes = [rc.fix for rc in verification.checks if not rc.ok and rc.record.name in mine]
+        if fixes:
+            return " ".join(fixes)
+        z = self.settings.zone_name
+        return (
+            f"mtasts hosts this policy: keep _mta-sts.{name} a CNAME to {name}.policy.{z} and "
+            f"mta-sts.{name} a CNAME to {self.settings.policy_host}; no TXT record or policy "
+            "file of your own is needed (mtasts publishes the id and serves the file)."
+        )
+
+    def _policy_host_cert(
+        self, name: str, cert: CertInfo, verification: Verification, now: datetime
+    ) -> list[Condition]:
+        """The certificate of mta-sts.<d>: while the delegation points the name at the
+        policy host, the service's TLS front holds it, so the operator hears of it."""
+        host = f"mta-sts.{name}"
+        ours = any(rc.ok and rc.record.name == host for rc in verification.checks)
+        if ours:
+            fix = (
+                f"{host} is served by this service's TLS front (on-demand TLS, e.g. Caddy): "
+                "check its ACME renewals and logs, and that /tls/ask allows the name."
+            )
+            c = cert_condition(
+                "certificate-expiring", host, cert, now, "the hosted policy host", fix, "operator"
+            )
+        else:
+            fix = (
+                f"Renew it now (ACME client with a reload of the server), or point {host} "
+                f"back to {self.settings.policy_host} (CNAME) and the service serves it."
+            )
+            c = cert_condition(
+                "certificate-expiring", host, cert, now, "the policy host", fix, "owner"
+            )
+        return [c] if c else []
 
     def _report_conditions(self, name: str, now: datetime) -> list[Condition]:
         s = self.settings
         with self.service.sessions() as db:
-            recent = summary(db, name, 2, now)
+            last = db.execute(
+                select(TlsReport.organization, func.max(TlsReport.start))
+                .where(
+                    TlsReport.domain == name,
+                    TlsReport.start >= now - timedelta(days=SILENT_WINDOW),
+                )
+                .group_by(TlsReport.organization)
+            ).all()
+            # no report in the window: none in the last two days either (saves the summary)
+            recent = summary(db, name, 2, now) if last else None
         out: list[Condition] = []
+        if recent is None:
+            return out
         t = recent["totals"]
         if t["failed"] and t["failure_rate"] > s.tlsrpt_failure_threshold:
             top: dict[str, Any] = (recent["by_result_type"] or [{}])[0]
@@ -395,15 +586,6 @@ class Monitor:
                 )
             )
         silent_after = now - timedelta(days=s.sender_silent_days)
-        with self.service.sessions() as db:
-            last = db.execute(
-                select(TlsReport.organization, func.max(TlsReport.start))
-                .where(
-                    TlsReport.domain == name,
-                    TlsReport.start >= now - timedelta(days=SILENT_WINDOW),
-                )
-                .group_by(TlsReport.organization)
-            ).all()
         for org, latest in last:
             if _aware(latest) < silent_after:
                 out.append(

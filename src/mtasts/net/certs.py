@@ -7,7 +7,7 @@ import os
 import ssl
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import idna
@@ -39,6 +39,76 @@ class CertInfo:
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         return self.not_before <= now <= self.not_after
+
+
+# Certificate expiry judged by the certificate's own lifetime: ACME clients (certbot, Caddy,
+# lego) renew with about a third of the lifetime left, so a certificate under that has
+# missed its renewal; under a tenth (or, for lifetimes of 3 days and more, under a day)
+# renewal is failing. Fixed day counts are wrong now that lifetimes run from hours (Caddy's
+# internal CA: 12 h) over days (short-lived ACME profiles) to 47 days (CA/B Forum, 2029).
+RENEWAL_SHARE = 1 / 3
+FAILING_SHARE = 1 / 10
+LAST_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """A certificate that needs attention: ``level`` 1 = renewal window passed (warning),
+    2 = renewal failing, 3 = under a day left, 4 = expired (all critical)."""
+
+    level: int
+    severity: str  # "warning" or "critical"
+    left: timedelta  # negative once expired
+    lifetime: timedelta
+    reason: str  # one sentence: when it expires and why that is a problem
+
+    @property
+    def expired(self) -> bool:
+        return self.level == 4
+
+
+def format_duration(d: timedelta) -> str:
+    """``d`` in words at a useful precision: days from two days up, else hours, else
+    minutes ("12 hours", never "0 days")."""
+    seconds = abs(d.total_seconds())
+    if seconds >= 2 * 86400:
+        return f"{int(seconds // 86400)} days"
+    if seconds >= 2 * 3600:
+        return f"{int(seconds // 3600)} hours"
+    if seconds >= 120:
+        return f"{int(seconds // 60)} minutes"
+    return "less than 2 minutes"
+
+
+def judge_expiry(cert: CertInfo, now: datetime) -> Expiry | None:
+    """None while ``cert`` is in good time; otherwise how urgent its expiry is, by its own
+    lifetime (see RENEWAL_SHARE)."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    lifetime = max(cert.not_after - cert.not_before, timedelta(seconds=1))
+    left = cert.not_after - now
+    life = format_duration(lifetime)
+    until = f"{cert.not_after:%Y-%m-%d %H:%M} UTC"
+    if left <= timedelta(0):
+        return Expiry(
+            4, "critical", left, lifetime, f"expired {format_duration(left)} ago ({until})."
+        )
+    share = left / lifetime
+    when = f"expires in {format_duration(left)} ({until})"
+    last_day = left < LAST_DAY and lifetime >= 3 * LAST_DAY  # short lifetimes: always < 1 day
+    if share < FAILING_SHARE or last_day:
+        why = (
+            f"{when}, with {share:.0%} of its lifetime of {life} left: renewal is failing "
+            "(ACME clients renew with about a third left)."
+        )
+        return Expiry(3 if last_day else 2, "critical", left, lifetime, why)
+    if share < RENEWAL_SHARE:
+        why = (
+            f"{when}, with {share:.0%} of its lifetime of {life} left: it should have been "
+            "renewed by now (ACME clients renew with about a third left)."
+        )
+        return Expiry(1, "warning", left, lifetime, why)
+    return None
 
 
 def parse_certificate(der: bytes) -> CertInfo:

@@ -263,6 +263,25 @@ class Alert(Base):
     last_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     notifications: Mapped[int] = mapped_column(Integer, default=0)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # who is told: "owner" (and alert_email) or "operator" (alert_email only: the service's
+    # own infrastructure, e.g. the certificate of a hosted mta-sts.<d>)
+    audience: Mapped[str] = mapped_column(String(16), default="owner", server_default="owner")
+
+
+class AlertDelivery(Base):
+    """An alert event one channel failed to deliver, kept until that channel takes it (only
+    that channel retries it; the others are not repeated)."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    domain: Mapped[str] = mapped_column(String(253), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # mail, webhook
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(Text, default="")
 
 
 class Lease(Base):

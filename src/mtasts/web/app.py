@@ -207,6 +207,7 @@ class MtastsApp:
             "# TYPE mtasts_snapshot_age_seconds gauge",
             f"mtasts_snapshot_age_seconds {time.time() - snap.loaded_at:.3f}",
             *self.api.state.ingestor.metrics(),  # TLS reports: taken, refused, spooled
+            *(self.monitor.metrics_lines() if self.monitor else ()),  # checks, alerts
         ]
         return "\n".join(lines) + "\n"
 
