@@ -1,0 +1,61 @@
+"""`make i18n`: extract the messages of src/mtasts into the template and merge them into
+every catalogue (new messages arrive untranslated; tests/test_i18n.py fails until they are
+translated). Catalogues are read at run time (mtasts.i18n): there is nothing to compile."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCALE = ROOT / "src" / "mtasts" / "i18n" / "locale"
+TEMPLATE = LOCALE / "mtasts.pot"
+KEYWORDS = ["-k", "_", "-k", "N_", "-k", "ngettext:1,2"]
+
+
+def main() -> None:
+    bin_dir = Path(sys.executable).parent
+    pybabel = str(bin_dir / "pybabel")
+    subprocess.run(
+        [
+            pybabel,
+            "extract",
+            *KEYWORDS,
+            "--mapping-file",
+            str(ROOT / "babel.cfg"),
+            "--no-location",
+            "--sort-output",
+            "--project",
+            "mtasts",
+            "--copyright-holder",
+            "mtasts contributors",
+            "--width",
+            "100",
+            "-o",
+            str(TEMPLATE),
+            str(ROOT / "src" / "mtasts"),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            pybabel,
+            "update",
+            "--domain",
+            "mtasts",
+            "--input-file",
+            str(TEMPLATE),
+            "--output-dir",
+            str(LOCALE),
+            "--no-fuzzy-matching",
+            "--ignore-obsolete",
+            "--width",
+            "100",
+        ],
+        check=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
