@@ -4,9 +4,9 @@ translated). Catalogues are read at run time (mtasts.i18n): there is nothing to 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from babel.messages.frontend import CommandLineInterface
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALE = ROOT / "src" / "mtasts" / "i18n" / "locale"
@@ -15,11 +15,9 @@ KEYWORDS = ["-k", "_", "-k", "N_", "-k", "ngettext:1,2"]
 
 
 def main() -> None:
-    bin_dir = Path(sys.executable).parent
-    pybabel = str(bin_dir / "pybabel")
-    subprocess.run(
+    CommandLineInterface().run(
         [
-            pybabel,
+            "pybabel",
             "extract",
             *KEYWORDS,
             "--mapping-file",
@@ -35,12 +33,11 @@ def main() -> None:
             "-o",
             str(TEMPLATE),
             str(ROOT / "src" / "mtasts"),
-        ],
-        check=True,
+        ]
     )
-    subprocess.run(
+    CommandLineInterface().run(
         [
-            pybabel,
+            "pybabel",
             "update",
             "--domain",
             "mtasts",
@@ -52,8 +49,7 @@ def main() -> None:
             "--ignore-obsolete",
             "--width",
             "100",
-        ],
-        check=True,
+        ]
     )
 
 

@@ -529,6 +529,9 @@ def serve(
 ) -> None:
     """Host MTA-STS policies for many domains: REST API, policy host, DNS and the `ask`
     endpoint for Caddy's on-demand certificates."""
+    # A server speaks each client's language (the API: Accept-Language), never the locale
+    # of the shell that started it.
+    i18n.set_language(i18n.DEFAULT)
     import logging
 
     from rich.console import Console
