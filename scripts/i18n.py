@@ -11,7 +11,7 @@ from babel.messages.frontend import CommandLineInterface
 ROOT = Path(__file__).resolve().parent.parent
 LOCALE = ROOT / "src" / "mtasts" / "i18n" / "locale"
 TEMPLATE = LOCALE / "mtasts.pot"
-KEYWORDS = ["-k", "_", "-k", "N_", "-k", "ngettext:1,2"]
+KEYWORDS = ["-k", "_", "-k", "N_", "-k", "ngettext:1,2", "-k", "Text"]
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from mtasts import i18n
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "mtasts"
 CATALOGUE = SRC / "i18n" / "locale" / "es" / "LC_MESSAGES" / "mtasts.po"
-KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2), "Text": None}
 
 MsgId = str | tuple[str, str]
 
@@ -217,3 +217,27 @@ def test_spanish_help_comes_from_the_catalogue() -> None:
         env=env,
     ).stdout
     assert "Check domains the way a sending MTA does" in english
+
+
+def test_protocol_text_is_english_and_said_in_spanish() -> None:
+    """The protocol layer stays pure (English str with its template); `say` translates it,
+    nested fields too, and it survives the trip to a --jobs worker (pickle)."""
+    import pickle
+
+    from mtasts.protocol.errors import Text
+
+    inner = Text("it is {length} characters long", length=40)
+    outer = Text("{problem}; senders ignore it and see no policy", problem=inner)
+    assert outer == "it is 40 characters long; senders ignore it and see no policy"
+    assert i18n.say(outer) == outer  # English: the string itself
+    with i18n.use("es"):
+        assert i18n.say(outer) == (
+            "tiene 40 caracteres; los remitentes lo ignoran y no ven ninguna política"
+        )
+        assert i18n.say("plain text") == "plain text"
+    copy = pickle.loads(pickle.dumps(outer))
+    assert copy == outer and copy.template == outer.template
+    with i18n.use("es"):
+        assert i18n.say(copy).startswith("tiene 40 caracteres")
+    braces = Text("{raw!r}: x", raw="{not a field}")
+    assert pickle.loads(pickle.dumps(braces)) == "'{not a field}': x"

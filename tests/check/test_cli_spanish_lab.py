@@ -29,7 +29,9 @@ def spanish_domains(lab_world: World) -> dict[str, str]:
     lab_world.add_domain(fetch_error, https="expired")
     per_mx = "mx.es.cli.test"
     lab_world.add_domain(per_mx, mode="testing", mx_profile="no-starttls")
-    return {"NONE": none, "FETCH_ERROR": fetch_error, "VALID": per_mx}
+    bad_record = "record.es.cli.test"
+    lab_world.add_domain(bad_record, record="v=STSv1; id=2024-06-01", tlsrpt="v=TLSRPTv1; rua=")
+    return {"NONE": none, "FETCH_ERROR": fetch_error, "VALID": per_mx, "NONE-record": bad_record}
 
 
 def run_json(lab_world: World, domain: str, *lang: str) -> dict[str, Any]:
@@ -64,14 +66,14 @@ def by_code(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("verdict", ["NONE", "FETCH_ERROR", "VALID"])
+@pytest.mark.parametrize("verdict", ["NONE", "FETCH_ERROR", "VALID", "NONE-record"])
 def test_spanish_json_differs_from_english_only_in_prose(
     lab_world: World, spanish_domains: dict[str, str], verdict: str
 ) -> None:
     domain = spanish_domains[verdict]
     en = run_json(lab_world, domain)
     es = run_json(lab_world, domain, "--lang", "es")
-    assert en["sts_fetch_result"] == es["sts_fetch_result"] == verdict
+    assert en["sts_fetch_result"] == es["sts_fetch_result"] == verdict.split("-")[0]
     assert list(es) == list(en)
     for name in en:
         assert skeleton({name: es[name]}) == skeleton({name: en[name]}), name
@@ -184,3 +186,23 @@ def test_worker_processes_speak_the_language_of_the_command(
     data = json.loads(out.stdout)
     assert [d["domain"] for d in data] == domains
     assert all(d["sts_fetch_result_meaning"].startswith("Los remitentes") for d in data)
+
+
+@pytest.mark.lab
+def test_record_syntax_errors_in_spanish(lab_world: World, spanish_domains: dict[str, str]) -> None:
+    """The parsers' own messages (RFC 8461 §3.1, RFC 8460 §3) are said in Spanish too."""
+    domain = spanish_domains["NONE-record"]
+    es = run_json(lab_world, domain, "--lang", "es")
+    assert es["sts_fetch_result"] == "NONE"
+    found = by_code(es)
+    invalid = found["sts-record-id-invalid"]
+    assert invalid["message"].startswith(
+        "id='2024-06-01' no es válido: contiene '-'; el id debe tener de 1 a 32 letras o "
+        "dígitos (A-Z, a-z, 0-9), sin guiones, puntos ni espacios Según RFC 8461 §3.1"
+    )
+    assert f'_mta-sts.{domain}. TXT "v=STSv1; id=20240601"' in invalid["fix"]
+    tlsrpt = found["tlsrpt-rua-invalid"]
+    assert tlsrpt["message"] == (
+        "rua='' tiene una URI vacía (una ',' de más o nada después de 'rua='). El titular ha "
+        "pedido informes y no recibirá ninguno: los remitentes ignoran el registro."
+    )

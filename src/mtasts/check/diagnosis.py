@@ -9,7 +9,7 @@ from mtasts import generate
 from mtasts.check import advice
 from mtasts.check.findings import Finding, ResultType, Severity, StsFetchResult
 from mtasts.check.result import CheckResult, MxHostResult
-from mtasts.i18n import N_, _
+from mtasts.i18n import N_, _, say
 from mtasts.net.addresses import AddressVerdict
 from mtasts.net.dns import DnsAnswer, DnsStatus, MxAnswer
 from mtasts.net.fetch import FetchResult
@@ -296,7 +296,7 @@ class Diagnosis:
                         note.code,
                         _WARN,
                         subject,
-                        note.message,
+                        say(note.message),
                         note.rfc,
                         fix=advice.sts_record(d, self.now),
                     )
@@ -339,7 +339,7 @@ class Diagnosis:
 
     def _record_invalid(self, exc: RecordError, answer: DnsAnswer) -> None:
         d = self.d
-        message = exc.message
+        message = say(exc.message)
         if exc.code not in ("record-missing", "record-multiple", "record-quoted"):
             # postfix-mta-sts-resolver only splits on ";" and "=" and needs v and id present.
             message += " " + _(
@@ -354,7 +354,7 @@ class Diagnosis:
                     "(found: {found})."
                 ).format(domain=d, found="; ".join(repr(t) for t in answer.records))
                 + " "
-                + exc.message
+                + say(exc.message)
             )
         fix = exc.fix or advice.sts_record(d, self.now)
         self.add(
@@ -406,7 +406,7 @@ class Diagnosis:
                 exc.code,
                 severity,
                 fetch.url,
-                exc.message,
+                say(exc.message),
                 exc.rfc,
                 ResultType.STS_POLICY_INVALID,
                 (exc.fix + "\n" if exc.fix else "") + advice.policy_file(d, fixed),
@@ -421,9 +421,9 @@ class Diagnosis:
                 fix = advice.policy_file(
                     d, advice.suggested_policy(d, self.live_mx_names(), policy)
                 )
-                self.add(note.code, _WARN, fetch.url, note.message, note.rfc, fix=fix)
+                self.add(note.code, _WARN, fetch.url, say(note.message), note.rfc, fix=fix)
             else:
-                self.add(note.code, _INFO, fetch.url, note.message, note.rfc)
+                self.add(note.code, _INFO, fetch.url, say(note.message), note.rfc)
         if policy.mode is Mode.TESTING:
             self.add(
                 "policy-mode-testing",
@@ -838,7 +838,7 @@ class Diagnosis:
                     "MX hosts fails."
                 ).format(subject=subject)
                 if missing
-                else exc.message
+                else say(exc.message)
                 + ". "
                 + _("The owner asked for reports and will get none: senders ignore the record.")
             )
@@ -854,4 +854,6 @@ class Diagnosis:
             )
             return
         for note in r.tlsrpt.notes:
-            self.add(note.code, _WARN, subject, note.message, note.rfc, fix=advice.tlsrpt_record(d))
+            self.add(
+                note.code, _WARN, subject, say(note.message), note.rfc, fix=advice.tlsrpt_record(d)
+            )

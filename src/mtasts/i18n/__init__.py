@@ -15,8 +15,10 @@ Order of choice:
 Codes, JSON keys and values never change with the language; only prose does.
 
 Marking strings: ``_("...")`` translates now; ``N_("...")`` marks a module-level string
-that is translated where it is used (``_(TEMPLATES[code])``). Placeholders are ``{name}``
-(``str.format`` after translation), never f-strings inside ``_()``.
+that is translated where it is used (``_(TEMPLATES[code])``); the protocol layer builds
+``Text("template", field=...)`` (English, with its template) and interfaces ``say()`` it.
+Placeholders are ``{name}`` (``str.format`` after translation), never f-strings inside
+``_()``.
 """
 
 from __future__ import annotations
@@ -153,6 +155,18 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return singular if n == 1 else plural
 
 
+def say(text: str) -> str:
+    """``text`` in the current language: a protocol ``Text`` (template and fields, see
+    mtasts.protocol.errors) is translated with its fields; any other string is itself."""
+    template = getattr(text, "template", None)
+    fields = getattr(text, "fields", None)
+    if not isinstance(template, str) or not isinstance(fields, dict) or current() == DEFAULT:
+        return str(text)
+    said = {k: say(v) if isinstance(v, str) else v for k, v in fields.items()}
+    translated = gettext(template)
+    return translated.format(**said) if said else translated
+
+
 _ = gettext
 
 
@@ -173,6 +187,7 @@ __all__ = [
     "gettext",
     "ngettext",
     "normalize",
+    "say",
     "set_language",
     "use",
 ]
