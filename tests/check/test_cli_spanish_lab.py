@@ -31,7 +31,18 @@ def spanish_domains(lab_world: World) -> dict[str, str]:
     lab_world.add_domain(per_mx, mode="testing", mx_profile="no-starttls")
     bad_record = "record.es.cli.test"
     lab_world.add_domain(bad_record, record="v=STSv1; id=2024-06-01", tlsrpt="v=TLSRPTv1; rua=")
-    return {"NONE": none, "FETCH_ERROR": fetch_error, "VALID": per_mx, "NONE-record": bad_record}
+    bad_policy = "policy.es.cli.test"
+    lab_world.add_domain(
+        bad_policy,
+        policy=f"version: STSv1\r\nmode: Enforce\r\nmx: mx1.{bad_policy}\r\nmax_age: 86400\r\n",
+    )
+    return {
+        "NONE": none,
+        "FETCH_ERROR": fetch_error,
+        "VALID": per_mx,
+        "NONE-record": bad_record,
+        "FETCH_ERROR-policy": bad_policy,
+    }
 
 
 def run_json(lab_world: World, domain: str, *lang: str) -> dict[str, Any]:
@@ -66,7 +77,9 @@ def by_code(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("verdict", ["NONE", "FETCH_ERROR", "VALID", "NONE-record"])
+@pytest.mark.parametrize(
+    "verdict", ["NONE", "FETCH_ERROR", "VALID", "NONE-record", "FETCH_ERROR-policy"]
+)
 def test_spanish_json_differs_from_english_only_in_prose(
     lab_world: World, spanish_domains: dict[str, str], verdict: str
 ) -> None:
@@ -206,3 +219,18 @@ def test_record_syntax_errors_in_spanish(lab_world: World, spanish_domains: dict
         "rua='' tiene una URI vacía (una ',' de más o nada después de 'rua='). El titular ha "
         "pedido informes y no recibirá ninguno: los remitentes ignoran el registro."
     )
+
+
+@pytest.mark.lab
+def test_policy_syntax_errors_in_spanish(lab_world: World, spanish_domains: dict[str, str]) -> None:
+    domain = spanish_domains["FETCH_ERROR-policy"]
+    es = run_json(lab_world, domain, "--lang", "es")
+    assert es["sts_fetch_result"] == "FETCH_ERROR"
+    invalid = by_code(es)["policy-mode-invalid"]
+    assert invalid["message"] == (
+        "línea 2: mode: 'Enforce' debe ser enforce, testing o none (en los valores importan "
+        "las mayúsculas)"
+    )
+    assert invalid["tlsrpt_result_type"] == "sts-policy-invalid"
+    assert invalid["fix"].startswith("mode: enforce\nSirva este fichero en https://mta-sts.")
+    assert "    mode: testing" in invalid["fix"]  # the suggested policy, untranslated

@@ -356,7 +356,7 @@ class Diagnosis:
                 + " "
                 + say(exc.message)
             )
-        fix = exc.fix or advice.sts_record(d, self.now)
+        fix = say(exc.fix) if exc.fix else advice.sts_record(d, self.now)
         self.add(
             f"sts-{exc.code}" if not exc.code.startswith("sts-") else exc.code,
             _ERR,
@@ -409,7 +409,7 @@ class Diagnosis:
                 say(exc.message),
                 exc.rfc,
                 ResultType.STS_POLICY_INVALID,
-                (exc.fix + "\n" if exc.fix else "") + advice.policy_file(d, fixed),
+                (say(exc.fix) + "\n" if exc.fix else "") + advice.policy_file(d, fixed),
             )
             return
         if record_ok:
@@ -850,7 +850,7 @@ class Diagnosis:
                 subject,
                 message,
                 exc.rfc,
-                fix=exc.fix if exc.fix and not missing else advice.tlsrpt_record(d),
+                fix=say(exc.fix) if exc.fix and not missing else advice.tlsrpt_record(d),
             )
             return
         for note in r.tlsrpt.notes:
