@@ -241,3 +241,19 @@ def test_protocol_text_is_english_and_said_in_spanish() -> None:
         assert i18n.say(copy).startswith("tiene 40 caracteres")
     braces = Text("{raw!r}: x", raw="{not a field}")
     assert pickle.loads(pickle.dumps(braces)) == "'{not a field}': x"
+
+
+def test_parser_notes_are_said_in_spanish() -> None:
+    """An mx line senders accept but that covers no MX host: the note nests the mx
+    module's message inside the policy's 'line N:' (both said in Spanish)."""
+    from mtasts.protocol.policy import parse_policy
+
+    policy = parse_policy("version: STSv1\r\nmode: testing\r\nmx: 192.0.2.1\r\nmax_age: 86400\r\n")
+    [note] = [n for n in policy.notes if n.code == "policy-mx-ip-address"]
+    assert note.message.startswith("line 3: '192.0.2.1' looks like an IP address")
+    with i18n.use("es"):
+        assert i18n.say(note.message) == (
+            "línea 3: '192.0.2.1' parece una dirección IP, pero los registros MX nombran "
+            "servidores, nunca direcciones (RFC 5321 §5.1): esta línea no cubre ningún "
+            "servidor MX"
+        )
