@@ -257,3 +257,20 @@ def test_parser_notes_are_said_in_spanish() -> None:
             "servidores, nunca direcciones (RFC 5321 §5.1): esta línea no cubre ningún "
             "servidor MX"
         )
+
+
+def test_usage_errors_in_spanish() -> None:
+    """Bad input answers one line on stderr (exit 2) in the chosen language."""
+    env = {"PATH": "/usr/bin:/bin", "LANG": "es_ES.UTF-8"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtasts", "check", "not a domain"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "mtasts: error: 'not a domain' no es un nombre de dominio (indique, p. ej., example.com)\n"
+    )

@@ -124,7 +124,9 @@ def _read_domains(args: list[str], file: Path | None) -> list[str | CheckResult]
     except OSError as exc:
         _usage_error(f"--file {file}: {exc.strerror or exc}")
     except UnicodeDecodeError as exc:
-        _usage_error(f"--file {file}: not UTF-8 text (byte {exc.start})")
+        _usage_error(
+            _("--file {file}: not UTF-8 text (byte {offset})").format(file=file, offset=exc.start)
+        )
     for n, line in enumerate(text.splitlines(), 1):
         content = line.split("#", 1)[0].strip()
         if not content:
@@ -147,7 +149,11 @@ def _check_ca_file(path: Path) -> None:
     except OSError as exc:
         _usage_error(f"--ca-file {path}: {exc.strerror or exc}")
     if b"-----BEGIN CERTIFICATE-----" not in data:
-        _usage_error(f"--ca-file {path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)")
+        _usage_error(
+            _("--ca-file {path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)").format(
+                path=path
+            )
+        )
     try:
         ssl.create_default_context(cafile=str(path))
     except (ssl.SSLError, ValueError) as exc:
@@ -226,7 +232,7 @@ def check(
 
     entries = _read_domains(domains or [], file)
     if not entries:
-        _usage_error("give at least one domain, or --file")
+        _usage_error(_("give at least one domain, or --file"))
     if ca_file is not None:
         _check_ca_file(ca_file)
     options = CheckOptions(
@@ -353,19 +359,22 @@ def generate(
     if not gen.MIN_MAX_AGE <= max_age <= MAX_AGE_LIMIT:
         # the range the API takes; RFC 8461 §3.2 allows up to 31557600
         _usage_error(
-            f"--max-age {max_age}: give {gen.MIN_MAX_AGE} (one day) to {MAX_AGE_LIMIT} "
-            "(about a year, RFC 8461 §3.2)"
+            _(
+                "--max-age {value}: give {low} (one day) to {high} (about a year, RFC 8461 §3.2)"
+            ).format(value=max_age, low=gen.MIN_MAX_AGE, high=MAX_AGE_LIMIT)
         )
     for uri in rua or []:
         if not uri.startswith(("mailto:", "https:")):
-            _usage_error(f"--rua {uri!r}: use mailto: or https: (RFC 8460 §3)")
+            _usage_error(
+                _("--rua {uri}: use mailto: or https: (RFC 8460 §3)").format(uri=repr(uri))
+            )
     if write is not None:
         try:  # before any lookup: a place that cannot be written is bad input
             write.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             _usage_error(f"--write {write}: {exc.strerror or exc}")
         if not os.access(write, os.W_OK | os.X_OK):
-            _usage_error(f"--write {write}: not writable")
+            _usage_error(_("--write {directory}: not writable").format(directory=write))
     import asyncio
 
     from rich.console import Console
