@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DOMAIN ?=
 ARGS ?=
 
-.PHONY: run test lint bench bench-reports bench-monitor clean
+.PHONY: run test lint bench bench-reports bench-monitor clean i18n
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ bench-reports: $(VENV)/.installed-bench
 
 bench-monitor: $(VENV)/.installed-test
 	$(BIN)/python bench/monitor.py $(ARGS)
+
+# Re-extract the messages and merge them into src/mtasts/i18n/locale/*/LC_MESSAGES/mtasts.po
+# (then translate the new entries; tests/test_i18n.py fails while any is missing). The .po
+# files are read at run time, so neither `make run` nor `make test` needs this step.
+i18n: $(VENV)/.installed-test
+	$(BIN)/python scripts/i18n.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -7,7 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from mtasts import i18n
 from tests.lab import DnsServer, TestCA, World, Zone
+
+
+@pytest.fixture(autouse=True)
+def english_by_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests read English unless they ask for Spanish, whatever the locale of the machine
+    running them (`mtasts` follows LC_ALL/LC_MESSAGES/LANG); a test that switches the
+    process language (e.g. `check --lang es` in-process) leaves English behind."""
+    monkeypatch.setenv("MTASTS_LANG", "en")
+    i18n.set_language("en")
+    yield
+    i18n.set_language("en")
 
 
 @pytest.fixture(scope="session")

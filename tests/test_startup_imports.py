@@ -33,6 +33,8 @@ DOWN = ["-n", "127.0.0.1:9", "--timeout", "0.1"]
         ["check", "--format", "json", *DOWN, "example.invalid"],
         ["generate", "example.invalid", *DOWN],
         ["reports", "--help"],
+        ["--lang", "es", "check", "--help"],
+        ["check", "--lang", "es", "--no-smtp", *DOWN, "example.invalid"],
     ],
     ids=lambda argv: " ".join(argv[:2]),
 )

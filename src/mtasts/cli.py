@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from mtasts import generate as gen
+from mtasts import i18n
 from mtasts.check.names import normalize_domain
+from mtasts.i18n import _
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
 from mtasts.reports.imap_cli import fetch_imap_command
 from mtasts.sender.cli import policyd_app
@@ -36,8 +38,30 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Lang(StrEnum):
+    en = "en"
+    es = "es"
+
+
+def _set_lang(value: Lang | None) -> Lang | None:
+    """--lang, then MTASTS_LANG, then the locale (mtasts.i18n). Called on every run, with
+    None when the option is absent, so each command decides afresh."""
+    i18n.set_language(i18n.from_cli(value.value if value else None))
+    return value
+
+
+LangOption = Annotated[
+    Lang | None,
+    typer.Option(
+        "--lang",
+        callback=_set_lang,
+        is_eager=True,
+        help=_("Language of the messages: en or es (default: $MTASTS_LANG, then the locale)."),
+    ),
+]
+
 app = typer.Typer(
-    help="Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460).",
+    help=_("Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460)."),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -58,9 +82,10 @@ def _main(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+            "--version", callback=_version, is_eager=True, help=_("Print the version and exit.")
         ),
     ] = False,
+    lang: LangOption = None,
 ) -> None:
     """Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460)."""
 
@@ -99,7 +124,9 @@ def _read_domains(args: list[str], file: Path | None) -> list[str | CheckResult]
     except OSError as exc:
         _usage_error(f"--file {file}: {exc.strerror or exc}")
     except UnicodeDecodeError as exc:
-        _usage_error(f"--file {file}: not UTF-8 text (byte {exc.start})")
+        _usage_error(
+            _("--file {file}: not UTF-8 text (byte {offset})").format(file=file, offset=exc.start)
+        )
     for n, line in enumerate(text.splitlines(), 1):
         content = line.split("#", 1)[0].strip()
         if not content:
@@ -122,7 +149,11 @@ def _check_ca_file(path: Path) -> None:
     except OSError as exc:
         _usage_error(f"--ca-file {path}: {exc.strerror or exc}")
     if b"-----BEGIN CERTIFICATE-----" not in data:
-        _usage_error(f"--ca-file {path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)")
+        _usage_error(
+            _("--ca-file {path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)").format(
+                path=path
+            )
+        )
     try:
         ssl.create_default_context(cafile=str(path))
     except (ssl.SSLError, ValueError) as exc:
@@ -138,41 +169,55 @@ def _resolver(nameserver: list[str] | None, timeout: float) -> Resolver:
         _usage_error(f"--nameserver: {exc}")
 
 
-@app.command()
+@app.command(
+    help=_(
+        "Check domains the way a sending MTA does: the _mta-sts TXT record, the HTTPS policy, "
+        "every MX (STARTTLS, TLS >= 1.2, certificate) and the TLS-RPT record.\n\n"
+        "Prints the verdict senders reach (STSFetchResult NONE, FETCH_ERROR or VALID), every "
+        "problem and the exact text to paste to fix it. Exit status: 0 when no finding is an "
+        "error, 1 otherwise, 2 on usage errors."
+    )
+)
 def check(
-    domains: Annotated[list[str] | None, typer.Argument(help="Mail domains to check.")] = None,
+    domains: Annotated[list[str] | None, typer.Argument(help=_("Mail domains to check."))] = None,
     file: Annotated[
         Path | None,
-        typer.Option("--file", "-f", help="File with one domain per line ('-' for stdin)."),
+        typer.Option("--file", "-f", help=_("File with one domain per line ('-' for stdin).")),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    fmt: Annotated[Format, typer.Option("--format", help=_("Output format."))] = Format.text,
     nameserver: Annotated[
         list[str] | None,
         typer.Option(
-            "--nameserver", "-n", help="DNS server IP[:PORT] to ask (repeatable; default: system)."
+            "--nameserver",
+            "-n",
+            help=_("DNS server IP[:PORT] to ask (repeatable; default: system)."),
         ),
     ] = None,
     ca_file: Annotated[
         Path | None,
-        typer.Option("--ca-file", help="PEM file of trusted CAs instead of the system store."),
+        typer.Option("--ca-file", help=_("PEM file of trusted CAs instead of the system store.")),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, max=1000, help="Domains checked at once.")
+        int,
+        typer.Option("--concurrency", "-c", min=1, max=1000, help=_("Domains checked at once.")),
     ] = 32,
     timeout: Annotated[
         float,
-        typer.Option("--timeout", min=0.1, help="Seconds for each DNS lookup, fetch and probe."),
+        typer.Option("--timeout", min=0.1, help=_("Seconds for each DNS lookup, fetch and probe.")),
     ] = 10.0,
     jobs: Annotated[
         int,
         typer.Option(
-            "--jobs", "-j", min=1, max=64, help="Worker processes for bulk checks (CPU cores)."
+            "--jobs", "-j", min=1, max=64, help=_("Worker processes for bulk checks (CPU cores).")
         ),
     ] = 1,
     no_smtp: Annotated[
-        bool, typer.Option("--no-smtp", help="Skip the STARTTLS probe of the MX hosts.")
+        bool, typer.Option("--no-smtp", help=_("Skip the STARTTLS probe of the MX hosts."))
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show info findings.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help=_("Show info findings."))
+    ] = False,
+    lang: LangOption = None,
     https_port: Annotated[int, typer.Option(hidden=True)] = 443,
     smtp_port: Annotated[int, typer.Option(hidden=True)] = 25,
 ) -> None:
@@ -187,7 +232,7 @@ def check(
 
     entries = _read_domains(domains or [], file)
     if not entries:
-        _usage_error("give at least one domain, or --file")
+        _usage_error(_("give at least one domain, or --file"))
     if ca_file is not None:
         _check_ca_file(ca_file)
     options = CheckOptions(
@@ -274,29 +319,36 @@ async def _run_checks(
     return final
 
 
-@app.command()
+@app.command(
+    help=_(
+        "Build the policy file from the live MX set, with the _mta-sts and _smtp._tls records "
+        "and nginx/Caddy configuration that serve it correctly (text/plain, no redirect)."
+    )
+)
 def generate(
-    domain: Annotated[str, typer.Argument(help="The mail domain.")],
-    mode: Annotated[Mode, typer.Option(help="Policy mode; start with testing.")] = Mode.TESTING,
+    domain: Annotated[str, typer.Argument(help=_("The mail domain."))],
+    mode: Annotated[Mode, typer.Option(help=_("Policy mode; start with testing."))] = Mode.TESTING,
     max_age: Annotated[
         int,
         typer.Option(
-            help=f"Seconds senders cache the policy ({gen.MIN_MAX_AGE} to {MAX_AGE_LIMIT}, "
-            "as the API takes)."
+            help=_("Seconds senders cache the policy ({low} to {high}, as the API takes).").format(
+                low=gen.MIN_MAX_AGE, high=MAX_AGE_LIMIT
+            )
         ),
     ] = gen.DEFAULT_MAX_AGE,
     rua: Annotated[
         list[str] | None,
-        typer.Option(help="TLS-RPT report address (mailto: or https:), repeatable."),
+        typer.Option(help=_("TLS-RPT report address (mailto: or https:), repeatable.")),
     ] = None,
     write: Annotated[
         Path | None,
-        typer.Option(help="Write the policy, records and server snippets into this directory."),
+        typer.Option(help=_("Write the policy, records and server snippets into this directory.")),
     ] = None,
     nameserver: Annotated[
-        list[str] | None, typer.Option("--nameserver", "-n", help="DNS server IP[:PORT].")
+        list[str] | None, typer.Option("--nameserver", "-n", help=_("DNS server IP[:PORT]."))
     ] = None,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds for the MX lookup.")] = 10.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help=_("Seconds for the MX lookup."))] = 10.0,
+    lang: LangOption = None,
 ) -> None:
     """Build the policy file from the live MX set, with the _mta-sts and _smtp._tls records
     and nginx/Caddy configuration that serve it correctly (text/plain, no redirect)."""
@@ -307,19 +359,22 @@ def generate(
     if not gen.MIN_MAX_AGE <= max_age <= MAX_AGE_LIMIT:
         # the range the API takes; RFC 8461 §3.2 allows up to 31557600
         _usage_error(
-            f"--max-age {max_age}: give {gen.MIN_MAX_AGE} (one day) to {MAX_AGE_LIMIT} "
-            "(about a year, RFC 8461 §3.2)"
+            _(
+                "--max-age {value}: give {low} (one day) to {high} (about a year, RFC 8461 §3.2)"
+            ).format(value=max_age, low=gen.MIN_MAX_AGE, high=MAX_AGE_LIMIT)
         )
     for uri in rua or []:
         if not uri.startswith(("mailto:", "https:")):
-            _usage_error(f"--rua {uri!r}: use mailto: or https: (RFC 8460 §3)")
+            _usage_error(
+                _("--rua {uri}: use mailto: or https: (RFC 8460 §3)").format(uri=repr(uri))
+            )
     if write is not None:
         try:  # before any lookup: a place that cannot be written is bad input
             write.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             _usage_error(f"--write {write}: {exc.strerror or exc}")
         if not os.access(write, os.W_OK | os.X_OK):
-            _usage_error(f"--write {write}: not writable")
+            _usage_error(_("--write {directory}: not writable").format(directory=write))
     import asyncio
 
     from rich.console import Console
@@ -333,23 +388,37 @@ def generate(
         if not hosts:
             # RFC 7505: the same answer as `mtasts check` (null MX: no policy needed)
             err.print(
-                f"[red]{name} publishes a null MX: it receives no mail (RFC 7505), so no "
-                "MTA-STS policy is needed."
+                "[red]"
+                + _(
+                    "{domain} publishes a null MX: it receives no mail (RFC 7505), so no "
+                    "MTA-STS policy is needed."
+                ).format(domain=name)
             )
             raise typer.Exit(1)
     elif answer.status is DnsStatus.NODATA:
         hosts = [name]  # RFC 5321 §5.1: implicit MX
-        err.print(f"[yellow]{name} has no MX record; using the implicit MX {name}.")
+        err.print(
+            "[yellow]"
+            + _("{domain} has no MX record; using the implicit MX {domain}.").format(domain=name)
+        )
     else:
-        err.print(f"[red]MX lookup of {name} failed: {answer.status} {answer.error or ''}")
+        err.print(
+            "[red]"
+            + _("MX lookup of {domain} failed: {status} {error}").format(
+                domain=name, status=answer.status, error=answer.error or ""
+            )
+        )
         raise typer.Exit(1)
     pub = gen.publication(name, hosts, utcnow(), mode=mode, max_age=max_age, rua=rua or ())
     policy_text = pub.policy.serialize()
     if len(policy_text.encode()) > MAX_POLICY_BYTES:  # RFC 8461 §3.3
         err.print(
-            f"[red]The policy for {len(hosts)} MX hosts is {len(policy_text.encode())} bytes; "
-            f"senders read at most {MAX_POLICY_BYTES}. Cover the MX hosts with wildcards "
-            "(mx: *.example.com) and write the policy by hand."
+            "[red]"
+            + _(
+                "The policy for {count} MX hosts is {size} bytes; senders read at most "
+                "{limit}. Cover the MX hosts with wildcards (mx: *.example.com) and write the "
+                "policy by hand."
+            ).format(count=len(hosts), size=len(policy_text.encode()), limit=MAX_POLICY_BYTES)
         )
         raise typer.Exit(1)
     files = {
@@ -366,20 +435,25 @@ def generate(
                 path.write_bytes(content.encode("utf-8"))
             except OSError as exc:
                 _usage_error(f"--write {write}: cannot write {path}: {exc.strerror or exc}")
-        err.print(f"[green]Wrote {', '.join(files)} under {write}")
+        err.print(
+            "[green]"
+            + _("Wrote {files} under {directory}").format(files=", ".join(files), directory=write)
+        )
     out = Console(highlight=False, soft_wrap=True)
-    out.rule("DNS records")
+    out.rule(_("DNS records"))
     out.print(pub.sts_record, markup=False)
     out.print(pub.tlsrpt_record, markup=False)
-    out.rule(f"Policy file: {pub.policy_url} (text/plain, CRLF)")
+    out.rule(_("Policy file: {url} (text/plain, CRLF)").format(url=pub.policy_url))
     out.print(policy_text.replace("\r\n", "\n").rstrip("\n"), markup=False)
     out.rule("nginx")
     out.print(pub.nginx, markup=False)
     out.rule("Caddy")
     out.print(pub.caddy, markup=False)
     out.print(
-        "Publish the policy first, then the _mta-sts record; change the id whenever the "
-        "policy changes (RFC 8461 §3.1, §8.1).",
+        _(
+            "Publish the policy first, then the _mta-sts record; change the id whenever the "
+            "policy changes (RFC 8461 §3.1, §8.1)."
+        ),
         style="italic",
     )
 
@@ -387,22 +461,24 @@ def generate(
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
-        "--config", help="TOML settings file (default: $MTASTS_CONFIG; see README).", exists=True
+        "--config", help=_("TOML settings file (default: $MTASTS_CONFIG; see README)."), exists=True
     ),
 ]
 DataDirOpt = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Where the SQLite store lives (default: $MTASTS_DATA_DIR, the config file, "
-        "else ~/.local/share/mtasts).",
+        help=_(
+            "Where the SQLite store lives (default: $MTASTS_DATA_DIR, the config file, "
+            "else ~/.local/share/mtasts)."
+        ),
     ),
 ]
 DatabaseOpt = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="SQLAlchemy URL, e.g. postgresql://user@127.0.0.1/mtasts (default: SQLite).",
+        help=_("SQLAlchemy URL, e.g. postgresql://user@127.0.0.1/mtasts (default: SQLite)."),
     ),
 ]
 
@@ -432,32 +508,39 @@ def serve(
     listen: Annotated[
         str | None,
         typer.Option(
-            help="HOST:PORT for HTTP: API, policy host, /tls/ask (default 127.0.0.1:8000)."
+            help=_("HOST:PORT for HTTP: API, policy host, /tls/ask (default 127.0.0.1:8000).")
         ),
     ] = None,
     dns: Annotated[
         list[str] | None,
         typer.Option(
             "--dns",
-            help="HOST:PORT for the authoritative DNS server of the zone; repeatable or "
-            "comma-separated, e.g. 192.0.2.53:53,[2001:db8::53]:53.",
+            help=_(
+                "HOST:PORT for the authoritative DNS server of the zone; repeatable or "
+                "comma-separated, e.g. 192.0.2.53:53,[2001:db8::53]:53."
+            ),
         ),
     ] = None,
     zone: Annotated[
         str | None,
-        typer.Option(help="Service zone the customers' CNAMEs point into (e.g. sts.example.net)."),
+        typer.Option(
+            help=_("Service zone the customers' CNAMEs point into (e.g. sts.example.net).")
+        ),
     ] = None,
     smtp: Annotated[
         str | None,
-        typer.Option("--smtp", help="HOST:PORT for the TLS report receiver (SMTP, STARTTLS)."),
+        typer.Option("--smtp", help=_("HOST:PORT for the TLS report receiver (SMTP, STARTTLS).")),
     ] = None,
     nameserver: Annotated[
         list[str] | None,
-        typer.Option("--nameserver", "-n", help="DNS server for MX lookups and verification."),
+        typer.Option("--nameserver", "-n", help=_("DNS server for MX lookups and verification.")),
     ] = None,
 ) -> None:
     """Host MTA-STS policies for many domains: REST API, policy host, DNS and the `ask`
     endpoint for Caddy's on-demand certificates."""
+    # A server speaks each client's language (the API: Accept-Language), never the locale
+    # of the shell that started it.
+    i18n.set_language(i18n.DEFAULT)
     import logging
 
     from rich.console import Console
@@ -511,15 +594,15 @@ def serve(
     run_server(service)
 
 
-tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+tokens_app = typer.Typer(help=_("API tokens."), no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 
 
 @tokens_app.command("create")
 def tokens_create(
-    email: Annotated[str, typer.Option(help="The user's e-mail (created if new).")],
-    admin: Annotated[bool, typer.Option("--admin", help="Give the user admin rights.")] = False,
-    label: Annotated[str, typer.Option(help="A note to recognise the token by.")] = "",
+    email: Annotated[str, typer.Option(help=_("The user's e-mail (created if new)."))],
+    admin: Annotated[bool, typer.Option("--admin", help=_("Give the user admin rights."))] = False,
+    label: Annotated[str, typer.Option(help=_("A note to recognise the token by."))] = "",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
@@ -540,7 +623,7 @@ def tokens_create(
 app.add_typer(users_app, name="users")
 app.add_typer(policyd_app, name="policyd")
 
-reports_app = typer.Typer(help="TLS reports (RFC 8460): import and read.", no_args_is_help=True)
+reports_app = typer.Typer(help=_("TLS reports (RFC 8460): import and read."), no_args_is_help=True)
 app.add_typer(reports_app, name="reports")
 reports_app.command("fetch-imap")(fetch_imap_command)
 
@@ -557,7 +640,7 @@ def _report_sessions(settings: Settings) -> sessionmaker[Session]:
 def reports_import(
     paths: Annotated[
         list[Path],
-        typer.Argument(help=".json, .json.gz, .eml files, mbox files or (Maildir) folders."),
+        typer.Argument(help=_(".json, .json.gz, .eml files, mbox files or (Maildir) folders.")),
     ],
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -610,16 +693,20 @@ class SummaryFormat(StrEnum):
     json = "json"
 
 
-@reports_app.command("summary")
+@reports_app.command(
+    "summary",
+    help=_("Sessions and failures per day, sending organisation, result type and MX host."),
+)
 def reports_summary(
-    domain: Annotated[str, typer.Argument(help="The domain the reports are about.")],
-    days: Annotated[int, typer.Option(min=1, max=366, help="How many days back.")] = 30,
-    fmt: Annotated[SummaryFormat, typer.Option("--format", help="Output format.")] = (
+    domain: Annotated[str, typer.Argument(help=_("The domain the reports are about."))],
+    days: Annotated[int, typer.Option(min=1, max=366, help=_("How many days back."))] = 30,
+    fmt: Annotated[SummaryFormat, typer.Option("--format", help=_("Output format."))] = (
         SummaryFormat.text
     ),
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
+    lang: LangOption = None,
 ) -> None:
     """Sessions and failures per day, sending organisation, result type and MX host."""
     import json

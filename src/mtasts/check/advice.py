@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from mtasts import generate
+from mtasts.i18n import _
 from mtasts.protocol.policy import Mode, Policy
 
 
@@ -15,25 +16,34 @@ def indent(text: str, prefix: str = "    ") -> str:
 
 def sts_record(domain: str, now: datetime) -> str:
     return (
-        "Publish exactly one TXT record at _mta-sts (a new id whenever the policy changes):\n"
+        _("Publish exactly one TXT record at _mta-sts (a new id whenever the policy changes):")
+        + "\n"
         + indent(generate.sts_txt(domain, generate.policy_id(now)))
     )
 
 
 def policy_file(domain: str, policy: Policy) -> str:
     return (
-        f"Serve this file at https://mta-sts.{domain}{generate.POLICY_PATH} "
-        "(HTTP 200, Content-Type: text/plain, no redirect):\n"
+        _("Serve this file at {url} (HTTP 200, Content-Type: text/plain, no redirect):").format(
+            url=f"https://mta-sts.{domain}{generate.POLICY_PATH}"
+        )
+        + "\n"
         + indent(policy.serialize().replace("\r\n", "\n").rstrip("\n"))
     )
 
 
 def policy_host(domain: str) -> str:
     return (
-        f"Point mta-sts.{domain} (A/AAAA, or a CNAME) at a web server with a publicly trusted "
-        f"certificate for mta-sts.{domain}, serving the policy with no redirect. nginx:\n"
+        _(
+            "Point mta-sts.{domain} (A/AAAA, or a CNAME) at a web server with a publicly "
+            "trusted certificate for mta-sts.{domain}, serving the policy with no redirect. "
+            "nginx:"
+        ).format(domain=domain)
+        + "\n"
         + indent(generate.nginx_snippet(domain))
-        + "\nor Caddy (certificate obtained automatically):\n"
+        + "\n"
+        + _("or Caddy (certificate obtained automatically):")
+        + "\n"
         + indent(generate.caddy_snippet(domain))
     )
 
@@ -54,19 +64,27 @@ def publish_all(domain: str, mx_hosts: Sequence[str], now: datetime) -> str:
             "2. " + policy_host(domain),
             "3. " + sts_record(domain, now),
             "4. " + tlsrpt_record(domain),
-            f"Or let mtasts write them: mtasts generate {domain} --write ./mta-sts",
+            _("Or let mtasts write them: {command}").format(
+                command=f"mtasts generate {domain} --write ./mta-sts"
+            ),
         ]
     )
 
 
 def tlsrpt_record(domain: str) -> str:
-    return "Publish a TLS-RPT record so senders mail you daily reports of TLS failures:\n" + indent(
-        generate.tlsrpt_txt(domain, [generate.default_rua(domain)])
+    return (
+        _("Publish a TLS-RPT record so senders mail you daily reports of TLS failures:")
+        + "\n"
+        + indent(generate.tlsrpt_txt(domain, [generate.default_rua(domain)]))
     )
 
 
 def new_id_after_change(domain: str, now: datetime) -> str:
     return (
-        "After changing the policy file, give the TXT record a new id so senders refetch it "
-        "(RFC 8461 §3.1):\n" + indent(generate.sts_txt(domain, generate.policy_id(now)))
+        _(
+            "After changing the policy file, give the TXT record a new id so senders refetch "
+            "it (RFC 8461 §3.1):"
+        )
+        + "\n"
+        + indent(generate.sts_txt(domain, generate.policy_id(now)))
     )

@@ -12,6 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mtasts import i18n
 from mtasts.check.diagnosis import Diagnosis
 from mtasts.check.findings import Finding, Severity, sort_findings
 from mtasts.check.names import normalize_domain
@@ -107,7 +108,12 @@ class Checker:
         loop = asyncio.get_running_loop()
         spawn = multiprocessing.get_context("spawn")  # no fork of a process with threads
         with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
-            args = (list(self.resolver.nameservers), self.resolver.timeout, self.options)
+            args = (
+                list(self.resolver.nameservers),
+                self.resolver.timeout,
+                self.options,
+                i18n.current(),  # a spawned worker speaks the language of its parent
+            )
             futures = [
                 loop.run_in_executor(pool, _check_batch, *args, batch, per_job) for batch in batches
             ]
@@ -241,10 +247,12 @@ def _check_batch(
     nameservers: list[str],
     timeout: float,
     options: CheckOptions,
+    language: str,
     batch: list[tuple[int, str]],
     concurrency: int,
 ) -> list[tuple[int, CheckResult]]:
     """Runs in a worker process of Checker.check_parallel."""
+    i18n.set_language(language)
 
     async def run() -> list[tuple[int, CheckResult]]:
         checker = Checker(Resolver(nameservers, timeout=timeout), options)

@@ -9,6 +9,7 @@ from mtasts import generate
 from mtasts.check import advice
 from mtasts.check.findings import Finding, ResultType, Severity, StsFetchResult
 from mtasts.check.result import CheckResult, MxHostResult
+from mtasts.i18n import N_, _, say
 from mtasts.net.addresses import AddressVerdict
 from mtasts.net.certs import judge_expiry
 from mtasts.net.dns import DnsAnswer, DnsStatus, MxAnswer
@@ -36,32 +37,32 @@ _FETCH_TYPES: dict[str, ResultType] = {
 }
 
 _FETCH_MESSAGES: dict[str, str] = {
-    "dns-nxdomain": "{host} does not exist in DNS, so the policy cannot be fetched.",
-    "dns-nodata": "{host} has no A or AAAA record, so the policy cannot be fetched.",
-    "dns-failure": "Looking up {host} failed ({error}); senders treat this as a fetch error.",
-    "connect-failed": "Nothing accepts HTTPS connections on {host} port 443 ({error}).",
-    "timeout": "Fetching {url} took longer than the time limit ({error}).",
-    "tls-handshake-failed": "The TLS handshake with {host} failed ({error}).",
-    "tls-certificate-expired": "The certificate of {host} has expired ({error}).",
-    "tls-certificate-untrusted": (
+    "dns-nxdomain": N_("{host} does not exist in DNS, so the policy cannot be fetched."),
+    "dns-nodata": N_("{host} has no A or AAAA record, so the policy cannot be fetched."),
+    "dns-failure": N_("Looking up {host} failed ({error}); senders treat this as a fetch error."),
+    "connect-failed": N_("Nothing accepts HTTPS connections on {host} port 443 ({error})."),
+    "timeout": N_("Fetching {url} took longer than the time limit ({error})."),
+    "tls-handshake-failed": N_("The TLS handshake with {host} failed ({error})."),
+    "tls-certificate-expired": N_("The certificate of {host} has expired ({error})."),
+    "tls-certificate-untrusted": N_(
         "The certificate of {host} does not chain to a trusted root CA ({error}); a "
         "self-signed or private-CA certificate is not accepted (RFC 8461 §3.3)."
     ),
-    "tls-certificate-host-mismatch": (
+    "tls-certificate-host-mismatch": N_(
         "The certificate served for {host} does not name {host} ({error})."
     ),
-    "tls-certificate-invalid": "The certificate of {host} is not valid ({error}).",
-    "http-redirect": (
+    "tls-certificate-invalid": N_("The certificate of {host} is not valid ({error})."),
+    "http-redirect": N_(
         "{url} answers with a redirect{location}; senders must not follow redirects "
         "(RFC 8461 §3.3)."
     ),
-    "http-status": "{url} answers HTTP {status} instead of 200.",
-    "content-type": (
+    "http-status": N_("{url} answers HTTP {status} instead of 200."),
+    "content-type": N_(
         "{url} is served as {content_type!s}, but senders require the media type text/plain "
         "(RFC 8461 §3.2)."
     ),
-    "too-large": "The policy at {url} is larger than 64 KiB; senders stop reading it.",
-    "http-error": "The HTTPS request to {url} failed ({error}).",
+    "too-large": N_("The policy at {url} is larger than 64 KiB; senders stop reading it."),
+    "http-error": N_("The HTTPS request to {url} failed ({error})."),
 }
 
 _PROBE_FINDINGS: dict[str, tuple[str, ResultType | None, str]] = {
@@ -69,112 +70,116 @@ _PROBE_FINDINGS: dict[str, tuple[str, ResultType | None, str]] = {
     "connect-failed": (
         "mx-unreachable",
         None,
-        "Could not connect to port 25 ({error}). If this machine may not reach port 25, "
-        "check from another network; senders that cannot connect queue the mail.",
+        N_(
+            "Could not connect to port 25 ({error}). If this machine may not reach port 25, "
+            "check from another network; senders that cannot connect queue the mail."
+        ),
     ),
-    "timeout": ("mx-unreachable", None, "The SMTP session timed out ({error})."),
-    "smtp-banner": ("mx-smtp-error", None, "The server did not greet with 220 ({error})."),
-    "smtp-ehlo": ("mx-smtp-error", None, "EHLO was not accepted ({error})."),
+    "timeout": ("mx-unreachable", None, N_("The SMTP session timed out ({error}).")),
+    "smtp-banner": ("mx-smtp-error", None, N_("The server did not greet with 220 ({error}).")),
+    "smtp-ehlo": ("mx-smtp-error", None, N_("EHLO was not accepted ({error}).")),
     "starttls-not-offered": (
         "mx-starttls-missing",
         ResultType.STARTTLS_NOT_SUPPORTED,
-        "STARTTLS is not offered, so MTA-STS senders cannot deliver here in enforce mode.",
+        N_("STARTTLS is not offered, so MTA-STS senders cannot deliver here in enforce mode."),
     ),
     "starttls-refused": (
         "mx-starttls-missing",
         ResultType.STARTTLS_NOT_SUPPORTED,
-        "STARTTLS is offered but refused ({error}).",
+        N_("STARTTLS is offered but refused ({error})."),
     ),
     "tls-handshake-failed": (
         "mx-tls-handshake-failed",
         ResultType.VALIDATION_FAILURE,
-        "The TLS handshake failed ({error}).",
+        N_("The TLS handshake failed ({error})."),
     ),
     "tls-version-too-old": (
         "mx-tls-version-too-old",
         ResultType.VALIDATION_FAILURE,
-        "Only {tls_version} could be negotiated; TLS 1.2 or later is required "
-        "(RFC 8461 §4.2 with RFC 8996).",
+        N_(
+            "Only {tls_version} could be negotiated; TLS 1.2 or later is required "
+            "(RFC 8461 §4.2 with RFC 8996)."
+        ),
     ),
     "certificate-expired": (
         "mx-certificate-expired",
         ResultType.CERTIFICATE_EXPIRED,
-        "The certificate expired on {not_after}.",
+        N_("The certificate expired on {not_after}."),
     ),
     "certificate-not-yet-valid": (
         "mx-certificate-not-yet-valid",
         ResultType.VALIDATION_FAILURE,
-        "The certificate is not valid before {not_before}.",
+        N_("The certificate is not valid before {not_before}."),
     ),
     "certificate-untrusted": (
         "mx-certificate-untrusted",
         ResultType.CERTIFICATE_NOT_TRUSTED,
-        "The certificate does not chain to a trusted root CA ({error}).",
+        N_("The certificate does not chain to a trusted root CA ({error})."),
     ),
     "certificate-invalid": (
         "mx-certificate-invalid",
         ResultType.VALIDATION_FAILURE,
-        "The certificate could not be validated ({error}).",
+        N_("The certificate could not be validated ({error})."),
     ),
 }
 
 # Why an MX host would fail once the policy is enforced: finding code -> short reason.
 ENFORCE_FAILURES: dict[str, str] = {
-    "mx-not-covered": "not listed in the policy",
-    "mx-no-address": "no address",
-    ADDRESS_NOT_ALLOWED: "address not allowed",
-    "mx-unreachable": "unreachable",
-    "mx-smtp-error": "SMTP error",
-    "mx-starttls-missing": "no STARTTLS",
-    "mx-tls-handshake-failed": "TLS handshake failed",
-    "mx-tls-version-too-old": "TLS < 1.2",
-    "mx-certificate-expired": "certificate expired",
-    "mx-certificate-not-yet-valid": "certificate not yet valid",
-    "mx-certificate-untrusted": "certificate not trusted",
-    "mx-certificate-host-mismatch": "certificate does not name the host",
-    "mx-certificate-invalid": "certificate invalid",
+    "mx-not-covered": N_("not listed in the policy"),
+    "mx-no-address": N_("no address"),
+    ADDRESS_NOT_ALLOWED: N_("address not allowed"),
+    "mx-unreachable": N_("unreachable"),
+    "mx-smtp-error": N_("SMTP error"),
+    "mx-starttls-missing": N_("no STARTTLS"),
+    "mx-tls-handshake-failed": N_("TLS handshake failed"),
+    "mx-tls-version-too-old": N_("TLS < 1.2"),
+    "mx-certificate-expired": N_("certificate expired"),
+    "mx-certificate-not-yet-valid": N_("certificate not yet valid"),
+    "mx-certificate-untrusted": N_("certificate not trusted"),
+    "mx-certificate-host-mismatch": N_("certificate does not name the host"),
+    "mx-certificate-invalid": N_("certificate invalid"),
 }
 
 _PROBE_FIXES: dict[str, str] = {
-    "mx-unreachable": (
+    "mx-unreachable": N_(
         "Make {host} accept SMTP connections on port 25 from the internet (mail server "
         "running, listening on its public address, firewall open). If only this machine "
         "cannot reach port 25, check from another network."
     ),
-    "mx-smtp-error": (
+    "mx-smtp-error": N_(
         "Make the mail server on {host} greet with 220 and accept EHLO (check its logs)."
     ),
-    "mx-tls-handshake-failed": (
+    "mx-tls-handshake-failed": N_(
         "Check the TLS set-up of {host}: a certificate and its key installed, TLS 1.2 or "
         "1.3 enabled with common ciphers."
     ),
-    "mx-certificate-not-yet-valid": (
+    "mx-certificate-not-yet-valid": N_(
         "Install a certificate of {host} that is valid now (check the server's clock and "
         "the certificate's notBefore date)."
     ),
-    "mx-certificate-invalid": (
+    "mx-certificate-invalid": N_(
         "Install a publicly trusted, unexpired certificate naming {host} with its full "
         "chain (e.g. `certbot certonly -d {host}`)."
     ),
-    "mx-starttls-missing": (
+    "mx-starttls-missing": N_(
         "Enable STARTTLS on the MX with a publicly trusted certificate. Postfix:\n"
         "    smtpd_tls_cert_file = /etc/letsencrypt/live/{host}/fullchain.pem\n"
         "    smtpd_tls_key_file = /etc/letsencrypt/live/{host}/privkey.pem\n"
         "    smtpd_tls_security_level = may"
     ),
-    "mx-tls-version-too-old": (
+    "mx-tls-version-too-old": N_(
         "Enable TLS 1.2 and 1.3 on the MX. Postfix:\n"
         "    smtpd_tls_protocols = >=TLSv1.2\n"
         "    smtpd_tls_mandatory_protocols = >=TLSv1.2"
     ),
-    "mx-certificate-expired": (
+    "mx-certificate-expired": N_(
         "Renew the certificate of {host} (e.g. `certbot renew`) and reload the mail server."
     ),
-    "mx-certificate-untrusted": (
+    "mx-certificate-untrusted": N_(
         "Install a certificate from a public CA (e.g. Let's Encrypt: "
         "`certbot certonly --standalone -d {host}`) with its full chain (fullchain.pem)."
     ),
-    "mx-certificate-host-mismatch": (
+    "mx-certificate-host-mismatch": N_(
         "Use a certificate whose subjectAltName includes {host} "
         "(e.g. `certbot certonly -d {host}`), or point the MX record at a name the "
         "certificate covers and list that name in the policy."
@@ -200,8 +205,9 @@ def enforce_reason(finding: Finding) -> str:
     """The short reason an enforce-failure finding stands for ("connection refused",
     "no STARTTLS", "TLS < 1.2", ...)."""
     if finding.code == "mx-unreachable" and "refused" in finding.message.lower():
-        return "connection refused"
-    return ENFORCE_FAILURES.get(finding.code, finding.code)
+        return _("connection refused")
+    reason = ENFORCE_FAILURES.get(finding.code)
+    return _(reason) if reason else finding.code
 
 
 class Diagnosis:
@@ -268,12 +274,16 @@ class Diagnosis:
                 "sts-record-dns-failure",
                 _ERR,
                 subject,
-                f"The TXT lookup of {subject} failed ({self.dns_failure(answer)}); "
-                "senders cannot tell whether a policy exists.",
+                _(
+                    "The TXT lookup of {subject} failed ({failure}); "
+                    "senders cannot tell whether a policy exists."
+                ).format(subject=subject, failure=self.dns_failure(answer)),
                 "RFC 8461 §3.3",
                 ResultType.STS_POLICY_FETCH_ERROR,
-                "Make every authoritative name server of the domain answer for "
-                f"{subject} (check with `dig TXT {subject} @<each NS>`).",
+                _(
+                    "Make every authoritative name server of the domain answer for "
+                    "{subject} (check with `dig TXT {subject} @<each NS>`)."
+                ).format(subject=subject),
             )
         elif answer.status is not DnsStatus.OK:
             self._record_missing(answer)
@@ -286,7 +296,7 @@ class Diagnosis:
                         note.code,
                         _WARN,
                         subject,
-                        note.message,
+                        say(note.message),
                         note.rfc,
                         fix=advice.sts_record(d, self.now),
                     )
@@ -297,7 +307,9 @@ class Diagnosis:
                 "sts-record-cname",
                 _INFO,
                 subject,
-                f"{subject} is a CNAME to {' → '.join(answer.cname_chain)} (delegated).",
+                _("{subject} is a CNAME to {target} (delegated).").format(
+                    subject=subject, target=" → ".join(answer.cname_chain)
+                ),
                 "RFC 8461 §3.1",
             )
         self._judge_policy(record_ok)
@@ -312,35 +324,39 @@ class Diagnosis:
             # writes none either); the null MX finding says so.
             return
         if published:
-            message = (
-                f"_mta-sts.{d} has no TXT record ({answer.status}), although a valid policy is "
-                f"served at {fetch.url}: senders never look for it without the record."
-            )
+            message = _(
+                "_mta-sts.{domain} has no TXT record ({status}), although a valid policy is "
+                "served at {url}: senders never look for it without the record."
+            ).format(domain=d, status=answer.status, url=fetch.url)
             fix = advice.sts_record(d, self.now)
         else:
-            message = (
-                f"_mta-sts.{d} has no TXT record ({answer.status}), so senders see no "
+            message = _(
+                "_mta-sts.{domain} has no TXT record ({status}), so senders see no "
                 "MTA-STS policy for this domain."
-            )
+            ).format(domain=d, status=answer.status)
             fix = advice.publish_all(d, self.live_mx_names(), self.now)
         self.add("sts-record-missing", _ERR, f"_mta-sts.{d}", message, "RFC 8461 §3.1", None, fix)
 
     def _record_invalid(self, exc: RecordError, answer: DnsAnswer) -> None:
         d = self.d
-        message = exc.message
+        message = say(exc.message)
         if exc.code not in ("record-missing", "record-multiple", "record-quoted"):
             # postfix-mta-sts-resolver only splits on ";" and "=" and needs v and id present.
-            message += (
-                " RFC 8461 §3.1 says senders then assume there is no policy. "
+            message += " " + _(
+                "RFC 8461 §3.1 says senders then assume there is no policy. "
                 "Note: postfix-mta-sts-resolver is more lenient and accepts such a record "
                 "when it has v=STSv1 and an id, so Postfix users may still see a policy."
             )
         if exc.code == "record-missing" and answer.records:
             message = (
-                f"None of the TXT records at _mta-sts.{d} starts with v=STSv1 "
-                f"(found: {'; '.join(repr(t) for t in answer.records)}). " + exc.message
+                _(
+                    "None of the TXT records at _mta-sts.{domain} starts with v=STSv1 "
+                    "(found: {found})."
+                ).format(domain=d, found="; ".join(repr(t) for t in answer.records))
+                + " "
+                + say(exc.message)
             )
-        fix = exc.fix or advice.sts_record(d, self.now)
+        fix = say(exc.fix) if exc.fix else advice.sts_record(d, self.now)
         self.add(
             f"sts-{exc.code}" if not exc.code.startswith("sts-") else exc.code,
             _ERR,
@@ -368,7 +384,7 @@ class Diagnosis:
         # or half-there (a record is the first thing to fix, and its fix covers the rest).
         severity = _ERR if record_ok else _WARN
         if fetch.refused:
-            self._address_not_allowed(fetch.host, "The policy host", fetch.refused)
+            self._address_not_allowed(fetch.host, _("The policy host"), fetch.refused)
         if not fetch.ok:
             if record_ok:
                 r.sts_fetch_result = StsFetchResult.FETCH_ERROR
@@ -390,10 +406,10 @@ class Diagnosis:
                 exc.code,
                 severity,
                 fetch.url,
-                exc.message,
+                say(exc.message),
                 exc.rfc,
                 ResultType.STS_POLICY_INVALID,
-                (exc.fix + "\n" if exc.fix else "") + advice.policy_file(d, fixed),
+                (say(exc.fix) + "\n" if exc.fix else "") + advice.policy_file(d, fixed),
             )
             return
         if record_ok:
@@ -405,26 +421,30 @@ class Diagnosis:
                 fix = advice.policy_file(
                     d, advice.suggested_policy(d, self.live_mx_names(), policy)
                 )
-                self.add(note.code, _WARN, fetch.url, note.message, note.rfc, fix=fix)
+                self.add(note.code, _WARN, fetch.url, say(note.message), note.rfc, fix=fix)
             else:
-                self.add(note.code, _INFO, fetch.url, note.message, note.rfc)
+                self.add(note.code, _INFO, fetch.url, say(note.message), note.rfc)
         if policy.mode is Mode.TESTING:
             self.add(
                 "policy-mode-testing",
                 _WARN,
                 fetch.url,
-                "The policy is in testing mode: senders report TLS failures but still deliver "
-                "over unauthenticated or plaintext connections.",
+                _(
+                    "The policy is in testing mode: senders report TLS failures but still "
+                    "deliver over unauthenticated or plaintext connections."
+                ),
                 "RFC 8461 §5",
-                fix="When the reports and this check show no failures, set `mode: enforce` "
-                "and publish a new id.",
+                fix=_(
+                    "When the reports and this check show no failures, set `mode: enforce` "
+                    "and publish a new id."
+                ),
             )
         elif policy.mode is Mode.NONE:
             self.add(
                 "policy-mode-none",
                 _WARN,
                 fetch.url,
-                "The policy is in mode none: senders treat the domain as having no policy.",
+                _("The policy is in mode none: senders treat the domain as having no policy."),
                 "RFC 8461 §5",
             )
         if policy.max_age < SHORT_MAX_AGE:
@@ -432,11 +452,13 @@ class Diagnosis:
                 "policy-max-age-short",
                 _WARN,
                 fetch.url,
-                f"max_age is {policy.max_age} s (under a day): a cached policy expires quickly "
-                "and gives little protection against a downgrade attack; weeks are "
-                "recommended.",
+                _(
+                    "max_age is {max_age} s (under a day): a cached policy expires quickly "
+                    "and gives little protection against a downgrade attack; weeks are "
+                    "recommended."
+                ).format(max_age=policy.max_age),
                 "RFC 8461 §3.2",
-                fix="Use e.g. `max_age: 604800` (one week) or `max_age: 1209600` (two weeks).",
+                fix=_("Use e.g. `max_age: 604800` (one week) or `max_age: 1209600` (two weeks)."),
             )
         cert = fetch.certificate
         expiry = judge_expiry(cert, self.now) if cert is not None else None
@@ -448,7 +470,9 @@ class Diagnosis:
                 f"The certificate of {fetch.host} {expiry.reason}",
                 "RFC 8461 §3.3",
                 ResultType.STS_WEBPKI_INVALID,
-                f"Renew the certificate of {fetch.host} (e.g. `certbot renew`).",
+                _("Renew the certificate of {host} (e.g. `certbot renew`).").format(
+                    host=fetch.host
+                ),
             )
 
     def _fetch_failed(self, fetch: FetchResult, severity: Severity) -> None:
@@ -457,21 +481,26 @@ class Diagnosis:
         if code == ADDRESS_NOT_ALLOWED:
             return  # said by the address-not-allowed finding; nothing was fetched
         template = _FETCH_MESSAGES.get(code, _FETCH_MESSAGES["http-error"])
-        message = template.format(
+        location = _(" to {location}").format(location=fetch.location) if fetch.location else ""
+        message = _(template).format(
             host=fetch.host,
             url=fetch.url,
             error=fetch.error,
-            location=f" to {fetch.location}" if fetch.location else "",
+            location=location,
             status=fetch.status_code,
-            content_type=fetch.content_type or "no Content-Type",
+            content_type=fetch.content_type or _("no Content-Type"),
         )
         if code in ("http-redirect", "content-type", "http-status", "too-large"):
             fix = advice.policy_host(d)
         elif code.startswith("tls-"):
             fix = (
-                f"Serve mta-sts.{d} with a publicly trusted, unexpired certificate whose "
-                f"subjectAltName includes mta-sts.{d} (e.g. `certbot certonly -d mta-sts.{d}`, "
-                "or Caddy, which obtains one automatically):\n"
+                _(
+                    "Serve mta-sts.{domain} with a publicly trusted, unexpired certificate "
+                    "whose subjectAltName includes mta-sts.{domain} (e.g. "
+                    "`certbot certonly -d mta-sts.{domain}`, or Caddy, which obtains one "
+                    "automatically):"
+                ).format(domain=d)
+                + "\n"
                 + advice.indent(generate.caddy_snippet(d))
             )
         else:
@@ -498,9 +527,9 @@ class Diagnosis:
                 "domain-nxdomain",
                 _ERR,
                 d,
-                f"{d} does not exist in DNS (NXDOMAIN).",
+                _("{domain} does not exist in DNS (NXDOMAIN).").format(domain=d),
                 "RFC 5321 §5.1",
-                fix="Check the spelling, or register and delegate the domain.",
+                fix=_("Check the spelling, or register and delegate the domain."),
             )
             return []
         if answer.status.temporary:
@@ -508,9 +537,11 @@ class Diagnosis:
                 "mx-dns-failure",
                 _ERR,
                 d,
-                f"The MX lookup of {d} failed ({self.dns_failure(answer)}).",
+                _("The MX lookup of {domain} failed ({failure}).").format(
+                    domain=d, failure=self.dns_failure(answer)
+                ),
                 "RFC 5321 §5.1",
-                fix="Make every authoritative name server answer MX queries for the domain.",
+                fix=_("Make every authoritative name server answer MX queries for the domain."),
             )
             return []
         if answer.status is DnsStatus.NODATA:
@@ -519,21 +550,27 @@ class Diagnosis:
                 "mx-implicit",
                 _WARN,
                 d,
-                f"{d} has no MX record; senders deliver to {d} itself (implicit MX).",
+                _(
+                    "{domain} has no MX record; senders deliver to {domain} itself (implicit MX)."
+                ).format(domain=d),
                 "RFC 5321 §5.1",
-                fix=f"Publish an explicit MX record, e.g. `{d}. 3600 IN MX 10 mx.{d}.`",
+                fix=_("Publish an explicit MX record, e.g. `{record}`").format(
+                    record=f"{d}. 3600 IN MX 10 mx.{d}."
+                ),
             )
             records = [(0, d)]
         else:
             records = [(m.preference, m.exchange) for m in answer.records]
-        if any(not host for _, host in records):
+        if any(not host for _pref, host in records):
             # RFC 7505: a null MX says the domain accepts no mail.
             self.add(
                 "mx-null",
                 _INFO,
                 d,
-                f"{d} publishes a null MX (RFC 7505): it accepts no mail, so MTA-STS "
-                "protects nothing here.",
+                _(
+                    "{domain} publishes a null MX (RFC 7505): it accepts no mail, so MTA-STS "
+                    "protects nothing here."
+                ).format(domain=d),
                 "RFC 7505 §3",
             )
             return []
@@ -560,15 +597,16 @@ class Diagnosis:
             assert policy is not None
             fixed = advice.suggested_policy(d, [h.hostname for h in r.mx_hosts], policy)
             if enforcing:
-                message = (
-                    f"MX {host.hostname} is not listed in the policy's mx lines "
-                    f"({', '.join(policy.mx)}): senders refuse to deliver to it."
+                template = _(
+                    "MX {host} is not listed in the policy's mx lines "
+                    "({patterns}): senders refuse to deliver to it."
                 )
             else:
-                message = (
-                    f"MX {host.hostname} is not listed in the policy's mx lines "
-                    f"({', '.join(policy.mx)}): mail to it would bounce in enforce mode."
+                template = _(
+                    "MX {host} is not listed in the policy's mx lines "
+                    "({patterns}): mail to it would bounce in enforce mode."
                 )
+            message = template.format(host=host.hostname, patterns=", ".join(policy.mx))
             self.add(
                 "mx-not-covered",
                 _ERR if enforcing else _WARN,
@@ -586,7 +624,9 @@ class Diagnosis:
                         "policy-mx-unused",
                         _INFO,
                         pattern,
-                        f"The policy pattern {pattern!r} matches none of the current MX hosts.",
+                        _(
+                            "The policy pattern {pattern} matches none of the current MX hosts."
+                        ).format(pattern=repr(pattern)),
                         "RFC 8461 §4.1",
                     )
         for host in r.mx_hosts:
@@ -605,14 +645,18 @@ class Diagnosis:
             ADDRESS_NOT_ALLOWED,
             _ERR,
             host,
-            f"{what} {host} resolves to {reasons}. This service does not connect to "
-            "loopback, private, link-local, shared, multicast, reserved or other non-public "
-            "addresses, so that address was not checked; senders on the internet cannot "
-            "reach it either.",
+            _(
+                "{what} {host} resolves to {reasons}. This service does not connect to "
+                "loopback, private, link-local, shared, multicast, reserved or other "
+                "non-public addresses, so that address was not checked; senders on the "
+                "internet cannot reach it either."
+            ).format(what=what, host=host, reasons=reasons),
             "RFC 6890",
-            fix=f"Publish only public addresses for {host} (remove its "
-            f"{' and '.join(classes)} A/AAAA records). If it is an internal relay of this "
-            "service, its operator can allow the network (probe_allowed_networks).",
+            fix=_(
+                "Publish only public addresses for {host} (remove its {classes} A/AAAA "
+                "records). If it is an internal relay of this service, its operator can "
+                "allow the network (probe_allowed_networks)."
+            ).format(host=host, classes=_(" and ").join(classes)),
         )
 
     def _judge_probe_limits(self) -> None:
@@ -625,11 +669,15 @@ class Diagnosis:
                 PROBE_LIMIT,
                 _WARN,
                 self.d,
-                f"Only the {probed} most preferred of {len(r.mx_hosts)} MX hosts were checked "
-                f"(the limit per check); not checked: {', '.join(skipped)}.",
+                _(
+                    "Only the {probed} most preferred of {total} MX hosts were checked "
+                    "(the limit per check); not checked: {skipped}."
+                ).format(probed=probed, total=len(r.mx_hosts), skipped=", ".join(skipped)),
                 "RFC 8461 §4",
-                fix="Check the remaining MX hosts yourself (e.g. `mtasts check`) before "
-                "enforcing, or publish fewer MX hosts.",
+                fix=_(
+                    "Check the remaining MX hosts yourself (e.g. `mtasts check`) before "
+                    "enforcing, or publish fewer MX hosts."
+                ),
             )
         for h in r.mx_hosts:
             if h.unprobed:
@@ -637,8 +685,10 @@ class Diagnosis:
                     PROBE_LIMIT,
                     _WARN,
                     h.hostname,
-                    f"MX {h.hostname} has more addresses than are checked per MX host; "
-                    f"not checked: {', '.join(h.unprobed)}.",
+                    _(
+                        "MX {host} has more addresses than are checked per MX host; "
+                        "not checked: {addresses}."
+                    ).format(host=h.hostname, addresses=", ".join(h.unprobed)),
                     "RFC 8461 §4.2",
                 )
 
@@ -653,9 +703,13 @@ class Diagnosis:
                 "mx-no-address",
                 _ERR,
                 name,
-                f"MX {name} has no A or AAAA record ({status}); mail cannot be delivered to it.",
+                _(
+                    "MX {host} has no A or AAAA record ({status}); mail cannot be delivered to it."
+                ).format(host=name, status=status),
                 "RFC 5321 §5.1",
-                fix=f"Publish an A/AAAA record for {name}, or remove it from the MX set.",
+                fix=_("Publish an A/AAAA record for {host}, or remove it from the MX set.").format(
+                    host=name
+                ),
             )
             return
         # one finding per (host, code), naming every address concerned
@@ -675,7 +729,7 @@ class Diagnosis:
                 f"MX {name}{where}: {message}",
                 "RFC 8461 §4.2" if code != "mx-starttls-missing" else "RFC 8461 §4.2, RFC 3207",
                 rtype,
-                fix.format(host=name) if fix else None,
+                _(fix).format(host=name) if fix else None,
             )
 
     def _probe_problems(self, p: ProbeResult) -> list[tuple[str, ResultType | None, str]]:
@@ -692,14 +746,16 @@ class Diagnosis:
                 p.error_code,
                 ("mx-tls-handshake-failed", ResultType.VALIDATION_FAILURE, "{error}"),
             )
-            out.append((code, rtype, template.format(**fields)))
+            out.append((code, rtype, _(template).format(**fields)))
         if cert is not None and p.hostname_match is False:
-            names = ", ".join(cert.subject_alt_names) or "none"
+            names = ", ".join(cert.subject_alt_names) or _("none")
             out.append(
                 (
                     "mx-certificate-host-mismatch",
                     ResultType.CERTIFICATE_HOST_MISMATCH,
-                    f"The certificate names {names}, not {p.host} (RFC 6125 match).",
+                    _("The certificate names {names}, not {host} (RFC 6125 match).").format(
+                        names=names, host=p.host
+                    ),
                 )
             )
         expiry = judge_expiry(cert, self.now) if cert is not None else None
@@ -718,17 +774,17 @@ class Diagnosis:
             f"{host} ({', '.join(enforce_reason(f) for f in found)})" for host, found in failing
         )
         if enforcing:
-            message = (
+            message = _(
                 "No MX host is both listed in the policy and passing STARTTLS/certificate "
                 "checks: MTA-STS senders cannot deliver any mail to this domain."
             )
         else:
-            message = (
+            message = _(
                 "No MX host is both listed in the policy and passing STARTTLS/certificate "
                 "checks: switching to enforce would stop all mail from MTA-STS senders."
             )
         if named:
-            message += f" Failing: {named}."
+            message += " " + _("Failing: {hosts}.").format(hosts=named)
         steps = [
             f"- {host}: {found[0].fix.splitlines()[0] if found[0].fix else found[0].message}"
             for host, found in failing
@@ -740,7 +796,7 @@ class Diagnosis:
             message,
             "RFC 8461 §5",
             ResultType.VALIDATION_FAILURE,
-            "Keep `mode: testing` until at least one MX host listed in the policy passes"
+            _("Keep `mode: testing` until at least one MX host listed in the policy passes")
             + (":\n" + "\n".join(steps) if steps else "."),
         )
 
@@ -756,7 +812,9 @@ class Diagnosis:
                 "tlsrpt-dns-failure",
                 _WARN,
                 subject,
-                f"The TXT lookup of {subject} failed ({self.dns_failure(answer)}).",
+                _("The TXT lookup of {subject} failed ({failure}).").format(
+                    subject=subject, failure=self.dns_failure(answer)
+                ),
                 "RFC 8460 §3",
             )
             return
@@ -765,11 +823,14 @@ class Diagnosis:
         except TlsRptRecordError as exc:
             missing = exc.code == "tlsrpt-missing"
             message = (
-                f"{subject} has no TLS-RPT record: senders cannot tell you when TLS to your "
-                "MX hosts fails."
+                _(
+                    "{subject} has no TLS-RPT record: senders cannot tell you when TLS to your "
+                    "MX hosts fails."
+                ).format(subject=subject)
                 if missing
-                else exc.message
-                + ". The owner asked for reports and will get none: senders ignore the record."
+                else say(exc.message)
+                + ". "
+                + _("The owner asked for reports and will get none: senders ignore the record.")
             )
             self.add(
                 exc.code,
@@ -779,8 +840,10 @@ class Diagnosis:
                 subject,
                 message,
                 exc.rfc,
-                fix=exc.fix if exc.fix and not missing else advice.tlsrpt_record(d),
+                fix=say(exc.fix) if exc.fix and not missing else advice.tlsrpt_record(d),
             )
             return
         for note in r.tlsrpt.notes:
-            self.add(note.code, _WARN, subject, note.message, note.rfc, fix=advice.tlsrpt_record(d))
+            self.add(
+                note.code, _WARN, subject, say(note.message), note.rfc, fix=advice.tlsrpt_record(d)
+            )

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from mtasts.i18n import N_, _
+
 
 class Severity(StrEnum):
     ERROR = "error"
@@ -27,20 +29,20 @@ class StsFetchResult(StrEnum):
 
     @property
     def meaning(self) -> str:
-        return _MEANINGS[self]
+        return _(_MEANINGS[self])
 
 
 _MEANINGS = {
-    StsFetchResult.NONE: (
+    StsFetchResult.NONE: N_(
         "Senders see no usable MTA-STS policy (no single valid `_mta-sts` TXT record): "
         "they deliver with opportunistic TLS, unprotected against downgrade."
     ),
-    StsFetchResult.FETCH_ERROR: (
+    StsFetchResult.FETCH_ERROR: N_(
         "Senders see a `_mta-sts` record but cannot obtain a valid policy: they keep a cached "
         "policy if they have one, otherwise they deliver as if there were none, and report "
         "the failure in TLS-RPT."
     ),
-    StsFetchResult.VALID: "Senders find and accept the policy and apply it to every MX host.",
+    StsFetchResult.VALID: N_("Senders find and accept the policy and apply it to every MX host."),
 }
 
 

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from mtasts.check.findings import Severity, StsFetchResult
 from mtasts.check.result import CheckResult
+from mtasts.i18n import N_, _, ngettext
 from mtasts.net.certs import format_duration
 
 CSV_COLUMNS = (
@@ -34,6 +35,12 @@ _VERDICT_STYLE = {
     StsFetchResult.VALID: "bold green",
     StsFetchResult.FETCH_ERROR: "bold red",
     StsFetchResult.NONE: "bold yellow",
+}
+# The text view's label of each severity (the JSON keeps the value: error, warning, info).
+_SEVERITY_LABEL = {
+    Severity.ERROR: N_("ERROR"),
+    Severity.WARNING: N_("WARNING"),
+    Severity.INFO: N_("INFO"),
 }
 _SEVERITY_STYLE = {
     Severity.ERROR: ("✗", "red"),
@@ -85,7 +92,7 @@ def render_text(result: CheckResult, console: Console, *, verbose: bool = False)
         console.rule(style="red")
         for f in result.findings:
             console.print(
-                Text(f"✗ {f.code}  {f.message}\n  Fix: {f.fix or ''}", style="red"),
+                Text(f"✗ {f.code}  {f.message}\n  " + _("Fix:") + f" {f.fix or ''}", style="red"),
                 soft_wrap=True,
             )
         return
@@ -94,9 +101,14 @@ def render_text(result: CheckResult, console: Console, *, verbose: bool = False)
     head = Text()
     head.append(f"{result.domain}  ", style="bold")
     head.append(f"STSFetchResult.{verdict.value}", style=_VERDICT_STYLE[verdict])
-    summary = "all checks passed" if not (errors or warnings) else f"{errors} error(s), "
     if errors or warnings:
-        summary += f"{warnings} warning(s)"
+        summary = (
+            ngettext("{n} error", "{n} errors", errors).format(n=errors)
+            + ", "
+            + ngettext("{n} warning", "{n} warnings", warnings).format(n=warnings)
+        )
+    else:
+        summary = _("all checks passed")
     head.append(f"   {summary}\n", style="dim" if errors or warnings else "green")
     head.append(verdict.meaning, style="italic")
     parts: list[Table | Text | Group] = [head]
@@ -105,7 +117,8 @@ def render_text(result: CheckResult, console: Console, *, verbose: bool = False)
             continue
         mark, style = _SEVERITY_STYLE[f.severity]
         block = Text()
-        block.append(f"\n{mark} {f.severity.value.upper():<7}", style=f"bold {style}")
+        label = _(_SEVERITY_LABEL[f.severity])
+        block.append(f"\n{mark} {label:<7}", style=f"bold {style}")
         block.append(f" {f.code}", style=style)
         block.append(f"  {f.subject}", style="dim")
         block.append(f"  [{f.rfc}]", style="dim")
@@ -113,7 +126,7 @@ def render_text(result: CheckResult, console: Console, *, verbose: bool = False)
             block.append(f"  TLS-RPT: {f.tlsrpt_result_type.value}", style="dim")
         block.append(f"\n  {f.message}")
         if f.fix:
-            block.append("\n  Fix: ", style="bold")
+            block.append("\n  " + _("Fix:") + " ", style="bold")
             block.append(f.fix.replace("\n", "\n       "))
         parts.append(block)
     parts.append(_details(result))
@@ -133,10 +146,10 @@ def _details(r: CheckResult) -> Table:
     if r.policy:
         p = r.policy
         table.add_row(
-            "policy", f"mode={p.mode.value}  max_age={p.max_age}  mx={', '.join(p.mx) or '—'}"
+            _("policy"), f"mode={p.mode.value}  max_age={p.max_age}  mx={', '.join(p.mx) or '—'}"
         )
     elif r.fetch is not None:
-        table.add_row("policy", escape(f"{r.fetch.url}: {r.fetch.error_code or 'invalid'}"))
+        table.add_row(_("policy"), escape(f"{r.fetch.url}: {r.fetch.error_code or 'invalid'}"))
     for h in r.mx_hosts:
         if not h.probes:
             addrs = ", ".join(h.addresses.addresses) if h.addresses else ""
@@ -149,9 +162,13 @@ def _details(r: CheckResult) -> Table:
                 bits.append(probe.tls_version)
             if cert:
                 left = cert.not_after - r.checked_at  # in hours under two days, never "0 d"
-                bits.append(f"cert until {cert.not_after:%Y-%m-%d} ({format_duration(left)})")
-            bits.append("ok" if probe.ok else (probe.error_code or "certificate name mismatch"))
-            cover = {True: "in policy", False: "NOT in policy", None: ""}[h.matches_policy]
+                bits.append(
+                    _("cert until {date} ({left})").format(
+                        date=f"{cert.not_after:%Y-%m-%d}", left=format_duration(left)
+                    )
+                )
+            bits.append("ok" if probe.ok else (probe.error_code or _("certificate name mismatch")))
+            cover = {True: _("in policy"), False: _("NOT in policy"), None: ""}[h.matches_policy]
             table.add_row(f"MX {h.preference}", f"{h.hostname}  {cover}  " + "  ".join(bits))
     table.add_row("_smtp._tls", escape(r.tlsrpt.raw) if r.tlsrpt else "—")
     return table

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mtasts.check.findings import Finding, Severity, StsFetchResult
+from mtasts.i18n import _
 from mtasts.net.addresses import AddressVerdict
 from mtasts.net.certs import CertInfo
 from mtasts.net.dns import AddressAnswer, DnsAnswer, MxAnswer
@@ -120,7 +121,7 @@ class CheckResult:
             return {
                 "domain": self.domain,
                 "sts_fetch_result": None,
-                "sts_fetch_result_meaning": "not checked: the input is not a domain name",
+                "sts_fetch_result_meaning": _("not checked: the input is not a domain name"),
                 "line": self.input_line,
                 "findings": [f.to_dict() for f in self.findings],
             }
@@ -191,10 +192,12 @@ def input_invalid(text: str, line: int, problem: str) -> CheckResult:
             "input-invalid",
             Severity.ERROR,
             f"line {line}",
-            f"line {line}: {problem}",
+            _("line {line}: {problem}").format(line=line, problem=problem),
             "RFC 1035 §2.3.1",
-            fix="Give one mail domain per line (the part after @, e.g. example.com); "
-            "'#' starts a comment.",
+            fix=_(
+                "Give one mail domain per line (the part after @, e.g. example.com); "
+                "'#' starts a comment."
+            ),
         )
     )
     return result

@@ -39,6 +39,7 @@ from mtasts.hosting.claims import (
 from mtasts.hosting.delegation import Verification, verify_delegation
 from mtasts.hosting.lifecycle import end_hosting, purge_name_data
 from mtasts.hosting.snapshot import Hosted, Snapshot
+from mtasts.i18n import _
 from mtasts.monitor.alerts import Event, Notifier
 from mtasts.net.addresses import ProbePolicy
 from mtasts.net.dns import DnsStatus, Resolver
@@ -683,7 +684,7 @@ class HostingService:
         """What senders would hit if ``policy`` were enforced now (RFC 8461 §5): the
         errors, and every MX host that would fail with its reason and fix."""
         result = asyncio.run(self.checker().check_policy(domain, policy))
-        hosted_fix = (
+        hosted_fix = _(
             "Add {host} to the policy's mx list (or refresh the mx list from the live MX "
             "records); mtasts serves the new policy and id itself."
         )
@@ -773,9 +774,17 @@ class HostingService:
                 raise ServiceError(
                     409,
                     "enforce-refused",
-                    f"Switching {domain_name} to enforce would make senders refuse mail"
-                    + (f": {hosts} would fail" if hosts else "")
-                    + ". Fix them, or force with a reason.",
+                    (
+                        _(
+                            "Switching {domain} to enforce would make senders refuse mail: "
+                            "{hosts} would fail. Fix them, or force with a reason."
+                        )
+                        if hosts
+                        else _(
+                            "Switching {domain} to enforce would make senders refuse mail. "
+                            "Fix them, or force with a reason."
+                        )
+                    ).format(domain=domain_name, hosts=hosts),
                     {"findings": guard.findings, "failing_mx": guard.failing_mx},
                 )
         with self.sessions.begin() as db:

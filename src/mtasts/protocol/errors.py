@@ -4,6 +4,29 @@ reference and, where one exists, a fix. Parsers raise only these."""
 from __future__ import annotations
 
 
+class Text(str):
+    """An English message that keeps its template and fields, so an interface can say it
+    in the reader's language (``mtasts.i18n.say``). The protocol layer itself stays pure:
+    no language, no catalogue; the English text is the string itself. Fields may be Text
+    too (a reason inside a sentence) and are said in the same language."""
+
+    template: str
+    fields: dict[str, object]
+
+    def __new__(cls, template: str, /, **fields: object) -> Text:
+        self = super().__new__(cls, template.format(**fields) if fields else template)
+        self.template = template
+        self.fields = fields
+        return self
+
+    def __reduce__(self) -> tuple[object, tuple[str, dict[str, object]]]:
+        return _text, (self.template, self.fields)  # pickled into --jobs workers
+
+
+def _text(template: str, fields: dict[str, object]) -> Text:
+    return Text(template, **fields)
+
+
 class ProtocolError(ValueError):
     """A rule of RFC 8461 / RFC 8460 is broken by some input.
 

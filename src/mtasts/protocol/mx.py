@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import idna
 
-from mtasts.protocol.errors import MxPatternError
+from mtasts.protocol.errors import MxPatternError, Text
 
 RFC_PATTERN = "RFC 8461 §3.2"
 RFC_MATCH = "RFC 8461 §4.1"
@@ -22,25 +22,30 @@ _MAX_NAME = 253
 _LENIENT_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
-def _name_problem(name: str) -> str | None:
+def _name_problem(name: str) -> Text | None:
     """Say what is wrong with a lower-case ASCII name without trailing dot, or None."""
     if not name:
-        return "the name is empty"
+        return Text("the name is empty")
     if len(name) > _MAX_NAME:
-        return f"the name is {len(name)} characters long (at most {_MAX_NAME})"
+        return Text(
+            "the name is {length} characters long (at most {limit})",
+            length=len(name),
+            limit=_MAX_NAME,
+        )
     for label in name.split("."):
         if not label:
-            return "it has an empty label (a leading dot or '..')"
+            return Text("it has an empty label (a leading dot or '..')")
         if not _LABEL.fullmatch(label):
-            return (
-                f"label {label!r} must be 1-63 letters, digits or hyphens, "
-                "not starting or ending with a hyphen"
+            return Text(
+                "label {label!r} must be 1-63 letters, digits or hyphens, "
+                "not starting or ending with a hyphen",
+                label=label,
             )
         if label.startswith("xn--"):
             try:
                 idna.decode(label)
             except ValueError:  # idna.IDNAError and UnicodeError are ValueErrors
-                return f"label {label!r} is not a valid A-label (Punycode)"
+                return Text("label {label!r} is not a valid A-label (Punycode)", label=label)
     return None
 
 
@@ -53,14 +58,18 @@ def to_alabel(name: str) -> str:
             ascii_name = idna.encode(name, uts46=True).decode("ascii")
         except ValueError as exc:
             raise MxPatternError(
-                "mx-invalid", f"{name!r} is not a valid host name: {exc}", RFC_MATCH
+                "mx-invalid",
+                Text("{name!r} is not a valid host name: {problem}", name=name, problem=str(exc)),
+                RFC_MATCH,
             ) from None
     # RFC 8461 §4.1: matching is case-insensitive and ignores a trailing dot.
     ascii_name = ascii_name.lower().removesuffix(".")
     problem = _name_problem(ascii_name)
     if problem:
         raise MxPatternError(
-            "mx-invalid", f"{name!r} is not a valid host name: {problem}", RFC_MATCH
+            "mx-invalid",
+            Text("{name!r} is not a valid host name: {problem}", name=name, problem=problem),
+            RFC_MATCH,
         )
     return ascii_name
 
@@ -113,7 +122,11 @@ def validate_mx_pattern(pattern: str) -> str:
     if _is_ip_literal(pattern):
         raise MxPatternError(
             "mx-ip-literal",
-            f"{pattern!r} is an IP address; mx patterns must be the host names of your MX records",
+            Text(
+                "{pattern!r} is an IP address; mx patterns must be the host names of your MX "
+                "records",
+                pattern=pattern,
+            ),
             RFC_PATTERN,
         )
     # RFC 8461 §3.2: IDNs "MUST specify the Punycode-encoded A-label", not the U-label.
@@ -121,8 +134,11 @@ def validate_mx_pattern(pattern: str) -> str:
         alabel = _pattern_alabel(pattern)
         raise MxPatternError(
             "mx-ulabel",
-            f"{pattern!r} contains non-ASCII characters; write internationalised names "
-            "as A-labels (Punycode, xn--...)",
+            Text(
+                "{pattern!r} contains non-ASCII characters; write internationalised names "
+                "as A-labels (Punycode, xn--...)",
+                pattern=pattern,
+            ),
             RFC_PATTERN,
             f"mx: {alabel}" if alabel else None,
         )
@@ -133,13 +149,21 @@ def validate_mx_pattern(pattern: str) -> str:
     if "*" in rest:
         raise MxPatternError(
             "mx-wildcard",
-            f"{pattern!r}: '*' is only allowed as the whole left-most label, as in '*.example.com'",
+            Text(
+                "{pattern!r}: '*' is only allowed as the whole left-most label, as in "
+                "'*.example.com'",
+                pattern=pattern,
+            ),
             RFC_PATTERN,
         )
     problem = _name_problem(rest)
     if problem:
         raise MxPatternError(
-            "mx-invalid", f"{pattern!r} is not a valid mx pattern: {problem}", RFC_PATTERN
+            "mx-invalid",
+            Text(
+                "{pattern!r} is not a valid mx pattern: {problem}", pattern=pattern, problem=problem
+            ),
+            RFC_PATTERN,
         )
     return lowered
 
@@ -164,17 +188,23 @@ def sender_accepted_pattern(pattern: str) -> tuple[str, str, str] | None:
             return (
                 lowered,
                 "mx-ip-address",
-                f"{pattern!r} looks like an IP address, but MX records name hosts, never "
-                "addresses (RFC 5321 §5.1): this line covers no MX host",
+                Text(
+                    "{pattern!r} looks like an IP address, but MX records name hosts, never "
+                    "addresses (RFC 5321 §5.1): this line covers no MX host",
+                    pattern=pattern,
+                ),
             )
     rest = lowered[2:] if lowered.startswith("*.") else lowered
     if "_" in rest and "*" not in rest and _match_form(rest) == rest:
         return (
             lowered,
             "mx-underscore",
-            f"{pattern!r} has an underscore, which host names may not contain (RFC 5321 "
-            "§4.1.2): senders that compare names as text match it to an MX host of exactly "
-            "that name, senders that validate names match nothing with it",
+            Text(
+                "{pattern!r} has an underscore, which host names may not contain (RFC 5321 "
+                "§4.1.2): senders that compare names as text match it to an MX host of "
+                "exactly that name, senders that validate names match nothing with it",
+                pattern=pattern,
+            ),
         )
     return None
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from mtasts.protocol.errors import MxPatternError, PolicyError
+from mtasts.protocol.errors import MxPatternError, PolicyError, Text
 from mtasts.protocol.mx import sender_accepted_pattern, validate_mx_pattern
 from mtasts.protocol.record import EXT_NAME
 
@@ -74,9 +74,11 @@ class Policy:
         if parsed != self:  # notes do not take part in equality
             raise PolicyError(
                 "policy-syntax",
-                "the policy does not parse back to itself: mx patterns must be lower-case "
-                "without trailing dot, extension keys unique and not version/mode/mx/max_age, "
-                "values without line breaks",
+                Text(
+                    "the policy does not parse back to itself: mx patterns must be lower-case "
+                    "without trailing dot, extension keys unique and not "
+                    "version/mode/mx/max_age, values without line breaks"
+                ),
                 RFC,
             )
         return text
@@ -88,12 +90,24 @@ def _decode(data: bytes | str) -> str:
     try:
         text = data.decode("utf-8")  # a UTF-8 BOM survives decoding as U+FEFF
     except UnicodeDecodeError as exc:
-        utf16 = " (it looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
         raise PolicyError(
             "policy-encoding",
-            f"byte {data[exc.start]:#04x} at offset {exc.start} is not UTF-8{utf16}",
+            (
+                Text(
+                    "byte {byte} at offset {offset} is not UTF-8 (it looks like UTF-16)",
+                    byte=f"{data[exc.start]:#04x}",
+                    offset=exc.start,
+                )
+                if utf16
+                else Text(
+                    "byte {byte} at offset {offset} is not UTF-8",
+                    byte=f"{data[exc.start]:#04x}",
+                    offset=exc.start,
+                )
+            ),
             RFC,
-            "save the policy as UTF-8 (plain ASCII is best)",
+            Text("save the policy as UTF-8 (plain ASCII is best)"),
         ) from None
     return _check_bom(text)
 
@@ -103,9 +117,9 @@ def _check_bom(text: str) -> str:
     if text.startswith("\ufeff"):
         raise PolicyError(
             "policy-bom",
-            "the policy starts with a UTF-8 byte order mark (EF BB BF)",
+            Text("the policy starts with a UTF-8 byte order mark (EF BB BF)"),
             RFC,
-            "save the policy as UTF-8 without BOM",
+            Text("save the policy as UTF-8 without BOM"),
         )
     return text
 
@@ -117,9 +131,12 @@ def _split_lines(text: str) -> tuple[list[str], list[PolicyNote]]:
         line = text.count("\n", 0, bare_cr.start()) + 1
         raise PolicyError(
             "policy-syntax",
-            f"line {line} ends with a bare CR (old Mac line ending); lines must end with CRLF",
+            Text(
+                "line {line} ends with a bare CR (old Mac line ending); lines must end with CRLF",
+                line=line,
+            ),
             RFC,
-            "save the policy with CRLF line endings",
+            Text("save the policy with CRLF line endings"),
         )
     pieces = text.split("\n")
     terminated = pieces[:-1]
@@ -130,38 +147,53 @@ def _split_lines(text: str) -> tuple[list[str], list[PolicyNote]]:
         notes.append(
             PolicyNote(
                 "policy-lf-endings",
-                "lines end with LF only; the ABNF allows it, the text says CRLF "
-                "(erratum 6253): CRLF is the safe choice",
+                Text(
+                    "lines end with LF only; the ABNF allows it, the text says CRLF "
+                    "(erratum 6253): CRLF is the safe choice"
+                ),
                 RFC,
             )
         )
     return [line.removesuffix("\r") for line in pieces], notes
 
 
-def _near(key: str, seen: list[tuple[str, str]]) -> str:
-    """A hint naming a key that was probably meant as ``key`` (wrong case, '-' for '_')."""
+def _near(key: str, seen: list[tuple[str, str]]) -> str | None:
+    """A key that was probably meant as ``key`` (wrong case, '-' for '_'), or None."""
     for other, _ in seen:
         if other.lower().replace("-", "_") == key:
-            return f" (found {other!r}: keys are case-sensitive, write {key!r})"
-    return ""
+            return other
+    return None
 
 
 def _check_single(key: str, value: str, line: int) -> str:
     """Validate version, mode or max_age; return the value or raise PolicyError."""
-    where = f"line {line}: {key}: {value!r}"
+    where = {"line": line, "key": key, "value": value}
     if key == "version" and value != "STSv1":
         # RFC 8461 §3.2: sts-policy-version-value = %s"STSv1"
-        case = " (the value is case-sensitive)" if value.lower() == "stsv1" else ""
-        raise PolicyError(
-            "policy-version-invalid", f"{where} must be 'STSv1'{case}", RFC, "version: STSv1"
+        message = (
+            Text(
+                "line {line}: {key}: {value!r} must be 'STSv1' (the value is case-sensitive)",
+                **where,
+            )
+            if value.lower() == "stsv1"
+            else Text("line {line}: {key}: {value!r} must be 'STSv1'", **where)
         )
+        raise PolicyError("policy-version-invalid", message, RFC, "version: STSv1")
     if key == "mode" and value not in _MODES:
         # RFC 8461 §3.2: sts-policy-mode-value = %s"testing" / %s"enforce" / %s"none"
         lower = value.lower()
-        case = " (values are case-sensitive)" if lower in _MODES else ""
+        case = lower in _MODES
         raise PolicyError(
             "policy-mode-invalid",
-            f"{where} must be one of enforce, testing, none{case}",
+            Text(
+                "line {line}: {key}: {value!r} must be one of enforce, testing, none (values "
+                "are case-sensitive)",
+                **where,
+            )
+            if case
+            else Text(
+                "line {line}: {key}: {value!r} must be one of enforce, testing, none", **where
+            ),
             RFC,
             f"mode: {lower if case else 'testing'}",
         )
@@ -170,14 +202,23 @@ def _check_single(key: str, value: str, line: int) -> str:
         if not _MAX_AGE.fullmatch(value):
             raise PolicyError(
                 "policy-max-age-invalid",
-                f"{where} must be a number of seconds (1-10 digits, no unit or sign)",
+                Text(
+                    "line {line}: {key}: {value!r} must be a number of seconds (1-10 digits, "
+                    "no unit or sign)",
+                    **where,
+                ),
                 RFC,
                 "max_age: 604800",
             )
         if int(value) > MAX_AGE_LIMIT:
             raise PolicyError(
                 "policy-max-age-invalid",
-                f"{where} exceeds the maximum of {MAX_AGE_LIMIT} seconds (about one year)",
+                Text(
+                    "line {line}: {key}: {value!r} exceeds the maximum of {limit} seconds "
+                    "(about one year)",
+                    limit=MAX_AGE_LIMIT,
+                    **where,
+                ),
                 RFC,
                 f"max_age: {MAX_AGE_LIMIT}",
             )
@@ -192,9 +233,39 @@ def _check_mx(value: str, line: int) -> tuple[str, PolicyNote | None]:
         if accepted is not None:
             # RFC 8461 §3.2: a valid Domain keeps the policy valid, as senders see it.
             pattern, code, message = accepted
-            return pattern, PolicyNote(_MX_NOTES[code], f"line {line}: {message}", RFC)
+            return pattern, PolicyNote(
+                _MX_NOTES[code], Text("line {line}: {message}", line=line, message=message), RFC
+            )
         code = _MX_CODES.get(exc.code, "policy-mx-invalid")
-        raise PolicyError(code, f"line {line}: {exc.message}", exc.rfc, exc.fix) from None
+        raise PolicyError(
+            code, Text("line {line}: {message}", line=line, message=exc.message), exc.rfc, exc.fix
+        ) from None
+
+
+def _missing_line(key: str, near: str | None) -> Text:
+    if near is None:
+        return Text("the policy has no '{key}:' line", key=key)
+    return Text(
+        "the policy has no '{key}:' line (found {near!r}: keys are case-sensitive, write {key!r})",
+        key=key,
+        near=near,
+    )
+
+
+def _mx_missing(mode: Mode, near: str | None) -> Text:
+    if near is None:
+        return Text(
+            "mode is {mode} but the policy has no 'mx:' line; list each MX host name (or a "
+            "'*.' pattern covering it) on its own line",
+            mode=str(mode),
+        )
+    return Text(
+        "mode is {mode} but the policy has no 'mx:' line (found {near!r}: keys are "
+        "case-sensitive, write 'mx'); list each MX host name (or a '*.' pattern covering it) "
+        "on its own line",
+        mode=str(mode),
+        near=near,
+    )
 
 
 def parse_policy(data: bytes | str) -> Policy:
@@ -214,7 +285,7 @@ def parse_policy(data: bytes | str) -> Policy:
     if not any(line.strip(" \t") for line in lines):
         raise PolicyError(
             "policy-empty",
-            "the policy file is empty",
+            Text("the policy file is empty"),
             RFC,
             "version: STSv1\r\nmode: testing\r\nmx: <your MX host>\r\nmax_age: 604800",
         )
@@ -224,7 +295,7 @@ def parse_policy(data: bytes | str) -> Policy:
     for n, line in enumerate(lines, 1):
         if not line.strip(" \t"):
             # Not in the ABNF, but harmless in practice: senders skip blank lines.
-            notes.append(PolicyNote("policy-blank-line", f"line {n} is blank", RFC))
+            notes.append(PolicyNote("policy-blank-line", Text("line {line} is blank", line=n), RFC))
             continue
         key, colon, raw_value = line.partition(":")
         # RFC 8461 §3.2: sts-policy-field-delim = ":" *WSP, and a field may end with *WSP.
@@ -232,30 +303,43 @@ def parse_policy(data: bytes | str) -> Policy:
         if not colon:
             raise PolicyError(
                 "policy-syntax",
-                f"line {n} has no ':' between key and value: {line[:60]!r}",
+                Text(
+                    "line {line} has no ':' between key and value: {text!r}",
+                    line=n,
+                    text=line[:60],
+                ),
                 RFC,
-                "write each line as 'key: value', e.g. 'mode: testing'",
+                Text("write each line as 'key: value', e.g. 'mode: testing'"),
             )
         if not key.isascii():
             chars = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(key) if not c.isascii())
             raise PolicyError(
                 "policy-non-ascii-key",
-                f"line {n}: key {key!r} contains non-ASCII characters ({chars})",
+                Text(
+                    "line {line}: key {key!r} contains non-ASCII characters ({chars})",
+                    line=n,
+                    key=key,
+                    chars=chars,
+                ),
                 RFC,
-                "retype the key in plain ASCII",
+                Text("retype the key in plain ASCII"),
             )
         # RFC 8461 §3.2: keys are sts-policy-ext-name, directly followed by ':' (no WSP).
         if not EXT_NAME.fullmatch(key):
             bare = key.strip(" \t")
             if EXT_NAME.fullmatch(bare):
-                message = f"line {n}: no whitespace is allowed before the key or before ':'"
-                fix = f"{bare}: {value}"
-            else:
-                message = (
-                    f"line {n}: {key!r} is not a key (1-32 letters, digits, '_', '-', '.', "
-                    "starting with a letter or digit)"
+                message = Text(
+                    "line {line}: no whitespace is allowed before the key or before ':'", line=n
                 )
-                fix = "write each line as 'key: value', e.g. 'mode: testing'"
+                fix: str = f"{bare}: {value}"
+            else:
+                message = Text(
+                    "line {line}: {key!r} is not a key (1-32 letters, digits, '_', '-', '.', "
+                    "starting with a letter or digit)",
+                    line=n,
+                    key=key,
+                )
+                fix = Text("write each line as 'key: value', e.g. 'mode: testing'")
             raise PolicyError("policy-syntax", message, RFC, fix)
         if key == "mx":
             # RFC 8461 §3.2: "mx" is the one key that may repeat.
@@ -267,7 +351,12 @@ def parse_policy(data: bytes | str) -> Policy:
                 notes.append(
                     PolicyNote(
                         "policy-mx-trailing-dot",
-                        f"line {n}: 'mx: {value}' ends with a dot; it is ignored when matching",
+                        Text(
+                            "line {line}: 'mx: {value}' ends with a dot; it is ignored when "
+                            "matching",
+                            line=n,
+                            value=value,
+                        ),
                         "RFC 8461 §4.1",
                     )
                 )
@@ -275,7 +364,11 @@ def parse_policy(data: bytes | str) -> Policy:
             notes.append(
                 PolicyNote(
                     "policy-duplicate-key",
-                    f"line {n}: {key!r} repeats; the first occurrence is used",
+                    Text(
+                        "line {line}: {key!r} repeats; the first occurrence is used",
+                        line=n,
+                        key=key,
+                    ),
                     RFC,
                 )
             )
@@ -285,14 +378,22 @@ def parse_policy(data: bytes | str) -> Policy:
             # RFC 8461 §3.2: "If a parser encounters a field with an unknown key it MUST ignore it."
             extensions.append((key, value))
             notes.append(
-                PolicyNote("policy-unknown-key", f"line {n}: unknown key {key!r} ignored", RFC)
+                PolicyNote(
+                    "policy-unknown-key",
+                    Text("line {line}: unknown key {key!r} ignored", line=n, key=key),
+                    RFC,
+                )
             )
         else:
             notes.append(
                 PolicyNote(
                     "policy-extension-invalid",
-                    f"line {n}: unknown key {key!r} has an empty value or control characters; "
-                    "ignored",
+                    Text(
+                        "line {line}: unknown key {key!r} has an empty value or control "
+                        "characters; ignored",
+                        line=n,
+                        key=key,
+                    ),
                     RFC,
                 )
             )
@@ -301,7 +402,7 @@ def parse_policy(data: bytes | str) -> Policy:
             # RFC 8461 §3.2: version, mode and max_age are each "required once".
             raise PolicyError(
                 f"policy-{key.replace('_', '-')}-missing",
-                f"the policy has no '{key}:' line{_near(key, extensions)}",
+                _missing_line(key, _near(key, extensions)),
                 RFC,
                 f"{key}: {example}",
             )
@@ -310,8 +411,7 @@ def parse_policy(data: bytes | str) -> Policy:
         # RFC 8461 §3.2: mx is "required at least once, except when mode is "none"".
         raise PolicyError(
             "policy-mx-missing",
-            f"mode is {mode} but the policy has no 'mx:' line{_near('mx', extensions)}; list "
-            "each MX host name (or a '*.' pattern covering it) on its own line",
+            _mx_missing(mode, _near("mx", extensions)),
             RFC,
             "mx: <MX host name from your MX records>",
         )

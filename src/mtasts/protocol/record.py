@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from mtasts.protocol.errors import RecordError
+from mtasts.protocol.errors import RecordError, Text
 
 RFC = "RFC 8461 §3.1"
 VERSION = "v=STSv1"
@@ -29,7 +29,7 @@ class RecordNote:
     """A non-fatal observation about a record senders accept (e.g. a space before ';')."""
 
     code: str
-    message: str
+    message: str  # a Text: interfaces say it in the reader's language
     rfc: str
 
 
@@ -38,9 +38,13 @@ def lone_record_note(raw: str, version: str, rfc: str, code: str) -> RecordNote:
     ``version;`` (whitespace before the first ';')."""
     return RecordNote(
         code,
-        f"{raw!r} has whitespace before the first ';'. The grammar allows it (*WSP \";\" "
-        f"*WSP) and a lone record is judged by the grammar, but literal-minded senders look "
-        f"for {version + ';'!r} and may drop it; write {version + ';'!r} with no space.",
+        Text(
+            "{raw!r} has whitespace before the first ';'. The grammar allows it "
+            '(*WSP ";" *WSP) and a lone record is judged by the grammar, but literal-minded '
+            "senders look for {tag!r} and may drop it; write {tag!r} with no space.",
+            raw=raw,
+            tag=version + ";",
+        ),
         rfc,
     )
 
@@ -51,27 +55,43 @@ def is_quoted(raw: str, version: str) -> bool:
     return raw.lstrip(" \t").startswith('"') and raw.strip(' \t"').startswith(version)
 
 
-def version_problem(raw: str, version: str, *, several: bool) -> str:
+def version_problem(raw: str, version: str, *, several: bool) -> Text:
     """Say exactly why senders discard ``raw``, a record clearly meant as ``version``."""
     if is_quoted(raw, version):
-        return (
-            f"{raw!r} contains literal double quotes ('\"'): they are part of the TXT value, "
-            f"so it does not begin with {version + ';'!r}; remove the quotes from the value "
-            "in your DNS tool (zone files quote TXT data, the value itself has none)"
+        return Text(
+            "{raw!r} contains literal double quotes ('\"'): they are part of the TXT value, "
+            "so it does not begin with {tag!r}; remove the quotes from the value "
+            "in your DNS tool (zone files quote TXT data, the value itself has none)",
+            raw=raw,
+            tag=version + ";",
         )
     if raw[:1] in (" ", "\t"):
-        return f"{raw!r} starts with whitespace: nothing may come before {version!r}"
-    if not raw.startswith(version):
-        return f"{raw!r} does not begin with exactly {version!r}: the version tag is case-sensitive"
-    if several and raw[len(version) :].lstrip(" \t").startswith(";"):
-        return (
-            f"{raw!r} has whitespace before the first ';': when several TXT records come "
-            f"back, senders discard every record not beginning exactly with {version + ';'!r}"
+        return Text(
+            "{raw!r} starts with whitespace: nothing may come before {version!r}",
+            raw=raw,
+            version=version,
         )
-    return f"{raw!r}: {version!r} must be followed directly by ';' and the fields"
+    if not raw.startswith(version):
+        return Text(
+            "{raw!r} does not begin with exactly {version!r}: the version tag is case-sensitive",
+            raw=raw,
+            version=version,
+        )
+    if several and raw[len(version) :].lstrip(" \t").startswith(";"):
+        return Text(
+            "{raw!r} has whitespace before the first ';': when several TXT records come "
+            "back, senders discard every record not beginning exactly with {tag!r}",
+            raw=raw,
+            tag=version + ";",
+        )
+    return Text(
+        "{raw!r}: {version!r} must be followed directly by ';' and the fields",
+        raw=raw,
+        version=version,
+    )
 
 
-def split_fields(raw: str, version: str) -> tuple[list[tuple[str, str]], str | None]:
+def split_fields(raw: str, version: str) -> tuple[list[tuple[str, str]], Text | None]:
     """Split ``version 1*(delim field) [delim]`` into (name, value) pairs.
 
     The second item says what is wrong with the syntax, or is None. ``raw`` must already
@@ -80,19 +100,23 @@ def split_fields(raw: str, version: str) -> tuple[list[tuple[str, str]], str | N
     head, *fields = FIELD_DELIM.split(raw[len(version) :])
     if head:
         if not head.strip(" \t"):
-            return [], f"whitespace after {version!r} is only allowed around a ';'"
-        return [], f"expected ';' after {version!r}, found {head[:20]!r}"
+            return [], Text(
+                "whitespace after {version!r} is only allowed around a ';'", version=version
+            )
+        return [], Text(
+            "expected ';' after {version!r}, found {found!r}", version=version, found=head[:20]
+        )
     if fields and not fields[-1]:
         fields.pop()  # a single trailing delimiter is allowed
     pairs = []
     for text in fields:
         if not text:
-            return [], "empty field: two ';' in a row"
+            return [], Text("empty field: two ';' in a row")
         if text != text.rstrip(" \t"):
-            return [], "whitespace at the end is only allowed after a ';'"
+            return [], Text("whitespace at the end is only allowed after a ';'")
         name, eq, value = text.partition("=")
         if not eq:
-            return [], f"field {text[:40]!r} has no '=' (fields are name=value)"
+            return [], Text("field {field!r} has no '=' (fields are name=value)", field=text[:40])
         pairs.append((name, value))
     return pairs, None
 
@@ -109,15 +133,15 @@ def record_fix(domain: str | None, id_: str | None = None) -> str:
     return f'{owner} TXT "{VERSION}; id={_suggest_id(id_)}"'
 
 
-def _id_problem(value: str) -> str:
+def _id_problem(value: str) -> Text:
     if not value:
-        return "it is empty"
+        return Text("it is empty")
     if '"' in value:
-        return "it contains literal double quotes ('\"'), which belong around the TXT data"
+        return Text("it contains literal double quotes ('\"'), which belong around the TXT data")
     if len(value) > 32:
-        return f"it is {len(value)} characters long"
+        return Text("it is {length} characters long", length=len(value))
     bad = sorted({c for c in value if not (c.isascii() and c.isalnum())})
-    return "it contains " + ", ".join(repr(c) for c in bad)
+    return Text("it contains {characters}", characters=", ".join(repr(c) for c in bad))
 
 
 @dataclass(frozen=True)
@@ -136,8 +160,11 @@ class StsRecord:
         if parse_sts_record(text) != self:
             raise RecordError(
                 "record-syntax",
-                f"extension fields {self.extensions!r} are not name=value pairs of the record "
-                "grammar (or repeat 'id')",
+                Text(
+                    "extension fields {extensions!r} are not name=value pairs of the record "
+                    "grammar (or repeat 'id')",
+                    extensions=self.extensions,
+                ),
                 RFC,
             )
         return text
@@ -161,8 +188,12 @@ def parse_sts_record(raw: str, *, domain: str | None = None) -> StsRecord:
     if not starts_with_version(raw, VERSION):
         raise RecordError(
             "record-version",
-            f"the record must begin with exactly {VERSION!r} (case-sensitive, nothing before "
-            f"it), found {raw[:20]!r}",
+            Text(
+                "the record must begin with exactly {version!r} (case-sensitive, nothing "
+                "before it), found {found!r}",
+                version=VERSION,
+                found=raw[:20],
+            ),
             RFC,
             record_fix(domain, _find_id(raw)),
         )
@@ -170,7 +201,10 @@ def parse_sts_record(raw: str, *, domain: str | None = None) -> StsRecord:
     if problem:
         # RFC 8461 §3.1: sts-field-delim = *WSP ";" *WSP between name=value fields.
         raise RecordError(
-            "record-syntax", f"{problem}: {raw!r}", RFC, record_fix(domain, _find_id(raw))
+            "record-syntax",
+            Text("{problem}: {raw!r}", problem=problem, raw=raw),
+            RFC,
+            record_fix(domain, _find_id(raw)),
         )
     ids: list[str] = []
     extensions: list[tuple[str, str]] = []
@@ -179,8 +213,12 @@ def parse_sts_record(raw: str, *, domain: str | None = None) -> StsRecord:
             if not _ID.fullmatch(value):
                 raise RecordError(
                     "record-id-invalid",
-                    f"id={value!r} is invalid: {_id_problem(value)}; the id must be 1-32 "
-                    "letters or digits (A-Z, a-z, 0-9), no dashes, dots or spaces",
+                    Text(
+                        "id={value!r} is invalid: {problem}; the id must be 1-32 letters or "
+                        "digits (A-Z, a-z, 0-9), no dashes, dots or spaces",
+                        value=value,
+                        problem=_id_problem(value),
+                    ),
                     RFC,
                     record_fix(domain, value),
                 )
@@ -191,18 +229,27 @@ def parse_sts_record(raw: str, *, domain: str | None = None) -> StsRecord:
         else:
             raise RecordError(
                 "record-extension-invalid",
-                f"field {name}={value!r} is invalid: names are 1-32 letters, digits, '_', '-', "
-                "'.'; values are visible ASCII without '=', ';' or spaces",
+                Text(
+                    "field {name}={value!r} is invalid: names are 1-32 letters, digits, '_', "
+                    "'-', '.'; values are visible ASCII without '=', ';' or spaces",
+                    name=name,
+                    value=value,
+                ),
                 RFC,
                 record_fix(domain, ids[0] if ids else _find_id(raw)),
             )
     if not ids:
         # RFC 8461 §3.1: "Note that sts-id record is required" (and %s"id=" is case-sensitive).
         near = next((n for n, _ in extensions if n.lower() == "id"), None)
-        hint = f" (found {near!r}: field names are case-sensitive)" if near else ""
         raise RecordError(
             "record-id-missing",
-            f"the record has no id=<1-32 letters or digits> field{hint}",
+            Text(
+                "the record has no id=<1-32 letters or digits> field (found {near!r}: field "
+                "names are case-sensitive)",
+                near=near,
+            )
+            if near
+            else Text("the record has no id=<1-32 letters or digits> field"),
             RFC,
             record_fix(domain, _find_id(raw)),
         )
@@ -210,7 +257,11 @@ def parse_sts_record(raw: str, *, domain: str | None = None) -> StsRecord:
         # The grammar does not say which id counts; senders disagree, so the id cannot work.
         raise RecordError(
             "record-id-duplicate",
-            f"the record has {len(ids)} id fields ({', '.join(ids)}); publish exactly one",
+            Text(
+                "the record has {count} id fields ({ids}); publish exactly one",
+                count=len(ids),
+                ids=", ".join(ids),
+            ),
             RFC,
             record_fix(domain, ids[0]),
         )
@@ -240,8 +291,12 @@ def select_sts_record(records: Sequence[str], *, domain: str | None = None) -> S
         # RFC 8461 §3.1: "If the number of resulting records is not one" there is no policy.
         raise RecordError(
             "record-multiple",
-            f"{len(kept)} records begin with 'v=STSv1;' ({'; '.join(repr(r) for r in kept)}); "
-            "senders then ignore MTA-STS: keep exactly one",
+            Text(
+                "{count} records begin with 'v=STSv1;' ({records}); senders then ignore "
+                "MTA-STS: keep exactly one",
+                count=len(kept),
+                records="; ".join(repr(r) for r in kept),
+            ),
             RFC,
             record_fix(domain, _find_id(kept[0])),
         )
@@ -264,15 +319,19 @@ def select_sts_record(records: Sequence[str], *, domain: str | None = None) -> S
     if near:
         raise RecordError(
             "record-version",
-            version_problem(near[0], VERSION, several=len(records) > 1)
-            + "; senders ignore it and see no policy",
+            Text(
+                "{problem}; senders ignore it and see no policy",
+                problem=version_problem(near[0], VERSION, several=len(records) > 1),
+            ),
             RFC,
             record_fix(domain, _find_id(near[0])),
         )
     raise RecordError(
         "record-missing",
-        "no TXT record beginning with 'v=STSv1;' at _mta-sts."
-        + (domain.rstrip(".") if domain else "<domain>"),
+        Text(
+            "no TXT record beginning with 'v=STSv1;' at _mta-sts.{domain}",
+            domain=domain.rstrip(".") if domain else "<domain>",
+        ),
         RFC,
         record_fix(domain),
     )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-from mtasts.protocol.errors import TlsRptRecordError
+from mtasts.protocol.errors import Text, TlsRptRecordError
 from mtasts.protocol.record import (
     EXT_NAME,
     EXT_VALUE,
@@ -38,32 +38,42 @@ def tlsrpt_fix(domain: str | None, rua: str | None = None) -> str:
     return f'_smtp._tls.{name}. TXT "{VERSION}; rua={rua or f"mailto:tlsrpt@{name}"}"'
 
 
-def _uri_problem(uri: str) -> tuple[str, str, str | None] | None:
+def _uri_problem(uri: str) -> tuple[str, Text, str | None] | None:
     """(code, message, corrected URI or None) for a bad report URI, or None when it is fine."""
     if "!" in uri:
         return (
             "tlsrpt-rua-invalid",
-            f"{uri!r}: '!' must be percent-encoded as %21 (TLS-RPT has no DMARC-style size limit)",
+            Text(
+                "{uri!r}: '!' must be percent-encoded as %21 (TLS-RPT has no DMARC-style "
+                "size limit)",
+                uri=uri,
+            ),
             uri.replace("!", "%21"),
         )
     if '"' in uri:
         return (
             "tlsrpt-rua-invalid",
-            f"{uri!r} contains literal double quotes ('\"'); remove them from the TXT value",
+            Text(
+                "{uri!r} contains literal double quotes ('\"'); remove them from the TXT value",
+                uri=uri,
+            ),
             uri.replace('"', "") or None,
         )
     if not _URI.fullmatch(uri):
         return (
             "tlsrpt-rua-invalid",
-            f"{uri!r} is not a URI: spaces, quotes, non-ASCII and '%' without two hex digits "
-            "must be percent-encoded",
+            Text(
+                "{uri!r} is not a URI: spaces, quotes, non-ASCII and '%' without two hex "
+                "digits must be percent-encoded",
+                uri=uri,
+            ),
             None,
         )
     scheme = _SCHEME.match(uri)
     if not scheme:
         return (
             "tlsrpt-rua-invalid",
-            f"{uri!r} has no scheme; write mailto:<address> or https://<host>/<path>",
+            Text("{uri!r} has no scheme; write mailto:<address> or https://<host>/<path>", uri=uri),
             "mailto:" + uri if "@" in uri else None,
         )
     name, rest = scheme.group(1).lower(), uri[scheme.end() :]
@@ -71,7 +81,11 @@ def _uri_problem(uri: str) -> tuple[str, str, str | None] | None:
     if name not in ("mailto", "https"):
         return (
             "tlsrpt-rua-scheme",
-            f"{uri!r} uses the scheme {name!r}; only mailto: and https: are allowed",
+            Text(
+                "{uri!r} uses the scheme {scheme!r}; only mailto: and https: are allowed",
+                uri=uri,
+                scheme=name,
+            ),
             "https:" + rest if name == "http" else None,
         )
     if name == "mailto":
@@ -79,7 +93,7 @@ def _uri_problem(uri: str) -> tuple[str, str, str | None] | None:
         if not (local and at and host):
             return (
                 "tlsrpt-rua-invalid",
-                f"{uri!r} has no mail address; write mailto:tlsrpt@example.com",
+                Text("{uri!r} has no mail address; write mailto:tlsrpt@example.com", uri=uri),
                 None,
             )
         return None
@@ -90,7 +104,7 @@ def _uri_problem(uri: str) -> tuple[str, str, str | None] | None:
     if not host_ok:
         return (
             "tlsrpt-rua-invalid",
-            f"{uri!r} has no host; write https://reports.example.com/tlsrpt",
+            Text("{uri!r} has no host; write https://reports.example.com/tlsrpt", uri=uri),
             None,
         )
     return None
@@ -116,8 +130,11 @@ class TlsRptRecord:
         if (parsed.rua, parsed.extensions) != (rua, self.extensions):
             raise TlsRptRecordError(
                 "tlsrpt-syntax",
-                f"extension fields {self.extensions!r} are not name=value pairs of the record "
-                "grammar (or repeat 'rua')",
+                Text(
+                    "extension fields {extensions!r} are not name=value pairs of the record "
+                    "grammar (or repeat 'rua')",
+                    extensions=self.extensions,
+                ),
                 RFC,
             )
         return text
@@ -138,15 +155,24 @@ def parse_tlsrpt_record(raw: str, *, domain: str | None = None) -> TlsRptRecord:
     if not starts_with_version(raw, VERSION):
         raise TlsRptRecordError(
             "tlsrpt-version",
-            f"the record must begin with exactly {VERSION!r} (case-sensitive, nothing before "
-            f"it), found {raw[:20]!r}",
+            Text(
+                "the record must begin with exactly {version!r} (case-sensitive, nothing "
+                "before it), found {found!r}",
+                version=VERSION,
+                found=raw[:20],
+            ),
             RFC,
             tlsrpt_fix(domain),
         )
     pairs, problem = split_fields(raw, VERSION)
     if problem:
         # RFC 8460 §3: field-delim = *WSP ";" *WSP between name=value fields.
-        raise TlsRptRecordError("tlsrpt-syntax", f"{problem}: {raw!r}", RFC, tlsrpt_fix(domain))
+        raise TlsRptRecordError(
+            "tlsrpt-syntax",
+            Text("{problem}: {raw!r}", problem=problem, raw=raw),
+            RFC,
+            tlsrpt_fix(domain),
+        )
     ruas: list[tuple[str, ...]] = []
     extensions: list[tuple[str, str]] = []
     for name, value in pairs:
@@ -156,7 +182,10 @@ def parse_tlsrpt_record(raw: str, *, domain: str | None = None) -> TlsRptRecord:
                 if not uri:
                     raise TlsRptRecordError(
                         "tlsrpt-rua-invalid",
-                        f"rua={value!r} has an empty URI (a stray ',' or nothing after 'rua=')",
+                        Text(
+                            "rua={value!r} has an empty URI (a stray ',' or nothing after 'rua=')",
+                            value=value,
+                        ),
                         RFC,
                         tlsrpt_fix(domain),
                     )
@@ -172,18 +201,27 @@ def parse_tlsrpt_record(raw: str, *, domain: str | None = None) -> TlsRptRecord:
         else:
             raise TlsRptRecordError(
                 "tlsrpt-extension-invalid",
-                f"field {name}={value!r} is invalid: names are 1-32 letters, digits, '_', '-', "
-                "'.'; values are visible ASCII without '=', ';' or spaces",
+                Text(
+                    "field {name}={value!r} is invalid: names are 1-32 letters, digits, '_', "
+                    "'-', '.'; values are visible ASCII without '=', ';' or spaces",
+                    name=name,
+                    value=value,
+                ),
                 RFC,
                 tlsrpt_fix(domain),
             )
     if not ruas:
         # RFC 8460 §3: "Note that the tlsrpt-rua field is required" (%s"rua=" is case-sensitive).
         near = next((n for n, _ in extensions if n.lower() == "rua"), None)
-        hint = f" (found {near!r}: field names are case-sensitive)" if near else ""
         raise TlsRptRecordError(
             "tlsrpt-rua-missing",
-            f"the record has no rua=<mailto: or https: URI> field{hint}",
+            Text(
+                "the record has no rua=<mailto: or https: URI> field (found {near!r}: field "
+                "names are case-sensitive)",
+                near=near,
+            )
+            if near
+            else Text("the record has no rua=<mailto: or https: URI> field"),
             RFC,
             tlsrpt_fix(domain),
         )
@@ -192,7 +230,10 @@ def parse_tlsrpt_record(raw: str, *, domain: str | None = None) -> TlsRptRecord:
         merged = ",".join(u for uris in ruas for u in uris)
         raise TlsRptRecordError(
             "tlsrpt-rua-duplicate",
-            f"the record has {len(ruas)} rua fields; put all URIs in one, comma-separated",
+            Text(
+                "the record has {count} rua fields; put all URIs in one, comma-separated",
+                count=len(ruas),
+            ),
             RFC,
             tlsrpt_fix(domain, merged),
         )
@@ -215,8 +256,12 @@ def select_tlsrpt_record(records: Sequence[str], *, domain: str | None = None) -
         # RFC 8460 §3: "If the number of resulting records is not one", no TLS-RPT.
         raise TlsRptRecordError(
             "tlsrpt-multiple",
-            f"{len(kept)} records begin with 'v=TLSRPTv1;' "
-            f"({'; '.join(repr(r) for r in kept)}); senders then send no reports: keep one",
+            Text(
+                "{count} records begin with 'v=TLSRPTv1;' ({records}); senders then send no "
+                "reports: keep one",
+                count=len(kept),
+                records="; ".join(repr(r) for r in kept),
+            ),
             RFC,
             tlsrpt_fix(domain),
         )
@@ -239,15 +284,19 @@ def select_tlsrpt_record(records: Sequence[str], *, domain: str | None = None) -
     if near:
         raise TlsRptRecordError(
             "tlsrpt-version",
-            version_problem(near[0], VERSION, several=len(records) > 1)
-            + "; senders ignore it and send no reports",
+            Text(
+                "{problem}; senders ignore it and send no reports",
+                problem=version_problem(near[0], VERSION, several=len(records) > 1),
+            ),
             RFC,
             tlsrpt_fix(domain),
         )
     raise TlsRptRecordError(
         "tlsrpt-missing",
-        "no TXT record beginning with 'v=TLSRPTv1;' at _smtp._tls."
-        + (domain.rstrip(".") if domain else "<domain>"),
+        Text(
+            "no TXT record beginning with 'v=TLSRPTv1;' at _smtp._tls.{domain}",
+            domain=domain.rstrip(".") if domain else "<domain>",
+        ),
         RFC,
         tlsrpt_fix(domain),
     )

@@ -23,7 +23,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from mtasts import __version__
+from mtasts import __version__, i18n
 from mtasts.generate import POLICY_PATH
 from mtasts.hosting.dnspublish import Rfc2136Publisher
 from mtasts.hosting.dnsserver import AuthoritativeDnsServer
@@ -110,7 +110,8 @@ class MtastsApp:
                 # RFC 8461 §3.3: a policy host serves the policy file and nothing else
                 await _respond(send, 404, b"Not found: only /.well-known/mta-sts.txt is here.\n")
                 return
-        await self.api(scope, receive, send)
+        with i18n.use(_language(scope)):
+            await self.api(scope, receive, send)
 
     async def _policy(self, scope: Scope, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):
@@ -289,6 +290,18 @@ class MtastsApp:
                 await self.dns_server.stop()
             if self.smtp_receiver is not None:
                 await anyio.to_thread.run_sync(self.smtp_receiver.stop)
+
+
+def _language(scope: Scope) -> str:
+    """The language of a request's prose (issue 13). The API keeps its contract: codes,
+    field names and values never change, and ``message``/``fix`` follow ``Accept-Language``
+    only when the client sends it, whatever the server's own locale. Everything else (the
+    dashboard for now, background work) speaks English."""
+    if scope["type"] == "http" and scope["path"].startswith("/api/"):
+        for name, value in scope.get("headers", ()):
+            if name == b"accept-language":
+                return i18n.from_accept_language(value.decode("latin-1")) or i18n.DEFAULT
+    return i18n.DEFAULT
 
 
 def _host(scope: Scope) -> str:
