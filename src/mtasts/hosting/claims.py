@@ -34,6 +34,7 @@ from mtasts.hosting.delegation import (
     DnsRecord,
     RecordCheck,
     Verification,
+    checks_dict,
     delegation_records,
     verify_delegation,
 )
@@ -115,18 +116,7 @@ class ClaimVerification:
         return any(c.found.startswith("lookup failed") for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        missing = [c.record.name for c in self.checks if not c.ok]
-        summary = (
-            "All four records are in place."
-            if self.ok
-            else f"Still missing or wrong: {', '.join(missing)}."
-        )
-        return {
-            "domain": self.domain,
-            "ok": self.ok,
-            "summary": summary,
-            "records": [c.to_dict() for c in self.checks],
-        }
+        return checks_dict(self.domain, self.checks)
 
 
 async def verify_claim(
