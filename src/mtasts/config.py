@@ -331,6 +331,44 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
         raise ConfigError(f"{key}: {exc} (got {value!r})") from exc
 
 
+def layered_values(
+    cls: type,
+    path: Path | None,
+    env: Mapping[str, str],
+    prefix: str,
+    overrides: Mapping[str, Any],
+    table: str | None = None,
+) -> dict[str, Any]:
+    """The values of dataclass ``cls``'s fields set by a TOML file (``path``, else
+    ``$<prefix>CONFIG``; only its ``[table]`` when it has one), then ``<prefix><NAME>``
+    variables, then ``overrides`` (None values ignored); each coerced to its field's type.
+    ConfigError names the bad file or setting."""
+    known = {f.name: f.type for f in fields(cls)}
+    values: dict[str, Any] = {}
+    path = path or (Path(env[f"{prefix}CONFIG"]) if env.get(f"{prefix}CONFIG") else None)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        if table is not None:
+            data = data.get(table, data)  # a [table], or top-level keys
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(known)})")
+            values[key] = _coerce(key, known[key], value)
+    for key, kind in known.items():
+        env_key = f"{prefix}{key.upper()}"
+        if env_key in env:
+            values[key] = _coerce(env_key, kind, env[env_key])
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _coerce(key, known[key], value)
+    return values
+
+
 def load_settings(
     path: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -339,27 +377,7 @@ def load_settings(
     """Defaults < file (``path`` or $MTASTS_CONFIG) < environment < ``overrides``
     (command-line options; None values are ignored)."""
     env = os.environ if env is None else env
-    known = {f.name: f.type for f in fields(Settings)}
-    values: dict[str, Any] = {}
-    path = path or (Path(env["MTASTS_CONFIG"]) if env.get("MTASTS_CONFIG") else None)
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        for key, value in data.items():
-            if key not in known:
-                raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(known)})")
-            values[key] = _coerce(key, known[key], value)
-    for key, kind in known.items():
-        env_key = f"MTASTS_{key.upper()}"
-        if env_key in env:
-            values[key] = _coerce(env_key, kind, env[env_key])
-    for key, value in overrides.items():
-        if value is not None:
-            values[key] = _coerce(key, known[key], value)
+    values = layered_values(Settings, path, env, "MTASTS_", overrides)
     values.setdefault("data_dir", default_data_dir(env))
     settings = replace(Settings(), **values)
     settings.listen_host_port()

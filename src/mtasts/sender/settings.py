@@ -8,13 +8,12 @@ so ``smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix`` stays as it 
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mtasts.config import ConfigError, _coerce, default_data_dir
+from mtasts.config import ConfigError, default_data_dir, layered_values
 from mtasts.sender.socketmap import split_listen
 
 TESTING_ANSWERS = ("notfound", "may")
@@ -59,29 +58,7 @@ def load_policyd_settings(
     """Defaults < file (``path`` or $MTASTS_POLICYD_CONFIG) < environment < ``overrides``
     (None values are ignored). Raise ConfigError naming the bad setting."""
     env = os.environ if env is None else env
-    known = {f.name: f.type for f in fields(PolicydSettings)}
-    values: dict[str, Any] = {}
-    if path is None and env.get("MTASTS_POLICYD_CONFIG"):
-        path = Path(env["MTASTS_POLICYD_CONFIG"])
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        data = data.get("policyd", data)  # a [policyd] table, or top-level keys
-        for key, value in data.items():
-            if key not in known:
-                raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(known)})")
-            values[key] = _coerce(key, known[key], value)
-    for key, kind in known.items():
-        env_key = f"MTASTS_POLICYD_{key.upper()}"
-        if env_key in env:
-            values[key] = _coerce(env_key, kind, env[env_key])
-    for key, value in overrides.items():
-        if value is not None:
-            values[key] = _coerce(key, known[key], value)
+    values = layered_values(PolicydSettings, path, env, "MTASTS_POLICYD_", overrides, "policyd")
     settings = replace(PolicydSettings(), **values)
     _validate(settings)
     return settings
