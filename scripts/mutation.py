@@ -130,6 +130,10 @@ def _pyproject(target: Target) -> str:
         # the project's addopts plus: stop at the first failure, quietly
         'pytest_add_cli_args = ["-x", "-q", "-p", "no:cacheprovider"]\n'
         "use_git_change_detection = false\n"
+        # a mutant that loops forever is stopped after 3x its tests' CPU time (+5 s), not
+        # mutmut's 15x: the gzip-bomb tests alone take seconds
+        "timeout_multiplier = 3.0\n"
+        "timeout_constant = 5.0\n"
     )
 
 
@@ -231,7 +235,12 @@ def run_target(name: str, target: Target, children: int) -> tuple[int, int, int,
     return caught, equivalent, total, unexplained
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # stop mutmut's process group on the way out
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", help=f"some of: {', '.join(TARGETS)}")
     parser.add_argument("--list", action="store_true", help="show the targets and their tests")

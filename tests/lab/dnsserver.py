@@ -168,6 +168,8 @@ class DnsStats:
     tcp_queries: int = 0
     truncated: int = 0
     by_name: Counter[str] = field(default_factory=Counter)
+    delaying: int = 0  # answers held back by a delay right now
+    most_delaying: int = 0  # the most ever held at once: > 1 shows concurrent answering
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -398,7 +400,12 @@ class DnsServer(LabServer):
             for rrset in answer:
                 response.answer.append(rrset)
         if delay > 0:
-            await asyncio.sleep(delay)
+            self.stats.delaying += 1
+            self.stats.most_delaying = max(self.stats.most_delaying, self.stats.delaying)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self.stats.delaying -= 1
         if max_size is None:  # UDP: the client's EDNS payload, else 512 (RFC 6891 §6.2.5)
             max_size = max(query.payload, UDP_DEFAULT_PAYLOAD) if query.edns >= 0 else 512
         try:

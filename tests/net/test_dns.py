@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -175,13 +174,13 @@ def test_hundreds_of_concurrent_lookups_share_one_resolver() -> None:
         zone.add(f"_mta-sts.d{i}.many.test", "TXT", f"v=STSv1; id={i}")
 
     async def main() -> None:
-        async with DnsServer(zone, host="127.0.0.1", delay=0.1) as server:
-            r = resolver(server, timeout=15)
-            t0 = time.monotonic()
+        async with DnsServer(zone, host="127.0.0.1", delay=1.0) as server:
+            r = resolver(server, timeout=60)
             answers = await asyncio.gather(*(r.txt(f"_mta-sts.d{i}.many.test") for i in range(400)))
-            elapsed = time.monotonic() - t0
         assert [a.records for a in answers] == [(f"v=STSv1; id={i}",) for i in range(400)]
-        assert elapsed < 10.0  # concurrent: far below 400 x 0.1 s
+        # concurrent: the server held many of our lookups at once (a resolver asking one
+        # at a time never has more than one waiting); counted, not timed
+        assert server.stats.most_delaying > 1
 
     asyncio.run(main())
 
