@@ -60,7 +60,10 @@ TARGETS: dict[str, Target] = {
             "tests/reports/test_mime.py",
         ),
     ),
-    "net.fetch": Target(("src/mtasts/net/fetch.py",), ("tests/net/test_fetch.py",)),
+    "net.fetch": Target(
+        ("src/mtasts/net/fetch.py",),
+        ("tests/net/test_fetch.py", "tests/check/test_probe_policy_lab.py"),
+    ),
     "reports.ingest": Target(
         ("src/mtasts/reports/ingest.py",),
         (
@@ -74,6 +77,7 @@ TARGETS: dict[str, Target] = {
         ("src/mtasts/web/dashboard/auth.py", "src/mtasts/web/dashboard/views.py"),
         (
             "tests/web/test_csrf_routes.py",
+            "tests/web/test_csrf_origin.py",
             "tests/web/test_dashboard_http.py",
             "tests/web/test_hardening.py",
             "tests/web/test_session_secret.py",
