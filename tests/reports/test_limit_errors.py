@@ -159,3 +159,15 @@ def test_policies_that_are_not_objects_are_a_report_error() -> None:
         with pytest.raises(ReportError) as info:
             load_report(json.dumps(obj).encode())
         assert not isinstance(info.value, LimitExceeded)
+
+
+def test_member_boundary_one_byte_before_an_input_chunk_ends() -> None:
+    # inflate feeds 64 KiB at a time: a first member of 65,535 bytes leaves one byte of
+    # the next member's magic in the first chunk; both must be joined to be recognised
+    first = next(
+        gzip.compress(b"a" * n, compresslevel=0, mtime=0)
+        for n in range(65_400, 65_536)
+        if len(gzip.compress(b"a" * n, compresslevel=0, mtime=0)) == 64 * 1024 - 1
+    )
+    second = gzip.compress(b"b" * 10, mtime=0)
+    assert inflate(first + second, 1 << 20) == gzip.decompress(first) + b"b" * 10
