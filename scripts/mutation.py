@@ -62,7 +62,11 @@ TARGETS: dict[str, Target] = {
     ),
     "net.fetch": Target(
         ("src/mtasts/net/fetch.py",),
-        ("tests/net/test_fetch.py", "tests/check/test_probe_policy_lab.py"),
+        (
+            "tests/net/test_fetch_values.py",
+            "tests/net/test_fetch.py",
+            "tests/check/test_probe_policy_lab.py",
+        ),
     ),
     "reports.ingest": Target(
         ("src/mtasts/reports/ingest.py",),
