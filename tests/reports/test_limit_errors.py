@@ -171,3 +171,51 @@ def test_member_boundary_one_byte_before_an_input_chunk_ends() -> None:
     )
     second = gzip.compress(b"b" * 10, mtime=0)
     assert inflate(first + second, 1 << 20) == gzip.decompress(first) + b"b" * 10
+
+
+def test_plain_json_of_exactly_the_cap_is_accepted() -> None:
+    exact = Limits(max_decompressed_bytes=len(RFC_EXAMPLE))
+    assert decompress(RFC_EXAMPLE, exact) == RFC_EXAMPLE
+
+
+def test_nul_padding_longer_than_an_input_chunk_is_ignored() -> None:
+    data = gzip.compress(RFC_EXAMPLE) + b"\0" * 200_000
+    assert inflate(data, len(RFC_EXAMPLE)) == RFC_EXAMPLE
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        b"XX",  # right after the member
+        b"\0" * 70_000 + b"XX",  # after padding that runs past the first 64 KiB chunk
+        b"\0" * 70_000 + b"\n",
+    ],
+)
+def test_garbage_after_the_gzip_data_is_refused_and_counted(after: bytes) -> None:
+    member = gzip.compress(RFC_EXAMPLE)
+    with pytest.raises(ReportError) as info:
+        inflate(member + after, len(RFC_EXAMPLE))
+    # counted from the end of the gzip data, or, after padding, from the end of the
+    # 64 KiB chunk the padding began in (what has not been read yet)
+    unread = len(after) if after[:1] != b"\0" else len(member) + len(after) - 64 * 1024
+    assert info.value.code == "report-gzip-invalid"
+    assert info.value.message == (
+        f"the report is not valid gzip: {unread} bytes of garbage after the gzip data"
+    )
+
+
+def test_repairs_are_kept() -> None:
+    parsed = load_report(b"\xef\xbb\xbf" + RFC_EXAMPLE)
+    assert [r.code for r in parsed.repairs] == ["utf8-bom"]
+
+
+def test_the_smallest_and_largest_limits_are_accepted() -> None:
+    from dataclasses import fields
+
+    from mtasts.protocol.report import MAX_JSON_DEPTH
+
+    ones = Limits(**{f.name: 1 for f in fields(Limits)})
+    assert ones.max_depth == 1 and ones.max_stored_bytes == 1
+    assert Limits(max_depth=MAX_JSON_DEPTH).max_depth == MAX_JSON_DEPTH
+    with pytest.raises(ValueError, match="max_depth must be at most"):
+        Limits(max_depth=MAX_JSON_DEPTH + 1)
