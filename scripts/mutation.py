@@ -65,6 +65,7 @@ TARGETS: dict[str, Target] = {
         (
             "tests/net/test_fetch_values.py",
             "tests/net/test_fetch.py",
+            "tests/net/test_fetch_outcomes.py",
             "tests/check/test_probe_policy_lab.py",
         ),
     ),

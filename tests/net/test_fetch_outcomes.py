@@ -1,0 +1,99 @@
+"""The policy fetch's outcomes in full against the lab: which answer gives which error,
+with what message, summary and body, at the edges of the rules (RFC 8461 §3.2, §3.3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtasts.net.fetch import MAX_POLICY_BYTES, FetchResult
+from tests.lab import Site, World
+from tests.net.test_fetch import POLICY, fetch
+
+pytestmark = pytest.mark.lab
+
+OVER = POLICY + b"#" * (MAX_POLICY_BYTES + 1 - len(POLICY))  # 65,537 bytes
+
+
+def url(world: World, domain: str) -> str:
+    return f"https://mta-sts.{domain}:{world.https_port}/.well-known/mta-sts.txt"
+
+
+def get(world: World, domain: str, site: Site) -> FetchResult:
+    world.add_domain(domain, https=site)
+    return fetch(world, domain)
+
+
+def test_declared_size_over_the_limit_is_refused_before_reading(lab_world: World) -> None:
+    r = get(lab_world, "declared.out.fetch.test", Site(body=OVER))
+    assert r.error_code == "too-large" and r.body is None
+    assert r.error == r.summary == "the policy is 65537 bytes; senders read at most 65536"
+
+
+def test_streamed_size_over_the_limit(lab_world: World) -> None:
+    r = get(lab_world, "streamed.out.fetch.test", Site(body=OVER, chunked=True))
+    assert r.error_code == "too-large" and r.body is None
+    assert r.error == "the policy is larger than 65536 bytes (RFC 8461 §3.3)"
+
+
+def test_a_large_error_page_is_a_status_error_with_its_first_64_kib(lab_world: World) -> None:
+    # only a 200 answer can be "too large": other statuses and media types are read up to
+    # the limit and reported as what they are
+    r = get(lab_world, "big404.out.fetch.test", Site(status=404, body=OVER))
+    assert r.error_code == "http-status" and r.body == OVER[:MAX_POLICY_BYTES]
+    html = Site(body=OVER, content_type="text/html")
+    r = get(lab_world, "bightml.out.fetch.test", html)
+    assert r.error_code == "content-type" and r.body == OVER[:MAX_POLICY_BYTES]
+
+
+def test_status_error_keeps_the_body(lab_world: World) -> None:
+    r = get(lab_world, "s404.out.fetch.test", Site(status=404, body=b"nope"))
+    assert r.body == b"nope"
+    assert r.error == r.summary == f"{url(lab_world, 's404.out.fetch.test')} answers HTTP 404"
+
+
+@pytest.mark.parametrize(("status", "code"), [(300, "http-redirect"), (399, "http-redirect")])
+def test_every_3xx_is_a_redirect(lab_world: World, status: int, code: str) -> None:
+    d = f"r{status}.out.fetch.test"
+    r = get(lab_world, d, Site(status=status))
+    assert r.error_code == code and r.status_code == status and r.location is None
+    assert r.error == f"{url(lab_world, d)} answers {status}"  # no Location: no " to"
+    assert r.summary == f"{url(lab_world, d)} answers {status} (a redirect)"
+
+
+def test_400_is_a_status_error(lab_world: World) -> None:
+    r = get(lab_world, "r400.out.fetch.test", Site(status=400, body=b"bad"))
+    assert r.error_code == "http-status" and r.location is None
+
+
+def test_redirect_names_its_target_but_the_summary_does_not(lab_world: World) -> None:
+    target = "https://elsewhere.example/policy"
+    d = "r301.out.fetch.test"
+    r = get(lab_world, d, Site(status=301, location=target))
+    assert r.error == f"{url(lab_world, d)} answers 301 to {target}"
+    assert r.summary == f"{url(lab_world, d)} answers 301 (a redirect)"
+
+
+@pytest.mark.parametrize(
+    ("label", "content_type", "said", "summarised"),
+    [
+        ("html", "text/html; charset=utf-8", "text/html; charset=utf-8", "text/html"),
+        ("none", None, "no Content-Type", "no Content-Type"),
+        ("odd", "text/<b>", "text/<b>", "an unrecognised media type"),
+    ],
+)
+def test_wrong_media_type_is_named(
+    lab_world: World, label: str, content_type: str | None, said: str, summarised: str
+) -> None:
+    d = f"ct-{label}.out.fetch.test"
+    r = get(lab_world, d, Site(body=POLICY, content_type=content_type))
+    assert r.error_code == "content-type" and r.body == POLICY
+    assert r.error == f"{url(lab_world, d)} is served as {said}, not text/plain"
+    assert r.summary == f"{url(lab_world, d)} is served as {summarised}, not text/plain"
+
+
+def test_certificate_rejection_names_the_reason(lab_world: World) -> None:
+    name = "expired.cert-msg.fetch.test"
+    lab_world.add_domain(name, https="expired")  # type: ignore[arg-type]
+    r = fetch(lab_world, name)
+    assert r.error_code == "tls-certificate-expired"
+    assert r.error == f"certificate of mta-sts.{name} rejected: certificate has expired"
