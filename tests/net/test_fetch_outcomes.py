@@ -93,7 +93,7 @@ def test_wrong_media_type_is_named(
 
 def test_certificate_rejection_names_the_reason(lab_world: World) -> None:
     name = "expired.cert-msg.fetch.test"
-    lab_world.add_domain(name, https="expired")  # type: ignore[arg-type]
+    lab_world.add_domain(name, https="expired")
     r = fetch(lab_world, name)
     assert r.error_code == "tls-certificate-expired"
     assert r.error == f"certificate of mta-sts.{name} rejected: certificate has expired"
