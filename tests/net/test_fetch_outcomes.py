@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mtasts.net.fetch import MAX_POLICY_BYTES, FetchResult
-from tests.lab import Site, World
+from tests.lab import DOWN_IP, Site, World
 from tests.net.test_fetch import POLICY, fetch
 
 pytestmark = pytest.mark.lab
@@ -97,3 +97,14 @@ def test_certificate_rejection_names_the_reason(lab_world: World) -> None:
     r = fetch(lab_world, name)
     assert r.error_code == "tls-certificate-expired"
     assert r.error == f"certificate of mta-sts.{name} rejected: certificate has expired"
+
+
+def test_nothing_listening_is_summarised_as_refused(lab_world: World) -> None:
+    lab_world.add_domain("down.out.fetch.test", https="down")
+    r = fetch(lab_world, "down.out.fetch.test")
+    host = "mta-sts.down.out.fetch.test"
+    assert r.error_code == "connect-failed"
+    port = lab_world.https_port
+    assert r.summary == f"cannot connect to {host}: {DOWN_IP}:{port}: connection refused"
+    assert (r.error or "").startswith(f"cannot connect to {host}: {DOWN_IP}:")
+    assert (r.error or "") != r.summary  # the local error text stays out of the summary

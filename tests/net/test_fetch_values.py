@@ -3,6 +3,7 @@ mapped to our error codes, and the redacted result shown to tenants."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import replace
 
 import pytest
@@ -81,3 +82,28 @@ def test_redacted_success_keeps_the_policy() -> None:
     ok = replace(FAILED, status_code=200, error_code=None, error=None, summary=None)
     r = ok.redacted()
     assert r.ok and r.body == FAILED.body and r.error is None and r.location is None
+
+
+def test_media_type_is_the_part_before_the_first_parameter() -> None:
+    r = replace(FAILED, content_type="Text/HTML ; charset=utf-8; format=flowed").redacted()
+    assert r.content_type == "text/html"
+
+
+def test_cause_chains_are_searched_and_cycles_end() -> None:
+    from mtasts.net.fetch import _find, _reason
+
+    a, b = ValueError("a"), KeyError("b")
+    a.__context__, b.__context__ = b, a  # a cycle
+    assert _find(a, OSError) is None and _find(a, KeyError) is b
+    refused = ConnectionRefusedError(111, "Connection refused")
+    wrapper = RuntimeError("All connection attempts failed")
+    wrapper.__cause__ = refused
+    assert _find(wrapper, OSError) is refused
+    assert _reason(wrapper) == "[Errno 111] Connection refused"  # the OS error's words
+    tls = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    tls.__context__ = refused  # the TLS error is preferred to any OS error
+    outer = RuntimeError("handshake")
+    outer.__cause__ = tls
+    assert _reason(outer) == str(tls)
+    assert _reason(RuntimeError()) == "RuntimeError"  # no words: the type
+    assert _reason(RuntimeError("plain")) == "plain"
