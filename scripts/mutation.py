@@ -73,6 +73,7 @@ TARGETS: dict[str, Target] = {
         ("src/mtasts/reports/ingest.py",),
         (
             "tests/reports/test_ingest.py",
+            "tests/reports/test_ingest_counters.py",
             "tests/reports/test_scope.py",
             "tests/reports/test_limits.py",
             "tests/reports/test_bounds.py",
