@@ -108,3 +108,21 @@ def test_nothing_listening_is_summarised_as_refused(lab_world: World) -> None:
     assert r.summary == f"cannot connect to {host}: {DOWN_IP}:{port}: connection refused"
     assert (r.error or "").startswith(f"cannot connect to {host}: {DOWN_IP}:")
     assert (r.error or "") != r.summary  # the local error text stays out of the summary
+
+
+def test_a_body_that_stops_coming_times_out(lab_world: World) -> None:
+    # the server holds the rest for 30 s: only our own timeout (0.5 s) ends the fetch
+    site = Site(body=POLICY, partial=10, stall=30)
+    lab_world.add_domain("stall-body.out.fetch.test", https=site)
+    r = fetch(lab_world, "stall-body.out.fetch.test", timeout=0.5)
+    assert r.error_code == "timeout" and r.body is None
+    assert r.error == "mta-sts.stall-body.out.fetch.test did not send the whole policy in time"
+
+
+def test_a_body_cut_off_is_an_http_error(lab_world: World) -> None:
+    lab_world.add_domain("cut-body.out.fetch.test", https=Site(body=POLICY, partial=10))
+    r = fetch(lab_world, "cut-body.out.fetch.test")
+    assert r.error_code == "http-error" and r.body is None
+    assert (r.error or "").startswith("reading the policy failed: peer closed connection")
+    assert "received 10 bytes" in (r.error or "")
+    assert r.summary == "reading the policy failed (RemoteProtocolError)"  # no server words
