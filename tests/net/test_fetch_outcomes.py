@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from mtasts.net.fetch import MAX_POLICY_BYTES, FetchResult
-from tests.lab import DOWN_IP, Site, World
+from tests.lab import DOWN_IP, HttpsServer, Site, World
 from tests.net.test_fetch import POLICY, fetch
 
 pytestmark = pytest.mark.lab
@@ -165,3 +165,18 @@ def test_a_body_cut_off_is_an_http_error(lab_world: World) -> None:
     assert (r.error or "").startswith("reading the policy failed: peer closed connection")
     assert "received 10 bytes" in (r.error or "")
     assert r.summary == "reading the policy failed (RemoteProtocolError)"  # no server words
+
+
+def test_the_certificate_is_looked_at_on_the_address_that_refused_it(
+    lab_world: World,
+) -> None:
+    # a server of its own on an address nothing else listens on: the unverified second
+    # look must go to that address, not to "localhost"
+    leaf = lab_world.ca.issue_expired(["mta-sts.own.out.fetch.test"])
+    with HttpsServer(leaf, host="127.0.0.64") as server:
+        server.policy("own.out.fetch.test", POLICY)
+        lab_world.zone.add("mta-sts.own.out.fetch.test", "A", "127.0.0.64")
+        r = fetch(lab_world, "own.out.fetch.test", port=server.port)
+    assert r.error_code == "tls-certificate-expired" and r.verify_code == 10
+    assert r.certificate is not None
+    assert r.certificate.subject_alt_names == ("mta-sts.own.out.fetch.test",)
