@@ -58,6 +58,8 @@ class HttpsStats:
     connections: int = 0
     handshake_failures: int = 0
     requests: Counter[str] = field(default_factory=Counter)  # "host path" -> count
+    # "host path" -> the header fields of its latest request (names in lower case)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class HttpsServer(LabServer):
@@ -188,6 +190,7 @@ class HttpsServer(LabServer):
         host = host.rstrip(".")
         path = target.split("?", 1)[0]
         self.stats.requests[f"{host} {path}"] += 1
+        self.stats.headers[f"{host} {path}"] = dict(headers)
         site = self._sites.get((host, path), NOT_FOUND)
         if site.delay > 0:
             await asyncio.sleep(site.delay)

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from mtasts.net.fetch import MAX_POLICY_BYTES, FetchResult
+from mtasts.net.fetch import MAX_POLICY_BYTES, USER_AGENT, FetchResult
 from tests.lab import DOWN_IP, HttpsServer, Site, World
 from tests.net.test_fetch import POLICY, fetch
 
@@ -180,3 +180,14 @@ def test_the_certificate_is_looked_at_on_the_address_that_refused_it(
     assert r.error_code == "tls-certificate-expired" and r.verify_code == 10
     assert r.certificate is not None
     assert r.certificate.subject_alt_names == ("mta-sts.own.out.fetch.test",)
+
+
+def test_the_request_asks_for_plain_text_unencoded(lab_world: World) -> None:
+    lab_world.add_domain("headers.out.fetch.test")
+    assert fetch(lab_world, "headers.out.fetch.test").ok
+    sent = lab_world.https.stats.headers["mta-sts.headers.out.fetch.test /.well-known/mta-sts.txt"]
+    assert sent["host"] == "mta-sts.headers.out.fetch.test"  # not the address connected to
+    assert sent["accept"] == "text/plain"
+    # no compression: the 64 KiB cap counts the bytes as sent, and no gzip bomb can come
+    assert sent["accept-encoding"] == "identity"
+    assert sent["user-agent"] == USER_AGENT

@@ -105,5 +105,9 @@ def test_cause_chains_are_searched_and_cycles_end() -> None:
     outer = RuntimeError("handshake")
     outer.__cause__ = tls
     assert _reason(outer) == str(tls)
+    # also when an OS error comes first in the chain (a reset caused by the TLS failure)
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    reset.__context__ = tls
+    assert _reason(reset) == str(tls)
     assert _reason(RuntimeError()) == "RuntimeError"  # no words: the type
     assert _reason(RuntimeError("plain")) == "plain"
