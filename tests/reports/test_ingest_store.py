@@ -1,0 +1,101 @@
+"""ReportIngestor on a real SQLite store, in detail: what a stored row and an outcome hold
+(domain, time, DKIM verdict), what the message route refuses and why, and the store
+failing under a batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from mtasts.reports.ingest import Pending, ReportIngestor, Route, Status, StoreUnavailable
+from mtasts.reports.limits import Limits
+from mtasts.store.db import make_engine, migrate, session_factory
+from mtasts.store.models import TlsReport
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "tlsrpt"
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+RFC = (CORPUS / "parsedmarc" / "rfc8460.json").read_bytes()
+GOOGLE = (CORPUS / "cry-inc-dmarc-report-viewer" / "google.json").read_bytes()
+
+
+def ingestor(tmp_path: Path, limits: Limits | None = None) -> ReportIngestor:
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    return ReportIngestor(session_factory(engine), limits, clock=lambda: NOW)
+
+
+def mail(payload: bytes) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "noreply@sender.example"
+    msg["Subject"] = "Report Domain: company-y.example Submitter: sender.example Report-ID: <x>"
+    msg.set_content("report attached")
+    msg.add_attachment(payload, maintype="application", subtype="tlsrpt+json", filename="r.json")
+    return msg.as_bytes()
+
+
+def test_a_mailed_report_keeps_its_dkim_verdict_and_time(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    (outcome,) = ing.ingest_message(mail(RFC), route=Route.SMTP, dkim="pass")
+    assert outcome.status is Status.STORED
+    with ing.sessions() as db:
+        row = db.scalars(select(TlsReport)).one()
+        assert row.dkim == "pass" and row.route == "smtp"
+        assert row.received_at.replace(tzinfo=UTC) == NOW
+
+
+def test_a_message_over_the_limit_is_refused_with_the_reason(tmp_path: Path) -> None:
+    message = mail(RFC)
+    ing = ingestor(tmp_path, Limits(max_message_bytes=len(message) - 1))
+    (outcome,) = ing.ingest_message(message, route=Route.SMTP)
+    assert outcome.status is Status.REJECTED
+    assert "too-large" in outcome.code and outcome.reason
+    assert not outcome.accepted
+
+
+def test_a_message_without_a_report_says_what_was_expected(tmp_path: Path) -> None:
+    (outcome,) = ingestor(tmp_path).ingest_message(
+        b"Subject: hi\r\n\r\nhello\r\n", route=Route.FILE
+    )
+    assert outcome.status is Status.REJECTED and outcome.code == "report-not-found"
+    assert outcome.reason == (
+        "the message carries no TLS report (RFC 8460 §5.3: a multipart/report with an "
+        "application/tlsrpt+gzip or +json part)"
+    )
+
+
+def test_batch_outcomes_name_the_domain_and_rows_the_time(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    batch = [ing.prepare_payload(p, route=Route.FILE) for p in (RFC, GOOGLE, RFC)]
+    ready = [b for b in batch if isinstance(b, Pending)]
+    outcomes = ing.store_many(ready)
+    assert [o.status for o in outcomes] == [Status.STORED, Status.STORED, Status.DUPLICATE]
+    assert [o.domain for o in outcomes] == [item.domain for item in ready]
+    assert all(o.domain for o in outcomes)
+    with ing.sessions() as db:
+        times = db.scalars(select(TlsReport.received_at)).all()
+    assert [t.replace(tzinfo=UTC) for t in times] == [NOW, NOW]
+
+
+def test_a_batch_from_a_public_route_is_stored_one_by_one(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    batch = [ing.prepare_payload(p, route=Route.HTTPS) for p in (RFC, GOOGLE)]
+    ready = [b for b in batch if isinstance(b, Pending)]
+    outcomes = ing.store_many(ready)
+    assert [o.status for o in outcomes] == [Status.STORED, Status.STORED]
+    assert [o.domain for o in outcomes] == [item.domain for item in ready]
+
+
+def test_a_failing_store_under_a_batch_is_unavailable_not_lost(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    ready = ing.prepare_payload(RFC, route=Route.FILE)
+    assert isinstance(ready, Pending)
+    with ing.sessions.begin() as db:
+        db.execute(text("DROP TABLE tls_report_failures"))
+        db.execute(text("DROP TABLE tls_report_policies"))
+        db.execute(text("DROP TABLE tls_reports"))
+    with pytest.raises(StoreUnavailable, match="^the report store is unavailable: "):
+        ing.store_many([ready])
