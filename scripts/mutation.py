@@ -74,6 +74,7 @@ TARGETS: dict[str, Target] = {
         (
             "tests/reports/test_ingest.py",
             "tests/reports/test_ingest_counters.py",
+            "tests/reports/test_ingest_store.py",
             "tests/reports/test_scope.py",
             "tests/reports/test_limits.py",
             "tests/reports/test_bounds.py",

@@ -97,5 +97,5 @@ def test_a_failing_store_under_a_batch_is_unavailable_not_lost(tmp_path: Path) -
         db.execute(text("DROP TABLE tls_report_failures"))
         db.execute(text("DROP TABLE tls_report_policies"))
         db.execute(text("DROP TABLE tls_reports"))
-    with pytest.raises(StoreUnavailable, match="^the report store is unavailable: "):
+    with pytest.raises(StoreUnavailable, match=r"^the report store is unavailable: "):
         ing.store_many([ready])
