@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from mtasts.reports.ingest import Pending, ReportIngestor, Route, Status, StoreUnavailable
 from mtasts.reports.limits import Limits
@@ -99,3 +100,37 @@ def test_a_failing_store_under_a_batch_is_unavailable_not_lost(tmp_path: Path) -
         db.execute(text("DROP TABLE tls_reports"))
     with pytest.raises(StoreUnavailable, match=r"^the report store is unavailable: "):
         ing.store_many([ready])
+
+
+def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url: str) -> None:
+    # The race the unique constraint settles: B looks, finds nothing, A stores the same
+    # report and commits, then B's insert fails on the constraint and B answers
+    # "duplicate" with A's row. A's store is run from B's own SELECT (a database event),
+    # so the order is fixed, not left to threads.
+    engine_a, engine_b = make_engine(postgres_url), make_engine(postgres_url)
+    try:
+        migrate(engine_a)
+        a = ReportIngestor(session_factory(engine_a), clock=lambda: NOW)
+        b = ReportIngestor(session_factory(engine_b), clock=lambda: NOW)
+        ready = b.prepare_payload(RFC, route=Route.FILE)
+        assert isinstance(ready, Pending)
+        stored_by_a: list[int | None] = []
+
+        def a_stores_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if not stored_by_a and statement.lstrip().upper().startswith("SELECT"):
+                stored_by_a.append(a.ingest_payload(RFC, route=Route.HTTPS).pk)
+
+        event.listen(engine_b, "after_cursor_execute", a_stores_meanwhile)
+        outcome = b.store(ready)
+        assert stored_by_a and stored_by_a[0] is not None
+        assert outcome.status is Status.DUPLICATE and outcome.pk == stored_by_a[0]
+        assert (outcome.organization, outcome.report_id) == (
+            ready.organization,
+            ready.report_id,
+        )
+        assert outcome.domain == ready.domain
+        with a.sessions() as db:
+            assert len(db.scalars(select(TlsReport.id)).all()) == 1
+    finally:
+        engine_a.dispose()
+        engine_b.dispose()
