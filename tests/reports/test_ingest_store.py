@@ -134,3 +134,66 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
     finally:
         engine_a.dispose()
         engine_b.dispose()
+
+
+def test_ingestor_for_takes_every_report_setting(tmp_path: Path) -> None:
+    from mtasts.config import Settings
+    from mtasts.reports.ingest import ingestor_for
+
+    settings = Settings(
+        data_dir=tmp_path,
+        report_max_bytes=111_111,
+        report_max_message_bytes=222_222,
+        report_max_stored_bytes=33_333,
+        report_quota_reports=4,
+        report_quota_bytes=5_555,
+        report_quota_org_reports=6,
+        report_quota_org_bytes=7_777,
+        report_parse_slots=3,
+        report_parse_queue=9,
+        report_parse_wait=1.5,
+        report_spool_bytes=8_888,
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    ing = ingestor_for(settings, session_factory(engine))
+    try:
+        assert ing.limits == Limits(
+            max_compressed_bytes=111_111,
+            max_decompressed_bytes=111_111,
+            max_message_bytes=222_222,
+            max_stored_bytes=33_333,
+        )
+        assert ing.quotas is not None
+        assert (
+            ing.quotas.reports_per_domain,
+            ing.quotas.bytes_per_domain,
+            ing.quotas.reports_per_organization,
+            ing.quotas.bytes_per_organization,
+        ) == (4, 5_555, 6, 7_777)
+        assert (ing.gate.slots, ing.gate.queue, ing.gate.wait) == (3, 9, 1.5)
+        assert ing.spool_threshold == 8_888 and ing.spool_dir == tmp_path / "spool"
+    finally:
+        engine.dispose()
+
+
+def test_payload_details(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path, Limits(max_compressed_bytes=len(RFC) - 1))
+    refused = ing.ingest_payload(RFC, route=Route.FILE)
+    assert refused.status is Status.REJECTED and refused.code == "report-too-large"
+    (tmp_path / "second").mkdir()
+    ing = ingestor(tmp_path / "second")
+    # the policy domain as filed: lower case, without the trailing dot
+    body = RFC.replace(b'"company-y.example"', b'"Company-Y.Example."')
+    assert body != RFC
+    outcome = ing.ingest_payload(body, route=Route.FILE, dkim="fail")
+    assert outcome.status is Status.STORED and outcome.domain == "company-y.example"
+    with ing.sessions() as db:
+        assert db.scalars(select(TlsReport.dkim)).one() == "fail"
+    assert ing.metrics()[-6:] == [
+        "# HELP mtasts_reports_parsing Reports being parsed and stored now.",
+        "# TYPE mtasts_reports_parsing gauge",
+        "mtasts_reports_parsing 0",
+        "# HELP mtasts_reports_waiting Reports waiting for a parse slot.",
+        "# TYPE mtasts_reports_waiting gauge",
+        "mtasts_reports_waiting 0",
+    ]
