@@ -4,6 +4,7 @@ failing under a batch."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,10 +13,17 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select, text
 
-from mtasts.reports.ingest import Pending, ReportIngestor, Route, Status, StoreUnavailable
+from mtasts.reports.ingest import (
+    Outcome,
+    Pending,
+    ReportIngestor,
+    Route,
+    Status,
+    StoreUnavailable,
+)
 from mtasts.reports.limits import Limits
 from mtasts.store.db import make_engine, migrate, session_factory
-from mtasts.store.models import TlsReport
+from mtasts.store.models import TlsReport, TlsReportPolicy
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "tlsrpt"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -197,3 +205,65 @@ def test_payload_details(tmp_path: Path) -> None:
         "# TYPE mtasts_reports_waiting gauge",
         "mtasts_reports_waiting 0",
     ]
+
+
+def test_a_report_for_a_domain_not_hosted_here_is_refused_by_name(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    ing = ReportIngestor(session_factory(engine), hosted=lambda name: name == "hosted.example")
+    try:
+        out = ing.ingest_payload(RFC, route=Route.HTTPS, domain="Company-Y.Example")
+        assert out == Outcome(
+            Status.REJECTED,
+            "Company-X",
+            "5065427c-23d3-47ca-b6e0-946ea0e8c4be",
+            "company-y.example",
+            code="domain-not-hosted",
+            reason="no TLS reports are received for company-y.example here",
+        )
+        # the operator's own routes are not limited to hosted domains
+        assert ing.ingest_payload(RFC, route=Route.FILE).status is Status.STORED
+    finally:
+        engine.dispose()
+
+
+def test_the_domain_filed_under_is_at_most_253_characters(tmp_path: Path) -> None:
+    # RFC 1035 §2.3.4: a name is at most 253 characters in text form. The name comes from
+    # the route (a mail header may say anything); the report's own fields are checked
+    # for length before.
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    assert len(longest) == 253
+    ing = ingestor(tmp_path)
+    fits = ing.ingest_payload(RFC, route=Route.FILE, domain=longest)
+    assert fits.status is Status.REJECTED and fits.code != "report-domain-invalid"
+    assert fits.domain == longest  # refused for what it holds, not for its name
+    out = ing.ingest_payload(RFC, route=Route.FILE, domain="e" + longest)
+    assert out.status is Status.REJECTED and out.code == "report-domain-invalid"
+    assert out.reason == "the report's domain is too long" and out.domain == "e" + longest
+
+
+def test_a_broken_report_in_a_mail_is_refused_with_its_reason(tmp_path: Path) -> None:
+    (out,) = ingestor(tmp_path).ingest_message(mail(b"{not json"), route=Route.SMTP)
+    assert out.status is Status.REJECTED and out.code.startswith("report-")
+    assert out.reason and out.code != "report-not-found"
+
+
+def test_subdomain_policies_stay_with_the_report(tmp_path: Path) -> None:
+    obj = json.loads(RFC)
+    sub = json.loads(json.dumps(obj["policies"][0]))
+    sub["policy"]["policy-domain"] = "mail.company-y.example"
+    other = json.loads(json.dumps(obj["policies"][0]))
+    other["policy"]["policy-domain"] = "xcompany-y.example"  # not a subdomain
+    obj["policies"] += [sub, other]
+    ing = ingestor(tmp_path)
+    out = ing.ingest_payload(json.dumps(obj).encode(), route=Route.FILE)
+    assert out.status is Status.STORED
+    with ing.sessions() as db:
+        kept = db.scalars(select(TlsReportPolicy.policy_domain)).all()
+    assert sorted(kept) == ["company-y.example", "mail.company-y.example"]
+
+
+def test_the_clock_is_utc() -> None:
+    from mtasts.reports.ingest import utcnow
+
+    assert utcnow().tzinfo is UTC
