@@ -4,6 +4,7 @@ failing under a batch."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -122,6 +123,12 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
         b = ReportIngestor(session_factory(engine_b), clock=lambda: NOW)
         ready = b.prepare_payload(RFC, route=Route.FILE)
         assert isinstance(ready, Pending)
+        # the same report-id already stored by another organisation and for another
+        # domain: the duplicate found must be the one of this domain and organisation
+        other_org = RFC.replace(b'"Company-X"', b'"Company-Z"')
+        other_domain = RFC.replace(b'"company-y.example"', b'"company-w.example"')
+        for body in (other_org, other_domain):
+            assert a.ingest_payload(body, route=Route.FILE).status is Status.STORED
         stored_by_a: list[int | None] = []
 
         def a_stores_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -138,7 +145,7 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
         )
         assert outcome.domain == ready.domain
         with a.sessions() as db:
-            assert len(db.scalars(select(TlsReport.id)).all()) == 1
+            assert len(db.scalars(select(TlsReport.id)).all()) == 3
     finally:
         engine_a.dispose()
         engine_b.dispose()
@@ -267,3 +274,14 @@ def test_the_clock_is_utc() -> None:
     from mtasts.reports.ingest import utcnow
 
     assert utcnow().tzinfo is UTC
+
+
+def test_what_is_stored_is_the_gzip_as_received_or_the_json_gzipped(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    gz = gzip.compress(GOOGLE, mtime=1)
+    first = ing.ingest_payload(gz, route=Route.FILE)
+    second = ing.ingest_payload(RFC, route=Route.FILE)
+    with ing.sessions() as db:
+        raw = {r.id: r.raw for r in db.scalars(select(TlsReport))}
+    assert raw[first.pk] == gz  # kept byte for byte
+    assert raw[second.pk] == gzip.compress(RFC, mtime=0)
