@@ -283,5 +283,6 @@ def test_what_is_stored_is_the_gzip_as_received_or_the_json_gzipped(tmp_path: Pa
     second = ing.ingest_payload(RFC, route=Route.FILE)
     with ing.sessions() as db:
         raw = {r.id: r.raw for r in db.scalars(select(TlsReport))}
+    assert first.pk is not None and second.pk is not None
     assert raw[first.pk] == gz  # kept byte for byte
     assert raw[second.pk] == gzip.compress(RFC, mtime=0)
