@@ -179,6 +179,8 @@ class DnsStats:
     tcp_queries: int = 0
     truncated: int = 0
     by_name: Counter[str] = field(default_factory=Counter)
+    delaying: int = 0  # answers held back by a delay right now
+    most_delaying: int = 0  # the most ever held at once: > 1 shows concurrent answering
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -413,7 +415,12 @@ class DnsServer(LabServer):
                 if soa is not None:  # RFC 2308 §3: the SOA tells how long "no" holds
                     response.authority.append(soa)
         if delay > 0:
-            await asyncio.sleep(delay)
+            self.stats.delaying += 1
+            self.stats.most_delaying = max(self.stats.most_delaying, self.stats.delaying)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self.stats.delaying -= 1
         if max_size is None:  # UDP: the client's EDNS payload, else 512 (RFC 6891 §6.2.5)
             max_size = max(query.payload, UDP_DEFAULT_PAYLOAD) if query.edns >= 0 else 512
         try:

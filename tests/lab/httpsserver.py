@@ -44,6 +44,10 @@ class Site:
     chunked: bool = False  # Transfer-Encoding: chunked instead of Content-Length
     endless: bool = False  # chunked, ``body`` repeated until the client goes (or ENDLESS_BYTES)
     headers: tuple[tuple[str, str], ...] = ()
+    # send only this many bytes of the body (Content-Length still names all of it), then
+    # hold the connection for ``stall`` seconds (or, with stall 0, cut it off)
+    partial: int | None = None
+    stall: float = 0.0
 
 
 NOT_FOUND = Site(status=404, body=b"not found\n")
@@ -54,6 +58,8 @@ class HttpsStats:
     connections: int = 0
     handshake_failures: int = 0
     requests: Counter[str] = field(default_factory=Counter)  # "host path" -> count
+    # "host path" -> the header fields of its latest request (names in lower case)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class HttpsServer(LabServer):
@@ -184,6 +190,7 @@ class HttpsServer(LabServer):
         host = host.rstrip(".")
         path = target.split("?", 1)[0]
         self.stats.requests[f"{host} {path}"] += 1
+        self.stats.headers[f"{host} {path}"] = dict(headers)
         site = self._sites.get((host, path), NOT_FOUND)
         if site.delay > 0:
             await asyncio.sleep(site.delay)
@@ -205,6 +212,16 @@ class HttpsServer(LabServer):
                 await asyncio.sleep(0)  # drain() does not yield once the peer is gone
         except (OSError, ssl.SSLError):
             pass
+
+    async def _send_partial(self, writer: asyncio.StreamWriter, data: bytes, stall: float) -> None:
+        try:
+            writer.write(data)
+            await writer.drain()
+            if stall > 0:
+                await asyncio.sleep(stall)  # the client waits for the rest in vain
+        except (OSError, ssl.SSLError):
+            pass
+        writer.transport.abort()  # the rest never comes
 
     async def _send(
         self, writer: asyncio.StreamWriter, site: Site, method: str, keep_alive: bool
@@ -229,6 +246,9 @@ class HttpsServer(LabServer):
             await self._send_endless(writer, data, site.body or b"#" * 8192)
             return
         body = b"" if method == "HEAD" else site.body
+        if site.partial is not None and method != "HEAD":
+            await self._send_partial(writer, data + body[: site.partial], site.stall)
+            return
         if site.chunked and method != "HEAD":
             step = 8192
             parts = [body[i : i + step] for i in range(0, len(body), step)]

@@ -205,9 +205,7 @@ def test_dns_serves_hundreds_of_concurrent_queries_with_delay() -> None:
         zone.add(f"h{i}.lab-many.test", "A", f"127.0.1.{i % 250 + 1}")
 
     async def main() -> None:
-        async with DnsServer(zone, host="127.0.0.1", delay=0.2) as server:
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
+        async with DnsServer(zone, host="127.0.0.1", delay=1.0) as server:
             answers = await asyncio.gather(
                 *(
                     dns.asyncquery.udp(
@@ -219,10 +217,11 @@ def test_dns_serves_hundreds_of_concurrent_queries_with_delay() -> None:
                     for i in range(300)
                 )
             )
-            elapsed = loop.time() - t0
         assert all(a.rcode() == dns.rcode.NOERROR and a.answer for a in answers)
         assert server.stats.udp_queries == 300
-        assert elapsed < 10.0  # far below 300 x 0.2 s: sleeping does not block the server
+        # sleeping does not block the server: it held several answers at once (counted by
+        # the server, not timed; a blocking server never holds more than one)
+        assert server.stats.most_delaying > 1
 
     asyncio.run(main())
 

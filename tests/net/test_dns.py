@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -122,20 +121,22 @@ def test_servfail_refused_and_timeout(lab_dns: DnsServer) -> None:
 
         async def main() -> None:
             r = resolver(lab_dns, timeout=0.6)
-            t0 = time.monotonic()
+            asked = lab_dns.stats.by_name["drop.fault.dns.test"]
             sf, via, refused, dropped = await asyncio.gather(
                 r.txt("sf.fault.dns.test"),
                 r.txt("via.fault.dns.test"),
                 r.txt("refused.fault.dns.test"),
                 r.mx("drop.fault.dns.test"),
             )
-            elapsed = time.monotonic() - t0
             assert sf.status is DnsStatus.SERVFAIL and sf.status.temporary
             assert "SERVFAIL" in (sf.error or "")
             assert via.status is DnsStatus.SERVFAIL
             assert refused.status is DnsStatus.ERROR and "REFUSED" in (refused.error or "")
             assert dropped.status is DnsStatus.TIMEOUT and dropped.status.temporary
-            assert 0.5 < elapsed < 2.0  # the timeout bounds the lookup in total
+            # The timeout bounds the lookup in total, not each try: counted by the server
+            # (tries of 0.6 s each within a 0.6 s lifetime: one, two at the edge; without
+            # the lifetime, dnspython's default of 5 s would send about eight).
+            assert 1 <= lab_dns.stats.by_name["drop.fault.dns.test"] - asked <= 2
 
         asyncio.run(main())
     finally:
@@ -173,13 +174,13 @@ def test_hundreds_of_concurrent_lookups_share_one_resolver() -> None:
         zone.add(f"_mta-sts.d{i}.many.test", "TXT", f"v=STSv1; id={i}")
 
     async def main() -> None:
-        async with DnsServer(zone, host="127.0.0.1", delay=0.1) as server:
-            r = resolver(server, timeout=15)
-            t0 = time.monotonic()
+        async with DnsServer(zone, host="127.0.0.1", delay=1.0) as server:
+            r = resolver(server, timeout=60)
             answers = await asyncio.gather(*(r.txt(f"_mta-sts.d{i}.many.test") for i in range(400)))
-            elapsed = time.monotonic() - t0
         assert [a.records for a in answers] == [(f"v=STSv1; id={i}",) for i in range(400)]
-        assert elapsed < 10.0  # concurrent: far below 400 x 0.1 s
+        # concurrent: the server held many of our lookups at once (a resolver asking one
+        # at a time never has more than one waiting); counted, not timed
+        assert server.stats.most_delaying > 1
 
     asyncio.run(main())
 

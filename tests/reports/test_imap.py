@@ -353,3 +353,31 @@ def test_cli_exit_codes(tmp_path: Path, dovecot: Dovecot, monkeypatch: pytest.Mo
     monkeypatch.setenv(PASSWORD_ENV, "wrong")  # last: Dovecot slows logins after a failure
     result = CliRunner().invoke(app, [*base, "--ca-file", dovecot.ca_file])
     assert result.exit_code == 1 and "login" in result.stderr
+
+
+def test_same_report_id_from_two_organisations_and_two_domains(
+    tmp_path: Path, dovecot: Dovecot
+) -> None:
+    """Issue 10 §3 through IMAP: deduplication is per (domain, organisation, report-id), so
+    one report-id used by another organisation, or first mailed for another domain, never
+    suppresses a report."""
+    from tests.reports.test_scope import GOOGLE, OTHER, VICTIM, mail, report
+
+    microsoft = "Microsoft Corporation"
+    messages = [
+        crlf(mail(report(OTHER))),  # the same report-id, about another domain, first
+        crlf(mail(report(VICTIM, ok=42))),
+        crlf(mail(report(VICTIM, org=microsoft))),
+    ]
+    dovecot.append(messages)
+    engine, ingestor = store(tmp_path)
+    summary = run(dovecot, ingestor)
+    assert (summary.stored, summary.duplicate, summary.rejected) == (3, 0, 0)
+    with engine.connect() as c:
+        rows = c.execute(select(TlsReport.domain, TlsReport.organization)).all()
+    assert sorted(rows) == sorted([(OTHER, GOOGLE), (VICTIM, GOOGLE), (VICTIM, microsoft)])
+
+    dovecot.append(messages)  # each mailed again: now every one is a duplicate
+    again = run(dovecot, ingestor)
+    assert (again.stored, again.duplicate) == (0, 3)
+    assert row_count(engine) == 3

@@ -1,0 +1,193 @@
+"""The policy fetch's outcomes in full against the lab: which answer gives which error,
+with what message, summary and body, at the edges of the rules (RFC 8461 §3.2, §3.3)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+import pytest
+
+from mtasts.net.fetch import MAX_POLICY_BYTES, USER_AGENT, FetchResult
+from tests.lab import DOWN_IP, HttpsServer, Site, World
+from tests.net.test_fetch import POLICY, fetch
+
+pytestmark = pytest.mark.lab
+
+OVER = POLICY + b"#" * (MAX_POLICY_BYTES + 1 - len(POLICY))  # 65,537 bytes
+
+
+def url(world: World, domain: str) -> str:
+    return f"https://mta-sts.{domain}:{world.https_port}/.well-known/mta-sts.txt"
+
+
+def get(world: World, domain: str, site: Site) -> FetchResult:
+    world.add_domain(domain, https=site)
+    return fetch(world, domain)
+
+
+def test_declared_size_over_the_limit_is_refused_before_reading(lab_world: World) -> None:
+    r = get(lab_world, "declared.out.fetch.test", Site(body=OVER))
+    assert r.error_code == "too-large" and r.body is None
+    assert r.error == r.summary == "the policy is 65537 bytes; senders read at most 65536"
+
+
+def test_streamed_size_over_the_limit(lab_world: World) -> None:
+    r = get(lab_world, "streamed.out.fetch.test", Site(body=OVER, chunked=True))
+    assert r.error_code == "too-large" and r.body is None
+    assert r.error == "the policy is larger than 65536 bytes (RFC 8461 §3.3)"
+
+
+def test_a_large_error_page_is_a_status_error_with_its_first_64_kib(lab_world: World) -> None:
+    # only a 200 answer can be "too large": other statuses and media types are read up to
+    # the limit and reported as what they are
+    r = get(lab_world, "big404.out.fetch.test", Site(status=404, body=OVER))
+    assert r.error_code == "http-status" and r.body == OVER[:MAX_POLICY_BYTES]
+    html = Site(body=OVER, content_type="text/html")
+    r = get(lab_world, "bightml.out.fetch.test", html)
+    assert r.error_code == "content-type" and r.body == OVER[:MAX_POLICY_BYTES]
+
+
+def test_status_error_keeps_the_body(lab_world: World) -> None:
+    r = get(lab_world, "s404.out.fetch.test", Site(status=404, body=b"nope"))
+    assert r.body == b"nope"
+    assert r.error == r.summary == f"{url(lab_world, 's404.out.fetch.test')} answers HTTP 404"
+
+
+@pytest.mark.parametrize(("status", "code"), [(300, "http-redirect"), (399, "http-redirect")])
+def test_every_3xx_is_a_redirect(lab_world: World, status: int, code: str) -> None:
+    d = f"r{status}.out.fetch.test"
+    r = get(lab_world, d, Site(status=status))
+    assert r.error_code == code and r.status_code == status and r.location is None
+    assert r.error == f"{url(lab_world, d)} answers {status}"  # no Location: no " to"
+    assert r.summary == f"{url(lab_world, d)} answers {status} (a redirect)"
+
+
+def test_400_is_a_status_error(lab_world: World) -> None:
+    r = get(lab_world, "r400.out.fetch.test", Site(status=400, body=b"bad"))
+    assert r.error_code == "http-status" and r.location is None
+
+
+def test_redirect_names_its_target_but_the_summary_does_not(lab_world: World) -> None:
+    target = "https://elsewhere.example/policy"
+    d = "r301.out.fetch.test"
+    r = get(lab_world, d, Site(status=301, location=target))
+    assert r.error == f"{url(lab_world, d)} answers 301 to {target}"
+    assert r.summary == f"{url(lab_world, d)} answers 301 (a redirect)"
+
+
+@pytest.mark.parametrize(
+    ("label", "content_type", "said", "summarised"),
+    [
+        ("html", "text/html; charset=utf-8", "text/html; charset=utf-8", "text/html"),
+        ("none", None, "no Content-Type", "no Content-Type"),
+        ("odd", "text/<b>", "text/<b>", "an unrecognised media type"),
+    ],
+)
+def test_wrong_media_type_is_named(
+    lab_world: World, label: str, content_type: str | None, said: str, summarised: str
+) -> None:
+    d = f"ct-{label}.out.fetch.test"
+    r = get(lab_world, d, Site(body=POLICY, content_type=content_type))
+    assert r.error_code == "content-type" and r.body == POLICY
+    assert r.error == f"{url(lab_world, d)} is served as {said}, not text/plain"
+    assert r.summary == f"{url(lab_world, d)} is served as {summarised}, not text/plain"
+
+
+def test_certificate_rejection_names_the_reason(lab_world: World) -> None:
+    name = "expired.cert-msg.fetch.test"
+    lab_world.add_domain(name, https="expired")
+    r = fetch(lab_world, name)
+    assert r.error_code == "tls-certificate-expired"
+    assert r.error == f"certificate of mta-sts.{name} rejected: certificate has expired"
+
+
+def test_nothing_listening_is_summarised_as_refused(lab_world: World) -> None:
+    lab_world.add_domain("down.out.fetch.test", https="down")
+    r = fetch(lab_world, "down.out.fetch.test")
+    host = "mta-sts.down.out.fetch.test"
+    assert r.error_code == "connect-failed"
+    port = lab_world.https_port
+    assert r.summary == f"cannot connect to {host}: {DOWN_IP}:{port}: connection refused"
+    assert r.error == (
+        f"cannot connect to {host}: {DOWN_IP}:{port}: All connection attempts failed"
+    )
+
+
+def test_tls_failures_name_the_openssl_reason(lab_world: World) -> None:
+    # a port that speaks SMTP, not TLS
+    lab_world.zone.add("mta-sts.smtp.out.fetch.test", "A", lab_world.smtp_ip("bad-banner"))
+    r = fetch(lab_world, "smtp.out.fetch.test", port=lab_world.smtp_port)
+    host = "mta-sts.smtp.out.fetch.test"
+    assert r.error_code == "tls-handshake-failed"
+    assert (r.error or "").startswith(
+        f"TLS handshake with {host} failed: [SSL: WRONG_VERSION_NUMBER] wrong version number"
+    )
+    assert r.summary == f"TLS handshake failed (WRONG_VERSION_NUMBER) with {host}"
+
+
+def test_a_reset_during_the_handshake(lab_world: World) -> None:
+    # a server that takes the ClientHello and answers with a TCP reset (SO_LINGER 0)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.63", 0))
+        listener.listen()
+
+        def reset_one() -> None:
+            conn, _ = listener.accept()
+            conn.recv(1024)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+        thread = threading.Thread(target=reset_one, daemon=True)
+        thread.start()
+        lab_world.zone.add("mta-sts.reset.out.fetch.test", "A", "127.0.0.63")
+        r = fetch(lab_world, "reset.out.fetch.test", port=listener.getsockname()[1])
+        thread.join(60)
+    host = "mta-sts.reset.out.fetch.test"
+    assert r.error_code == "tls-handshake-failed"
+    assert r.error == r.summary == f"{host} closed the connection during TLS"
+
+
+def test_a_body_that_stops_coming_times_out(lab_world: World) -> None:
+    # the server holds the rest for 30 s: only our own timeout (0.5 s) ends the fetch
+    site = Site(body=POLICY, partial=10, stall=30)
+    lab_world.add_domain("stall-body.out.fetch.test", https=site)
+    r = fetch(lab_world, "stall-body.out.fetch.test", timeout=0.5)
+    assert r.error_code == "timeout" and r.body is None
+    assert r.error == "mta-sts.stall-body.out.fetch.test did not send the whole policy in time"
+
+
+def test_a_body_cut_off_is_an_http_error(lab_world: World) -> None:
+    lab_world.add_domain("cut-body.out.fetch.test", https=Site(body=POLICY, partial=10))
+    r = fetch(lab_world, "cut-body.out.fetch.test")
+    assert r.error_code == "http-error" and r.body is None
+    assert (r.error or "").startswith("reading the policy failed: peer closed connection")
+    assert "received 10 bytes" in (r.error or "")
+    assert r.summary == "reading the policy failed (RemoteProtocolError)"  # no server words
+
+
+def test_the_certificate_is_looked_at_on_the_address_that_refused_it(
+    lab_world: World,
+) -> None:
+    # a server of its own on an address nothing else listens on: the unverified second
+    # look must go to that address, not to "localhost"
+    leaf = lab_world.ca.issue_expired(["mta-sts.own.out.fetch.test"])
+    with HttpsServer(leaf, host="127.0.0.64") as server:
+        server.policy("own.out.fetch.test", POLICY)
+        lab_world.zone.add("mta-sts.own.out.fetch.test", "A", "127.0.0.64")
+        r = fetch(lab_world, "own.out.fetch.test", port=server.port)
+    assert r.error_code == "tls-certificate-expired" and r.verify_code == 10
+    assert r.certificate is not None
+    assert r.certificate.subject_alt_names == ("mta-sts.own.out.fetch.test",)
+
+
+def test_the_request_asks_for_plain_text_unencoded(lab_world: World) -> None:
+    lab_world.add_domain("headers.out.fetch.test")
+    assert fetch(lab_world, "headers.out.fetch.test").ok
+    sent = lab_world.https.stats.headers["mta-sts.headers.out.fetch.test /.well-known/mta-sts.txt"]
+    assert sent["host"] == "mta-sts.headers.out.fetch.test"  # not the address connected to
+    assert sent["accept"] == "text/plain"
+    # no compression: the 64 KiB cap counts the bytes as sent, and no gzip bomb can come
+    assert sent["accept-encoding"] == "identity"
+    assert sent["user-agent"] == USER_AGENT

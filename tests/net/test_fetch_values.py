@@ -1,0 +1,113 @@
+"""The value side of the policy fetch, without the network: OpenSSL verification codes
+mapped to our error codes, and the redacted result shown to tenants."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import replace
+
+import pytest
+
+from mtasts.net.fetch import FetchResult, verify_error_code
+
+
+@pytest.mark.parametrize(
+    ("verify_code", "suffix"),
+    [
+        (10, "expired"),  # X509_V_ERR_CERT_HAS_EXPIRED
+        (9, "invalid"),  # CERT_NOT_YET_VALID counts as invalid for the policy host
+        (2, "untrusted"),  # UNABLE_TO_GET_ISSUER_CERT
+        (18, "untrusted"),  # DEPTH_ZERO_SELF_SIGNED_CERT
+        (19, "untrusted"),  # SELF_SIGNED_CERT_IN_CHAIN
+        (20, "untrusted"),  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        (21, "untrusted"),  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+        (62, "host-mismatch"),  # HOSTNAME_MISMATCH
+        (0, "invalid"),
+        (26, "invalid"),  # INVALID_PURPOSE
+    ],
+)
+def test_verify_error_codes(verify_code: int, suffix: str) -> None:
+    assert verify_error_code(verify_code) == f"tls-certificate-{suffix}"
+    assert verify_error_code(verify_code, prefix="mx-certificate-") == f"mx-certificate-{suffix}"
+
+
+FAILED = FetchResult(
+    url="https://mta-sts.example.test/.well-known/mta-sts.txt",
+    host="mta-sts.example.test",
+    addresses=("192.0.2.1",),
+    address="192.0.2.1",
+    status_code=404,
+    content_type="text/html; charset=utf-8",
+    body=b"<h1>internal page of someone else</h1>",
+    location="https://intranet.example.test/",
+    tls_version="TLSv1.3",
+    certificate=None,
+    cname_chain=("cdn.example.test",),
+    error_code="http-status",
+    error="https://... answers HTTP 404 (local detail: /tmp/x)",
+    elapsed=0.25,
+    verify_code=None,
+    summary="https://... answers HTTP 404",
+)
+
+
+def test_redacted_failure_keeps_only_what_tenants_may_see() -> None:
+    r = FAILED.redacted()
+    assert r.body is None and r.location is None
+    assert r.content_type == "text/html"  # the media type only
+    assert r.error == "https://... answers HTTP 404" and r.summary == FAILED.summary
+    # the rest is as it was
+    kept = replace(r, body=FAILED.body, location=FAILED.location)
+    assert replace(kept, content_type=FAILED.content_type, error=FAILED.error) == FAILED
+    assert not r.ok
+
+
+@pytest.mark.parametrize(
+    ("content_type", "shown"),
+    [
+        (None, None),
+        ("TEXT/Plain", "text/plain"),
+        ("application/octet-stream;x=1", "application/octet-stream"),
+        ("text/html<script>", "an unrecognised media type"),
+        ("text", "an unrecognised media type"),
+        ("a" * 65 + "/plain", "an unrecognised media type"),
+        ("", "an unrecognised media type"),
+    ],
+)
+def test_redacted_media_type(content_type: str | None, shown: str | None) -> None:
+    assert replace(FAILED, content_type=content_type).redacted().content_type == shown
+
+
+def test_redacted_success_keeps_the_policy() -> None:
+    ok = replace(FAILED, status_code=200, error_code=None, error=None, summary=None)
+    r = ok.redacted()
+    assert r.ok and r.body == FAILED.body and r.error is None and r.location is None
+
+
+def test_media_type_is_the_part_before_the_first_parameter() -> None:
+    r = replace(FAILED, content_type="Text/HTML ; charset=utf-8; format=flowed").redacted()
+    assert r.content_type == "text/html"
+
+
+def test_cause_chains_are_searched_and_cycles_end() -> None:
+    from mtasts.net.fetch import _find, _reason
+
+    a, b = ValueError("a"), KeyError("b")
+    a.__context__, b.__context__ = b, a  # a cycle
+    assert _find(a, OSError) is None and _find(a, KeyError) is b
+    refused = ConnectionRefusedError(111, "Connection refused")
+    wrapper = RuntimeError("All connection attempts failed")
+    wrapper.__cause__ = refused
+    assert _find(wrapper, OSError) is refused
+    assert _reason(wrapper) == "[Errno 111] Connection refused"  # the OS error's words
+    tls = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    tls.__context__ = refused  # the TLS error is preferred to any OS error
+    outer = RuntimeError("handshake")
+    outer.__cause__ = tls
+    assert _reason(outer) == str(tls)
+    # also when an OS error comes first in the chain (a reset caused by the TLS failure)
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    reset.__context__ = tls
+    assert _reason(reset) == str(tls)
+    assert _reason(RuntimeError()) == "RuntimeError"  # no words: the type
+    assert _reason(RuntimeError("plain")) == "plain"

@@ -1,0 +1,288 @@
+"""ReportIngestor on a real SQLite store, in detail: what a stored row and an outcome hold
+(domain, time, DKIM verdict), what the message route refuses and why, and the store
+failing under a batch."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text
+
+from mtasts.reports.ingest import (
+    Outcome,
+    Pending,
+    ReportIngestor,
+    Route,
+    Status,
+    StoreUnavailable,
+)
+from mtasts.reports.limits import Limits
+from mtasts.store.db import make_engine, migrate, session_factory
+from mtasts.store.models import TlsReport, TlsReportPolicy
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "tlsrpt"
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+RFC = (CORPUS / "parsedmarc" / "rfc8460.json").read_bytes()
+GOOGLE = (CORPUS / "cry-inc-dmarc-report-viewer" / "google.json").read_bytes()
+
+
+def ingestor(tmp_path: Path, limits: Limits | None = None) -> ReportIngestor:
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    return ReportIngestor(session_factory(engine), limits, clock=lambda: NOW)
+
+
+def mail(payload: bytes) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "noreply@sender.example"
+    msg["Subject"] = "Report Domain: company-y.example Submitter: sender.example Report-ID: <x>"
+    msg.set_content("report attached")
+    msg.add_attachment(payload, maintype="application", subtype="tlsrpt+json", filename="r.json")
+    return msg.as_bytes()
+
+
+def test_a_mailed_report_keeps_its_dkim_verdict_and_time(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    (outcome,) = ing.ingest_message(mail(RFC), route=Route.SMTP, dkim="pass")
+    assert outcome.status is Status.STORED
+    with ing.sessions() as db:
+        row = db.scalars(select(TlsReport)).one()
+        assert row.dkim == "pass" and row.route == "smtp"
+        assert row.received_at.replace(tzinfo=UTC) == NOW
+
+
+def test_a_message_over_the_limit_is_refused_with_the_reason(tmp_path: Path) -> None:
+    message = mail(RFC)
+    ing = ingestor(tmp_path, Limits(max_message_bytes=len(message) - 1))
+    (outcome,) = ing.ingest_message(message, route=Route.SMTP)
+    assert outcome.status is Status.REJECTED
+    assert "too-large" in outcome.code and outcome.reason
+    assert not outcome.accepted
+
+
+def test_a_message_without_a_report_says_what_was_expected(tmp_path: Path) -> None:
+    (outcome,) = ingestor(tmp_path).ingest_message(
+        b"Subject: hi\r\n\r\nhello\r\n", route=Route.FILE
+    )
+    assert outcome.status is Status.REJECTED and outcome.code == "report-not-found"
+    assert outcome.reason == (
+        "the message carries no TLS report (RFC 8460 §5.3: a multipart/report with an "
+        "application/tlsrpt+gzip or +json part)"
+    )
+
+
+def test_batch_outcomes_name_the_domain_and_rows_the_time(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    batch = [ing.prepare_payload(p, route=Route.FILE) for p in (RFC, GOOGLE, RFC)]
+    ready = [b for b in batch if isinstance(b, Pending)]
+    outcomes = ing.store_many(ready)
+    assert [o.status for o in outcomes] == [Status.STORED, Status.STORED, Status.DUPLICATE]
+    assert [o.domain for o in outcomes] == [item.domain for item in ready]
+    assert all(o.domain for o in outcomes)
+    with ing.sessions() as db:
+        times = db.scalars(select(TlsReport.received_at)).all()
+    assert [t.replace(tzinfo=UTC) for t in times] == [NOW, NOW]
+
+
+def test_a_batch_from_a_public_route_is_stored_one_by_one(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    batch = [ing.prepare_payload(p, route=Route.HTTPS) for p in (RFC, GOOGLE)]
+    ready = [b for b in batch if isinstance(b, Pending)]
+    outcomes = ing.store_many(ready)
+    assert [o.status for o in outcomes] == [Status.STORED, Status.STORED]
+    assert [o.domain for o in outcomes] == [item.domain for item in ready]
+
+
+def test_a_failing_store_under_a_batch_is_unavailable_not_lost(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    ready = ing.prepare_payload(RFC, route=Route.FILE)
+    assert isinstance(ready, Pending)
+    with ing.sessions.begin() as db:
+        db.execute(text("DROP TABLE tls_report_failures"))
+        db.execute(text("DROP TABLE tls_report_policies"))
+        db.execute(text("DROP TABLE tls_reports"))
+    with pytest.raises(StoreUnavailable, match=r"^the report store is unavailable: "):
+        ing.store_many([ready])
+
+
+def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url: str) -> None:
+    # The race the unique constraint settles: B looks, finds nothing, A stores the same
+    # report and commits, then B's insert fails on the constraint and B answers
+    # "duplicate" with A's row. A's store is run from B's own SELECT (a database event),
+    # so the order is fixed, not left to threads.
+    engine_a, engine_b = make_engine(postgres_url), make_engine(postgres_url)
+    try:
+        migrate(engine_a)
+        a = ReportIngestor(session_factory(engine_a), clock=lambda: NOW)
+        b = ReportIngestor(session_factory(engine_b), clock=lambda: NOW)
+        ready = b.prepare_payload(RFC, route=Route.FILE)
+        assert isinstance(ready, Pending)
+        # the same report-id already stored by another organisation and for another
+        # domain: the duplicate found must be the one of this domain and organisation
+        other_org = RFC.replace(b'"Company-X"', b'"Company-Z"')
+        other_domain = RFC.replace(b'"company-y.example"', b'"company-w.example"')
+        for body in (other_org, other_domain):
+            assert a.ingest_payload(body, route=Route.FILE).status is Status.STORED
+        stored_by_a: list[int | None] = []
+
+        def a_stores_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if not stored_by_a and statement.lstrip().upper().startswith("SELECT"):
+                stored_by_a.append(a.ingest_payload(RFC, route=Route.HTTPS).pk)
+
+        event.listen(engine_b, "after_cursor_execute", a_stores_meanwhile)
+        outcome = b.store(ready)
+        assert stored_by_a and stored_by_a[0] is not None
+        assert outcome.status is Status.DUPLICATE and outcome.pk == stored_by_a[0]
+        assert (outcome.organization, outcome.report_id) == (
+            ready.organization,
+            ready.report_id,
+        )
+        assert outcome.domain == ready.domain
+        with a.sessions() as db:
+            assert len(db.scalars(select(TlsReport.id)).all()) == 3
+    finally:
+        engine_a.dispose()
+        engine_b.dispose()
+
+
+def test_ingestor_for_takes_every_report_setting(tmp_path: Path) -> None:
+    from mtasts.config import Settings
+    from mtasts.reports.ingest import ingestor_for
+
+    settings = Settings(
+        data_dir=tmp_path,
+        report_max_bytes=111_111,
+        report_max_message_bytes=222_222,
+        report_max_stored_bytes=33_333,
+        report_quota_reports=4,
+        report_quota_bytes=5_555,
+        report_quota_org_reports=6,
+        report_quota_org_bytes=7_777,
+        report_parse_slots=3,
+        report_parse_queue=9,
+        report_parse_wait=1.5,
+        report_spool_bytes=8_888,
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    ing = ingestor_for(settings, session_factory(engine))
+    try:
+        assert ing.limits == Limits(
+            max_compressed_bytes=111_111,
+            max_decompressed_bytes=111_111,
+            max_message_bytes=222_222,
+            max_stored_bytes=33_333,
+        )
+        assert ing.quotas is not None
+        assert (
+            ing.quotas.reports_per_domain,
+            ing.quotas.bytes_per_domain,
+            ing.quotas.reports_per_organization,
+            ing.quotas.bytes_per_organization,
+        ) == (4, 5_555, 6, 7_777)
+        assert (ing.gate.slots, ing.gate.queue, ing.gate.wait) == (3, 9, 1.5)
+        assert ing.spool_threshold == 8_888 and ing.spool_dir == tmp_path / "spool"
+    finally:
+        engine.dispose()
+
+
+def test_payload_details(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path, Limits(max_compressed_bytes=len(RFC) - 1))
+    refused = ing.ingest_payload(RFC, route=Route.FILE)
+    assert refused.status is Status.REJECTED and refused.code == "report-too-large"
+    (tmp_path / "second").mkdir()
+    ing = ingestor(tmp_path / "second")
+    # the policy domain as filed: lower case, without the trailing dot
+    body = RFC.replace(b'"company-y.example"', b'"Company-Y.Example."')
+    assert body != RFC
+    outcome = ing.ingest_payload(body, route=Route.FILE, dkim="fail")
+    assert outcome.status is Status.STORED and outcome.domain == "company-y.example"
+    with ing.sessions() as db:
+        assert db.scalars(select(TlsReport.dkim)).one() == "fail"
+    assert ing.metrics()[-6:] == [
+        "# HELP mtasts_reports_parsing Reports being parsed and stored now.",
+        "# TYPE mtasts_reports_parsing gauge",
+        "mtasts_reports_parsing 0",
+        "# HELP mtasts_reports_waiting Reports waiting for a parse slot.",
+        "# TYPE mtasts_reports_waiting gauge",
+        "mtasts_reports_waiting 0",
+    ]
+
+
+def test_a_report_for_a_domain_not_hosted_here_is_refused_by_name(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    ing = ReportIngestor(session_factory(engine), hosted=lambda name: name == "hosted.example")
+    try:
+        out = ing.ingest_payload(RFC, route=Route.HTTPS, domain="Company-Y.Example")
+        assert out == Outcome(
+            Status.REJECTED,
+            "Company-X",
+            "5065427c-23d3-47ca-b6e0-946ea0e8c4be",
+            "company-y.example",
+            code="domain-not-hosted",
+            reason="no TLS reports are received for company-y.example here",
+        )
+        # the operator's own routes are not limited to hosted domains
+        assert ing.ingest_payload(RFC, route=Route.FILE).status is Status.STORED
+    finally:
+        engine.dispose()
+
+
+def test_the_domain_filed_under_is_at_most_253_characters(tmp_path: Path) -> None:
+    # RFC 1035 §2.3.4: a name is at most 253 characters in text form. The name comes from
+    # the route (a mail header may say anything); the report's own fields are checked
+    # for length before.
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    assert len(longest) == 253
+    ing = ingestor(tmp_path)
+    fits = ing.ingest_payload(RFC, route=Route.FILE, domain=longest)
+    assert fits.status is Status.REJECTED and fits.code != "report-domain-invalid"
+    assert fits.domain == longest  # refused for what it holds, not for its name
+    out = ing.ingest_payload(RFC, route=Route.FILE, domain="e" + longest)
+    assert out.status is Status.REJECTED and out.code == "report-domain-invalid"
+    assert out.reason == "the report's domain is too long" and out.domain == "e" + longest
+
+
+def test_a_broken_report_in_a_mail_is_refused_with_its_reason(tmp_path: Path) -> None:
+    (out,) = ingestor(tmp_path).ingest_message(mail(b"{not json"), route=Route.SMTP)
+    assert out.status is Status.REJECTED and out.code.startswith("report-")
+    assert out.reason and out.code != "report-not-found"
+
+
+def test_subdomain_policies_stay_with_the_report(tmp_path: Path) -> None:
+    obj = json.loads(RFC)
+    sub = json.loads(json.dumps(obj["policies"][0]))
+    sub["policy"]["policy-domain"] = "mail.company-y.example"
+    other = json.loads(json.dumps(obj["policies"][0]))
+    other["policy"]["policy-domain"] = "xcompany-y.example"  # not a subdomain
+    obj["policies"] += [sub, other]
+    ing = ingestor(tmp_path)
+    out = ing.ingest_payload(json.dumps(obj).encode(), route=Route.FILE)
+    assert out.status is Status.STORED
+    with ing.sessions() as db:
+        kept = db.scalars(select(TlsReportPolicy.policy_domain)).all()
+    assert sorted(kept) == ["company-y.example", "mail.company-y.example"]
+
+
+def test_the_clock_is_utc() -> None:
+    from mtasts.reports.ingest import utcnow
+
+    assert utcnow().tzinfo is UTC
+
+
+def test_what_is_stored_is_the_gzip_as_received_or_the_json_gzipped(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    gz = gzip.compress(GOOGLE, mtime=1)
+    first = ing.ingest_payload(gz, route=Route.FILE)
+    second = ing.ingest_payload(RFC, route=Route.FILE)
+    with ing.sessions() as db:
+        raw = {r.id: r.raw for r in db.scalars(select(TlsReport))}
+    assert first.pk is not None and second.pk is not None
+    assert raw[first.pk] == gz  # kept byte for byte
+    assert raw[second.pk] == gzip.compress(RFC, mtime=0)
