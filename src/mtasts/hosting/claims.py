@@ -34,7 +34,6 @@ from mtasts.hosting.delegation import (
     DnsRecord,
     RecordCheck,
     Verification,
-    checks_dict,
     delegation_records,
     verify_delegation,
 )
@@ -95,38 +94,15 @@ async def check_challenge(resolver: Resolver, domain: str, token: str) -> Record
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimVerification:
-    """The delegation CNAMEs and this claim's challenge, as DNS shows them now."""
-
-    domain: str
-    delegation: Verification
-    challenge: RecordCheck
-
-    @property
-    def checks(self) -> tuple[RecordCheck, ...]:
-        return (*self.delegation.checks, self.challenge)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def temporary(self) -> bool:
-        return any(c.found.startswith("lookup failed") for c in self.checks)
-
-    def to_dict(self) -> dict[str, Any]:
-        return checks_dict(self.domain, self.checks)
-
-
 async def verify_claim(
     resolver: Resolver, settings: Settings, domain: str, token: str
-) -> ClaimVerification:
-    """Resolve the delegation CNAMEs and the claim's challenge, concurrently."""
+) -> Verification:
+    """Resolve the delegation CNAMEs and the claim's challenge, concurrently: the four
+    records a pending claim needs, as one verification."""
     delegation, challenge = await asyncio.gather(
         verify_delegation(resolver, settings, domain), check_challenge(resolver, domain, token)
     )
-    return ClaimVerification(domain, delegation, challenge)
+    return Verification(domain, (*delegation.checks, challenge))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +121,7 @@ class ClaimOutcome:
 
     domain: str
     state: str  # the claim's state afterwards
-    verification: ClaimVerification | Verification
+    verification: Verification
     activated: bool = False  # this verification made the claim active
     took_over: bool = False  # ... and the name was served for another account until now
 

@@ -28,7 +28,6 @@ from mtasts.config import Settings
 from mtasts.generate import DEFAULT_MAX_AGE, MIN_MAX_AGE
 from mtasts.hosting.claims import (
     ClaimOutcome,
-    ClaimVerification,
     Transfer,
     claim_records,
     expired_claims,
@@ -530,7 +529,7 @@ class HostingService:
                 "expired; add the domain again for a new challenge.",
             )
         resolver = self.resolver()
-        result: ClaimVerification | Verification
+        result: Verification
         if state == DomainState.PENDING:
             result = asyncio.run(verify_claim(resolver, self.settings, domain_name, token))
         else:
