@@ -46,6 +46,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # dashboard sessions carry this number; signing out increments it (ends them all)
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # "en" or "es" (mtasts.i18n.LANGUAGES); None: no choice made (dashboard: Accept-Language)
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class ApiToken(Base):
