@@ -25,10 +25,13 @@ MsgId = str | tuple[str, str]
 
 
 def source_messages() -> set[MsgId]:
-    """Every message id marked in the code (what `make i18n` extracts)."""
+    """Every message id marked in the code and the dashboard's templates (what `make i18n`
+    extracts)."""
     found: set[MsgId] = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
-        str(SRC), method_map=[("**.py", "python")], keywords=KEYWORDS
+        str(SRC),
+        method_map=[("**.py", "python"), ("web/templates/**.html", "jinja2.ext:babel_extract")],
+        keywords=KEYWORDS,
     ):
         if isinstance(message, tuple):
             found.add((str(message[0]), str(message[1])))

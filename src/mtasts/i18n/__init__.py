@@ -9,7 +9,8 @@ Order of choice:
 
 - command line: ``--lang es|en``, then ``MTASTS_LANG``, then the locale (``LC_ALL``,
   ``LC_MESSAGES``, ``LANG``, in POSIX precedence) — :func:`from_cli`;
-- dashboard: the user's own setting, then ``Accept-Language`` — :func:`from_accept_language`;
+- dashboard: the user's own setting, then the choice made while signed out (kept in the
+  session cookie), then ``Accept-Language`` — :func:`from_accept_language`, :func:`choose`;
 - API: ``message``/``fix`` prose follows ``Accept-Language`` only when the client sends it.
 
 Codes, JSON keys and values never change with the language; only prose does.
@@ -114,6 +115,14 @@ def use(language: str | None) -> Iterator[str]:
         _request_language.reset(token)
 
 
+def choose(language: str | None) -> None:
+    """Speak ``language`` for the rest of the current :func:`use` block (the dashboard
+    refines a request's language once it knows who is signed in); None changes nothing."""
+    chosen = normalize(language)
+    if chosen:
+        _request_language.set(chosen)
+
+
 @cache
 def catalogue(language: str) -> Mapping[str | tuple[str, str], str | tuple[str, ...]]:
     """msgid (or (singular, plural)) → translation, without fuzzy or empty entries."""
@@ -180,6 +189,7 @@ __all__ = [
     "LANGUAGES",
     "NAMES",
     "N_",
+    "choose",
     "current",
     "from_accept_language",
     "from_cli",

@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from mtasts.web.dashboard.views import PageError, page_error, router
+from mtasts.i18n import _
+from mtasts.web.dashboard.views import PageError, page_error, page_language, router
 
 Handler = Callable[[Request, Exception], Response | Awaitable[Response]]
 # paths that are not pages: their errors stay JSON (the one error envelope)
@@ -64,19 +65,22 @@ def _as_page(fallback: Handler) -> Handler:
         if not wants_page(request):
             result = fallback(request, exc)
             return await result if isinstance(result, Awaitable) else result
+        await page_language(request)
         if isinstance(exc, RequestValidationError):
             problems = [
                 f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('query', 'path'))}: "
                 f"{e.get('msg')}"
                 for e in exc.errors()
             ]
-            message = "The address has a bad value: " + "; ".join(problems) + "."
+            message = _("The address has a bad value: {problems}.").format(
+                problems="; ".join(problems)
+            )
             return page_error(request, PageError(422, message))
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
-            message = f"There is no page at {request.url.path}."
+            message = _("There is no page at {path}.").format(path=request.url.path)
         else:
-            message = f"{exc.detail}" if exc.detail else "That cannot be done here."
+            message = f"{exc.detail}" if exc.detail else _("That cannot be done here.")
         return page_error(request, PageError(exc.status_code, message, dict(exc.headers or {})))
 
     return handler

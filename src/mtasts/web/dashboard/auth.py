@@ -2,13 +2,14 @@
 small in-memory limit on failed sign-ins.
 
 The session lives in one cookie signed with a key kept in the data directory
-(``dashboard-secret``): ``{"uid", "pw", "ep", "csrf", "flash"}``. ``pw`` is a fingerprint of
-the user's password hash, so setting a new password ends every other session. ``ep`` is the
-user's session epoch (``users.session_epoch``): signing out increments it on the server, so
-a cookie copied before the sign-out no longer opens anything (signing out ends every
-session of that user). The cookie is HttpOnly, SameSite=Lax, and Secure whenever the
-browser came over HTTPS (directly, or through a trusted TLS front, which says so in
-X-Forwarded-Proto; see ``trusted_proxies``).
+(``dashboard-secret``): ``{"uid", "pw", "ep", "csrf", "flash", "lang"}`` (``lang``: the
+language chosen while signed out; a signed-in user's choice is ``users.language``).
+``pw`` is a fingerprint of the user's password hash, so setting a new password ends every
+other session. ``ep`` is the user's session epoch (``users.session_epoch``): signing out
+increments it on the server, so a cookie copied before the sign-out no longer opens
+anything (signing out ends every session of that user). The cookie is HttpOnly,
+SameSite=Lax, and Secure whenever the browser came over HTTPS (directly, or through a
+trusted TLS front, which says so in X-Forwarded-Proto; see ``trusted_proxies``).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from sqlalchemy import select, update
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mtasts import i18n
 from mtasts.config import proxy_networks
 from mtasts.hosting.tenants import HostingService, ServiceError, token_fingerprint
+from mtasts.i18n import _
 from mtasts.store.models import ApiToken, AuditEvent, User
 
 COOKIE = "mtasts_session"
@@ -73,18 +76,21 @@ def check_password_strength(password: str, email: str = "") -> None:
     not built on a well-known word or sequence, not the e-mail or its local part."""
     if len(password) < MIN_PASSWORD:
         raise ServiceError(
-            422, "password-too-short", f"Use at least {MIN_PASSWORD} characters for a password."
+            422,
+            "password-too-short",
+            _("Use at least {n} characters for a password.").format(n=MIN_PASSWORD),
         )
     lowered = password.strip().lower()
     if email and lowered == email.strip().lower():
-        raise ServiceError(422, "password-is-email", "The password must not be the e-mail.")
+        raise ServiceError(422, "password-is-email", _("The password must not be the e-mail."))
     local = email.strip().lower().partition("@")[0]
     if len(set(password)) < MIN_DISTINCT:
         raise ServiceError(
             422,
             "password-too-weak",
-            f"Use at least {MIN_DISTINCT} different characters; a repeated pattern is "
-            "guessed at once.",
+            _(
+                "Use at least {n} different characters; a repeated pattern is guessed at once."
+            ).format(n=MIN_DISTINCT),
         )
     stripped = lowered.strip("0123456789!?.-_ ")
     if any(word in lowered and len(stripped) <= len(word) + 2 for word in _COMMON) or (
@@ -93,8 +99,10 @@ def check_password_strength(password: str, email: str = "") -> None:
         raise ServiceError(
             422,
             "password-too-weak",
-            "That password is built on a well-known word or on the e-mail; choose "
-            "something longer or unrelated (a few random words work well).",
+            _(
+                "That password is built on a well-known word or on the e-mail; choose "
+                "something longer or unrelated (a few random words work well)."
+            ),
         )
 
 
@@ -105,7 +113,9 @@ def set_password(
     admin rights). Returns True when the user was created."""
     email = email.strip().lower()
     if "@" not in email or len(email) > 320:
-        raise ServiceError(422, "email-invalid", f"{email!r} is not an e-mail address.")
+        raise ServiceError(
+            422, "email-invalid", _("{email!r} is not an e-mail address.").format(email=email)
+        )
     check_password_strength(password, email)
     hashed = hash_password(password)
     with service.sessions.begin() as db:
@@ -155,11 +165,29 @@ def verify_login(service: HostingService, email: str, password: str) -> User | N
 def change_password(service: HostingService, user: User, current: str, new: str) -> User:
     """Set a new password after checking the current one; returns the updated user."""
     if verify_login(service, user.email, current) is None:
-        raise ServiceError(403, "password-wrong", "The current password is not right.")
+        raise ServiceError(403, "password-wrong", _("The current password is not right."))
     set_password(service, user.email, new)
     with service.sessions() as db:
         row = db.get(User, user.id)
         assert row is not None
+        db.expunge(row)
+        return row
+
+
+def set_language(service: HostingService, user: User, language: str) -> User:
+    """Store ``user``'s own dashboard language (one of ``i18n.LANGUAGES``); returns the
+    updated user."""
+    chosen = i18n.normalize(language)
+    if chosen is None:
+        raise ServiceError(
+            422, "language-unknown", _("Unknown language {language!r}.").format(language=language)
+        )
+    with service.sessions.begin() as db:
+        row = db.get(User, user.id)
+        if row is None:
+            raise ServiceError(404, "user-not-found", _("No such user."))
+        row.language = chosen
+        db.flush()
         db.expunge(row)
         return row
 
@@ -208,7 +236,7 @@ def revoke_token(service: HostingService, user: User, token_id: int) -> None:
     with service.sessions.begin() as db:
         row = db.get(ApiToken, token_id)
         if row is None or row.user_id != user.id:
-            raise ServiceError(404, "token-not-found", "No such token.")
+            raise ServiceError(404, "token-not-found", _("No such token."))
         db.delete(row)
         db.add(
             AuditEvent(
@@ -267,6 +295,16 @@ class Session:
             return None
         self.dirty = True
         return (str(value[0]), str(value[1]))
+
+    @property
+    def language(self) -> str | None:
+        """The language chosen while signed out (see ``users.language`` once signed in)."""
+        return i18n.normalize(self.data.get("lang"))
+
+    @language.setter
+    def language(self, value: str) -> None:
+        self.data["lang"] = value
+        self.dirty = True
 
     def start(self, user: User) -> None:
         """A fresh session for ``user`` (new CSRF token: nothing carries over)."""

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mtasts.i18n import ngettext
 from mtasts.store.models import Domain, DomainCheck, TlsReport, User
 
 REPORT_DAYS = 30  # the failure rate on the list covers this many days
@@ -75,6 +76,15 @@ class Health:
         return "ok"
 
 
+def _counts(errors: int, warnings: int) -> str:
+    return ", ".join(
+        (
+            ngettext("{n} error", "{n} errors", errors).format(n=errors),
+            ngettext("{n} warning", "{n} warnings", warnings).format(n=warnings),
+        )
+    )
+
+
 def latest_checks(db: Session, domains: list[dict[str, Any]]) -> dict[str, Check]:
     """The latest check of each of the hostings ``domains`` (views as given by
     ``HostingService.view``; see the module docstring), by name. Other accounts' claims
@@ -106,10 +116,7 @@ def latest_checks(db: Session, domains: list[dict[str, Any]]) -> dict[str, Check
                 kind="monitor",
                 at=_aware(check_at),
                 ok=not errors and bool(result.get("delegation_ok", True)),
-                summary=(
-                    f"{len(errors)} error(s), "
-                    f"{sum(f.get('severity') == 'warning' for f in findings)} warning(s)"
-                ),
+                summary=_counts(len(errors), sum(f.get("severity") == "warning" for f in findings)),
                 findings=findings,
                 sts_fetch_result=result.get("sts_fetch_result"),
             )

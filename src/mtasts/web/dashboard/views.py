@@ -23,7 +23,9 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 
+from mtasts import i18n
 from mtasts.hosting.tenants import HostingService, ServiceError, hash_token, token_fingerprint
+from mtasts.i18n import N_, _, ngettext
 from mtasts.monitor.alerts import list_alerts
 from mtasts.protocol.policy import Mode, Policy
 from mtasts.reports.aggregate import summary
@@ -55,17 +57,28 @@ SECURITY_HEADERS = {
 
 def _ago(value: datetime | str | None, now: datetime | None = None) -> str:
     if value is None:
-        return "never"
+        return _("never")
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
     if seconds < 0:
-        return "in the future"
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return "just now"
+        return _("in the future")
+    if seconds >= 86400:
+        n = seconds // 86400
+        return ngettext("{n} day ago", "{n} days ago", n).format(n=n)
+    if seconds >= 3600:
+        n = seconds // 3600
+        return ngettext("{n} hour ago", "{n} hours ago", n).format(n=n)
+    if seconds >= 60:
+        n = seconds // 60
+        return ngettext("{n} minute ago", "{n} minutes ago", n).format(n=n)
+    return _("just now")
+
+
+def _day(value: str) -> str:
+    """An ISO day (``2026-11-30``) as the reader writes dates (Spanish: 30/11/2026)."""
+    year, month, day = value.split("-")
+    return _("{year}-{month}-{day}").format(year=year, month=month, day=day)
 
 
 def _when(value: datetime | str | None) -> str:
@@ -73,13 +86,26 @@ def _when(value: datetime | str | None) -> str:
         return ""
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = when.astimezone(UTC)
+    return _("{day} {time} UTC").format(day=_day(when.date().isoformat()), time=f"{when:%H:%M}")
+
+
+# the thousands and decimal separators of each language (Spanish: 1.234,5)
+_SEPARATORS = {"en": (",", "."), "es": (".", ",")}
+
+
+def _number(value: float, decimals: int = 0) -> str:
+    thousands, point = _SEPARATORS.get(i18n.current(), _SEPARATORS["en"])
+    text = f"{value:,.{decimals}f}"
+    return text.translate({ord(","): thousands, ord("."): point})
 
 
 def _percent(value: float | None) -> str:
     if value is None:
         return "–"
-    return f"{value * 100:.1f} %" if value < 0.999995 or value == 1 else "100 %"
+    if value < 0.999995 or value == 1:
+        return f"{_number(value * 100, 1)} %"
+    return "100 %"
 
 
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
@@ -99,9 +125,19 @@ def _fixtext(value: str | None) -> Markup:
 
 
 templates.env.filters["ago"] = _ago
+templates.env.filters["day"] = _day
 templates.env.filters["fixtext"] = _fixtext
 templates.env.filters["when"] = _when
+templates.env.filters["number"] = _number
 templates.env.filters["percent"] = _percent
+# `_()` / `ngettext()` in templates speak the request's language (mtasts.i18n); newstyle:
+# `_("... %(name)s ...", name=value)` escapes the value, and a literal % is written %%
+templates.env.add_extension("jinja2.ext.i18n")
+templates.env.install_gettext_callables(  # type: ignore[attr-defined]
+    i18n.gettext, i18n.ngettext, newstyle=True
+)
+templates.env.globals["language"] = i18n.current
+templates.env.globals["languages"] = i18n.NAMES
 
 
 # --- request context -----------------------------------------------------------------
@@ -161,6 +197,7 @@ def page_error(request: Request, exc: Exception) -> Response:
         response: Response = RedirectResponse(exc.headers["Location"], status_code=303)
     else:
         svc = getattr(request.app.state, "service", None)
+        session = _sessions(request).load(request)  # for the language switch's CSRF token
         response = templates.TemplateResponse(
             request,
             "error.html",
@@ -170,12 +207,26 @@ def page_error(request: Request, exc: Exception) -> Response:
                 "status": exc.status,
                 "flash": None,
                 "placeholder_zone": placeholder_zone(svc),
+                "csrf": session.csrf,
+                "here": _here(request),
             },
             status_code=exc.status,
             headers={k: v for k, v in exc.headers.items() if k != "Location"},
         )
+        _sessions(request).save(request, response, session)
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+def _here(request: Request) -> str:
+    """Where the language switch brings the reader back: this page, or for a page that
+    answers a form (a POST), the page that held the form (Referer, same site only)."""
+    if request.method == "GET":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc == request.headers.get("host") and referer.path:
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return "/"
 
 
 @dataclass
@@ -205,6 +256,7 @@ class Ctx:
             "now": self.svc.clock(),
             "placeholder_zone": placeholder_zone(self.svc),
             "csrf_header": json.dumps({"X-CSRF-Token": self.session.csrf}),
+            "here": _here(self.request),
             **ctx,
         }
         response = templates.TemplateResponse(
@@ -235,7 +287,25 @@ async def _context(request: Request) -> Ctx:
         user = await run(auth.session_user, svc, uid, pw, epoch)
         if user is None:
             session.clear()  # password changed or user gone: sign in again
+    i18n.choose(_language(request, user, session))
     return Ctx(request, svc, session, user)
+
+
+async def page_language(request: Request) -> None:
+    """Speak the reader's language on a page no dashboard route answered (an unknown
+    address, a bad query value)."""
+    await _context(request)
+
+
+def _language(request: Request, user: User | None, session: auth.Session) -> str:
+    """The user's own setting, then the choice made while signed out (session cookie),
+    then Accept-Language (RFC 9110 §12.5.4), then English."""
+    return (
+        i18n.normalize(user.language if user is not None else None)
+        or i18n.normalize(session.language)
+        or i18n.from_accept_language(request.headers.get("accept-language"))
+        or i18n.DEFAULT
+    )
 
 
 def _login_url(request: Request) -> str:
@@ -250,12 +320,12 @@ async def _check_post(request: Request, ctx: Ctx) -> None:
     (when the browser sends one) naming this host."""
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-        raise PageError(403, "Cross-origin request refused.")
+        raise PageError(403, _("Cross-origin request refused."))
     ctx.form = await request.form()
     sent = request.headers.get("x-csrf-token") or ctx.field("csrf_token")
     if not auth.csrf_ok(ctx.session, sent):
         raise PageError(
-            403, "The form has expired or did not come from this site; reload the page."
+            403, _("The form has expired or did not come from this site; reload the page.")
         )
 
 
@@ -264,8 +334,8 @@ async def page(request: Request) -> Ctx:
     ctx = await _context(request)
     if ctx.user is None:
         if request.headers.get("HX-Request"):
-            raise PageError(401, "Sign in again.", {"HX-Redirect": "/login"})
-        raise PageError(303, "Sign in first.", {"Location": _login_url(request)})
+            raise PageError(401, _("Sign in again."), {"HX-Redirect": "/login"})
+        raise PageError(303, _("Sign in first."), {"Location": _login_url(request)})
     return ctx
 
 
@@ -316,7 +386,11 @@ async def login(request: Request) -> Response:
             headers={"Retry-After": str(wait)},
             next=target,
             email=email,
-            error=f"Too many failed sign-ins. Try again in about {minutes} minute(s).",
+            error=ngettext(
+                "Too many failed sign-ins. Try again in about {n} minute.",
+                "Too many failed sign-ins. Try again in about {n} minutes.",
+                minutes,
+            ).format(n=minutes),
         )
     user = await run(auth.verify_login, ctx.svc, email, password)
     if user is None:
@@ -326,9 +400,12 @@ async def login(request: Request) -> Response:
             status=401,
             next=target,
             email=email,
-            error="E-mail or password is not right.",
+            error=_("E-mail or password is not right."),
         )
     limiter.succeeded(email)
+    chosen = ctx.session.language
+    if chosen and chosen != user.language:  # chosen on the sign-in page: it is theirs now
+        user = await run(auth.set_language, ctx.svc, user, chosen)
     ctx.session.start(user)
     return ctx.redirect(target)
 
@@ -337,17 +414,35 @@ async def login(request: Request) -> Response:
 async def logout(ctx: Action) -> Response:
     await run(auth.end_sessions, ctx.svc, ctx.signed_in.id)  # copies of the cookie too
     ctx.session.clear()
-    ctx.session.flash("Signed out.")
+    ctx.session.language = i18n.current()  # the sign-in page keeps speaking it
+    ctx.session.flash(_("Signed out."))
     return ctx.redirect("/login")
+
+
+@router.post("/language")
+async def choose_language(request: Request) -> Response:
+    """The language switch of every page: the signed-in user's own setting
+    (``users.language``), or, signed out, a choice kept in the session cookie."""
+    ctx = await _context(request)
+    await _check_post(request, ctx)
+    language = i18n.normalize(ctx.field("language"))
+    if language is None:
+        names = " / ".join(i18n.NAMES.values())
+        raise PageError(422, _("Choose one of the languages offered: {names}.").format(names=names))
+    if ctx.user is not None:
+        await run(auth.set_language, ctx.svc, ctx.user, language)
+    else:
+        ctx.session.language = language
+    return ctx.redirect(_safe_next(ctx.field("next", "/")))
 
 
 # --- settings: tokens and password ---------------------------------------------------
 
 
 DOMAIN_ENDINGS = {
-    "domain-removed": "removed",
-    "domain-claim-expired": "claim expired before it was verified",
-    "domain-transferred": "taken over by another account that proved control of its DNS",
+    "domain-removed": N_("removed"),
+    "domain-claim-expired": N_("claim expired before it was verified"),
+    "domain-transferred": N_("taken over by another account that proved control of its DNS"),
 }
 
 
@@ -388,14 +483,14 @@ async def revoke_token(token_id: int, ctx: Action) -> Response:
         await run(auth.revoke_token, ctx.svc, ctx.signed_in, token_id)
     except ServiceError as exc:
         return await _settings_page(ctx, status=exc.status, error=exc.message)
-    return ctx.redirect("/settings", "Token revoked: it no longer opens the API.")
+    return ctx.redirect("/settings", _("Token revoked: it no longer opens the API."))
 
 
 @router.post("/settings/password")
 async def change_password(ctx: Action) -> Response:
     new = ctx.field("new_password")
     if new != ctx.field("new_password_again"):
-        return await _settings_page(ctx, status=422, error="The two new passwords differ.")
+        return await _settings_page(ctx, status=422, error=_("The two new passwords differ."))
     try:
         user = await run(
             auth.change_password, ctx.svc, ctx.signed_in, ctx.field("current_password"), new
@@ -403,7 +498,7 @@ async def change_password(ctx: Action) -> Response:
     except ServiceError as exc:
         return await _settings_page(ctx, status=exc.status, error=exc.message)
     ctx.session.start(user)  # this session continues; every other one ends
-    return ctx.redirect("/settings", "Password changed. Other sessions are signed out.")
+    return ctx.redirect("/settings", _("Password changed. Other sessions are signed out."))
 
 
 # --- domain list and onboarding ------------------------------------------------------
@@ -440,7 +535,8 @@ async def add_domain(ctx: Action) -> Response:
         view = await run(ctx.svc.add_domain, ctx.signed_in, name)
     except ServiceError as exc:
         return ctx.render("domain_new.html", status=exc.status, domain=name, error=exc.message)
-    return ctx.redirect(f"/domains/{view['domain']}/setup", f"{view['domain']} added.")
+    added = _("{domain} added.").format(domain=view["domain"])
+    return ctx.redirect(f"/domains/{view['domain']}/setup", added)
 
 
 async def _domain(ctx: Ctx, name: str) -> dict[str, Any]:
@@ -548,10 +644,10 @@ _FIELD_OF_CODE = {
 
 def _unchanged(view: dict[str, Any]) -> str:
     p = view["policy"]
-    return (
-        f"Nothing changed: the policy already is mode {p['mode']}, mx {', '.join(p['mx'])}, "
-        f"max_age {p['max_age']}. No new version and no new id."
-    )
+    return _(
+        "Nothing changed: the policy already is mode {mode}, mx {mx}, max_age {max_age}. "
+        "No new version and no new id."
+    ).format(mode=p["mode"], mx=", ".join(p["mx"]), max_age=p["max_age"])
 
 
 @router.post("/domains/{name}/policy")
@@ -564,19 +660,19 @@ async def set_policy(name: str, ctx: Action) -> Response:
     try:
         mode = Mode(form["mode"])
     except ValueError:
-        errors["mode"] = "Choose testing, enforce or none."
+        errors["mode"] = _("Choose testing, enforce or none.")
         mode = Mode.TESTING
     mx_lines = [line.strip() for line in form["mx"].splitlines() if line.strip()]
     mx: list[str] | None = mx_lines or None
     if form["mx_form"] and not mx_lines:
         # the API refuses [] the same way (RFC 8461 §3.2: at least one mx line)
-        errors["mx"] = "Give at least one mx pattern, one per line (RFC 8461 §3.2)."
+        errors["mx"] = _("Give at least one mx pattern, one per line (RFC 8461 §3.2).")
     max_age: int | None = None
     if form["max_age"].strip():
         try:
             max_age = int(form["max_age"])
         except ValueError:
-            errors["max_age"] = "max_age must be a whole number of seconds."
+            errors["max_age"] = _("max_age must be a whole number of seconds.")
     if errors:
         return await _domain_page(ctx, name, 422, form=form, errors=errors)
     force = form["force"] == "yes"
@@ -603,11 +699,14 @@ async def set_policy(name: str, ctx: Action) -> Response:
     if not view.get("changed", True):
         return ctx.redirect(f"/domains/{view['domain']}", _unchanged(view), "info")
     p = view["policy"]
-    note = " (forced; reason kept in the audit log)" if p["forced"] else ""
-    return ctx.redirect(
-        f"/domains/{view['domain']}",
-        f"New policy {p['id']}: mode {p['mode']}{note}. Senders pick it up with the new id.",
-    )
+    if p["forced"]:
+        done = _(
+            "New policy {id}: mode {mode} (forced; reason kept in the audit log). "
+            "Senders pick it up with the new id."
+        )
+    else:
+        done = _("New policy {id}: mode {mode}. Senders pick it up with the new id.")
+    return ctx.redirect(f"/domains/{view['domain']}", done.format(id=p["id"], mode=p["mode"]))
 
 
 @router.post("/domains/{name}/refresh-mx")
@@ -623,7 +722,9 @@ async def refresh_mx(name: str, ctx: Action) -> Response:
     if not view.get("changed", True):
         return ctx.redirect(f"/domains/{view['domain']}", _unchanged(view), "info")
     mx = ", ".join(view["policy"]["mx"])
-    return ctx.redirect(f"/domains/{view['domain']}", f"mx refreshed from DNS: {mx}.")
+    return ctx.redirect(
+        f"/domains/{view['domain']}", _("mx refreshed from DNS: {mx}.").format(mx=mx)
+    )
 
 
 @router.post("/domains/{name}/retire")
@@ -631,14 +732,18 @@ async def retire(name: str, ctx: Action) -> Response:
     view = await _domain(ctx, name)
     if ctx.field("confirm").strip().lower().rstrip(".") != view["domain"]:
         return await _domain_page(
-            ctx, name, 422, error=f"Type {view['domain']} to confirm the retirement."
+            ctx,
+            name,
+            422,
+            error=_("Type {domain} to confirm the retirement.").format(domain=view["domain"]),
         )
     try:
         result = await run(ctx.svc.retire, ctx.signed_in, view["domain"])
     except ServiceError as exc:
         return await _domain_page(ctx, name, exc.status, error=exc.message)
     if result["state"] == "removed":
-        return ctx.redirect("/", f"{view['domain']} removed (it was never served).")
+        removed = _("{domain} removed (it was never served).").format(domain=view["domain"])
+        return ctx.redirect("/", removed)
     return ctx.redirect(f"/domains/{view['domain']}", str(result["message"]))
 
 
@@ -663,7 +768,14 @@ async def reports_page(name: str, ctx: Page, days: int = 30) -> Response:
         raise PageError(exc.status, exc.message) from exc
     s = data["s"]
     chart = {
-        "labels": [d["day"] for d in s["by_day"]],
+        "labels": [_day(d["day"]) for d in s["by_day"]],
+        "names": {
+            "successful": _("successful"),
+            "failed": _("failed"),
+            "rate": _("failure rate %"),
+            "sessions": _("sessions"),
+            "failed_percent": _("% failed"),
+        },
         "successful": [d["successful"] for d in s["by_day"]],
         "failed": [d["failed"] for d in s["by_day"]],
         # no report that day: no rate (a gap), not a misleading 0 %

@@ -5,7 +5,7 @@
 function copyText(text, button) {
   const done = () => {
     const label = button.textContent;
-    button.textContent = "Copied";
+    button.textContent = document.body.dataset.copied || "Copied";
     button.classList.add("copied");
     setTimeout(() => { button.textContent = label; button.classList.remove("copied"); }, 1500);
   };
@@ -49,6 +49,7 @@ function sessionsChart() {
   const source = document.getElementById("chart-data");
   if (!canvas || !source || typeof Chart === "undefined") return;
   const data = JSON.parse(source.textContent);
+  const names = data.names;  // in the page's language
   const styles = getComputedStyle(document.documentElement);
   const ok = styles.getPropertyValue("--ok").trim() || "#2e7d32";
   const bad = styles.getPropertyValue("--bad").trim() || "#c62828";
@@ -59,9 +60,9 @@ function sessionsChart() {
     data: {
       labels: data.labels,
       datasets: [
-        { label: "successful", data: data.successful, backgroundColor: ok, stack: "s" },
-        { label: "failed", data: data.failed, backgroundColor: bad, stack: "s" },
-        { label: "failure rate %", data: data.rate, type: "line", yAxisID: "rate",
+        { label: names.successful, data: data.successful, backgroundColor: ok, stack: "s" },
+        { label: names.failed, data: data.failed, backgroundColor: bad, stack: "s" },
+        { label: names.rate, data: data.rate, type: "line", yAxisID: "rate",
           borderColor: ink, backgroundColor: ink, pointRadius: 2, tension: 0.2,
           spanGaps: false },
       ],
@@ -75,9 +76,9 @@ function sessionsChart() {
         x: { stacked: true, ticks: { maxRotation: 0, autoSkip: true } },
         // sessions are whole numbers: no 0.5 ticks on quiet days
         y: { stacked: true, beginAtZero: true, ticks: { precision: 0 },
-             title: { display: true, text: "sessions" } },
+             title: { display: true, text: names.sessions } },
         rate: { position: "right", beginAtZero: true, suggestedMax: 10,
-                grid: { drawOnChartArea: false }, title: { display: true, text: "% failed" } },
+                grid: { drawOnChartArea: false }, title: { display: true, text: names.failed_percent } },
       },
     },
   });
