@@ -110,7 +110,8 @@ def test_switching_to_spanish_and_back(dash: Dashboard, lab_world: World) -> Non
         assert "Token revocado" in c.get("/settings").text
         # an unknown page, in Spanish too
         missing = c.get("/no/such/page", headers=HTML)
-        assert missing.status_code == 404 and "No hay ninguna página en /no/such/page" in missing.text
+        assert missing.status_code == 404
+        assert "No hay ninguna página en /no/such/page" in missing.text
 
         # and back: English again, everywhere
         assert switch(c, "en").status_code == 303
