@@ -93,7 +93,9 @@ def test_switching_to_spanish_and_back(dash: Dashboard, lab_world: World) -> Non
         assert "certificate-expired" in reports  # codes are never translated
         assert "0,2 %" in reports and "1.203" in reports
         assert day.strftime("%d/%m/%Y") in c.get(f"/domains/{d}").text
-        assert "mode: testing" in c.get(f"/domains/{d}").text  # nor is the policy text
+        domain_page = c.get(f"/domains/{d}").text
+        assert "mode: testing" in domain_page  # nor is the policy text
+        assert "· alta" in domain_page and "· added" not in domain_page  # the version's reason
         # flash messages and form errors
         r = c.post(f"/domains/{d}/retire", data={"confirm": "not it", "csrf_token": token})
         assert r.status_code == 422 and f"Escriba {d} para confirmar la retirada" in r.text

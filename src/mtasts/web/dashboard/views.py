@@ -578,8 +578,18 @@ def _policy_lines(v: dict[str, Any]) -> list[str]:
     return policy.serialize().splitlines()
 
 
+# the reasons the hosting service itself gives a policy version (hosting/tenants.py), said
+# in the reader's language; a reason the owner typed (forcing enforce) is shown as typed
+SERVICE_REASONS = {
+    "added": N_("added"),
+    "policy changed": N_("policy changed"),
+    "mx refreshed from DNS": N_("mx refreshed from DNS"),
+}
+
+
 def _with_diffs(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each version with the line diff from the version before it (newest first)."""
+    """Each version with the line diff from the version before it (newest first), and its
+    reason in the reader's language."""
     out = []
     for i, v in enumerate(history):
         older = history[i + 1] if i + 1 < len(history) else None
@@ -589,7 +599,9 @@ def _with_diffs(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for line in difflib.ndiff(before, _policy_lines(v))
             if line[0] in "+- "
         ]
-        out.append({**v, "diff": diff})
+        reason = v.get("reason")
+        shown = _(SERVICE_REASONS[reason]) if reason in SERVICE_REASONS else reason
+        out.append({**v, "diff": diff, "reason": shown})
     return out
 
 
