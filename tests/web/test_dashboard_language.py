@@ -97,8 +97,14 @@ def test_switching_to_spanish_and_back(dash: Dashboard, lab_world: World) -> Non
         assert "mode: testing" in domain_page  # nor is the policy text
         assert "· alta" in domain_page and "· added" not in domain_page  # the version's reason
         # flash messages and form errors
-        r = c.post(f"/domains/{d}/retire", data={"confirm": "not it", "csrf_token": token})
+        r = c.post(
+            f"/domains/{d}/retire",
+            data={"confirm": "not it", "csrf_token": token},
+            headers={"Referer": f"{dash.base}/domains/{d}"},
+        )
         assert r.status_code == 422 and f"Escriba {d} para confirmar la retirada" in r.text
+        # the switch on a form's answer leads back to the page that held the form
+        assert f'name="next" value="/domains/{d}"' in r.text
         r = c.post(
             "/settings/password",
             data={"new_password": "a", "new_password_again": "b", "csrf_token": token},
@@ -133,7 +139,18 @@ def test_accept_language_alone_picks_spanish_for_a_user_without_a_setting(
         assert lang_of(page) == "es" and "Contraseña actual" in page
         assert "Sin elegir: el panel sigue el idioma de su navegador" in page
         assert lang_of(c.get("/settings").text) == "en"  # no header: English
-        assert stored_language(dash, email) is None  # following the header stores nothing
+        # following the header stores nothing, not even across a sign-out and a sign-in
+        token = csrf_of(c.get("/settings", headers=SPANISH).text)
+        assert c.post("/logout", data={"csrf_token": token}, headers=SPANISH).status_code == 303
+        assert lang_of(c.get("/login").text) == "en"
+        page = c.get("/login", headers=SPANISH).text
+        ok = c.post(
+            "/login",
+            data={"email": email, "password": PASSWORD, "csrf_token": csrf_of(page)},
+            headers=SPANISH,
+        )
+        assert ok.status_code == 303
+        assert stored_language(dash, email) is None
 
 
 def test_the_users_setting_wins_over_the_header(dash: Dashboard) -> None:

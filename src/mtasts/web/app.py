@@ -295,8 +295,9 @@ class MtastsApp:
 def _language(scope: Scope) -> str:
     """The language of a request's prose (issue 13). The API keeps its contract: codes,
     field names and values never change, and ``message``/``fix`` follow ``Accept-Language``
-    only when the client sends it, whatever the server's own locale. Everything else (the
-    dashboard for now, background work) speaks English."""
+    only when the client sends it, whatever the server's own locale. Everything else starts
+    in English: the dashboard then speaks its reader's language (``views._language``), and
+    background work stays English."""
     if scope["type"] == "http" and scope["path"].startswith("/api/"):
         for name, value in scope.get("headers", ()):
             if name == b"accept-language":

@@ -175,21 +175,12 @@ def change_password(service: HostingService, user: User, current: str, new: str)
 
 
 def set_language(service: HostingService, user: User, language: str) -> User:
-    """Store ``user``'s own dashboard language (one of ``i18n.LANGUAGES``); returns the
-    updated user."""
-    chosen = i18n.normalize(language)
-    if chosen is None:
-        raise ServiceError(
-            422, "language-unknown", _("Unknown language {language!r}.").format(language=language)
-        )
+    """Store ``user``'s own dashboard language (one of ``i18n.LANGUAGES``: the caller
+    normalises it); returns the user with it."""
     with service.sessions.begin() as db:
-        row = db.get(User, user.id)
-        if row is None:
-            raise ServiceError(404, "user-not-found", _("No such user."))
-        row.language = chosen
-        db.flush()
-        db.expunge(row)
-        return row
+        db.execute(update(User).where(User.id == user.id).values(language=language))
+    user.language = language
+    return user
 
 
 def session_user(service: HostingService, uid: int, pw: str, epoch: int = 0) -> User | None:

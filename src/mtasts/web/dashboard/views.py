@@ -414,7 +414,8 @@ async def login(request: Request) -> Response:
 async def logout(ctx: Action) -> Response:
     await run(auth.end_sessions, ctx.svc, ctx.signed_in.id)  # copies of the cookie too
     ctx.session.clear()
-    ctx.session.language = i18n.current()  # the sign-in page keeps speaking it
+    if ctx.signed_in.language:  # the sign-in page keeps speaking the user's own choice
+        ctx.session.language = ctx.signed_in.language
     ctx.session.flash(_("Signed out."))
     return ctx.redirect("/login")
 
