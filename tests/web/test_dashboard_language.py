@@ -93,6 +93,9 @@ def test_switching_to_spanish_and_back(dash: Dashboard, lab_world: World) -> Non
         assert "certificate-expired" in reports  # codes are never translated
         assert "0,2 %" in reports and "1.203" in reports
         assert day.strftime("%d/%m/%Y") in c.get(f"/domains/{d}").text
+        # the search finds a domain by its state as the page names it
+        assert f'data-domain="{d}"' in c.get("/", params={"q": "activo"}).text
+        assert f'data-domain="{d}"' not in c.get("/", params={"q": "pendiente"}).text
         domain_page = c.get(f"/domains/{d}").text
         assert "mode: testing" in domain_page  # nor is the policy text
         assert "· alta" in domain_page and "· added" not in domain_page  # the version's reason

@@ -124,12 +124,26 @@ def _fixtext(value: str | None) -> Markup:
     return out
 
 
+# a hosting's state as the page names it (the API keeps the code)
+STATES = {
+    "active": N_("active"),
+    "pending": N_("pending"),
+    "retiring": N_("retiring"),
+    "removed": N_("removed"),
+}
+
+
+def _state_name(state: str) -> str:
+    return _(STATES[state]) if state in STATES else state
+
+
 templates.env.filters["ago"] = _ago
 templates.env.filters["day"] = _day
 templates.env.filters["fixtext"] = _fixtext
 templates.env.filters["when"] = _when
 templates.env.filters["number"] = _number
 templates.env.filters["percent"] = _percent
+templates.env.filters["state_name"] = _state_name
 # `_()` / `ngettext()` in templates speak the request's language (mtasts.i18n); newstyle:
 # `_("... %(name)s ...", name=value)` escapes the value, and a literal % is written %%
 templates.env.add_extension("jinja2.ext.i18n")
@@ -510,7 +524,12 @@ def _list_rows(svc: HostingService, user: User, query: str) -> list[dict[str, An
     q = query.strip().lower()
     if q:
         domains = [
-            d for d in domains if q in d["domain"] or q in d["state"] or q in d["policy"]["mode"]
+            d
+            for d in domains
+            if q in d["domain"]
+            or q in d["state"]
+            or q in _state_name(d["state"]).lower()
+            or q in d["policy"]["mode"]
         ]
     with svc.sessions() as db:
         badges = health(db, domains, svc.clock())
