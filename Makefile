@@ -8,6 +8,11 @@ ARGS ?=
 
 .PHONY: run test lint bench bench-reports bench-monitor mutation clean i18n
 
+# Python's cached bytecode, as an installed program has it: where the environment sets
+# PYTHONDONTWRITEBYTECODE, every process (the test suite starts hundreds) would compile
+# mtasts' sources anew.
+unexport PYTHONDONTWRITEBYTECODE
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

@@ -68,3 +68,28 @@ def test_dns_over_https_stacks_are_not_loaded() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     ).stdout
     assert out.strip() == "[]", out
+
+
+def _loaded_after(code: str, prefixes: tuple[str, ...]) -> list[str]:
+    probe = (
+        f"{code}\nimport sys\n"
+        f"print(sorted(m for m, v in sys.modules.items() if v and m.startswith({prefixes!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    return [m.strip("' ") for m in out.strip().strip("[]").split(",") if m.strip()]
+
+
+def test_help_loads_no_network_stack_and_not_the_sending_side() -> None:
+    """`mtasts --help` and `--version` parse nothing that needs DNS, HTTP or X.509: the
+    sending side's command line (which loads the settings and DNS stack) is imported only
+    when `policyd` runs."""
+    heavy = ("dns", "httpx", "httpcore", "cryptography", "mtasts.sender", "mtasts.config")
+    assert _loaded_after("import mtasts.cli", heavy) == []
+
+
+def test_httpx_command_line_is_not_loaded_by_check() -> None:
+    """httpx imports its own CLI (click, rich, pygments) when they are installed; mtasts
+    never runs it (mtasts/net/__init__.py)."""
+    assert _loaded_after("import mtasts.check.checker", ("httpx._main", "pygments")) == []

@@ -15,9 +15,12 @@ from tests.hosting.serving import cli_token, lab_settings, running, serve_proces
 from tests.hosting.test_api_lab import customer, delegate
 from tests.lab import World
 from tests.lab.ports import free_port
+from tests.web.harness import PASSWORD
+from tests.web.test_session_secret import sign_in
 
 from mtasts.protocol.policy import parse_policy
 from mtasts.web.app import SAVE_EVERY
+from mtasts.web.dashboard.auth import set_password
 
 pytestmark = [pytest.mark.lab, pytest.mark.system]
 MTASTS = [sys.executable, "-m", "mtasts"]
@@ -54,6 +57,8 @@ def test_policies_stay_served_while_the_database_is_down(
             delegate(lab_world, d, claim=r.json())
             assert c.post(f"/api/v1/domains/{d}/verify").json()["ok"]
         before = app.policy(d).content
+        set_password(app.service, "owner@example.org", PASSWORD)
+        browser = sign_in(app.base, "owner@example.org")
         cut_off(postgres_url)
         try:
             wait_for(
@@ -71,7 +76,18 @@ def test_policies_stay_served_while_the_database_is_down(
                 down = c.get("/api/v1/domains")
                 assert down.status_code == 503 and down.headers["retry-after"] == "30"
                 assert down.json()["error"]["code"] == "store-unavailable"
+            # a browser gets a page saying the same, never the API's JSON envelope
+            page = browser.get("/", headers={"Accept": "text/html"})
+            assert page.status_code == 503 and page.headers["retry-after"] == "30"
+            assert page.headers["content-type"].startswith("text/html")
+            assert "The database is unavailable; policies are still served" in page.text
+            assert '"error"' not in page.text and "psycopg" not in page.text
+            # in the reader's language, without the store to read the user's own setting
+            es = browser.get("/", headers={"Accept": "text/html", "Accept-Language": "es"})
+            assert es.status_code == 503 and '<html lang="es">' in es.text
+            assert "No se puede hacer" in es.text
         finally:
+            browser.close()
             restore(postgres_url)
         wait_for(
             lambda: httpx.get(f"{app.base}/healthz").json()["store"] == "up",

@@ -9,12 +9,14 @@ Wiring (in ``MtastsApp.__init__``)::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -38,7 +40,7 @@ def install(api: FastAPI) -> None:
     api.include_router(router)
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
     api.add_exception_handler(PageError, page_error)
-    for kind in (StarletteHTTPException, RequestValidationError):
+    for kind in (StarletteHTTPException, RequestValidationError, SQLAlchemyError, Exception):
         fallback = api.exception_handlers.get(kind)
         if fallback is not None:
             api.add_exception_handler(kind, _as_page(fallback))
@@ -58,14 +60,19 @@ def wants_page(request: Request) -> bool:
 
 
 def _as_page(fallback: Handler) -> Handler:
-    """Unknown URLs and bad query values of dashboard routes as HTML error pages; every
-    other request keeps ``fallback`` (the JSON envelope)."""
+    """Unknown URLs, bad query values and faults (a store that is down, a bug) of dashboard
+    routes as HTML error pages; every other request keeps ``fallback`` (the JSON envelope).
+    ``fallback`` runs exactly once either way: it logs faults and counts store failures."""
 
     async def handler(request: Request, exc: Exception) -> Response:
+        result = fallback(request, exc)
+        response = await result if isinstance(result, Awaitable) else result
         if not wants_page(request):
-            result = fallback(request, exc)
-            return await result if isinstance(result, Awaitable) else result
-        await page_language(request)
+            return response
+        # a fault may be the store's own: then the language comes without the user's setting
+        await page_language(
+            request, store=isinstance(exc, RequestValidationError | StarletteHTTPException)
+        )
         if isinstance(exc, RequestValidationError):
             problems = [
                 f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('query', 'path'))}: "
@@ -76,11 +83,17 @@ def _as_page(fallback: Handler) -> Handler:
                 problems="; ".join(problems)
             )
             return page_error(request, PageError(422, message))
-        assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code == 404:
-            message = _("There is no page at {path}.").format(path=request.url.path)
-        else:
-            message = f"{exc.detail}" if exc.detail else _("That cannot be done here.")
-        return page_error(request, PageError(exc.status_code, message, dict(exc.headers or {})))
+        if isinstance(exc, StarletteHTTPException):
+            if exc.status_code == 404:
+                message = _("There is no page at {path}.").format(path=request.url.path)
+            else:
+                message = f"{exc.detail}" if exc.detail else _("That cannot be done here.")
+            headers = dict(exc.headers or {})
+            return page_error(request, PageError(exc.status_code, message, headers))
+        # A fault: the page says what the envelope says (its text names no SQL, driver or
+        # host, only an error id that is also in the log), with the same Retry-After.
+        error = json.loads(bytes(response.body))["error"]
+        keep = {k: v for k in ("Retry-After",) if (v := response.headers.get(k))}
+        return page_error(request, PageError(response.status_code, error["message"], keep))
 
     return handler

@@ -305,10 +305,14 @@ async def _context(request: Request) -> Ctx:
     return Ctx(request, svc, session, user)
 
 
-async def page_language(request: Request) -> None:
+async def page_language(request: Request, store: bool = True) -> None:
     """Speak the reader's language on a page no dashboard route answered (an unknown
-    address, a bad query value)."""
-    await _context(request)
+    address, a bad query value, a fault). ``store=False`` (the store may be what failed):
+    the session's choice and Accept-Language only, without the user's own setting."""
+    if store:
+        await _context(request)
+    else:
+        i18n.choose(_language(request, None, _sessions(request).load(request)))
 
 
 def _language(request: Request, user: User | None, session: auth.Session) -> str:
