@@ -22,7 +22,6 @@ from mtasts.check.names import normalize_domain
 from mtasts.i18n import _
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
 from mtasts.reports.imap_cli import fetch_imap_command
-from mtasts.sender.cli import policyd_app
 from mtasts.web.users_cli import users_app
 
 if TYPE_CHECKING:
@@ -621,7 +620,19 @@ def tokens_create(
 
 
 app.add_typer(users_app, name="users")
-app.add_typer(policyd_app, name="policyd")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def policyd(ctx: typer.Context) -> None:
+    """The sending side: an MTA-STS policy server for Postfix (socketmap), a drop-in for
+    postfix-mta-sts-resolver. `mtasts policyd --help` tells more."""
+    from mtasts.sender.cli import main as policyd_main
+
+    raise typer.Exit(policyd_main(ctx.args))
+
 
 reports_app = typer.Typer(help=_("TLS reports (RFC 8460): import and read."), no_args_is_help=True)
 app.add_typer(reports_app, name="reports")
