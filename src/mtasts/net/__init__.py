@@ -1,1 +1,9 @@
 """All network I/O: DNS, the HTTPS policy fetch and the SMTP STARTTLS probe."""
+
+import sys
+
+# httpx imports its command-line client, and with it Rich, click and pygments (about 6 MiB
+# resident), whenever they are installed; mtasts never uses it. A module that is None in
+# sys.modules fails to import, and httpx then goes without it. Set here, before any of
+# these modules imports httpx (`mtasts policyd` stays small: tests/test_startup_imports.py).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

@@ -6,17 +6,12 @@ import asyncio
 import contextlib
 import re
 import ssl
-import sys
 import time
 from dataclasses import dataclass, replace
 
-# httpx imports its command-line client, and with it rich, click and pygments (about 6 MiB
-# resident), whenever they are installed; mtasts never uses it. A module that is None in
-# sys.modules fails to import, and httpx then goes without it.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-import httpx  # noqa: E402
+import httpx
 
-from mtasts.net.addresses import AddressVerdict, ProbePolicy  # noqa: E402
+from mtasts.net.addresses import AddressVerdict, ProbePolicy
 from mtasts.net.certs import CertInfo, client_context, insecure_context, parse_certificate
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.net.starttls import connect_summary, tls_summary

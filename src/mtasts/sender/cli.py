@@ -173,11 +173,23 @@ def serve(settings: PolicydSettings, *, verbose: bool = False) -> int:
         print(line + f" (cache {settings.effective_database_url})", file=sys.stderr, flush=True)
 
     try:
-        asyncio.run(run(settings, store, ready))
+        with _runner() as runner:
+            runner.run(run(settings, store, ready))
     except OSError as exc:
         print(f"Cannot listen on {settings.listen}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _runner() -> asyncio.Runner:
+    """The event loop of the daemon: uvloop when it is installed (uvicorn[standard], a
+    dependency of mtasts, brings it), as PMR does; it takes about a tenth less CPU per
+    domain resolved (bench/policyd.py). The standard loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 def query(settings: PolicydSettings, domain: str) -> int:
