@@ -170,7 +170,9 @@ def serve(settings: PolicydSettings, *, verbose: bool = False) -> int:
         line = f"mtasts policyd: socketmap on {running.socketmap.address}"
         if running.metrics is not None:
             line += f", metrics on http://{running.metrics.address}/metrics"
-        print(line + f" (cache {settings.effective_database_url})", file=sys.stderr, flush=True)
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
+        line += f" (cache {settings.effective_database_url}, event loop {loop})"
+        print(line, file=sys.stderr, flush=True)
 
     try:
         with _runner() as runner:
