@@ -105,9 +105,9 @@ def _options(parser: argparse.ArgumentParser, default: object, *, serve: bool) -
         add("--verbose", "-v", action="store_true", help="Log every lookup.")
 
 
-def make_parser(prog: str = "mtasts policyd") -> argparse.ArgumentParser:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog,
+        prog="mtasts policyd",
         description=f"{HELP} {SERVE_HELP}",
         epilog="Postfix main.cf: smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix",
     )
@@ -119,9 +119,9 @@ def make_parser(prog: str = "mtasts policyd") -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str], prog: str = "mtasts policyd") -> int:
+def main(argv: Sequence[str]) -> int:
     """Run `mtasts policyd ARGV`; returns the exit status (2: usage or settings)."""
-    args = make_parser(prog).parse_args(list(argv))
+    args = make_parser().parse_args(list(argv))
     overrides: dict[str, object] = {
         "data_dir": args.data_dir,
         "database_url": args.database_url,
@@ -221,8 +221,11 @@ def _when(ts: float) -> str:
 
 
 def print_explanation(out: TextIO, ex: Explanation) -> None:
+    """What `policyd query` prints. Policies, records and server messages come from the
+    network: their control characters are printed escaped, never sent to the terminal."""
+
     def say(line: str) -> None:
-        print(line, file=out)
+        print("".join(c if c.isprintable() else repr(c)[1:-1] for c in line), file=out)
 
     reply = ex.reply
     say(ex.domain)
