@@ -4,10 +4,18 @@ Figures: bench/startup.py."""
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from mtasts.sender.socketmap import netstring
+from tests.lab import World
 
 HEAVY = ("sqlalchemy", "fastapi", "starlette", "jinja2", "uvicorn", "alembic", "mtasts.store")
 PROBE = """
@@ -93,3 +101,71 @@ def test_httpx_command_line_is_not_loaded_by_check() -> None:
     """httpx imports its own CLI (click, rich, pygments) when they are installed; mtasts
     never runs it (mtasts/net/__init__.py)."""
     assert _loaded_after("import mtasts.check.checker", ("httpx._main", "pygments")) == []
+
+
+# What `mtasts policyd` must not load while it serves (issue 12: its memory is the RSS
+# of a daemon next to every Postfix): the rest of the CLI and its Typer/pydantic/Rich
+# stack, httpx's own CLI (pygments), certificate parsing (cryptography), the ORM, the
+# web stack and the Babel catalogues.
+POLICYD_MUST_NOT_LOAD = (
+    "typer",
+    "click",
+    "rich",
+    "pydantic",
+    "pygments",
+    "cryptography",
+    "babel",
+    "mtasts.cli",
+    "mtasts.store",
+    "mtasts.web",
+    "mtasts.hosting",
+    "mtasts.reports",
+    *HEAVY,
+)
+POLICYD_PROBE = """
+import atexit, sys
+atexit.register(lambda: print("LOADED", " ".join(sorted(
+    m for m in sys.modules if m.startswith({heavy!r}) and sys.modules[m] is not None))))
+sys.argv = {argv!r}
+from mtasts.entry import main
+main()
+"""
+
+
+def test_policyd_serving_loads_only_what_it_uses(lab_world: World, tmp_path: Path) -> None:
+    """A real daemon process answers a lookup that fetches a policy from the lab, then
+    stops on SIGTERM; the modules it had loaded by then are listed at exit."""
+    domain = "imports.policyd.test"
+    lab_world.add_domain(domain)
+    argv = ["mtasts", "policyd", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)]
+    argv += ["--nameserver", lab_world.nameserver, "--ca-file", lab_world.ca_file]
+    argv += ["--https-port", str(lab_world.https_port)]
+    code = POLICYD_PROBE.format(argv=argv, heavy=POLICYD_MUST_NOT_LOAD)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        ready = proc.stderr.readline()
+        address = re.search(r"socketmap on 127\.0\.0\.1:(\d+)", ready)
+        assert address is not None, ready + proc.stderr.read()
+        with socket.create_connection(("127.0.0.1", int(address[1])), timeout=30) as sock:
+            sock.sendall(netstring(f"postfix {domain}".encode()))
+            reply = b""
+            while not reply.endswith(b","):
+                chunk = sock.recv(4096)
+                assert chunk, "connection closed"
+                reply += chunk
+        assert reply == netstring(f"OK secure match=mx1.{domain} servername=hostname".encode())
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("LOADED"))
+    assert line.removeprefix("LOADED").split() == [], line
+    # The daemon runs on uvloop where it is installed (less CPU per resolution).
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    assert ready.rstrip().endswith(f", event loop {loop})"), ready

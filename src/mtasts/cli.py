@@ -630,11 +630,10 @@ app.add_typer(users_app, name="users")
 def policyd(ctx: typer.Context) -> None:
     """The sending side: an MTA-STS policy server for Postfix (socketmap), a drop-in for
     postfix-mta-sts-resolver. `mtasts policyd --help` tells more."""
-    # Its own command line, imported only when used: it loads the DNS and settings stack
-    # that `--help` and `check` do not need at start (bench/startup.py).
-    from mtasts.sender.cli import policyd_app
+    # Its own command line (argparse), imported only when used (bench/startup.py).
+    from mtasts.sender.cli import main as policyd_main
 
-    policyd_app(args=ctx.args, prog_name="mtasts policyd")
+    raise typer.Exit(policyd_main(ctx.args))
 
 
 reports_app = typer.Typer(help=_("TLS reports (RFC 8460): import and read."), no_args_is_help=True)

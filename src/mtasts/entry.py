@@ -10,10 +10,9 @@ import sys
 def main() -> None:
     argv = sys.argv[1:]
     if argv[:1] == ["policyd"]:
-        from mtasts.sender.cli import policyd_app
+        from mtasts.sender.cli import main as policyd_main
 
-        policyd_app(args=argv[1:], prog_name="mtasts policyd")
-        return
+        sys.exit(policyd_main(argv[1:]))
     from mtasts import i18n
 
     # Help texts are set when the CLI is imported: pick the language before that.

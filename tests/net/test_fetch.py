@@ -207,6 +207,22 @@ def test_certificate_failures_keep_the_certificate(
     assert r.certificate.subject_alt_names == expected
 
 
+@pytest.mark.parametrize(("kind", "code"), [("good", None), ("expired", "tls-certificate-expired")])
+def test_verdict_only_fetch_verifies_without_describing(
+    lab_world: World, kind: str, code: str | None
+) -> None:
+    """`mtasts policyd` asks for the verdict only: the same PKIX verdict, the certificate
+    neither parsed nor looked at again over an unverified connection."""
+    name = f"{kind}.verdict.fetch.test"
+    lab_world.add_domain(name, https=kind)  # type: ignore[arg-type]
+    r = fetch(lab_world, name, describe_certificate=False)
+    assert r.error_code == code
+    assert r.certificate is None
+    assert (r.body is not None) is (code is None)
+    if code is not None:
+        assert r.verify_code == 10 and r.tls_version is None  # no second connection
+
+
 def test_system_store_does_not_trust_the_lab(lab_world: World) -> None:
     lab_world.add_domain("system.fetch.test")
     r = fetch(lab_world, "system.fetch.test", ca_file=None)

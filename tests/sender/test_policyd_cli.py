@@ -134,3 +134,19 @@ def test_policyd_does_not_load_the_rest_of_the_cli() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_query_escapes_control_characters_from_the_network(
+    lab_world: World, tmp_path: Path
+) -> None:
+    """A policy host must not drive the admin's terminal through `policyd query`."""
+    d = "escape.query-cli.test"
+    policy = (
+        f"version: STSv1\r\nmode: enforce\r\nmx: mx1.{d}\r\nmax_age: 86400\r\n"
+        "x-note: \x1b[2Jcleared\r\n"
+    )
+    lab_world.add_domain(d, policy=policy)
+    result = runner.invoke(app, ["policyd", "query", d, *_lab_args(lab_world, tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "x-note: \\x1b[2Jcleared" in result.output
+    assert "\x1b" not in result.output

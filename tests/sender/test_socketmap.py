@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,23 @@ from mtasts.sender.socketmap import (
     netstring,
     parse_request,
 )
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
+def event_loop_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test on both loops: the daemon runs on uvloop where it is installed
+    (mtasts.sender.cli), the standard loop otherwise."""
+    if request.param == "asyncio":
+        yield request.param
+        return
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        yield request.param
+    finally:
+        asyncio.set_event_loop_policy(None)
+
 
 # --- netstrings ---------------------------------------------------------------------------
 
@@ -104,8 +122,9 @@ class Lookups:
 
 
 async def _read_reply(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b":")
-    body = await reader.readexactly(int(head[:-1]) + 1)
+    async with asyncio.timeout(30):  # a generous bound: a server that never answers fails
+        head = await reader.readuntil(b":")
+        body = await reader.readexactly(int(head[:-1]) + 1)
     assert body.endswith(b",")
     return body[:-1]
 

@@ -9,10 +9,16 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import idna
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# cryptography (its own copy of OpenSSL, about 10 MiB resident) is imported by the
+# functions that parse certificates, on first use: `mtasts policyd` verifies the policy
+# host's certificate with the ssl module and never parses one.
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,9 @@ def parse_certificate(der: bytes) -> CertInfo:
     Raises ValueError when ``der`` is not a certificate. A malformed subjectAltName
     extension is reported as no names rather than failing the whole parse.
     """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     cert = x509.load_der_x509_certificate(der)
     names: tuple[str, ...] = ()
     try:

@@ -123,6 +123,7 @@ class _State:
     domain: str
     host: str
     url: str
+    describe_certificate: bool = True
     addresses: tuple[str, ...] = ()
     address: str | None = None
     status_code: int | None = None
@@ -173,6 +174,7 @@ async def fetch_policy(
     timeout: float = 10.0,
     port: int = 443,
     probe_policy: ProbePolicy | None = None,
+    describe_certificate: bool = True,
 ) -> FetchResult:
     """Fetch the policy of ``domain``: resolve mta-sts.<domain> with ``resolver``, connect to
     the address on ``port`` with SNI, PKIX validation (``ca_file`` or the system store), never
@@ -182,12 +184,17 @@ async def fetch_policy(
     With ``probe_policy`` (a fetch a tenant triggers), only addresses it allows are tried,
     at most ``max_addresses_per_host`` of them; the rest are listed in ``refused``. The
     connection goes to the very address checked (an IP literal; SNI, Host and the
-    certificate name check use mta-sts.<domain>), so DNS cannot rebind it in between."""
+    certificate name check use mta-sts.<domain>), so DNS cannot rebind it in between.
+
+    ``describe_certificate=False`` leaves ``certificate`` (and, on a failed verification,
+    ``tls_version``) empty: the certificate is verified all the same, but not parsed, and a
+    rejected one is not looked at over a second, unverified connection. For callers that
+    need the verdict only (`mtasts policyd`)."""
     started = time.monotonic()
     domain = domain.strip().rstrip(".").lower()
     host = f"mta-sts.{domain}"  # RFC 8461 §3.3
     url = f"https://{host}{'' if port == 443 else f':{port}'}{POLICY_PATH}"
-    state = _State(domain, host, url)
+    state = _State(domain, host, url, describe_certificate=describe_certificate)
     ctx = client_context(ca_file, check_hostname=True)
     try:
         # httpx enforces the deadline itself (its timeouts close the socket); the outer
@@ -322,8 +329,9 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
             verify_error_code(code),
             f"certificate of {state.host} rejected: {verify.verify_message or verify}",
         )
-        # Report the certificate anyway: look at it over an unverified handshake.
-        state.certificate, state.tls_version = await peek_certificate(ip, port, state.host)
+        if state.describe_certificate:
+            # Report the certificate anyway: look at it over an unverified handshake.
+            state.certificate, state.tls_version = await peek_certificate(ip, port, state.host)
         return
     tls = _find(exc, ssl.SSLError)
     if isinstance(tls, ssl.SSLError):
@@ -407,7 +415,7 @@ async def _read(state: _State, response: httpx.Response) -> None:
     sslobj = stream.get_extra_info("ssl_object") if stream is not None else None
     if isinstance(sslobj, ssl.SSLObject):
         state.tls_version = sslobj.version()
-        der = sslobj.getpeercert(binary_form=True)
+        der = sslobj.getpeercert(binary_form=True) if state.describe_certificate else None
         if der:
             with contextlib.suppress(ValueError):
                 state.certificate = parse_certificate(der)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import idna
-from cryptography import x509
 
 from mtasts.net.certs import (
     CertInfo,
@@ -168,6 +167,8 @@ class _Info:
 def _chain_subjects(sslobj: Any) -> tuple[str, ...]:
     """Subjects of the chain the server sent, leaf first. Python 3.11 only has this as a
     private method of the low-level object (public from 3.13), so it is optional."""
+    from cryptography import x509  # on first use (see mtasts.net.certs)
+
     try:
         inner = getattr(sslobj, "_sslobj", sslobj)
         chain = inner.get_unverified_chain() or []

@@ -325,6 +325,7 @@ class PolicyDaemon:
             ca_file=s.ca_file or None,
             timeout=s.fetch_timeout,
             port=s.https_port,
+            describe_certificate=False,  # the verdict is all an answer needs
         )
         moment = datetime.fromtimestamp(now, UTC)
         result = CheckResult(domain=domain, checked_at=moment, record_answer=txt, fetch=fetch)

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 log = logging.getLogger("mtasts.policyd")
 
@@ -167,8 +168,8 @@ class _Connection(asyncio.Protocol):
     # --- asyncio callbacks ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport (uvloop's do not derive from asyncio.Transport)
+        self._transport = cast(asyncio.Transport, transport)
         srv = self._server
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
@@ -180,7 +181,7 @@ class _Connection(asyncio.Protocol):
                 srv.stats.connections,
             )
             self._closed = True
-            transport.abort()
+            self._transport.abort()
             return
         srv.stats.connections += 1
         srv.stats.connections_total += 1
