@@ -14,6 +14,8 @@ import idna
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from mtasts.i18n import _
+
 
 @dataclass(frozen=True)
 class CertInfo:
@@ -69,20 +71,20 @@ class Expiry:
 
 def format_duration(d: timedelta) -> str:
     """``d`` in words at a useful precision: days from two days up, else hours, else
-    minutes ("12 hours", never "0 days")."""
+    minutes ("12 hours", never "0 days"), in the current language."""
     seconds = abs(d.total_seconds())
     if seconds >= 2 * 86400:
-        return f"{int(seconds // 86400)} days"
+        return _("{n} days").format(n=int(seconds // 86400))
     if seconds >= 2 * 3600:
-        return f"{int(seconds // 3600)} hours"
+        return _("{n} hours").format(n=int(seconds // 3600))
     if seconds >= 120:
-        return f"{int(seconds // 60)} minutes"
-    return "less than 2 minutes"
+        return _("{n} minutes").format(n=int(seconds // 60))
+    return _("less than 2 minutes")
 
 
 def judge_expiry(cert: CertInfo, now: datetime) -> Expiry | None:
     """None while ``cert`` is in good time; otherwise how urgent its expiry is, by its own
-    lifetime (see RENEWAL_SHARE)."""
+    lifetime (see RENEWAL_SHARE), its reason in the current language."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     lifetime = max(cert.not_after - cert.not_before, timedelta(seconds=1))
@@ -90,23 +92,22 @@ def judge_expiry(cert: CertInfo, now: datetime) -> Expiry | None:
     life = format_duration(lifetime)
     until = f"{cert.not_after:%Y-%m-%d %H:%M} UTC"
     if left <= timedelta(0):
-        return Expiry(
-            4, "critical", left, lifetime, f"expired {format_duration(left)} ago ({until})."
-        )
+        why = _("expired {ago} ago ({until}).").format(ago=format_duration(left), until=until)
+        return Expiry(4, "critical", left, lifetime, why)
     share = left / lifetime
-    when = f"expires in {format_duration(left)} ({until})"
+    fields = {"left": format_duration(left), "until": until, "share": share, "life": life}
     last_day = left < LAST_DAY and lifetime >= 3 * LAST_DAY  # short lifetimes: always < 1 day
     if share < FAILING_SHARE or last_day:
-        why = (
-            f"{when}, with {share:.0%} of its lifetime of {life} left: renewal is failing "
-            "(ACME clients renew with about a third left)."
-        )
+        why = _(
+            "expires in {left} ({until}), with {share:.0%} of its lifetime of {life} left: "
+            "renewal is failing (ACME clients renew with about a third left)."
+        ).format(**fields)
         return Expiry(3 if last_day else 2, "critical", left, lifetime, why)
     if share < RENEWAL_SHARE:
-        why = (
-            f"{when}, with {share:.0%} of its lifetime of {life} left: it should have been "
-            "renewed by now (ACME clients renew with about a third left)."
-        )
+        why = _(
+            "expires in {left} ({until}), with {share:.0%} of its lifetime of {life} left: it "
+            "should have been renewed by now (ACME clients renew with about a third left)."
+        ).format(**fields)
         return Expiry(1, "warning", left, lifetime, why)
     return None
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 
+from mtasts.i18n import N_, _
 from mtasts.net.addresses import AddressVerdict, ProbePolicy
 from mtasts.net.certs import CertInfo, client_context, insecure_context, parse_certificate
 from mtasts.net.dns import DnsStatus, Resolver
@@ -197,7 +198,12 @@ async def fetch_policy(
         async with asyncio.timeout(timeout + _OUTER_GRACE):
             await _fetch(state, resolver, ctx, port, started + timeout, probe_policy)
     except TimeoutError:
-        state.fail("timeout", f"no complete answer from {host} within {timeout:g} s")
+        state.fail(
+            "timeout",
+            _("no complete answer from {host} within {timeout:g} s").format(
+                host=host, timeout=timeout
+            ),
+        )
     return state.result(time.monotonic() - started)
 
 
@@ -216,14 +222,21 @@ async def _fetch(
         status = answer.status
         detail = answer.a.error or answer.aaaa.error or str(status)
         if status is DnsStatus.NXDOMAIN:
-            state.fail("dns-nxdomain", f"{state.host} does not exist in DNS (NXDOMAIN)")
+            state.fail(
+                "dns-nxdomain",
+                _("{host} does not exist in DNS (NXDOMAIN)").format(host=state.host),
+            )
         elif status is DnsStatus.NODATA:
-            state.fail("dns-nodata", f"{state.host} has no A or AAAA record")
+            state.fail("dns-nodata", _("{host} has no A or AAAA record").format(host=state.host))
         else:
             state.fail(
                 "dns-failure",
-                f"the address lookup of {state.host} failed: {detail}",
-                f"the address lookup of {state.host} failed ({status})",
+                _("the address lookup of {host} failed: {detail}").format(
+                    host=state.host, detail=detail
+                ),
+                _("the address lookup of {host} failed ({status})").format(
+                    host=state.host, status=status
+                ),
             )
         return
     addresses = list(answer.addresses)
@@ -239,7 +252,9 @@ async def _fetch(
             )
             state.fail(
                 "address-not-allowed",
-                f"{state.host} resolves only to addresses mtasts does not connect to: {reasons}",
+                _("{host} resolves only to addresses mtasts does not connect to: {reasons}").format(
+                    host=state.host, reasons=reasons
+                ),
             )
             return
     failures: list[str] = []
@@ -262,14 +277,20 @@ async def _fetch(
     if all_timed_out:
         state.fail(
             "timeout",
-            f"connecting to {state.host} timed out: {'; '.join(failures)}",
-            f"connecting to {state.host} timed out",
+            _("connecting to {host} timed out: {failures}").format(
+                host=state.host, failures="; ".join(failures)
+            ),
+            _("connecting to {host} timed out").format(host=state.host),
         )
     else:
         state.fail(
             "connect-failed",
-            f"cannot connect to {state.host}: {'; '.join(failures)}",
-            f"cannot connect to {state.host}: {'; '.join(summaries)}",
+            _("cannot connect to {host}: {failures}").format(
+                host=state.host, failures="; ".join(failures)
+            ),
+            _("cannot connect to {host}: {failures}").format(
+                host=state.host, failures="; ".join(summaries)
+            ),
         )
 
 
@@ -299,17 +320,24 @@ async def _get(
                 await _read(state, response)
         except httpx.ConnectTimeout as exc:
             raise _ConnectFailed(
-                f"timed out ({_reason(exc)})", summary="timed out", timed_out=True
+                _("timed out ({reason})").format(reason=_reason(exc)),
+                summary=_("timed out"),
+                timed_out=True,
             ) from exc
         except httpx.ConnectError as exc:
             await _connect_error(state, exc, ip, port)
         except httpx.TimeoutException as exc:
-            state.fail("timeout", f"{state.host} did not answer in time ({type(exc).__name__})")
+            state.fail(
+                "timeout",
+                _("{host} did not answer in time ({error})").format(
+                    host=state.host, error=type(exc).__name__
+                ),
+            )
         except httpx.HTTPError as exc:
             state.fail(
                 "http-error",
                 f"{type(exc).__name__}: {_reason(exc)}",
-                f"the HTTPS exchange failed ({type(exc).__name__})",
+                _("the HTTPS exchange failed ({error})").format(error=type(exc).__name__),
             )
 
 
@@ -320,7 +348,9 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
         state.verify_code = code
         state.fail(
             verify_error_code(code),
-            f"certificate of {state.host} rejected: {verify.verify_message or verify}",
+            _("certificate of {host} rejected: {reason}").format(
+                host=state.host, reason=verify.verify_message or verify
+            ),
         )
         # Report the certificate anyway: look at it over an unverified handshake.
         state.certificate, state.tls_version = await peek_certificate(ip, port, state.host)
@@ -329,25 +359,28 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
     if isinstance(tls, ssl.SSLError):
         state.fail(
             "tls-handshake-failed",
-            f"TLS handshake with {state.host} failed: {tls}",
-            f"{tls_summary(tls)} with {state.host}",
+            _("TLS handshake with {host} failed: {reason}").format(host=state.host, reason=tls),
+            _("{summary} with {host}").format(summary=tls_summary(tls), host=state.host),
         )
         return
     if _find(exc, ConnectionResetError) or _find(exc, BrokenPipeError):
-        state.fail("tls-handshake-failed", f"{state.host} closed the connection during TLS")
+        state.fail(
+            "tls-handshake-failed",
+            _("{host} closed the connection during TLS").format(host=state.host),
+        )
         return
     message = _reason(exc)
     os_error = _find(exc, OSError)
     if "connection attempts failed" in message or os_error:
         # anyio wraps the socket's own error ("All connection attempts failed")
         cause = _find(exc, ConnectionRefusedError) or os_error
-        summary = connect_summary(cause) if isinstance(cause, OSError) else "connection failed"
+        summary = connect_summary(cause) if isinstance(cause, OSError) else _("connection failed")
         raise _ConnectFailed(message, summary=summary) from exc
     # anyio reports a peer that hangs up mid-handshake as EndOfStream/BrokenResource
     state.fail(
         "tls-handshake-failed",
-        f"TLS handshake with {state.host} failed: {message}",
-        f"TLS handshake with {state.host} failed",
+        _("TLS handshake with {host} failed: {reason}").format(host=state.host, reason=message),
+        _("TLS handshake with {host} failed").format(host=state.host),
     )
 
 
@@ -389,6 +422,8 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+# a JSON value (FetchResult.content_type of a redacted result): said in words only in prose
+UNRECOGNISED_MEDIA_TYPE = N_("an unrecognised media type")
 _NAME_CHARS = r"[a-z0-9!#$&^_.+-]{1,64}"  # RFC 6838 §4.2 restricted-name characters
 _PLAIN_MEDIA_TYPE = re.compile(f"{_NAME_CHARS}/{_NAME_CHARS}")
 
@@ -399,7 +434,7 @@ def _clean_media_type(content_type: str | None) -> str | None:
     if content_type is None:
         return None
     media = _media_type(content_type)
-    return media if _PLAIN_MEDIA_TYPE.fullmatch(media) else "an unrecognised media type"
+    return media if _PLAIN_MEDIA_TYPE.fullmatch(media) else UNRECOGNISED_MEDIA_TYPE
 
 
 async def _read(state: _State, response: httpx.Response) -> None:
@@ -416,11 +451,16 @@ async def _read(state: _State, response: httpx.Response) -> None:
     if 300 <= response.status_code < 400:
         # RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed"
         state.location = response.headers.get("location")
-        where = f" to {state.location}" if state.location else ""
         state.fail(
             "http-redirect",
-            f"{state.url} answers {response.status_code}{where}",
-            f"{state.url} answers {response.status_code} (a redirect)",
+            (
+                _("{url} answers {status} to {location}")
+                if state.location
+                else _("{url} answers {status}")
+            ).format(url=state.url, status=response.status_code, location=state.location),
+            _("{url} answers {status} (a redirect)").format(
+                url=state.url, status=response.status_code
+            ),
         )
         return
     declared = response.headers.get("content-length")
@@ -429,7 +469,9 @@ async def _read(state: _State, response: httpx.Response) -> None:
     if response.status_code == 200 and media_ok and too_big:
         state.fail(
             "too-large",
-            f"the policy is {declared} bytes; senders read at most {MAX_POLICY_BYTES}",
+            _("the policy is {size} bytes; senders read at most {limit}").format(
+                size=declared, limit=MAX_POLICY_BYTES
+            ),
         )
         return
     body = bytearray()
@@ -441,33 +483,44 @@ async def _read(state: _State, response: httpx.Response) -> None:
                 too_large = True
                 break
     except httpx.TimeoutException:
-        state.fail("timeout", f"{state.host} did not send the whole policy in time")
+        state.fail(
+            "timeout", _("{host} did not send the whole policy in time").format(host=state.host)
+        )
         return
     except httpx.HTTPError as exc:
         state.fail(
             "http-error",
-            f"reading the policy failed: {_reason(exc)}",
-            f"reading the policy failed ({type(exc).__name__})",
+            _("reading the policy failed: {reason}").format(reason=_reason(exc)),
+            _("reading the policy failed ({error})").format(error=type(exc).__name__),
         )
         return
     # RFC 8461 §3.3: only HTTP 200 counts; other answers are a failed fetch
     if response.status_code != 200:
         state.body = bytes(body[:MAX_POLICY_BYTES])
-        state.fail("http-status", f"{state.url} answers HTTP {response.status_code}")
+        state.fail(
+            "http-status",
+            _("{url} answers HTTP {status}").format(url=state.url, status=response.status_code),
+        )
         return
     # RFC 8461 §3.2: the media type is "text/plain" (parameters such as charset allowed)
     if not media_ok:
         state.body = bytes(body[:MAX_POLICY_BYTES])
+        served = _("{url} is served as {content_type!s}, not text/plain")
         state.fail(
             "content-type",
-            f"{state.url} is served as {state.content_type or 'no Content-Type'}, not text/plain",
-            f"{state.url} is served as "
-            f"{_clean_media_type(state.content_type) or 'no Content-Type'}, not text/plain",
+            served.format(url=state.url, content_type=state.content_type or _("no Content-Type")),
+            served.format(
+                url=state.url,
+                content_type=_(_clean_media_type(state.content_type) or N_("no Content-Type")),
+            ),
         )
         return
     if too_large:
         state.fail(
-            "too-large", f"the policy is larger than {MAX_POLICY_BYTES} bytes (RFC 8461 §3.3)"
+            "too-large",
+            _("the policy is larger than {limit} bytes (RFC 8461 §3.3)").format(
+                limit=MAX_POLICY_BYTES
+            ),
         )
         return
     state.body = bytes(body)

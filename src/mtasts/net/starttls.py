@@ -16,6 +16,7 @@ from typing import Any
 import idna
 from cryptography import x509
 
+from mtasts.i18n import N_, _
 from mtasts.net.certs import (
     CertInfo,
     client_context,
@@ -120,7 +121,7 @@ class _HandshakeBroken(_Fail):
         super().__init__(
             "tls-handshake-failed",
             message,
-            summary="the server closed the connection during the TLS handshake",
+            summary=_("the server closed the connection during the TLS handshake"),
         )
 
 
@@ -141,7 +142,7 @@ class _Info:
     summary: str | None = None
     verify_code: int | None = None
     reply: str | None = None
-    stage: str = "connect"
+    stage: str = N_("connecting")  # said with _() in messages
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
     def fail(self, code: str, error: str, summary: str | None = None) -> None:
@@ -205,8 +206,10 @@ async def probe_mx(
         if info.error_code is None:
             info.fail(
                 "timeout",
-                f"no answer from {address} within {timeout:g} s ({info.stage})",
-                f"timed out {info.stage}",
+                _("no answer from {address} within {timeout:g} s ({stage})").format(
+                    address=address, timeout=timeout, stage=_(info.stage)
+                ),
+                _("timed out {stage}").format(stage=_(info.stage)),
             )
     finally:
         for w in info.writers:
@@ -254,12 +257,15 @@ async def _probe(
         info.trusted = False
         info.verify_code = code
         # verify_message comes from OpenSSL's fixed table (X509_verify_cert_error_string)
-        info.fail(verify_error_code(code), f"certificate rejected: {exc.verify_message or exc}")
+        info.fail(
+            verify_error_code(code),
+            _("certificate rejected: {reason}").format(reason=exc.verify_message or exc),
+        )
         # Reconnect without verification to report the certificate all the same.
         await _look_again(info, host, address, port, ehlo_name, insecure_context())
         return
     except ssl.SSLError as exc:
-        first = f"TLS handshake failed: {exc.reason or exc}"
+        first = _("TLS handshake failed: {reason}").format(reason=exc.reason or exc)
         await _old_tls(info, host, address, port, ehlo_name, first, exc.reason)
         if info.error_code == "tls-handshake-failed" and info.error == first:
             info.summary = tls_summary(exc)
@@ -288,9 +294,10 @@ async def _old_tls(
         "VERSION_TOO_LOW",
         "NO_PROTOCOLS_AVAILABLE",
     )
+    too_old = _("{error} (the server refuses TLS 1.2 and later)").format(error=first)
     if legacy is None:
         if version_alert:
-            info.fail("tls-version-too-old", first + " (the server refuses TLS 1.2 and later)")
+            info.fail("tls-version-too-old", too_old)
         else:
             info.fail("tls-handshake-failed", first)
         return
@@ -301,16 +308,20 @@ async def _old_tls(
         if second.tls_version not in TLS12:
             info.fail(
                 "tls-version-too-old",
-                f"the server only speaks {second.tls_version} (TLS 1.2 or later is required)",
+                _("the server only speaks {version} (TLS 1.2 or later is required)").format(
+                    version=second.tls_version
+                ),
             )
         else:
             info.fail(
                 "tls-handshake-failed",
-                f"{first}; it only succeeds with legacy ciphers ({second.cipher})",
+                _("{error}; it only succeeds with legacy ciphers ({cipher})").format(
+                    error=first, cipher=second.cipher
+                ),
             )
         return
     if version_alert:
-        info.fail("tls-version-too-old", first + " (the server refuses TLS 1.2 and later)")
+        info.fail("tls-version-too-old", too_old)
     else:
         info.fail("tls-handshake-failed", first)
 
@@ -363,37 +374,39 @@ async def _session(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect, banner, EHLO, STARTTLS, handshake. Returns the TLS streams, or raises
     _Fail (SMTP or connection problems) or ssl.SSLError (the handshake failed)."""
-    info.stage = "connecting"
+    info.stage = N_("connecting")
     try:
         reader, writer = await asyncio.open_connection(address, port)
     except OSError as exc:
         raise _Fail(
             "connect-failed",
-            f"cannot connect to {address} port {port}: {exc}",
+            _("cannot connect to {address} port {port}: {error}").format(
+                address=address, port=port, error=exc
+            ),
             summary=connect_summary(exc),
         ) from exc
     info.writers.append(writer)
     keep = False
     try:
         try:
-            info.stage = "waiting for the banner"
+            info.stage = N_("waiting for the banner")
             code, lines = await _read_reply(reader)
             info.banner = "\n".join(lines)
             if code != 220:  # RFC 5321 §4.3.1: the greeting is 220 (554: go away)
                 await _quit(reader, writer)
                 raise _Fail(
                     "smtp-banner",
-                    f"the server greets with {lines[0]!r}",
+                    _("the server greets with {reply!r}").format(reply=lines[0]),
                     info.banner,
                     summary=_code_summary("greeting", code),
                 )
-            info.stage = "waiting for the EHLO answer"
+            info.stage = N_("waiting for the EHLO answer")
             code, lines = await _command(reader, writer, f"EHLO {ehlo_name}")
             if code != 250:  # RFC 3207 §4: STARTTLS is an ESMTP extension, EHLO required
                 await _quit(reader, writer)
                 raise _Fail(
                     "smtp-ehlo",
-                    f"EHLO answered {lines[0]!r}",
+                    _("EHLO answered {reply!r}").format(reply=lines[0]),
                     "\n".join(lines),
                     summary=_code_summary("EHLO answer", code),
                 )
@@ -403,14 +416,14 @@ async def _session(
             info.starttls_offered = "STARTTLS" in info.ehlo_extensions
             if not info.starttls_offered:
                 await _quit(reader, writer)
-                raise _Fail("starttls-not-offered", "the EHLO answer does not offer STARTTLS")
-            info.stage = "waiting for the STARTTLS answer"
+                raise _Fail("starttls-not-offered", _("the EHLO answer does not offer STARTTLS"))
+            info.stage = N_("waiting for the STARTTLS answer")
             code, lines = await _command(reader, writer, "STARTTLS")
             if code != 220:  # RFC 3207 §4: 220 to go ahead; 454 = TLS not available
                 await _quit(reader, writer)
                 raise _Fail(
                     "starttls-refused",
-                    f"STARTTLS answered {lines[0]!r}",
+                    _("STARTTLS answered {reply!r}").format(reply=lines[0]),
                     "\n".join(lines),
                     summary=_code_summary("STARTTLS answer", code),
                 )
@@ -419,24 +432,28 @@ async def _session(
             if getattr(reader, "_buffer", b"") or reader.at_eof():
                 raise _Fail(
                     "tls-handshake-failed",
-                    "the server sent plain text after its 220 to STARTTLS instead of TLS",
+                    _("the server sent plain text after its 220 to STARTTLS instead of TLS"),
                 )
         except (OSError, asyncio.IncompleteReadError) as exc:
             raise _Fail(
                 "smtp-banner" if info.banner is None else "smtp-ehlo",
-                f"the connection broke while {info.stage}: {exc or type(exc).__name__}",
-                summary=f"the connection broke while {info.stage}",
+                _("the connection broke while {stage}: {error}").format(
+                    stage=_(info.stage), error=exc or type(exc).__name__
+                ),
+                summary=_("the connection broke while {stage}").format(stage=_(info.stage)),
             ) from exc
-        info.stage = "in the TLS handshake"
+        info.stage = N_("in the TLS handshake")
         try:
             await writer.start_tls(ctx, server_hostname=_sni(host))
         except ssl.SSLError:
             raise
         except (OSError, asyncio.IncompleteReadError, EOFError) as exc:
             raise _HandshakeBroken(
-                f"the server closed the connection during the TLS handshake ({exc!r})"
+                _("the server closed the connection during the TLS handshake ({error!r})").format(
+                    error=exc
+                )
             ) from exc
-        info.stage = "after the TLS handshake"
+        info.stage = N_("after the TLS handshake")
         keep = True
         return reader, writer
     finally:
@@ -457,26 +474,38 @@ def tls_summary(exc: ssl.SSLError) -> str:
     from OpenSSL's fixed table) when there is one."""
     reason = exc.reason or ""
     return (
-        f"TLS handshake failed ({reason})"
+        _("TLS handshake failed ({reason})").format(reason=reason)
         if _MNEMONIC.fullmatch(reason)
-        else ("TLS handshake failed")
+        else _("TLS handshake failed")
     )
 
 
 def connect_summary(exc: OSError) -> str:
     """A connection failure in a few words, without the local error text."""
     if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
+        return _("connection refused")
     if isinstance(exc, TimeoutError):
-        return "timed out connecting"
+        return _("timed out connecting")
     if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return "address unreachable"
-    return "connection failed"
+        return _("address unreachable")
+    return _("connection failed")
+
+
+# what an SMTP reply answered: (its code, and a reply that is no SMTP reply), in words
+_CODE_SUMMARIES = {
+    "greeting": (N_("greeting code {code}"), N_("greeting is not an SMTP reply")),
+    "EHLO answer": (N_("EHLO answer code {code}"), N_("EHLO answer is not an SMTP reply")),
+    "STARTTLS answer": (
+        N_("STARTTLS answer code {code}"),
+        N_("STARTTLS answer is not an SMTP reply"),
+    ),
+}
 
 
 def _code_summary(what: str, code: int) -> str:
     """ "greeting code 554": the reply code only, never the reply text."""
-    return f"{what} code {code}" if 100 <= code <= 599 else f"{what} is not an SMTP reply"
+    with_code, no_reply = _CODE_SUMMARIES[what]
+    return _(with_code).format(code=code) if 100 <= code <= 599 else _(no_reply)
 
 
 def _sni(host: str) -> str | None:

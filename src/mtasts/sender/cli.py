@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from mtasts import i18n
 from mtasts.config import ConfigError
+from mtasts.i18n import _
 from mtasts.sender.settings import PolicydSettings, load_policyd_settings
 
 policyd_app = typer.Typer(
@@ -57,6 +59,13 @@ ConfigOpt = Annotated[
 MetricsOpt = Annotated[
     str | None,
     typer.Option("--metrics", help="HOST:PORT for Prometheus GET /metrics (default: off)."),
+]
+LangOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lang",
+        help=_("Language of the messages: en or es (default: $MTASTS_LANG, then the locale)."),
+    ),
 ]
 HttpsPortOpt = Annotated[
     int | None,
@@ -140,10 +149,15 @@ def query(
     ca_file: CaFileOpt = None,
     config: ConfigOpt = None,
     https_port: HttpsPortOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Print the answer policyd gives for DOMAIN, the cached policy and why."""
     from mtasts.sender.serve import build_daemon, open_store
 
+    if lang is not None and i18n.normalize(lang) is None:
+        print(f"mtasts: error: --lang: {lang!r} (en or es)", file=sys.stderr)
+        raise typer.Exit(2)
+    i18n.set_language(i18n.from_cli(lang))
     settings = _settings(
         config=config,
         data_dir=data_dir,
@@ -156,7 +170,13 @@ def query(
     try:
         store = open_store(settings)
     except Exception as exc:
-        out.print(f"[red]Cannot open the cache store {settings.effective_database_url}:[/] {exc}")
+        out.print(
+            "[red]"
+            + escape(
+                _("Cannot open the cache store {url}:").format(url=settings.effective_database_url)
+            )
+            + f"[/] {escape(str(exc))}"
+        )
         raise typer.Exit(1) from exc
     daemon = build_daemon(settings, store)
     daemon.load()
@@ -182,31 +202,43 @@ def print_explanation(out: Console, ex: object) -> None:
     assert isinstance(ex, Explanation)
     reply = ex.reply
     out.print(f"[bold]{ex.domain}[/]")
-    out.print(f"  answer:  {escape(f'{reply.kind} {reply.data}'.rstrip())}")
+    answer = escape(f"{reply.kind} {reply.data}".rstrip())
+    out.print("  " + escape(_("answer:  {answer}")).format(answer=answer))
     entry = ex.entry
     if entry is not None and entry.outcome is not None:
         o = entry.outcome
-        out.print(f"  outcome: {o.result} {o.code}: {escape(o.message)}")
+        out.print(
+            "  "
+            + escape(
+                _("outcome: {result} {code}: {message}").format(
+                    result=o.result, code=o.code, message=o.message
+                )
+            )
+        )
     cached = entry.cached if entry is not None else None
     if cached is not None:
-        out.print(
-            f"  cached policy: id {cached.policy_id}, fetched {_when(cached.fetched_at)}, "
-            f"in force until {_when(cached.expires_at)}"
+        line = _("cached policy: id {id}, fetched {fetched}, in force until {until}").format(
+            id=cached.policy_id, fetched=_when(cached.fetched_at), until=_when(cached.expires_at)
         )
-        for line in cached.text.splitlines():
-            out.print(f"    {escape(line)}")
+        out.print("  " + escape(line))
+        for text in cached.text.splitlines():
+            out.print(f"    {escape(text)}")
         if (
             entry is not None
             and entry.outcome is not None
             and entry.outcome.code != (f"policy-{cached.policy.mode}")
         ):
             # RFC 8461 §5.1: a cached policy counts until max_age, whatever DNS says now.
-            out.print(f"  the cached policy stays in force until {_when(cached.expires_at)}")
+            stays = _("the cached policy stays in force until {until}")
+            out.print("  " + escape(stays.format(until=_when(cached.expires_at))))
     else:
-        out.print("  cached policy: none")
+        out.print("  " + escape(_("cached policy: none")))
     if entry is not None and entry.failures:
-        out.print(f"  fetch failures in a row: {entry.failures}; next try {_when(entry.retry_at)}")
+        failures = _("fetch failures in a row: {count}; next try {when}").format(
+            count=entry.failures, when=_when(entry.retry_at)
+        )
+        out.print("  " + escape(failures))
     if ex.findings:
-        out.print("  why (diagnosis findings):")
+        out.print("  " + escape(_("why (diagnosis findings):")))
         for f in ex.findings:
             out.print(f"    {f.severity:<7} {f.code}: {escape(f.message)}")
