@@ -14,7 +14,7 @@ import idna
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from mtasts.i18n import _
+from mtasts.i18n import N_, _
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,27 @@ def judge_expiry(cert: CertInfo, now: datetime) -> Expiry | None:
         ).format(**fields)
         return Expiry(1, "warning", left, lifetime, why)
     return None
+
+
+# OpenSSL's words for the usual X509_V_ERR_* codes (X509_verify_cert_error_string), to say
+# them in the reader's language; OpenSSL's own text is kept where there is no translation
+_VERIFY_MESSAGES = {
+    9: N_("certificate is not yet valid"),
+    10: N_("certificate has expired"),
+    18: N_("self-signed certificate"),
+    19: N_("self-signed certificate in certificate chain"),
+    20: N_("unable to get local issuer certificate"),
+    21: N_("unable to verify the first certificate"),
+    62: N_("hostname mismatch"),
+}
+
+
+def verify_message(code: int, openssl_text: str) -> str:
+    """Why OpenSSL rejected a certificate, in the current language when it is one of the
+    usual reasons (else, and in English, OpenSSL's own ``openssl_text``)."""
+    known = _VERIFY_MESSAGES.get(code)
+    said = _(known) if known else openssl_text
+    return openssl_text if said == known else said
 
 
 def parse_certificate(der: bytes) -> CertInfo:

@@ -13,7 +13,13 @@ import httpx
 
 from mtasts.i18n import N_, _
 from mtasts.net.addresses import AddressVerdict, ProbePolicy
-from mtasts.net.certs import CertInfo, client_context, insecure_context, parse_certificate
+from mtasts.net.certs import (
+    CertInfo,
+    client_context,
+    insecure_context,
+    parse_certificate,
+    verify_message,
+)
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.net.starttls import connect_summary, tls_summary
 
@@ -349,7 +355,7 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
         state.fail(
             verify_error_code(code),
             _("certificate of {host} rejected: {reason}").format(
-                host=state.host, reason=verify.verify_message or verify
+                host=state.host, reason=verify_message(code, verify.verify_message or str(verify))
             ),
         )
         # Report the certificate anyway: look at it over an unverified handshake.

@@ -24,6 +24,7 @@ from mtasts.net.certs import (
     insecure_context,
     legacy_context,
     parse_certificate,
+    verify_message,
 )
 
 MAX_REPLY_LINES = 100
@@ -259,7 +260,9 @@ async def _probe(
         # verify_message comes from OpenSSL's fixed table (X509_verify_cert_error_string)
         info.fail(
             verify_error_code(code),
-            _("certificate rejected: {reason}").format(reason=exc.verify_message or exc),
+            _("certificate rejected: {reason}").format(
+                reason=verify_message(code, exc.verify_message or str(exc))
+            ),
         )
         # Reconnect without verification to report the certificate all the same.
         await _look_again(info, host, address, port, ehlo_name, insecure_context())
