@@ -95,9 +95,7 @@ class Verification:
         """As the API shows it: each record's check and a one-line summary."""
         missing = [c.record.name for c in self.checks if not c.ok]
         summary = (
-            _(_ALL_IN_PLACE.get(len(self.checks), "All {count} records are in place.")).format(
-                count=len(self.checks)
-            )
+            _(_ALL_IN_PLACE.get(len(self.checks), _ALL_N_IN_PLACE)).format(count=len(self.checks))
             if not missing
             else _("Still missing or wrong: {names}.").format(names=", ".join(missing))
         )
@@ -114,6 +112,7 @@ _ALL_IN_PLACE = {
     3: N_("All three records are in place."),
     4: N_("All four records are in place."),
 }
+_ALL_N_IN_PLACE = N_("All {count} records are in place.")
 
 
 def lookup_failed(record: DnsRecord, status: DnsStatus) -> RecordCheck:
