@@ -487,7 +487,7 @@ class Diagnosis:
         message = _(template).format(
             host=fetch.host,
             url=fetch.url,
-            error=fetch.error,
+            error=say(fetch.error) if fetch.error else fetch.error,
             location=location,
             status=fetch.status_code,
             content_type=_(fetch.content_type)
@@ -740,7 +740,7 @@ class Diagnosis:
         out: list[tuple[str, ResultType | None, str]] = []
         cert = p.certificate
         fields = {
-            "error": p.error,
+            "error": say(p.error) if p.error else p.error,
             "tls_version": p.tls_version,
             "not_after": f"{cert.not_after:%Y-%m-%d}" if cert else "?",
             "not_before": f"{cert.not_before:%Y-%m-%d}" if cert else "?",

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from mtasts.i18n import N_, _
+from mtasts.protocol.errors import Text
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,10 @@ _VERIFY_MESSAGES = {
 
 
 def verify_message(code: int, openssl_text: str) -> str:
-    """Why OpenSSL rejected a certificate, in the current language when it is one of the
-    usual reasons (else, and in English, OpenSSL's own ``openssl_text``)."""
+    """OpenSSL's ``openssl_text`` for a rejected certificate, as a Text (said in the reader's
+    language) when it is one of the usual reasons in its usual words."""
     known = _VERIFY_MESSAGES.get(code)
-    said = _(known) if known else openssl_text
-    return openssl_text if said == known else said
+    return Text(known) if known == openssl_text else openssl_text
 
 
 def parse_certificate(der: bytes) -> CertInfo:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 
-from mtasts.i18n import N_, _
+from mtasts.i18n import N_
 from mtasts.net.addresses import AddressVerdict, ProbePolicy
 from mtasts.net.certs import (
     CertInfo,
@@ -22,6 +22,7 @@ from mtasts.net.certs import (
 )
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.net.starttls import connect_summary, tls_summary
+from mtasts.protocol.errors import Text
 
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3: senders may limit the body (64 KiB)
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
@@ -118,9 +119,18 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
+def _joined(parts: list[str]) -> str:
+    """``parts`` joined by "; ", as a Text whose parts are said in the reader's language."""
+    out = parts[0]
+    for part in parts[1:]:
+        out = Text("{first}; {then}", first=out, then=part)
+    return out
+
+
 class _ConnectFailed(Exception):
     def __init__(self, message: str, *, summary: str, timed_out: bool = False) -> None:
         super().__init__(message)
+        self.text = message  # a Text, when it is one
         self.summary = summary
         self.timed_out = timed_out
 
@@ -206,9 +216,7 @@ async def fetch_policy(
     except TimeoutError:
         state.fail(
             "timeout",
-            _("no complete answer from {host} within {timeout:g} s").format(
-                host=host, timeout=timeout
-            ),
+            Text("no complete answer from {host} within {timeout:g} s", host=host, timeout=timeout),
         )
     return state.result(time.monotonic() - started)
 
@@ -230,18 +238,18 @@ async def _fetch(
         if status is DnsStatus.NXDOMAIN:
             state.fail(
                 "dns-nxdomain",
-                _("{host} does not exist in DNS (NXDOMAIN)").format(host=state.host),
+                Text("{host} does not exist in DNS (NXDOMAIN)", host=state.host),
             )
         elif status is DnsStatus.NODATA:
-            state.fail("dns-nodata", _("{host} has no A or AAAA record").format(host=state.host))
+            state.fail("dns-nodata", Text("{host} has no A or AAAA record", host=state.host))
         else:
             state.fail(
                 "dns-failure",
-                _("the address lookup of {host} failed: {detail}").format(
-                    host=state.host, detail=detail
+                Text(
+                    "the address lookup of {host} failed: {detail}", host=state.host, detail=detail
                 ),
-                _("the address lookup of {host} failed ({status})").format(
-                    host=state.host, status=status
+                Text(
+                    "the address lookup of {host} failed ({status})", host=state.host, status=status
                 ),
             )
         return
@@ -258,8 +266,10 @@ async def _fetch(
             )
             state.fail(
                 "address-not-allowed",
-                _("{host} resolves only to addresses mtasts does not connect to: {reasons}").format(
-                    host=state.host, reasons=reasons
+                Text(
+                    "{host} resolves only to addresses mtasts does not connect to: {reasons}",
+                    host=state.host,
+                    reasons=reasons,
                 ),
             )
             return
@@ -277,25 +287,28 @@ async def _fetch(
             await _get(state, ip, ctx, port, httpx.Timeout(left, connect=connect_timeout))
             return
         except _ConnectFailed as exc:
-            failures.append(f"{_url_host(ip)}:{port}: {exc}")
-            summaries.append(f"{_url_host(ip)}:{port}: {exc.summary}")
+            where = f"{_url_host(ip)}:{port}"
+            failures.append(Text("{address}: {reason}", address=where, reason=exc.text))
+            summaries.append(Text("{address}: {reason}", address=where, reason=exc.summary))
             all_timed_out = all_timed_out and exc.timed_out
     if all_timed_out:
         state.fail(
             "timeout",
-            _("connecting to {host} timed out: {failures}").format(
-                host=state.host, failures="; ".join(failures)
+            Text(
+                "connecting to {host} timed out: {failures}",
+                host=state.host,
+                failures=_joined(failures),
             ),
-            _("connecting to {host} timed out").format(host=state.host),
+            Text("connecting to {host} timed out", host=state.host),
         )
     else:
         state.fail(
             "connect-failed",
-            _("cannot connect to {host}: {failures}").format(
-                host=state.host, failures="; ".join(failures)
+            Text(
+                "cannot connect to {host}: {failures}", host=state.host, failures=_joined(failures)
             ),
-            _("cannot connect to {host}: {failures}").format(
-                host=state.host, failures="; ".join(summaries)
+            Text(
+                "cannot connect to {host}: {failures}", host=state.host, failures=_joined(summaries)
             ),
         )
 
@@ -326,8 +339,8 @@ async def _get(
                 await _read(state, response)
         except httpx.ConnectTimeout as exc:
             raise _ConnectFailed(
-                _("timed out ({reason})").format(reason=_reason(exc)),
-                summary=_("timed out"),
+                Text("timed out ({reason})", reason=_reason(exc)),
+                summary=Text("timed out"),
                 timed_out=True,
             ) from exc
         except httpx.ConnectError as exc:
@@ -335,15 +348,17 @@ async def _get(
         except httpx.TimeoutException as exc:
             state.fail(
                 "timeout",
-                _("{host} did not answer in time ({error})").format(
-                    host=state.host, error=type(exc).__name__
+                Text(
+                    "{host} did not answer in time ({error})",
+                    host=state.host,
+                    error=type(exc).__name__,
                 ),
             )
         except httpx.HTTPError as exc:
             state.fail(
                 "http-error",
                 f"{type(exc).__name__}: {_reason(exc)}",
-                _("the HTTPS exchange failed ({error})").format(error=type(exc).__name__),
+                Text("the HTTPS exchange failed ({error})", error=type(exc).__name__),
             )
 
 
@@ -354,8 +369,10 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
         state.verify_code = code
         state.fail(
             verify_error_code(code),
-            _("certificate of {host} rejected: {reason}").format(
-                host=state.host, reason=verify_message(code, verify.verify_message or str(verify))
+            Text(
+                "certificate of {host} rejected: {reason}",
+                host=state.host,
+                reason=verify_message(code, verify.verify_message or str(verify)),
             ),
         )
         # Report the certificate anyway: look at it over an unverified handshake.
@@ -365,14 +382,14 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
     if isinstance(tls, ssl.SSLError):
         state.fail(
             "tls-handshake-failed",
-            _("TLS handshake with {host} failed: {reason}").format(host=state.host, reason=tls),
-            _("{summary} with {host}").format(summary=tls_summary(tls), host=state.host),
+            Text("TLS handshake with {host} failed: {reason}", host=state.host, reason=tls),
+            Text("{summary} with {host}", summary=tls_summary(tls), host=state.host),
         )
         return
     if _find(exc, ConnectionResetError) or _find(exc, BrokenPipeError):
         state.fail(
             "tls-handshake-failed",
-            _("{host} closed the connection during TLS").format(host=state.host),
+            Text("{host} closed the connection during TLS", host=state.host),
         )
         return
     message = _reason(exc)
@@ -380,13 +397,15 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
     if "connection attempts failed" in message or os_error:
         # anyio wraps the socket's own error ("All connection attempts failed")
         cause = _find(exc, ConnectionRefusedError) or os_error
-        summary = connect_summary(cause) if isinstance(cause, OSError) else _("connection failed")
+        summary = (
+            connect_summary(cause) if isinstance(cause, OSError) else Text("connection failed")
+        )
         raise _ConnectFailed(message, summary=summary) from exc
     # anyio reports a peer that hangs up mid-handshake as EndOfStream/BrokenResource
     state.fail(
         "tls-handshake-failed",
-        _("TLS handshake with {host} failed: {reason}").format(host=state.host, reason=message),
-        _("TLS handshake with {host} failed").format(host=state.host),
+        Text("TLS handshake with {host} failed: {reason}", host=state.host, reason=message),
+        Text("TLS handshake with {host} failed", host=state.host),
     )
 
 
@@ -430,6 +449,7 @@ def _media_type(content_type: str | None) -> str:
 
 # a JSON value (FetchResult.content_type of a redacted result): said in words only in prose
 UNRECOGNISED_MEDIA_TYPE = N_("an unrecognised media type")
+_NO_CONTENT_TYPE = Text("no Content-Type")
 _NAME_CHARS = r"[a-z0-9!#$&^_.+-]{1,64}"  # RFC 6838 §4.2 restricted-name characters
 _PLAIN_MEDIA_TYPE = re.compile(f"{_NAME_CHARS}/{_NAME_CHARS}")
 
@@ -460,13 +480,11 @@ async def _read(state: _State, response: httpx.Response) -> None:
         state.fail(
             "http-redirect",
             (
-                _("{url} answers {status} to {location}")
+                Text("{url} answers {status} to {location}")
                 if state.location
-                else _("{url} answers {status}")
+                else Text("{url} answers {status}")
             ).format(url=state.url, status=response.status_code, location=state.location),
-            _("{url} answers {status} (a redirect)").format(
-                url=state.url, status=response.status_code
-            ),
+            Text("{url} answers {status} (a redirect)", url=state.url, status=response.status_code),
         )
         return
     declared = response.headers.get("content-length")
@@ -475,8 +493,10 @@ async def _read(state: _State, response: httpx.Response) -> None:
     if response.status_code == 200 and media_ok and too_big:
         state.fail(
             "too-large",
-            _("the policy is {size} bytes; senders read at most {limit}").format(
-                size=declared, limit=MAX_POLICY_BYTES
+            Text(
+                "the policy is {size} bytes; senders read at most {limit}",
+                size=declared,
+                limit=MAX_POLICY_BYTES,
             ),
         )
         return
@@ -489,15 +509,13 @@ async def _read(state: _State, response: httpx.Response) -> None:
                 too_large = True
                 break
     except httpx.TimeoutException:
-        state.fail(
-            "timeout", _("{host} did not send the whole policy in time").format(host=state.host)
-        )
+        state.fail("timeout", Text("{host} did not send the whole policy in time", host=state.host))
         return
     except httpx.HTTPError as exc:
         state.fail(
             "http-error",
-            _("reading the policy failed: {reason}").format(reason=_reason(exc)),
-            _("reading the policy failed ({error})").format(error=type(exc).__name__),
+            Text("reading the policy failed: {reason}", reason=_reason(exc)),
+            Text("reading the policy failed ({error})", error=type(exc).__name__),
         )
         return
     # RFC 8461 §3.3: only HTTP 200 counts; other answers are a failed fetch
@@ -505,28 +523,30 @@ async def _read(state: _State, response: httpx.Response) -> None:
         state.body = bytes(body[:MAX_POLICY_BYTES])
         state.fail(
             "http-status",
-            _("{url} answers HTTP {status}").format(url=state.url, status=response.status_code),
+            Text("{url} answers HTTP {status}", url=state.url, status=response.status_code),
         )
         return
     # RFC 8461 §3.2: the media type is "text/plain" (parameters such as charset allowed)
     if not media_ok:
         state.body = bytes(body[:MAX_POLICY_BYTES])
-        served = _("{url} is served as {content_type!s}, not text/plain")
+        served = N_("{url} is served as {content_type!s}, not text/plain")
+        clean = _clean_media_type(state.content_type)
         state.fail(
             "content-type",
-            served.format(url=state.url, content_type=state.content_type or _("no Content-Type")),
-            served.format(
+            Text(served, url=state.url, content_type=state.content_type or _NO_CONTENT_TYPE),
+            Text(
+                served,
                 url=state.url,
-                content_type=_(_clean_media_type(state.content_type) or N_("no Content-Type")),
+                content_type=Text(UNRECOGNISED_MEDIA_TYPE)
+                if clean == UNRECOGNISED_MEDIA_TYPE
+                else clean or _NO_CONTENT_TYPE,
             ),
         )
         return
     if too_large:
         state.fail(
             "too-large",
-            _("the policy is larger than {limit} bytes (RFC 8461 §3.3)").format(
-                limit=MAX_POLICY_BYTES
-            ),
+            Text("the policy is larger than {limit} bytes (RFC 8461 §3.3)", limit=MAX_POLICY_BYTES),
         )
         return
     state.body = bytes(body)

@@ -16,7 +16,7 @@ from typing import Any
 import idna
 from cryptography import x509
 
-from mtasts.i18n import N_, _
+from mtasts.i18n import N_
 from mtasts.net.certs import (
     CertInfo,
     client_context,
@@ -26,6 +26,7 @@ from mtasts.net.certs import (
     parse_certificate,
     verify_message,
 )
+from mtasts.protocol.errors import Text
 
 MAX_REPLY_LINES = 100
 QUIT_WAIT = 1.0  # seconds we wait for the 221 to a QUIT; an answer is not needed
@@ -122,7 +123,7 @@ class _HandshakeBroken(_Fail):
         super().__init__(
             "tls-handshake-failed",
             message,
-            summary=_("the server closed the connection during the TLS handshake"),
+            summary=Text("the server closed the connection during the TLS handshake"),
         )
 
 
@@ -143,7 +144,7 @@ class _Info:
     summary: str | None = None
     verify_code: int | None = None
     reply: str | None = None
-    stage: str = N_("connecting")  # said with _() in messages
+    stage: str = N_("connecting")  # a Text template: said in the reader's language
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
     def fail(self, code: str, error: str, summary: str | None = None) -> None:
@@ -207,10 +208,13 @@ async def probe_mx(
         if info.error_code is None:
             info.fail(
                 "timeout",
-                _("no answer from {address} within {timeout:g} s ({stage})").format(
-                    address=address, timeout=timeout, stage=_(info.stage)
+                Text(
+                    "no answer from {address} within {timeout:g} s ({stage})",
+                    address=address,
+                    timeout=timeout,
+                    stage=Text(info.stage),
                 ),
-                _("timed out {stage}").format(stage=_(info.stage)),
+                Text("timed out {stage}", stage=Text(info.stage)),
             )
     finally:
         for w in info.writers:
@@ -260,15 +264,16 @@ async def _probe(
         # verify_message comes from OpenSSL's fixed table (X509_verify_cert_error_string)
         info.fail(
             verify_error_code(code),
-            _("certificate rejected: {reason}").format(
-                reason=verify_message(code, exc.verify_message or str(exc))
+            Text(
+                "certificate rejected: {reason}",
+                reason=verify_message(code, exc.verify_message or str(exc)),
             ),
         )
         # Reconnect without verification to report the certificate all the same.
         await _look_again(info, host, address, port, ehlo_name, insecure_context())
         return
     except ssl.SSLError as exc:
-        first = _("TLS handshake failed: {reason}").format(reason=exc.reason or exc)
+        first = Text("TLS handshake failed: {reason}", reason=exc.reason or exc)
         await _old_tls(info, host, address, port, ehlo_name, first, exc.reason)
         if info.error_code == "tls-handshake-failed" and info.error == first:
             info.summary = tls_summary(exc)
@@ -297,7 +302,7 @@ async def _old_tls(
         "VERSION_TOO_LOW",
         "NO_PROTOCOLS_AVAILABLE",
     )
-    too_old = _("{error} (the server refuses TLS 1.2 and later)").format(error=first)
+    too_old = Text("{error} (the server refuses TLS 1.2 and later)", error=first)
     if legacy is None:
         if version_alert:
             info.fail("tls-version-too-old", too_old)
@@ -311,15 +316,18 @@ async def _old_tls(
         if second.tls_version not in TLS12:
             info.fail(
                 "tls-version-too-old",
-                _("the server only speaks {version} (TLS 1.2 or later is required)").format(
-                    version=second.tls_version
+                Text(
+                    "the server only speaks {version} (TLS 1.2 or later is required)",
+                    version=second.tls_version,
                 ),
             )
         else:
             info.fail(
                 "tls-handshake-failed",
-                _("{error}; it only succeeds with legacy ciphers ({cipher})").format(
-                    error=first, cipher=second.cipher
+                Text(
+                    "{error}; it only succeeds with legacy ciphers ({cipher})",
+                    error=first,
+                    cipher=second.cipher,
                 ),
             )
         return
@@ -383,8 +391,11 @@ async def _session(
     except OSError as exc:
         raise _Fail(
             "connect-failed",
-            _("cannot connect to {address} port {port}: {error}").format(
-                address=address, port=port, error=exc
+            Text(
+                "cannot connect to {address} port {port}: {error}",
+                address=address,
+                port=port,
+                error=exc,
             ),
             summary=connect_summary(exc),
         ) from exc
@@ -399,7 +410,7 @@ async def _session(
                 await _quit(reader, writer)
                 raise _Fail(
                     "smtp-banner",
-                    _("the server greets with {reply!r}").format(reply=lines[0]),
+                    Text("the server greets with {reply!r}", reply=lines[0]),
                     info.banner,
                     summary=_code_summary("greeting", code),
                 )
@@ -409,7 +420,7 @@ async def _session(
                 await _quit(reader, writer)
                 raise _Fail(
                     "smtp-ehlo",
-                    _("EHLO answered {reply!r}").format(reply=lines[0]),
+                    Text("EHLO answered {reply!r}", reply=lines[0]),
                     "\n".join(lines),
                     summary=_code_summary("EHLO answer", code),
                 )
@@ -419,14 +430,14 @@ async def _session(
             info.starttls_offered = "STARTTLS" in info.ehlo_extensions
             if not info.starttls_offered:
                 await _quit(reader, writer)
-                raise _Fail("starttls-not-offered", _("the EHLO answer does not offer STARTTLS"))
+                raise _Fail("starttls-not-offered", Text("the EHLO answer does not offer STARTTLS"))
             info.stage = N_("waiting for the STARTTLS answer")
             code, lines = await _command(reader, writer, "STARTTLS")
             if code != 220:  # RFC 3207 §4: 220 to go ahead; 454 = TLS not available
                 await _quit(reader, writer)
                 raise _Fail(
                     "starttls-refused",
-                    _("STARTTLS answered {reply!r}").format(reply=lines[0]),
+                    Text("STARTTLS answered {reply!r}", reply=lines[0]),
                     "\n".join(lines),
                     summary=_code_summary("STARTTLS answer", code),
                 )
@@ -435,15 +446,17 @@ async def _session(
             if getattr(reader, "_buffer", b"") or reader.at_eof():
                 raise _Fail(
                     "tls-handshake-failed",
-                    _("the server sent plain text after its 220 to STARTTLS instead of TLS"),
+                    Text("the server sent plain text after its 220 to STARTTLS instead of TLS"),
                 )
         except (OSError, asyncio.IncompleteReadError) as exc:
             raise _Fail(
                 "smtp-banner" if info.banner is None else "smtp-ehlo",
-                _("the connection broke while {stage}: {error}").format(
-                    stage=_(info.stage), error=exc or type(exc).__name__
+                Text(
+                    "the connection broke while {stage}: {error}",
+                    stage=Text(info.stage),
+                    error=exc or type(exc).__name__,
                 ),
-                summary=_("the connection broke while {stage}").format(stage=_(info.stage)),
+                summary=Text("the connection broke while {stage}", stage=Text(info.stage)),
             ) from exc
         info.stage = N_("in the TLS handshake")
         try:
@@ -452,8 +465,9 @@ async def _session(
             raise
         except (OSError, asyncio.IncompleteReadError, EOFError) as exc:
             raise _HandshakeBroken(
-                _("the server closed the connection during the TLS handshake ({error!r})").format(
-                    error=exc
+                Text(
+                    "the server closed the connection during the TLS handshake ({error!r})",
+                    error=exc,
                 )
             ) from exc
         info.stage = N_("after the TLS handshake")
@@ -477,21 +491,21 @@ def tls_summary(exc: ssl.SSLError) -> str:
     from OpenSSL's fixed table) when there is one."""
     reason = exc.reason or ""
     return (
-        _("TLS handshake failed ({reason})").format(reason=reason)
+        Text("TLS handshake failed ({reason})", reason=reason)
         if _MNEMONIC.fullmatch(reason)
-        else _("TLS handshake failed")
+        else Text("TLS handshake failed")
     )
 
 
 def connect_summary(exc: OSError) -> str:
     """A connection failure in a few words, without the local error text."""
     if isinstance(exc, ConnectionRefusedError):
-        return _("connection refused")
+        return Text("connection refused")
     if isinstance(exc, TimeoutError):
-        return _("timed out connecting")
+        return Text("timed out connecting")
     if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return _("address unreachable")
-    return _("connection failed")
+        return Text("address unreachable")
+    return Text("connection failed")
 
 
 # what an SMTP reply answered: (its code, and a reply that is no SMTP reply), in words
@@ -508,7 +522,7 @@ _CODE_SUMMARIES = {
 def _code_summary(what: str, code: int) -> str:
     """ "greeting code 554": the reply code only, never the reply text."""
     with_code, no_reply = _CODE_SUMMARIES[what]
-    return _(with_code).format(code=code) if 100 <= code <= 599 else _(no_reply)
+    return Text(with_code, code=code) if 100 <= code <= 599 else Text(no_reply)
 
 
 def _sni(host: str) -> str | None:
