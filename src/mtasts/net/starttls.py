@@ -111,6 +111,7 @@ class _Fail(Exception):
     ) -> None:
         super().__init__(message)
         self.code = code
+        self.text = message  # a Text (said in the reader's language) where it is one
         self.reply = reply
         self.summary = summary or message
 
@@ -249,12 +250,12 @@ async def _probe(
     try:
         reader, writer = await _session(info, host, address, port, ehlo_name, ctx)
     except _HandshakeBroken as f:
-        await _old_tls(info, host, address, port, ehlo_name, str(f), None)
-        if info.error == str(f):
+        await _old_tls(info, host, address, port, ehlo_name, f.text, None)
+        if info.error == f.text:
             info.summary = f.summary
         return
     except _Fail as f:
-        info.fail(f.code, str(f), f.summary)
+        info.fail(f.code, f.text, f.summary)
         info.reply = f.reply
         return
     except ssl.SSLCertVerificationError as exc:
