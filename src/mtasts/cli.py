@@ -568,7 +568,8 @@ def serve(
         service = open_service(settings, cached_ok=True)
     except Exception as exc:
         url = settings.effective_database_url
-        err.print(f"[red]{escape(_('Cannot open the store {url}:').format(url=url))}[/] {exc}")
+        cannot = _("Cannot open the store {url}:").format(url=url)
+        err.print(f"[red]{escape(cannot)}[/] {exc}")
         raise typer.Exit(1) from exc
     # the start-up lines speak the operator's language (--lang, MTASTS_LANG, the locale)
     host, port = settings.listen_host_port()
@@ -665,6 +666,7 @@ def reports_import(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
+    lang: LangOption = None,
 ) -> None:
     """Import TLS reports from files; importing the same report again changes nothing."""
     from rich.console import Console
@@ -702,7 +704,8 @@ def reports_import(
         err.print("[red]" + escape(stopped.format(error=exc)))
         raise typer.Exit(1) from exc
     for where, reason in summary.rejected:
-        err.print(f"[yellow]{escape(_('skipped'))}[/] {escape(f'{where}: {reason}')}", markup=True)
+        skipped = escape(_("skipped"))
+        err.print(f"[yellow]{skipped}[/] {escape(f'{where}: {reason}')}", markup=True)
     err.print(
         _(
             "{stored} report(s) stored, {duplicate} already known, {skipped} skipped "

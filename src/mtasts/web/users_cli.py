@@ -83,9 +83,8 @@ def set_password(
         raise typer.Exit(2) from exc
     notice = store_notice(settings, expected=True)
     if notice:
-        err.print(
-            f"[yellow]{escape(_('warning:'))}[/] {escape(notice)}", markup=True, soft_wrap=True
-        )
+        warning = _("warning:")
+        err.print(f"[yellow]{escape(warning)}[/] {escape(notice)}", markup=True, soft_wrap=True)
     service = open_service(settings)
     try:
         created = store_password(service, email, password, admin=admin)
