@@ -138,3 +138,28 @@ def test_version() -> None:
 
     r = mtasts("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"mtasts {version('mtasts')}"
+
+
+def test_reports_import_tokens_and_users_speak_spanish(tmp_path: Path) -> None:
+    """Issue 13: `--lang es` (or MTASTS_LANG) for the operator's commands: the lines about
+    what was imported or refused, the store notice and a refused e-mail."""
+    store = ["--data-dir", str(tmp_path / "store")]
+    mail = tmp_path / "not-a-report.eml"
+    mail.write_text("From: a@example.com\nSubject: hola\n\nno report here\n")
+    r = mtasts("reports", "import", str(mail), *store, "--lang", "es", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line]  # (the progress bar's line)
+    assert lines[0].startswith("mtasts: aviso: no hay almacén en "), lines
+    assert lines[1].startswith(f"omitido {mail}: report-not-found: el mensaje no lleva ningún")
+    assert (
+        lines[-1] == "0 informe(s) guardado(s), 0 ya conocido(s), 1 omitido(s) (de 1 elemento(s))"
+    )
+    r = mtasts("tokens", "create", "--email", "nobody", *store, "--lang", "es", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == "mtasts: error: 'nobody' no es una dirección de correo."
+    password = tmp_path / "password"
+    password.write_text("correct horse battery staple\n")
+    args = ["users", "set-password", "--email", "Ana@Example.com", "--password-file", str(password)]
+    r = mtasts("--lang", "es", *args, *store, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[-1] == "Usuario ana@example.com creado."

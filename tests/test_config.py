@@ -36,6 +36,8 @@ def test_file_then_environment_then_options(tmp_path: Path) -> None:
     assert s.sync_interval == 1.5  # the option beats both
     assert s.data_dir == default_data_dir(env)  # None options are ignored
     assert load_settings(env={"MTASTS_KEEP_UNSIGNED_REPORTS": "no"}).keep_unsigned_reports is False
+    assert load_settings(env={"MTASTS_ALERT_LANGUAGE": "es"}).alert_language == "es"
+    assert s.alert_language == "en"
     # no report receiver, no MX, no mailbox of the operator's: the https: rua alone
     assert s.tlsrpt_txt("example.com") == (
         "v=TLSRPTv1; rua=https://policy-host.sts.provider.example/tlsrpt/example.com"
@@ -63,6 +65,7 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ('trusted_proxies = ["127.0.0.1/32", "caddy"]\n', {}, "trusted_proxies: 'caddy'"),
         ("", {"MTASTS_TRUSTED_PROXIES": "10.0.0.0/33"}, "trusted_proxies"),
         ("db_timeout = 0\n", {}, "db_timeout"),
+        ('alert_language = "fr"\n', {}, "alert_language: expected one of en, es, got 'fr'"),
     ],
 )
 def test_bad_settings_say_which_and_why(

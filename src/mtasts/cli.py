@@ -19,7 +19,7 @@ import typer
 from mtasts import generate as gen
 from mtasts import i18n
 from mtasts.check.names import normalize_domain
-from mtasts.i18n import _
+from mtasts.i18n import _, ngettext
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
 from mtasts.reports.imap_cli import fetch_imap_command
 from mtasts.web.users_cli import users_app
@@ -491,11 +491,11 @@ def _settings(config: Path | None, *, expect_store: bool = True, **overrides: ob
     try:
         settings = load_settings(config, None, **overrides)
     except ConfigError as exc:
-        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
+        print(_("mtasts: error: configuration: {error}").format(error=exc), file=sys.stderr)
         raise typer.Exit(2) from exc
     notice = store_notice(settings, expected=expect_store)
     if notice:
-        print(f"mtasts: warning: {notice}", file=sys.stderr)
+        print(_("mtasts: warning: {notice}").format(notice=notice), file=sys.stderr)
     return settings
 
 
@@ -537,12 +537,10 @@ def serve(
 ) -> None:
     """Host MTA-STS policies for many domains: REST API, policy host, DNS and the `ask`
     endpoint for Caddy's on-demand certificates."""
-    # A server speaks each client's language (the API: Accept-Language), never the locale
-    # of the shell that started it.
-    i18n.set_language(i18n.DEFAULT)
     import logging
 
     from rich.console import Console
+    from rich.markup import escape
 
     from mtasts.config import DEFAULT_ZONE
     from mtasts.web.serve import open_service
@@ -568,16 +566,27 @@ def serve(
     try:
         service = open_service(settings, cached_ok=True)
     except Exception as exc:
-        err.print(f"[red]Cannot open the store {settings.effective_database_url}:[/] {exc}")
+        url = settings.effective_database_url
+        cannot = _("Cannot open the store {url}:").format(url=url)
+        err.print(f"[red]{escape(cannot)}[/] {exc}")
         raise typer.Exit(1) from exc
+    # the start-up lines speak the operator's language (--lang, MTASTS_LANG, the locale)
     host, port = settings.listen_host_port()
     base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    err.print(f"mtasts serve: {base}  (store {settings.effective_database_url})")
-    err.print(f"  zone {settings.zone_name}; {len(service.snapshot.hosts)} domain(s) served")
+    url = settings.effective_database_url
+    served = len(service.snapshot.hosts)
+    err.print(_("mtasts serve: {base}  (store {url})").format(base=base, url=url))
+    err.print(
+        "  "
+        + ngettext(
+            "zone {zone}; {n} domain served", "zone {zone}; {n} domains served", served
+        ).format(zone=settings.zone_name, n=served)
+    )
     if settings.zone_name == DEFAULT_ZONE:
-        err.print(f"  [yellow]zone is the placeholder {DEFAULT_ZONE}: set --zone or MTASTS_ZONE")
+        placeholder = _("zone is the placeholder {zone}: set --zone or MTASTS_ZONE")
+        err.print("  [yellow]" + escape(placeholder.format(zone=DEFAULT_ZONE)))
     token = service.first_admin_token() if service.store_up else None
-    err.print(f"  Dashboard: {base}/   API docs: {base}/api/docs")
+    err.print("  " + _("Dashboard: {base}/   API docs: {base}/api/docs").format(base=base))
     if token:
         import secrets
 
@@ -585,11 +594,22 @@ def serve(
 
         password = secrets.token_urlsafe(12)
         set_password(service, "admin@localhost", password, admin=True)
-        err.print("  First start: created the admin user admin@localhost (shown once):")
-        err.print(f"    dashboard password: [bold]{password}[/]")
-        err.print(f"    API token:          [bold]{token}[/]")
-        err.print(f"  Try: curl -H 'Authorization: Bearer {token}' {base}/api/v1/domains")
-        err.print("  New password any time: mtasts users set-password --email admin@localhost")
+        err.print("  " + _("First start: created the admin user admin@localhost (shown once):"))
+        err.print(
+            "    " + _("dashboard password: {password}").format(password=f"[bold]{password}[/]")
+        )
+        err.print("    " + _("API token:          {token}").format(token=f"[bold]{token}[/]"))
+        curl = f"curl -H 'Authorization: Bearer {token}' {base}/api/v1/domains"
+        err.print("  " + _("Try: {command}").format(command=curl))
+        err.print(
+            "  "
+            + _("New password any time: {command}").format(
+                command="mtasts users set-password --email admin@localhost"
+            )
+        )
+    # A server speaks each client's language (the API: Accept-Language), never the locale
+    # of the shell that started it.
+    i18n.set_language(i18n.DEFAULT)
     run_server(service)
 
 
@@ -605,6 +625,7 @@ def tokens_create(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
+    lang: LangOption = None,
 ) -> None:
     """Print a new API token (only the token) for `Authorization: Bearer`."""
     from mtasts.hosting.tenants import ServiceError
@@ -658,9 +679,11 @@ def reports_import(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     database_url: DatabaseOpt = None,
+    lang: LangOption = None,
 ) -> None:
     """Import TLS reports from files; importing the same report again changes nothing."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mtasts.reports.files import discover, import_items
@@ -669,7 +692,7 @@ def reports_import(
     err = Console(stderr=True, highlight=False)
     for path in paths:
         if not path.exists():
-            _usage_error(f"{path}: no such file or directory")
+            _usage_error(_("{path}: no such file or directory").format(path=path))
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     try:
         items = discover(paths)
@@ -678,7 +701,7 @@ def reports_import(
         raise typer.Exit(2) from exc
     ingestor = ingestor_for(settings, _report_sessions(settings))  # report_* limits
     progress = Progress(
-        TextColumn("importing"),
+        TextColumn(escape(_("importing"))),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -690,13 +713,22 @@ def reports_import(
             task = progress.add_task("import", total=len(items))
             summary = import_items(ingestor, items, lambda _item: progress.advance(task))
     except StoreUnavailable as exc:
-        err.print(f"[red]{exc}; nothing after the last stored report was imported.")
+        stopped = _("{error}; nothing after the last stored report was imported.")
+        err.print("[red]" + escape(stopped.format(error=exc)))
         raise typer.Exit(1) from exc
     for where, reason in summary.rejected:
-        err.print(f"[yellow]skipped[/] {where}: {reason}", markup=True)
+        skipped = escape(_("skipped"))
+        err.print(f"[yellow]{skipped}[/] {escape(f'{where}: {reason}')}", markup=True)
     err.print(
-        f"{summary.stored} report(s) stored, {summary.duplicate} already known, "
-        f"{len(summary.rejected)} skipped (of {len(items)} item(s))"
+        _(
+            "{stored} report(s) stored, {duplicate} already known, {skipped} skipped "
+            "(of {items} item(s))"
+        ).format(
+            stored=summary.stored,
+            duplicate=summary.duplicate,
+            skipped=len(summary.rejected),
+            items=len(items),
+        )
     )
     raise typer.Exit(1 if summary.rejected else 0)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from mtasts.i18n import LANGUAGES, _
 from mtasts.net.addresses import IPNetwork, parse_networks
 from mtasts.net.dns import parse_nameserver
 
@@ -120,6 +121,10 @@ class Settings:
     tlsrpt_failure_threshold: float = 0.05  # alert above this share of failed sessions
     sender_silent_days: int = 3  # alert when a regular sender sent nothing for this long
     alert_email: str = ""  # also send every alert here (owners always get theirs)
+    # language of the alerts about the service's own parts (e.g. the certificate of a hosted
+    # mta-sts.<d>), told to alert_email only: "en" or "es"; an owner's alerts follow the
+    # owner's own language (users.language)
+    alert_language: str = "en"
     alert_from: str = ""  # "" = mtasts@<zone>
     alert_smtp_relay: str = ""  # "HOST:PORT" of the relay for alert mail; "" = no mail
     alert_smtp_user: str = ""
@@ -408,6 +413,11 @@ def load_settings(
         split_hostport(settings.smtp_listen, "smtp_listen")
     if settings.alert_smtp_relay:
         split_hostport(settings.alert_smtp_relay, "alert_smtp_relay")
+    if settings.alert_language not in LANGUAGES:
+        raise ConfigError(
+            f"alert_language: expected one of {', '.join(LANGUAGES)}, "
+            f"got {settings.alert_language!r}"
+        )
     proxy_networks(settings.trusted_proxies)
     if not settings.db_timeout > 0:
         raise ConfigError(f"db_timeout: expected seconds > 0, got {settings.db_timeout!r}")
@@ -441,17 +451,17 @@ def store_notice(settings: Settings, *, expected: bool, cwd: Path | None = None)
     legacy = (cwd or Path.cwd()) / LEGACY_DATA_DIR / "mtasts.db"
     hint = ""
     if legacy.exists():
-        hint = (
-            f" There is a store in {legacy.parent} (the former default): pass "
-            f"--data-dir {legacy.parent} or set MTASTS_DATA_DIR to use it."
-        )
+        hint = " " + _(
+            "There is a store in {path} (the former default): pass --data-dir {path} or set "
+            "MTASTS_DATA_DIR to use it."
+        ).format(path=legacy.parent)
     if not (expected or hint):
         return None
-    return (
-        f"no store at {db.absolute()}: creating a new, empty one.{hint} A running "
-        "`mtasts serve` uses the store its --config, --data-dir or MTASTS_DATA_DIR names: "
-        "give this command the same."
-    )
+    return _(
+        "no store at {path}: creating a new, empty one.{hint} A running `mtasts serve` uses "
+        "the store its --config, --data-dir or MTASTS_DATA_DIR names: give this command the "
+        "same."
+    ).format(path=db.absolute(), hint=hint)
 
 
 __all__ = [

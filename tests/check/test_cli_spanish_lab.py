@@ -36,7 +36,19 @@ def spanish_domains(lab_world: World) -> dict[str, str]:
         bad_policy,
         policy=f"version: STSv1\r\nmode: Enforce\r\nmx: mx1.{bad_policy}\r\nmax_age: 86400\r\n",
     )
+    mx_expired = "mx-expired.es.cli.test"
+    lab_world.add_domain(mx_expired, mode="testing", mx_profile="expired")
+    mx_refused = "mx-refused.es.cli.test"
+    lab_world.add_domain(mx_refused, mode="testing", mx_profile="down")
+    mx_silent = "mx-silent.es.cli.test"
+    lab_world.add_domain(mx_silent, mode="testing", mx_profile="silent")
+    host_refused = "host-refused.es.cli.test"
+    lab_world.add_domain(host_refused, https="down")
     return {
+        "VALID-mx-expired": mx_expired,
+        "VALID-mx-refused": mx_refused,
+        "VALID-mx-silent": mx_silent,
+        "FETCH_ERROR-refused": host_refused,
         "NONE": none,
         "FETCH_ERROR": fetch_error,
         "VALID": per_mx,
@@ -78,7 +90,18 @@ def by_code(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.lab
 @pytest.mark.parametrize(
-    "verdict", ["NONE", "FETCH_ERROR", "VALID", "NONE-record", "FETCH_ERROR-policy"]
+    "verdict",
+    [
+        "NONE",
+        "FETCH_ERROR",
+        "VALID",
+        "NONE-record",
+        "FETCH_ERROR-policy",
+        "VALID-mx-expired",
+        "VALID-mx-refused",
+        "VALID-mx-silent",
+        "FETCH_ERROR-refused",
+    ],
 )
 def test_spanish_json_differs_from_english_only_in_prose(
     lab_world: World, spanish_domains: dict[str, str], verdict: str
@@ -234,3 +257,26 @@ def test_policy_syntax_errors_in_spanish(lab_world: World, spanish_domains: dict
     assert invalid["tlsrpt_result_type"] == "sts-policy-invalid"
     assert invalid["fix"].startswith("mode: enforce\nSirva este fichero en https://mta-sts.")
     assert "    mode: testing" in invalid["fix"]  # the suggested policy, untranslated
+
+
+@pytest.mark.lab
+def test_certificate_and_network_details_in_spanish(
+    lab_world: World, spanish_domains: dict[str, str]
+) -> None:
+    """The details inside a finding (what the TLS stack, the socket or the clock said) are
+    Spanish too: an expired MX certificate, an MX that refuses, one that never greets, a
+    policy host that refuses."""
+    expired = spanish_domains["VALID-mx-expired"]
+    found = by_code(run_json(lab_world, expired, "--lang", "es"))["mx-certificate-expired"]
+    assert found["message"].startswith(f"MX mx1.{expired}: El certificado caducó el ")
+    refused = spanish_domains["VALID-mx-refused"]
+    found = by_code(run_json(lab_world, refused, "--lang", "es"))["mx-unreachable"]
+    assert "(no se puede conectar con 127.0.0.254 en el puerto " in found["message"]
+    assert "cannot connect" not in found["message"]
+    silent = spanish_domains["VALID-mx-silent"]
+    found = by_code(run_json(lab_world, silent, "--lang", "es"))["mx-unreachable"]
+    assert "(sin respuesta de 127.0.0.16 en " in found["message"]
+    assert found["message"].endswith(" s (esperando el saludo))."), found["message"]
+    host = spanish_domains["FETCH_ERROR-refused"]
+    found = by_code(run_json(lab_world, host, "--lang", "es"))["policy-fetch-connect-failed"]
+    assert f"(no se puede conectar con mta-sts.{host}: 127.0.0.254:" in found["message"]

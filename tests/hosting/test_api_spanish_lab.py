@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.hosting.serving import Running, lab_settings, running
-from tests.hosting.test_api_lab import hosted
+from tests.hosting.serving import ZONE, Running, lab_settings, running
+from tests.hosting.test_api_lab import customer, delegate, hosted
 from tests.lab import World
 
 from mtasts import i18n
@@ -75,3 +75,61 @@ def test_the_servers_locale_does_not_leak_into_the_api(app: Running, lab_world: 
         not f["message"].startswith("MX ") or "No ofrece" not in f["message"]
         for f in english["findings"]
     )
+
+
+ES = {"Accept-Language": "es"}
+CLAIM_PROSE = {"summary", "found", "problem", "fix", "purpose"}
+
+
+def claim_skeleton(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("<prose>" if k in CLAIM_PROSE else claim_skeleton(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [claim_skeleton(v) for v in value]
+    return value
+
+
+def test_claim_verification_in_spanish_with_identical_codes(app: Running, lab_world: World) -> None:
+    """The four records of a claim, checked and explained in Spanish when the client asks
+    (Accept-Language: es): same keys, names, values and ok flags as in English."""
+    d = customer(lab_world)
+    with app.client() as c:
+        r = c.post("/api/v1/domains", json={"domain": d}, headers=ES)
+        assert r.status_code == 201, r.text
+        claim = r.json()
+        purposes = {x["type"]: x["purpose"] for x in claim["dns_records"]}
+        assert purposes["TXT"].startswith("demuestra que esta cuenta controla el dominio")
+        # mta-sts.<d> missing, _smtp._tls.<d> pointing elsewhere, the challenge unpublished
+        delegate(lab_world, d, skip=f"mta-sts.{d}")
+        lab_world.zone.remove(f"_smtp._tls.{d}")
+        lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", "elsewhere.example.")
+        english = c.post(f"/api/v1/domains/{d}/verify").json()
+        spanish = c.post(f"/api/v1/domains/{d}/verify", headers=ES).json()
+    assert claim_skeleton(spanish) == claim_skeleton(english)
+    missing = f"mta-sts.{d}, _smtp._tls.{d}, _mtasts-challenge.{d}"
+    assert english["summary"] == f"Still missing or wrong: {missing}."
+    assert spanish["summary"] == f"Aún faltan o son incorrectos: {missing}."
+    records = {x["name"]: x for x in spanish["records"]}
+    host = records[f"mta-sts.{d}"]
+    assert (host["found"], host["problem"]) == ("nada", f"mta-sts.{d} no tiene registro CNAME.")
+    assert host["fix"] == f"Publique: mta-sts.{d}. 3600 IN CNAME policy-host.{ZONE}."
+    tlsrpt = records[f"_smtp._tls.{d}"]
+    assert tlsrpt["found"] == "CNAME elsewhere.example"
+    assert tlsrpt["problem"] == (
+        f"_smtp._tls.{d} apunta a elsewhere.example, no a {d}.tlsrpt.{ZONE}."
+    )
+    assert tlsrpt["fix"].startswith("Sustituya el CNAME por: ")
+    challenge = records[f"_mtasts-challenge.{d}"]
+    assert challenge["problem"] == (
+        f"_mtasts-challenge.{d} no tiene ningún registro TXT con el token de esta reclamación."
+    )
+    assert records[f"_mta-sts.{d}"]["ok"] is True
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    delegate(lab_world, d, skip=f"_mta-sts.{d}", claim=claim)
+    with app.client() as c:
+        done = c.post(f"/api/v1/domains/{d}/verify", headers=ES).json()
+        gone = c.get("/api/v1/domains/nothing-here.example", headers=ES).json()
+    assert done["ok"] is True and done["state"] == "active"
+    assert done["summary"] == "Los cuatro registros están publicados."
+    assert gone["error"]["code"] == "domain-not-found"
+    assert gone["error"]["message"] == "nothing-here.example no está alojado aquí."

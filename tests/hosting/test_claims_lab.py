@@ -28,7 +28,7 @@ from tests.web.harness import Dashboard
 from tests.web.test_dashboard_http import sign_in
 
 from mtasts.protocol.policy import Mode, Policy, parse_policy
-from mtasts.store.models import Alert, AuditEvent, Domain, TlsReport
+from mtasts.store.models import Alert, AuditEvent, Domain, TlsReport, User
 
 pytestmark = pytest.mark.lab
 
@@ -323,6 +323,28 @@ def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
         details = db.scalars(select(AuditEvent.detail).where(AuditEvent.domain == d)).all()
         assert secret not in json.dumps(list(details))
         assert db.scalars(select(TlsReport.report_id).where(TlsReport.domain == d)).all() == []
+
+
+def test_the_previous_holder_is_told_in_their_own_language(lab: Lab, lab_world: World) -> None:
+    """Issue 13: the domain-transferred alert speaks the previous holder's language."""
+    d = customer(lab_world)
+    with lab.tenant("holder-es") as holder, lab.tenant("owner-es") as owner:
+        hold(lab, lab_world, holder, d, "another-secret")
+        with lab.app.service.sessions.begin() as db:
+            user = db.scalar(select(User).where(User.email == "holder-es@tenants.example"))
+            assert user is not None
+            user.language = "es"
+        claim = owner.post("/api/v1/domains", json={"domain": d})
+        assert claim.status_code == 201, claim.text
+        lab.mails.mails.clear()
+        prove(lab_world, claim.json())
+        assert owner.post(f"/api/v1/domains/{d}/verify").json()["state"] == "active"
+    (mail,) = [email.message_from_bytes(m, policy=email.policy.default) for m in lab.mails.mails]
+    assert mail["To"] == "holder-es@tenants.example"
+    assert str(mail["Subject"]) == (f"[mtasts crítica] {d}: {d} ya no está alojado para su cuenta")
+    body = mail.get_content()
+    assert body.startswith(f"{d} ya no está alojado para su cuenta: otra cuenta ha demostrado")
+    assert "Cómo solucionarlo:" in body and f"Si sigue controlando el DNS de {d}" in body
 
 
 def test_a_name_added_again_after_removal_starts_empty(lab: Lab, lab_world: World) -> None:

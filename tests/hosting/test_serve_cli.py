@@ -71,6 +71,41 @@ def test_first_start_prints_a_working_admin_token_once(tmp_path: Path) -> None:
     assert "mtasts_" not in text.replace("mtasts serve", "")
 
 
+def test_start_up_lines_speak_the_operators_language(tmp_path: Path) -> None:
+    """Issue 13: with MTASTS_LANG=es the start-up lines are Spanish; the API still answers
+    a client that sends no Accept-Language in English."""
+    port = free_port()
+    env = {**os.environ, "MTASTS_ZONE": "sts.test.example", "MTASTS_LANG": "es", "COLUMNS": "200"}
+    cmd = [*MTASTS, "serve", "--data-dir", str(tmp_path), "--listen", f"127.0.0.1:{port}"]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        # until it answers (or dies); the bound only keeps a broken start from hanging
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).is_success:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        text = log.read_text()
+        base = f"http://127.0.0.1:{port}"
+        assert f"mtasts serve: {base}  (almacén sqlite:///" in text, text
+        assert "zona sts.test.example; 0 dominios servidos" in text
+        assert f"Panel: {base}/   Documentación de la API: {base}/api/docs" in text
+        assert "Primer arranque: se ha creado el usuario administrador admin@localhost" in text
+        assert re.search(r"contraseña del panel: \S+", text)
+        assert "Nueva contraseña cuando quiera: mtasts users set-password" in text
+        refused = httpx.get(f"{base}/api/v1/domains").json()["error"]
+        assert refused["message"].startswith("Send an API token as")
+        spanish = httpx.get(f"{base}/api/v1/domains", headers={"Accept-Language": "es"})
+        assert spanish.json()["error"]["message"].startswith("Envíe un token de la API")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_tokens_create_prints_only_the_token(tmp_path: Path) -> None:
     out = subprocess.run(
         [*MTASTS, "tokens", "create", "--email", "Ops@Example.org", "--data-dir", str(tmp_path)],

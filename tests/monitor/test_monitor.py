@@ -644,3 +644,105 @@ def test_an_interval_below_the_tick_is_honoured(lab: Lab) -> None:
         stop.set()
         loop.join()
     assert monitor.checks_run >= wanted
+
+
+def _set_owner_language(lab: Lab, language: str | None) -> None:
+    """The owner's own choice (users.language), as the dashboard's switch stores it."""
+    from sqlalchemy import select
+
+    from mtasts.store.models import User
+
+    with lab.app.service.sessions.begin() as db:
+        owner = db.scalar(select(User).where(User.email == "admin@localhost"))
+        assert owner is not None
+        owner.language = language
+
+
+def _parsed(raw: bytes) -> email.message.EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def test_alerts_speak_the_owners_language(lab: Lab, lab_world: World) -> None:
+    """Issue 13: alert mail (subject, body, the resolved notice) in the owner's language,
+    RFC 5322/2045/2047 valid; the same codes, and webhook keys, as in English."""
+    d = lab.domains[0]
+    lab_world.zone.remove(f"_mta-sts.{d}")
+    english = lab.monitor.check_domain(d)
+    english_mail = _parsed(lab.sink.mails[0])
+    assert str(english_mail["Subject"]).startswith("[mtasts critical] ")
+    english_hooks = [e for h in lab.sink.hooks for e in h["events"]]
+    lab_world.zone.add(f"_mta-sts.{d}", "CNAME", f"{d}.policy.{ZONE}.")
+    assert {e.event for e in lab.monitor.check_domain(d)} == {"resolved"}
+    lab.sink.clear()
+
+    _set_owner_language(lab, "es")
+    lab.advance(hours=1)
+    lab_world.zone.remove(f"_mta-sts.{d}")
+    spanish = lab.monitor.check_domain(d)
+    assert [(e.event, e.kind, e.subject, e.severity) for e in spanish] == [
+        (e.event, e.kind, e.subject, e.severity) for e in english
+    ]
+    assert {e.language for e in spanish} == {"es"}
+    restore = f"_mta-sts.{d}. 3600 IN CNAME {d}.policy.{ZONE}."
+    by_kind = {e.kind: e for e in spanish}
+    assert by_kind["delegation-broken"].message == f"_mta-sts.{d} no tiene registro CNAME."
+    assert by_kind["delegation-broken"].fix == f"Publique: {restore}"
+    assert by_kind["policy-not-served"].message.startswith("Los remitentes ven NONE: ")
+    for raw in lab.sink.mails:
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        assert head.isascii()  # RFC 5322 §2.2: header fields are US-ASCII
+        assert all(len(line) <= 78 for line in head.split(b"\r\n"))  # §2.1.1
+        assert b"Subject: =?utf-8?" in head  # RFC 2047 encoded words
+        m = _parsed(raw)
+        assert m.get_content_type() == "text/plain" and m.get_content_charset() == "utf-8"
+        assert m["Content-Transfer-Encoding"] == "quoted-printable"  # 7-bit clean
+        assert str(m["Subject"]).startswith((f"[mtasts crítica] {d}: ", f"[mtasts aviso] {d}: "))
+        body = m.get_content()
+        assert "Cómo solucionarlo:" in body and f"Dominio: {d}" in body
+        assert "How to fix it" not in body and "Domain:" not in body
+    subjects = {str(_parsed(raw)["Subject"]) for raw in lab.sink.mails}
+    assert f"[mtasts crítica] {d}: el registro de delegación _mta-sts.{d} está roto" in subjects
+    spanish_hooks = [e for h in lab.sink.hooks for e in h["events"]]
+    assert [sorted(e) for e in spanish_hooks] == [sorted(e) for e in english_hooks]
+    assert [(e["event"], e["kind"], e["severity"]) for e in spanish_hooks] == [
+        (e["event"], e["kind"], e["severity"]) for e in english_hooks
+    ]
+    assert {e["message"] for e in spanish_hooks} == {e.message for e in spanish}
+    lab.sink.clear()
+
+    # the relay is down when the problem is gone: the missed notice stays Spanish
+    relay = lab.monitor.settings.alert_smtp_relay
+    lab_world.zone.add(f"_mta-sts.{d}", "CNAME", f"{d}.policy.{ZONE}.")
+    down = _with(lab, alert_smtp_relay=f"127.0.0.1:{free_port()}")
+    assert {e.event for e in down.check_domain(d)} == {"resolved"}
+    assert lab.sink.mails == []
+    lab.advance(minutes=5)
+    assert _with(lab, alert_smtp_relay=relay).check_domain(d) == []
+    assert len(lab.sink.mails) == len(spanish)
+    for subject, first_line in _mail_events(lab.sink):
+        assert subject.startswith(f"[mtasts resuelta] {d}: resuelto: ")
+        assert first_line.startswith("Resuelto: ")
+    assert all("El problema era:" in _parsed(raw).get_content() for raw in lab.sink.mails)
+
+
+def test_operator_alerts_speak_alert_language(lab: Lab) -> None:
+    """The certificate of a hosted mta-sts.<d> is the operator's (alert_email only), told
+    in alert_language; the owner's MX certificate alert in the owner's (no choice: English)."""
+    d = lab.domains[0]
+    monitor = _with(lab, alert_language="es")
+    lab.now[0] += timedelta(days=90) - timedelta(days=25)  # the renewal window has passed
+    events = {e.kind: e for e in monitor.check_domain(d)}
+    front, mx = events["certificate-expiring"], events["mx-certificate-expiring"]
+    assert (front.language, front.recipients) == ("es", ())
+    assert front.message.startswith(
+        f"El certificado de mta-sts.{d} (el servidor de la política alojada) caduca dentro de "
+    )
+    assert "ya debería haberse renovado" in front.message
+    assert front.fix.startswith(f"mta-sts.{d} lo sirve el frontal TLS de este servicio")
+    assert mx.language == "en"
+    assert mx.message.startswith(f"The certificate of mx1.{d} (an MX) expires in ")
+    subjects = {str(_parsed(raw)["Subject"]) for raw in lab.sink.mails}
+    assert f"[mtasts aviso] {d}: hay que renovar el certificado de mta-sts.{d}" in subjects
+    assert f"[mtasts warning] {d}: certificate of MX mx1.{d} needs renewal" in subjects

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mtasts import i18n
 from mtasts.net.certs import (
     CertInfo,
     format_duration,
@@ -169,3 +170,25 @@ def test_expiry_reason_speaks_hours_not_zero_days() -> None:
     assert format_duration(timedelta(days=3, hours=5)) == "3 days"
     assert format_duration(timedelta(hours=47)) == "47 hours"
     assert format_duration(timedelta(minutes=30)) == "30 minutes"
+
+
+def test_certificate_lifetimes_in_spanish() -> None:
+    """judge_expiry's reasons (check findings and alerts) in the current language."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    cert = _cert(timedelta(days=90), start)
+    late = start + timedelta(days=65)
+    with i18n.use("es"):
+        warning = judge_expiry(cert, late)
+        failing = judge_expiry(cert, start + timedelta(days=89, hours=12))
+        expired = judge_expiry(cert, start + timedelta(days=93))
+    assert warning and failing and expired
+    assert warning.reason == (
+        "caduca dentro de 25 días (2026-04-01 00:00 UTC), con el 28% de su vigencia de 90 días "
+        "por delante: ya debería haberse renovado (los clientes ACME renuevan cuando queda "
+        "más o menos un tercio)."
+    )
+    assert failing.reason.startswith("caduca dentro de 12 horas (2026-04-01 00:00 UTC), con el 1%")
+    assert "la renovación está fallando" in failing.reason
+    assert expired.reason == "caducó hace 3 días (2026-04-01 00:00 UTC)."
+    english = judge_expiry(cert, late)
+    assert english and english.reason.startswith("expires in 25 days (2026-04-01 00:00 UTC)")

@@ -55,6 +55,39 @@ def test_query_prints_answer_cached_policy_and_why(lab_world: World, tmp_path: P
     assert "the cached policy stays in force until" in result.output
 
 
+def test_query_speaks_spanish(lab_world: World, tmp_path: Path) -> None:
+    """Issue 13: `--lang es` (or MTASTS_LANG=es) gives the explanation in Spanish; the
+    answer Postfix gets, the codes and the policy text stay as they are."""
+    good, broken = "good.query-es.test", "broken.query-es.test"
+    lab_world.add_domain(good)
+    lab_world.add_domain(broken, https="expired")
+    args = _lab_args(lab_world, tmp_path)
+    result = runner.invoke(app, ["policyd", "query", good, *args, "--lang", "es"])
+    assert result.exit_code == 0, result.output
+    assert f"respuesta: OK secure match=mx1.{good} servername=hostname" in result.output
+    assert "resultado: VALID policy-enforce: política con id 20240601T000000: modo " in (
+        result.output
+    )
+    assert "política en caché: id 20240601T000000, descargada el " in result.output
+    assert "mode: enforce" in result.output  # the policy text, untranslated
+    result = runner.invoke(
+        app, ["policyd", "query", broken, *args], env={"MTASTS_LANG": "es", "LC_ALL": None}
+    )
+    assert result.exit_code == 0, result.output
+    assert "respuesta: NOTFOUND" in result.output
+    assert (
+        f"resultado: FETCH_ERROR policy-fetch-tls-certificate-expired: El certificado de "
+        f"mta-sts.{broken} ha caducado (certificado de mta-sts.{broken} rechazado: el "
+        "certificado ha caducado)."
+    ) in result.output
+    assert "por qué (hallazgos del diagnóstico):" in result.output
+    assert "política en caché: ninguna" in result.output
+    for english in ("answer:", "outcome:", "cached policy", "why (", "rejected", "has expired"):
+        assert english not in result.output
+    bad = runner.invoke(app, ["policyd", "query", good, *args, "--lang", "fr"])
+    assert bad.exit_code == 2
+
+
 def test_bad_settings_are_usage_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["policyd", "--listen", "nonsense", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2

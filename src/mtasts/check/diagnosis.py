@@ -13,7 +13,7 @@ from mtasts.i18n import N_, _, say
 from mtasts.net.addresses import AddressVerdict
 from mtasts.net.certs import judge_expiry
 from mtasts.net.dns import DnsAnswer, DnsStatus, MxAnswer
-from mtasts.net.fetch import FetchResult
+from mtasts.net.fetch import UNRECOGNISED_MEDIA_TYPE, FetchResult
 from mtasts.net.starttls import ProbeResult
 from mtasts.protocol.errors import PolicyError, RecordError, TlsRptRecordError
 from mtasts.protocol.mx import matching_pattern
@@ -467,7 +467,9 @@ class Diagnosis:
                 "policy-certificate-expiring",
                 _WARN,
                 fetch.host,
-                f"The certificate of {fetch.host} {expiry.reason}",
+                _("The certificate of {host} {reason}").format(
+                    host=fetch.host, reason=expiry.reason
+                ),
                 "RFC 8461 §3.3",
                 ResultType.STS_WEBPKI_INVALID,
                 _("Renew the certificate of {host} (e.g. `certbot renew`).").format(
@@ -485,10 +487,12 @@ class Diagnosis:
         message = _(template).format(
             host=fetch.host,
             url=fetch.url,
-            error=fetch.error,
+            error=say(fetch.error) if fetch.error else fetch.error,
             location=location,
             status=fetch.status_code,
-            content_type=fetch.content_type or _("no Content-Type"),
+            content_type=_(fetch.content_type)
+            if fetch.content_type == UNRECOGNISED_MEDIA_TYPE
+            else fetch.content_type or _("no Content-Type"),
         )
         if code in ("http-redirect", "content-type", "http-status", "too-large"):
             fix = advice.policy_host(d)
@@ -736,7 +740,7 @@ class Diagnosis:
         out: list[tuple[str, ResultType | None, str]] = []
         cert = p.certificate
         fields = {
-            "error": p.error,
+            "error": say(p.error) if p.error else p.error,
             "tls_version": p.tls_version,
             "not_after": f"{cert.not_after:%Y-%m-%d}" if cert else "?",
             "not_before": f"{cert.not_before:%Y-%m-%d}" if cert else "?",
@@ -760,7 +764,8 @@ class Diagnosis:
             )
         expiry = judge_expiry(cert, self.now) if cert is not None else None
         if expiry is not None and not expiry.expired:  # judged by its own lifetime
-            out.append(("mx-certificate-expiring", None, f"The certificate {expiry.reason}"))
+            reason = _("The certificate {reason}").format(reason=expiry.reason)
+            out.append(("mx-certificate-expiring", None, reason))
         return out
 
     def _judge_enforceable(self, policy: Policy, enforcing: bool) -> None:

@@ -35,8 +35,10 @@ from mtasts.hosting.delegation import (
     RecordCheck,
     Verification,
     delegation_records,
+    lookup_failed,
     verify_delegation,
 )
+from mtasts.i18n import _, ngettext
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.store.models import Domain, DomainState
 
@@ -57,8 +59,11 @@ def challenge_record(domain: str, token: str) -> DnsRecord:
         f"{CHALLENGE_LABEL}.{domain}",
         "TXT",
         f"{CHALLENGE_PREFIX}{token}",
-        "proves that this account controls the domain (needed to verify, and again to take "
-        "the domain over from another account); you may delete it once the domain is active",
+        _(
+            "proves that this account controls the domain (needed to verify, and again to "
+            "take the domain over from another account); you may delete it once the domain "
+            "is active"
+        ),
     )
 
 
@@ -73,24 +78,21 @@ async def check_challenge(resolver: Resolver, domain: str, token: str) -> Record
     record = challenge_record(domain, token)
     answer = await resolver.txt(record.name)
     if answer.status.temporary or answer.status is DnsStatus.ERROR:
-        return RecordCheck(
-            record,
-            False,
-            f"lookup failed ({answer.status})",  # the detail names our resolvers: not for tenants
-            f"The TXT lookup of {record.name} failed; the domain's name servers did not "
-            "answer properly.",
-            "Make sure every authoritative name server of the domain answers, then verify again.",
-        )
+        return lookup_failed(record, answer.status)
     values = [v.strip() for v in answer.records] if answer.status is DnsStatus.OK else []
     if record.value in values:
-        return RecordCheck(record, True, "TXT with this claim's token", "", "")
-    found = f"{len(values)} other TXT value(s)" if values else "nothing"
+        return RecordCheck(record, True, _("TXT with this claim's token"), "", "")
+    found = (
+        ngettext("{n} other TXT value", "{n} other TXT values", len(values)).format(n=len(values))
+        if values
+        else _("nothing")
+    )
     return RecordCheck(
         record,
         False,
         found,
-        f"{record.name} has no TXT record with this claim's token.",
-        f"Publish: {record.zone_line}",
+        _("{name} has no TXT record with this claim's token.").format(name=record.name),
+        _("Publish: {line}").format(line=record.zone_line),
     )
 
 
@@ -113,6 +115,7 @@ class Transfer:
     previous_owner_id: int
     previous_owner_email: str
     at: datetime
+    previous_owner_language: str | None = None  # users.language: the alert's language
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,9 @@ class ClaimOutcome:
         if self.took_over:
             # the claimant proved control of the name: saying that an earlier hosting
             # ended tells them nothing about anyone else (no account, no data)
-            out["summary"] += " An earlier hosting of this name by another account has ended."
+            out["summary"] += " " + _(
+                "An earlier hosting of this name by another account has ended."
+            )
         return out
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mtasts.config import Settings
+from mtasts.i18n import N_, _
 from mtasts.net.dns import DnsStatus, Resolver
 
 
@@ -38,19 +39,19 @@ def delegation_records(settings: Settings, domain: str) -> list[DnsRecord]:
             f"_mta-sts.{domain}",
             "CNAME",
             f"{domain}.policy.{z}",
-            "the MTA-STS TXT record with the current policy id (RFC 8461 §3.1)",
+            _("the MTA-STS TXT record with the current policy id (RFC 8461 §3.1)"),
         ),
         DnsRecord(
             f"mta-sts.{domain}",
             "CNAME",
             settings.policy_host,
-            "the HTTPS host that serves the policy file (RFC 8461 §3.3)",
+            _("the HTTPS host that serves the policy file (RFC 8461 §3.3)"),
         ),
         DnsRecord(
             f"_smtp._tls.{domain}",
             "CNAME",
             f"{domain}.tlsrpt.{z}",
-            "the TLS-RPT record telling senders where to send reports (RFC 8460 §3)",
+            _("the TLS-RPT record telling senders where to send reports (RFC 8460 §3)"),
         ),
     ]
 
@@ -62,6 +63,7 @@ class RecordCheck:
     found: str  # what DNS holds there now, in words
     problem: str  # "" when ok
     fix: str  # "" when ok
+    temporary: bool = False  # the lookup failed (a DNS failure, not a wrong record)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,16 +89,15 @@ class Verification:
     @property
     def temporary(self) -> bool:
         """A DNS failure, not a wrong record: try again later."""
-        return any(c.found.startswith("lookup failed") for c in self.checks)
+        return any(c.temporary for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         """As the API shows it: each record's check and a one-line summary."""
         missing = [c.record.name for c in self.checks if not c.ok]
-        count = _COUNT.get(len(self.checks), str(len(self.checks)))
         summary = (
-            f"All {count} records are in place."
+            _(_ALL_IN_PLACE.get(len(self.checks), _ALL_N_IN_PLACE)).format(count=len(self.checks))
             if not missing
-            else f"Still missing or wrong: {', '.join(missing)}."
+            else _("Still missing or wrong: {names}.").format(names=", ".join(missing))
         )
         return {
             "domain": self.domain,
@@ -106,12 +107,31 @@ class Verification:
         }
 
 
-_COUNT = {3: "three", 4: "four"}  # the delegation CNAMEs, and a claim's challenge with them
+# the delegation CNAMEs, and a claim's challenge with them
+_ALL_IN_PLACE = {
+    3: N_("All three records are in place."),
+    4: N_("All four records are in place."),
+}
+_ALL_N_IN_PLACE = N_("All {count} records are in place.")
+
+
+def lookup_failed(record: DnsRecord, status: DnsStatus) -> RecordCheck:
+    """A lookup of ``record`` that failed: a temporary state, verify again later."""
+    return RecordCheck(
+        record,
+        False,
+        _("lookup failed ({status})").format(status=status),  # not the resolver's detail
+        _(
+            "The {type} lookup of {name} failed; the domain's name servers did not answer properly."
+        ).format(type=record.type, name=record.name),
+        _("Make sure every authoritative name server of the domain answers, then verify again."),
+        temporary=True,
+    )
 
 
 async def _check_one(resolver: Resolver, record: DnsRecord) -> RecordCheck:
     answer = await resolver.cname(record.name)
-    paste = f"Publish: {record.zone_line}"
+    paste = _("Publish: {line}").format(line=record.zone_line)
     if answer.status is DnsStatus.OK:
         target = answer.records[0].rstrip(".").lower() if answer.records else ""
         if target == record.value:
@@ -120,18 +140,13 @@ async def _check_one(resolver: Resolver, record: DnsRecord) -> RecordCheck:
             record,
             False,
             f"CNAME {target}",
-            f"{record.name} points to {target}, not to {record.value}.",
-            f"Replace the CNAME with: {record.zone_line}",
+            _("{name} points to {target}, not to {expected}.").format(
+                name=record.name, target=target, expected=record.value
+            ),
+            _("Replace the CNAME with: {line}").format(line=record.zone_line),
         )
     if answer.status.temporary or answer.status is DnsStatus.ERROR:
-        return RecordCheck(
-            record,
-            False,
-            f"lookup failed ({answer.status})",  # the detail names our resolvers: not for tenants
-            f"The CNAME lookup of {record.name} failed; the domain's name servers did not "
-            "answer properly.",
-            "Make sure every authoritative name server of the domain answers, then verify again.",
-        )
+        return lookup_failed(record, answer.status)
     # NXDOMAIN or NODATA: nothing there, or other types (a TXT or A where the CNAME belongs)
     if answer.status is DnsStatus.NODATA:
         others = await _other_records(resolver, record.name)
@@ -140,15 +155,19 @@ async def _check_one(resolver: Resolver, record: DnsRecord) -> RecordCheck:
                 record,
                 False,
                 "; ".join(others),
-                f"{record.name} has {', '.join(o.split()[0] for o in others)} records instead "
-                "of the CNAME; a name with a CNAME can hold no other record (RFC 1034 §3.6.2).",
-                f"Delete the records at {record.name}, then publish: {record.zone_line}",
+                _(
+                    "{name} has {types} records instead of the CNAME; a name with a CNAME can "
+                    "hold no other record (RFC 1034 §3.6.2)."
+                ).format(name=record.name, types=", ".join(o.split()[0] for o in others)),
+                _("Delete the records at {name}, then publish: {line}").format(
+                    name=record.name, line=record.zone_line
+                ),
             )
     return RecordCheck(
         record,
         False,
-        "nothing",
-        f"{record.name} has no CNAME record.",
+        _("nothing"),
+        _("{name} has no CNAME record.").format(name=record.name),
         paste,
     )
 

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from mtasts import i18n
 from mtasts.check.checker import Checker, CheckOptions
 from mtasts.check.diagnosis import enforce_failures, enforce_reason
 from mtasts.check.findings import Severity
@@ -38,7 +39,7 @@ from mtasts.hosting.claims import (
 from mtasts.hosting.delegation import Verification, verify_delegation
 from mtasts.hosting.lifecycle import end_hosting, purge_name_data
 from mtasts.hosting.snapshot import Hosted, Snapshot
-from mtasts.i18n import _
+from mtasts.i18n import N_, _, say
 from mtasts.monitor.alerts import Event, Notifier
 from mtasts.net.addresses import ProbePolicy
 from mtasts.net.dns import DnsStatus, Resolver
@@ -67,6 +68,9 @@ FULL_RELOAD = 900.0  # seconds between full reloads of the snapshot
 MAX_MX_LINES = 100
 
 
+_NOT_HOSTED = N_("{name} is not hosted here.")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -86,8 +90,10 @@ def _check_mx_count(mx: list[str]) -> None:
         raise ServiceError(
             422,
             "mx-too-many",
-            f"A policy may list at most {MAX_MX_LINES} mx patterns; got {len(mx)}. Cover "
-            "a fleet with a wildcard such as *.mx.example.com (RFC 8461 §3.2, §4.1).",
+            _(
+                "A policy may list at most {limit} mx patterns; got {count}. Cover a fleet "
+                "with a wildcard such as *.mx.example.com (RFC 8461 §3.2, §4.1)."
+            ).format(limit=MAX_MX_LINES, count=len(mx)),
         )
 
 
@@ -186,7 +192,9 @@ class HostingService:
         answer = asyncio.run(self.resolver().mx(domain))
         if answer.status is DnsStatus.NXDOMAIN:
             raise ServiceError(
-                422, "domain-nxdomain", f"{domain} does not exist in DNS (NXDOMAIN)."
+                422,
+                "domain-nxdomain",
+                _("{domain} does not exist in DNS (NXDOMAIN).").format(domain=domain),
             )
         if answer.status is DnsStatus.NODATA:
             return [domain]  # RFC 5321 §5.1: no MX means the domain itself is the MX
@@ -196,15 +204,19 @@ class HostingService:
             raise ServiceError(
                 503,
                 "mx-lookup-failed",
-                f"The MX lookup of {domain} failed ({answer.status}); try again shortly.",
+                _("The MX lookup of {domain} failed ({status}); try again shortly.").format(
+                    domain=domain, status=answer.status
+                ),
             )
         hosts = [m.exchange for m in answer.records]
         if not any(hosts):
             raise ServiceError(
                 422,
                 "mx-null",
-                f"{domain} publishes a null MX (RFC 7505): it accepts no mail, so there is "
-                "nothing for MTA-STS to protect.",
+                _(
+                    "{domain} publishes a null MX (RFC 7505): it accepts no mail, so there is "
+                    "nothing for MTA-STS to protect."
+                ).format(domain=domain),
             )
         return list(dict.fromkeys(h for h in hosts if h))
 
@@ -215,7 +227,9 @@ class HostingService:
         stored: the token is shown once."""
         email = email.strip().lower()
         if "@" not in email or len(email) > 320:
-            raise ServiceError(422, "email-invalid", f"{email!r} is not an e-mail address.")
+            raise ServiceError(
+                422, "email-invalid", _("{email!r} is not an e-mail address.").format(email=email)
+            )
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.sessions.begin() as db:
             user = db.scalar(select(User).where(User.email == email))
@@ -266,14 +280,18 @@ class HostingService:
         zone = self.settings.zone_name
         if domain == zone or domain.endswith("." + zone):
             raise ServiceError(
-                422, "domain-in-service-zone", f"{domain} is inside the service zone {zone}."
+                422,
+                "domain-in-service-zone",
+                _("{domain} is inside the service zone {zone}.").format(domain=domain, zone=zone),
             )
         if len(domain) + len(".policy.") + len(zone) > 253:
             raise ServiceError(
                 422,
                 "domain-too-long",
-                f"{domain} is too long to delegate into {zone} (names are at most 253 "
-                "characters, RFC 1035 §2.3.4).",
+                _(
+                    "{domain} is too long to delegate into {zone} (names are at most 253 "
+                    "characters, RFC 1035 §2.3.4)."
+                ).format(domain=domain, zone=zone),
             )
         return domain
 
@@ -298,7 +316,7 @@ class HostingService:
                     .limit(1)
                 )
         if domain is None:
-            raise ServiceError(404, "domain-not-found", f"{name} is not hosted here.")
+            raise ServiceError(404, "domain-not-found", _(_NOT_HOSTED).format(name=name))
         return domain
 
     def served_name(self, user: User | None, name: str) -> str | None:
@@ -393,7 +411,11 @@ class HostingService:
                 self._add_version(db, domain, user, Mode.TESTING, mx, DEFAULT_MAX_AGE, "added")
                 self._audit(db, user.id, domain_name, "domain-added", {"mx": mx}, domain.id)
         except IntegrityError as exc:  # the same user, twice at once
-            raise ServiceError(409, "domain-exists", f"You already added {domain_name}.") from exc
+            raise ServiceError(
+                409,
+                "domain-exists",
+                _("You already added {domain}.").format(domain=domain_name),
+            ) from exc
         with self.sessions() as db:
             return self.view(db, self._owned(db, user, domain_name))
 
@@ -411,16 +433,21 @@ class HostingService:
             return ServiceError(
                 409,
                 "domain-exists",
-                f"You already added {domain.name}; publish its records (dns_records) and "
-                "verify it.",
+                _(
+                    "You already added {domain}; publish its records (dns_records) and verify it."
+                ).format(domain=domain.name),
             )
         if domain.state == DomainState.RETIRING:
             return ServiceError(
                 409,
                 "domain-retiring",
-                f"{domain.name} is being retired; add it again once it has been removed.",
+                _("{domain} is being retired; add it again once it has been removed.").format(
+                    domain=domain.name
+                ),
             )
-        return ServiceError(409, "domain-exists", f"You already host {domain.name}.")
+        return ServiceError(
+            409, "domain-exists", _("You already host {domain}.").format(domain=domain.name)
+        )
 
     def _end_claim(self, db: Session, domain: Domain, action: str) -> None:
         """Remove a hosting and its data (lifecycle.py); the owner's account log keeps
@@ -460,8 +487,10 @@ class HostingService:
             raise ServiceError(
                 422,
                 "policy-too-large",
-                f"The policy would be {len(body.encode())} bytes; senders read at most "
-                f"{MAX_POLICY_BYTES} (RFC 8461 §3.3). Use fewer mx lines or wildcards.",
+                _(
+                    "The policy would be {size} bytes; senders read at most {limit} "
+                    "(RFC 8461 §3.3). Use fewer mx lines or wildcards."
+                ).format(size=len(body.encode()), limit=MAX_POLICY_BYTES),
             )
         db.add(v)
         return v
@@ -507,7 +536,7 @@ class HostingService:
                 self._owned(db, user, name) if hosting_id is None else db.get(Domain, hosting_id)
             )
             if domain is None:
-                raise ServiceError(404, "domain-not-found", f"{name} is not hosted here.")
+                raise ServiceError(404, "domain-not-found", _(_NOT_HOSTED).format(name=name))
             if self._expired(domain, now):
                 domain_name = domain.name
                 self._end_claim(db, domain, "domain-claim-expired")
@@ -525,8 +554,10 @@ class HostingService:
             raise ServiceError(
                 409,
                 "claim-expired",
-                f"Your claim of {domain_name} was not proven within {days:g} day(s) and has "
-                "expired; add the domain again for a new challenge.",
+                _(
+                    "Your claim of {domain} was not proven within {days:g} day(s) and has "
+                    "expired; add the domain again for a new challenge."
+                ).format(domain=domain_name, days=days),
             )
         resolver = self.resolver()
         result: Verification
@@ -540,7 +571,7 @@ class HostingService:
             with self.sessions.begin() as db:
                 domain = db.get(Domain, pk)
                 if domain is None:
-                    raise ServiceError(404, "domain-not-found", f"{name} is not hosted here.")
+                    raise ServiceError(404, "domain-not-found", _(_NOT_HOSTED).format(name=name))
                 domain.last_verify_at = now
                 domain.last_verify = result.to_dict()
                 activated = result.ok and domain.state == DomainState.PENDING
@@ -551,7 +582,9 @@ class HostingService:
             raise ServiceError(
                 409,
                 "verify-conflict",
-                f"{domain_name} changed while it was being verified; verify it again.",
+                _("{domain} changed while it was being verified; verify it again.").format(
+                    domain=domain_name
+                ),
             ) from exc
         self.refresh_domain(domain_name)
         if transfer is not None:
@@ -566,7 +599,9 @@ class HostingService:
         transfer = None
         previous = served_hosting(db, domain.name)
         if previous is not None and previous.id != domain.id:
-            transfer = Transfer(domain.name, previous.owner_id, previous.owner.email, now)
+            transfer = Transfer(
+                domain.name, previous.owner_id, previous.owner.email, now, previous.owner.language
+            )
             self._end_claim(db, previous, "domain-transferred")
         purge_name_data(db, domain.name)  # a hosting starts empty
         domain.state = DomainState.ACTIVE
@@ -597,6 +632,18 @@ class HostingService:
         alert channels (mail to the owner, webhook). Nothing is stored under the name: it
         belongs to the new hosting now."""
         d = transfer.domain
+        language = i18n.normalize(transfer.previous_owner_language) or i18n.DEFAULT
+        with i18n.use(language):
+            message = _(
+                "{domain} is no longer hosted for your account: another account proved "
+                "control of its DNS (its own challenge at _mtasts-challenge.{domain} and the "
+                "delegation records) and hosts it now. The policy versions, reports, alerts "
+                "and audit entries of your hosting of {domain} were deleted."
+            ).format(domain=d)
+            fix = _(
+                "If you still control the DNS of {domain}, add it again and publish the new "
+                "challenge; if not, nothing needs doing."
+            ).format(domain=d)
         event = Event(
             event="opened",
             alert_id=0,
@@ -604,15 +651,12 @@ class HostingService:
             kind="domain-transferred",
             subject=d,
             severity="critical",
-            message=f"{d} is no longer hosted for your account: another account proved "
-            f"control of its DNS (its own challenge at _mtasts-challenge.{d} and the "
-            f"delegation records) and hosts it now. The policy versions, reports, alerts "
-            f"and audit entries of your hosting of {d} were deleted.",
-            fix=f"If you still control the DNS of {d}, add it again and publish the new "
-            "challenge; if not, nothing needs doing.",
+            message=message,
+            fix=fix,
             opened_at=transfer.at,
             at=transfer.at,
             recipients=(transfer.previous_owner_email,),
+            language=language,
         )
         try:
             Notifier(self.settings).deliver([event])
@@ -648,7 +692,7 @@ class HostingService:
 
     def _clean_mx(self, mx: list[str]) -> list[str]:
         if not mx:
-            raise ServiceError(422, "mx-empty", "Give at least one mx pattern (RFC 8461 §3.2).")
+            raise ServiceError(422, "mx-empty", _("Give at least one mx pattern (RFC 8461 §3.2)."))
         out: list[str] = []
         for raw in mx:
             text = raw.strip()
@@ -658,9 +702,11 @@ class HostingService:
                     text = ("*." if star else "") + to_alabel(text[2:] if star else text)
                 pattern = validate_mx_pattern(text)
             except (MxPatternError, ValueError) as exc:
-                message = exc.message if isinstance(exc, MxPatternError) else str(exc)
+                message = say(exc.message) if isinstance(exc, MxPatternError) else str(exc)
                 raise ServiceError(
-                    422, "mx-invalid", f"mx {raw!r}: {message} (RFC 8461 §3.2)"
+                    422,
+                    "mx-invalid",
+                    _("mx {raw!r}: {problem} (RFC 8461 §3.2)").format(raw=raw, problem=message),
                 ) from exc
             if pattern not in out:
                 out.append(pattern)
@@ -674,8 +720,10 @@ class HostingService:
             raise ServiceError(
                 422,
                 "max-age-out-of-range",
-                f"max_age must be between {MIN_MAX_AGE} (one day) and {MAX_AGE_LIMIT} "
-                f"(about a year, RFC 8461 §3.2); got {max_age}.",
+                _(
+                    "max_age must be between {low} (one day) and {high} (about a year, "
+                    "RFC 8461 §3.2); got {max_age}."
+                ).format(low=MIN_MAX_AGE, high=MAX_AGE_LIMIT, max_age=max_age),
             )
         return max_age
 
@@ -736,13 +784,15 @@ class HostingService:
         reason = reason.strip()
         if force and not reason:
             raise ServiceError(
-                422, "reason-required", "force needs a reason (kept in the audit log)."
+                422, "reason-required", _("force needs a reason (kept in the audit log).")
             )
         with self.sessions() as db:
             domain = self._owned(db, user, name)
             if domain.state == DomainState.RETIRING:
                 raise ServiceError(
-                    409, "domain-retiring", f"{domain.name} is being retired; add it again later."
+                    409,
+                    "domain-retiring",
+                    _("{domain} is being retired; add it again later.").format(domain=domain.name),
                 )
             current = self._latest(db, domain)
             domain_name = domain.name
@@ -831,7 +881,9 @@ class HostingService:
                 result = {"domain": domain_name, "state": "removed"}
             elif domain.state == DomainState.RETIRING:
                 raise ServiceError(
-                    409, "domain-retiring", f"{domain_name} is already being retired."
+                    409,
+                    "domain-retiring",
+                    _("{domain} is already being retired.").format(domain=domain_name),
                 )
             else:
                 longest = db.scalar(
@@ -859,9 +911,11 @@ class HostingService:
                     "domain": domain_name,
                     "state": DomainState.RETIRING,
                     "retire_after": _aware(domain.retire_after).isoformat(),
-                    "message": "Serving mode none with a new id until every sender's cached "
-                    "policy has expired; then the domain is removed and you can delete the "
-                    "three CNAMEs.",
+                    "message": _(
+                        "Serving mode none with a new id until every sender's cached policy "
+                        "has expired; then the domain is removed and you can delete the "
+                        "three CNAMEs."
+                    ),
                 }
         self.refresh_domain(domain_name)
         return result

@@ -14,9 +14,10 @@ import smtplib
 import ssl
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
@@ -25,7 +26,9 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mtasts import i18n
 from mtasts.config import Settings, split_hostport
+from mtasts.i18n import N_, _
 from mtasts.store.models import Alert
 
 log = logging.getLogger("mtasts.monitor")
@@ -63,6 +66,9 @@ class Event:
     recipients: tuple[str, ...]
     # stable across retries: receivers drop an event id they already have
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # the language of the prose (message, fix) and of the mail around it: the owner's, or
+    # alert_language for the operator's alerts; not in the webhook JSON (its keys never change)
+    language: str = i18n.DEFAULT
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,7 +86,9 @@ class Event:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], recipients: tuple[str, ...]) -> Event:
+    def from_dict(
+        cls, d: dict[str, Any], recipients: tuple[str, ...], language: str = i18n.DEFAULT
+    ) -> Event:
         return cls(
             d["event"],
             d["alert_id"],
@@ -94,6 +102,7 @@ class Event:
             datetime.fromisoformat(d["at"]),
             recipients,
             d["id"],
+            language,
         )
 
 
@@ -108,10 +117,13 @@ def reconcile(
     now: datetime,
     renotify: timedelta,
     recipients: tuple[str, ...],
+    languages: Mapping[str, str] | None = None,
 ) -> list[Event]:
     """Bring the domain's open alerts in line with ``conditions`` (in ``db``'s transaction)
     and return the events to send. Info conditions open and close silently after their
-    first notice."""
+    first notice. ``languages``: audience ("owner", "operator") -> the language its events
+    are told in (English when absent); the conditions' prose is in it already."""
+    languages = languages or {}
     current = {(c.kind, c.subject): c for c in conditions}
     open_alerts = {
         (a.kind, a.subject): a
@@ -137,6 +149,7 @@ def reconcile(
                 _aware(a.opened_at),
                 now,
                 () if a.audience == "operator" else recipients,
+                language=languages.get(a.audience, i18n.DEFAULT),
             )
         )
 
@@ -210,26 +223,26 @@ _URL = re.compile(r"\b(?:https?|mailto):\S+|\bwww\.\S+", re.IGNORECASE)
 # what each kind of alert is about, in a few words: subjects never carry the message
 # (it holds URLs and long record values), only this and the subject of the alert
 TITLES = {
-    "delegation-broken": "delegation record {subject} is broken",
-    "policy-not-served": "senders get no valid MTA-STS policy",
-    "policy-mismatch": "{subject} serves another policy",
-    "txt-id-mismatch": "senders see an old policy id at {subject}",
-    "certificate-expiring": "certificate of {subject} needs renewal",
-    "mx-certificate-expiring": "certificate of MX {subject} needs renewal",
-    "mx-not-covered": "MX {subject} is not in the policy",
-    "mx-refreshed": "MX {subject} was added to the policy",
-    "mx-tls-problem": "TLS problem on MX {subject}",
-    "tlsrpt-failures": "TLS reports show failed sessions",
-    "sender-silent": "{subject} stopped sending TLS reports",
-    "domain-transferred": "{subject} is no longer hosted for your account",
+    "delegation-broken": N_("delegation record {subject} is broken"),
+    "policy-not-served": N_("senders get no valid MTA-STS policy"),
+    "policy-mismatch": N_("{subject} serves another policy"),
+    "txt-id-mismatch": N_("senders see an old policy id at {subject}"),
+    "certificate-expiring": N_("certificate of {subject} needs renewal"),
+    "mx-certificate-expiring": N_("certificate of MX {subject} needs renewal"),
+    "mx-not-covered": N_("MX {subject} is not in the policy"),
+    "mx-refreshed": N_("MX {subject} was added to the policy"),
+    "mx-tls-problem": N_("TLS problem on MX {subject}"),
+    "tlsrpt-failures": N_("TLS reports show failed sessions"),
+    "sender-silent": N_("{subject} stopped sending TLS reports"),
+    "domain-transferred": N_("{subject} is no longer hosted for your account"),
 }
 
 
 def title(e: Event) -> str:
-    """A few words on what the alert is about (never a URL)."""
+    """A few words on what the alert is about (never a URL), in the current language."""
     known = TITLES.get(e.kind)
     if known is not None:
-        return known.format(subject=e.subject)
+        return _(known).format(subject=e.subject)
     first = e.message.split(". ")[0]
     return " ".join(_URL.sub("", first).split()).rstrip(".")
 
@@ -269,42 +282,93 @@ def fold_header(line: bytes, width: int = FOLD_WIDTH) -> bytes:
 
 
 def mail_bytes(msg: EmailMessage) -> bytes:
-    """``msg`` as sent: CRLF lines, the headers folded by fold_header."""
+    """``msg`` as sent: CRLF lines, the headers folded by fold_header, a header with
+    non-ASCII text (a Spanish subject) by :func:`encoded_header`."""
     raw = msg.as_bytes(policy=_MAIL_POLICY)
     head, sep, body = raw.partition(b"\r\n\r\n")
-    return b"\r\n".join(fold_header(h) for h in head.split(b"\r\n")) + sep + body
+    lines = []
+    for h in head.split(b"\r\n"):
+        name = h.split(b":", 1)[0].decode("ascii")
+        value = msg[name] if b"=?" in h else None
+        lines.append(fold_header(h) if value is None else encoded_header(name, str(value)))
+    return b"\r\n".join(lines) + sep + body
+
+
+def encoded_header(name: str, value: str, width: int = FOLD_WIDTH) -> bytes:
+    """``name: value`` with ``value`` wholly in UTF-8 encoded words (RFC 2047 §2: each at
+    most 75 characters), folded between them into lines of at most ``width``. Readers join
+    adjacent encoded words without the folding white space (RFC 2047 §6.2), so the text
+    comes back exactly; the library's own mix of words and encoded words loses or adds a
+    space where it folds."""
+    words = Header(value, "utf-8", header_name=name).encode(linesep="\r\n", maxlinelen=width)
+    return f"{name}: {words}".encode("ascii")
+
+
+# the tag and the word before the title in a subject; the tag words are the severity
+# codes in English (mail filters match them), said in the reader's language otherwise
+_TAGS = {
+    "critical": N_("critical"),
+    "warning": N_("warning"),
+    "info": N_("info"),
+    "resolved": N_("resolved"),
+}
+_WORDS = {
+    "opened": "",
+    "repeated": N_("still: "),
+    "escalated": N_("worse: "),
+    "resolved": N_("fixed: "),
+}
 
 
 def mail_subject(e: Event) -> str:
     """``[mtasts critical] example.com: MX mx1.example.com is not in the policy``; the
-    resolved notice says so first: ``[mtasts resolved] example.com: fixed: …``."""
-    tag = "resolved" if e.event == "resolved" else e.severity
-    word = {"opened": "", "repeated": "still: ", "escalated": "worse: ", "resolved": "fixed: "}
-    return f"[mtasts {tag}] " + _cut(f"{e.domain}: {word[e.event]}{title(e)}", SUBJECT_MAX)
+    resolved notice says so first: ``[mtasts resolved] example.com: fixed: …``. In the
+    event's language."""
+    with i18n.use(e.language):
+        tag = _(_TAGS.get("resolved" if e.event == "resolved" else e.severity, e.severity))
+        word = _(_WORDS[e.event]) if _WORDS[e.event] else ""
+        return f"[mtasts {tag}] " + _cut(f"{e.domain}: {word}{title(e)}", SUBJECT_MAX)
 
 
 def mail_body(e: Event) -> str:
-    """The text of an alert mail: a resolved notice first says plainly that it is fixed,
-    then what the problem was."""
-    if e.event == "resolved":
-        body = [
-            f"Fixed: {title(e)} ({e.domain}). The check at {e.at:%Y-%m-%d %H:%M} UTC no "
-            "longer sees this problem; nothing needs doing.",
-            "",
-            "The problem was:",
-            e.message,
-            "",
+    """The text of an alert mail, in the event's language: a resolved notice first says
+    plainly that it is fixed, then what the problem was."""
+    with i18n.use(e.language):
+        at = f"{e.at:%Y-%m-%d %H:%M}"
+        if e.event == "resolved":
+            body = [
+                _(
+                    "Fixed: {title} ({domain}). The check at {at} UTC no longer sees this "
+                    "problem; nothing needs doing."
+                ).format(title=title(e), domain=e.domain, at=at),
+                "",
+                _("The problem was:"),
+                e.message,
+                "",
+            ]
+        else:
+            body = [e.message, ""]
+            if e.fix:
+                body += [_("How to fix it:"), e.fix, ""]
+        body += [
+            _("Domain: {domain}").format(domain=e.domain),
+            _("Alert: {kind} ({subject}), {severity}, opened {opened} UTC").format(
+                kind=e.kind,
+                subject=e.subject,
+                severity=_(_TAGS.get(e.severity, e.severity)),
+                opened=f"{e.opened_at:%Y-%m-%d %H:%M}",
+            ),
+            _("Event: {event} at {at} UTC").format(event=_(_EVENTS[e.event]), at=at),
         ]
-    else:
-        body = [e.message, ""]
-        if e.fix:
-            body += ["How to fix it:", e.fix, ""]
-    body += [
-        f"Domain: {e.domain}",
-        f"Alert: {e.kind} ({e.subject}), {e.severity}, opened {e.opened_at:%Y-%m-%d %H:%M} UTC",
-        f"Event: {e.event} at {e.at:%Y-%m-%d %H:%M} UTC",
-    ]
-    return "\n".join(body)
+        return "\n".join(body)
+
+
+_EVENTS = {
+    "opened": N_("opened"),
+    "repeated": N_("repeated"),
+    "escalated": N_("escalated"),
+    "resolved": N_("resolved"),
+}
 
 
 @dataclass(frozen=True)
@@ -376,7 +440,10 @@ class Notifier:
         # RFC 5322 §3.6.4: unique; the event id keeps it the same when a retry resends it
         msg["Message-ID"] = f"<{e.id}.{e.alert_id}@{s.zone_name or 'mtasts.invalid'}>"
         msg["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5: no auto-replies
-        msg.set_content(mail_body(e))
+        body = mail_body(e)
+        # RFC 2045 §6: a Spanish body is UTF-8 in quoted-printable, 7-bit clean for any relay
+        # (8bit would need the relay's 8BITMIME, RFC 6152); English stays plain 7bit
+        msg.set_content(body, cte=None if body.isascii() else "quoted-printable")
         host, port = split_hostport(s.alert_smtp_relay, "alert_smtp_relay")
         with smtplib.SMTP(host, port, timeout=self.timeout) as smtp:
             smtp.ehlo()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mtasts import i18n
 from mtasts.monitor.alerts import Event, Failure, Notifier
 from mtasts.store.models import AlertDelivery
 
@@ -49,7 +50,9 @@ def deliver(
                 db.delete(row)
                 continue
             recipients = tuple(row.event.get("recipients", ()))
-            pending[row.channel].append((row.id, Event.from_dict(row.event, recipients)))
+            language = str(row.event.get("language", i18n.DEFAULT))
+            event = Event.from_dict(row.event, recipients, language)
+            pending[row.channel].append((row.id, event))
     if not events and not pending:
         return []
     new_failures: list[Failure] = []
@@ -82,7 +85,7 @@ def _row(channel: str, e: Event, error: str, now: datetime) -> AlertDelivery:
         alert_id=e.alert_id,
         domain=e.domain,
         channel=channel,
-        event={**e.to_dict(), "recipients": list(e.recipients)},
+        event={**e.to_dict(), "recipients": list(e.recipients), "language": e.language},
         attempts=1,
         created_at=now,
         last_error=error[:500],

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from mtasts import i18n
 from mtasts.check.checker import Checker, CheckOptions
 from mtasts.check.diagnosis import ADDRESS_NOT_ALLOWED
 from mtasts.check.findings import Severity, StsFetchResult
@@ -33,6 +34,7 @@ from mtasts.config import Settings
 from mtasts.hosting.delegation import Verification, verify_delegation
 from mtasts.hosting.snapshot import Hosted
 from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.i18n import N_, _
 from mtasts.monitor import outbox
 from mtasts.monitor.alerts import Condition, Event, Notifier, reconcile
 from mtasts.monitor.metrics import MonitorMetrics
@@ -41,7 +43,7 @@ from mtasts.net.certs import CertInfo, judge_expiry
 from mtasts.net.dns import Resolver
 from mtasts.protocol.policy import Mode, parse_policy
 from mtasts.reports.aggregate import summary
-from mtasts.store.models import Alert, Domain, DomainCheck, DomainState, TlsReport
+from mtasts.store.models import Alert, Domain, DomainCheck, DomainState, TlsReport, User
 
 log = logging.getLogger("mtasts.monitor")
 
@@ -80,7 +82,8 @@ def cert_condition(
     kind: str, subject: str, cert: CertInfo, now: datetime, what: str, fix: str, audience: str
 ) -> Condition | None:
     """By the certificate's own lifetime (net.certs.judge_expiry): a warning once the
-    renewal window has passed, critical when renewal is failing, under a day, expired."""
+    renewal window has passed, critical when renewal is failing, under a day, expired.
+    ``what`` says what the host is (translated here)."""
     expiry = judge_expiry(cert, now)
     if expiry is None:
         return None
@@ -88,7 +91,9 @@ def cert_condition(
         kind,
         subject,
         expiry.severity,
-        f"The certificate of {subject} ({what}) {expiry.reason}",
+        _("The certificate of {subject} ({what}) {reason}").format(
+            subject=subject, what=_(what), reason=expiry.reason
+        ),
         fix,
         expiry.level,
         audience,
@@ -204,8 +209,10 @@ class Monitor:
         alert channels block); counted in the metrics, never raising."""
         started = time.perf_counter()
         try:
-            seen = await self.observe(name)
-            events, alerting = await asyncio.to_thread(self._judge, name, seen)
+            language = await asyncio.to_thread(self.owner_language, name)
+            with i18n.use(language):  # the findings quoted in alerts are the owner's prose
+                seen = await self.observe(name)
+                events, alerting = await asyncio.to_thread(self._judge, name, seen)
         except Exception:
             log.exception("monitoring %s failed", name)
             self.metrics.check_done("error", time.perf_counter() - started)
@@ -318,7 +325,19 @@ class Monitor:
         hosted = self.service.snapshot.hosts.get(name)
         if hosted is None or hosted.state != DomainState.ACTIVE:
             return []
-        return self.judge(name, asyncio.run(self.observe(name)))
+        with i18n.use(self.owner_language(name)):
+            return self.judge(name, asyncio.run(self.observe(name)))
+
+    def owner_language(self, name: str) -> str:
+        """The language of the alerts of ``name``: its owner's own (``users.language``),
+        English when the owner made no choice."""
+        with self.service.sessions() as db:
+            chosen = db.scalar(
+                select(User.language)
+                .join(Domain, Domain.owner_id == User.id)
+                .where(Domain.name == name, Domain.state == DomainState.ACTIVE)
+            )
+        return i18n.normalize(chosen) or i18n.DEFAULT
 
     async def observe(self, name: str) -> Observation:
         """What senders see of ``name`` now, and its delegation records."""
@@ -343,7 +362,9 @@ class Monitor:
 
     def judge(self, name: str, seen: Observation) -> list[Event]:
         """Turn an observation into conditions, alerts and notifications; the events of
-        this check (each channel that failed keeps them and retries at the next check)."""
+        this check (each channel that failed keeps them and retries at the next check).
+        The owner's prose is in the current language (the caller's ``i18n.use``), the
+        operator's in ``alert_language``."""
         return self._judge(name, seen)[0]
 
     def _judge(self, name: str, seen: Observation) -> tuple[list[Event], bool]:
@@ -379,6 +400,7 @@ class Monitor:
                 now,
                 timedelta(seconds=s.renotify_interval),
                 (domain.owner.email,),
+                {"owner": i18n.current(), "operator": s.alert_language},
             )
         outbox.deliver(svc.sessions, self.notifier, name, events, now)
         return events, any(c.severity != "info" for c in conditions)
@@ -407,8 +429,10 @@ class Monitor:
                     "policy-not-served",
                     name,
                     "critical" if policy.mode is Mode.ENFORCE else "warning",
-                    f"Senders see {result.sts_fetch_result}: "
-                    + (first.message if first else "no usable MTA-STS policy."),
+                    _("Senders see {result}: {problem}").format(
+                        result=result.sts_fetch_result,
+                        problem=first.message if first else _("no usable MTA-STS policy."),
+                    ),
                     self._hosted_fix(name, verification),
                 )
             )
@@ -419,9 +443,13 @@ class Monitor:
                         "policy-mismatch",
                         f"mta-sts.{name}",
                         "warning",
-                        "The policy senders fetch differs from the one mtasts serves: "
-                        "something else answers for mta-sts." + name + ".",
-                        f"Point mta-sts.{name} to {self.settings.policy_host} (CNAME).",
+                        _(
+                            "The policy senders fetch differs from the one mtasts serves: "
+                            "something else answers for mta-sts.{domain}."
+                        ).format(domain=name),
+                        _("Point mta-sts.{domain} to {target} (CNAME).").format(
+                            domain=name, target=self.settings.policy_host
+                        ),
                     )
                 )
             seen = result.record.id if result.record else None
@@ -433,9 +461,13 @@ class Monitor:
                         "txt-id-mismatch",
                         f"_mta-sts.{name}",
                         "warning",
-                        f"Senders see id={seen}, not the current id={expected.policy_id}: "
-                        "they will not fetch the new policy.",
-                        f"Make _mta-sts.{name} a CNAME to {name}.policy.{self.settings.zone_name}.",
+                        _(
+                            "Senders see id={seen}, not the current id={current}: they will "
+                            "not fetch the new policy."
+                        ).format(seen=seen, current=expected.policy_id),
+                        _("Make _mta-sts.{domain} a CNAME to {target}.").format(
+                            domain=name, target=f"{name}.policy.{self.settings.zone_name}"
+                        ),
                     )
                 )
         fetch_cert = result.fetch.certificate if result.fetch else None
@@ -459,7 +491,9 @@ class Monitor:
                         "mx-refreshed",
                         host,
                         "info",
-                        f"New MX {host} was added to the policy of {name} (mx_auto_refresh).",
+                        _(
+                            "New MX {host} was added to the policy of {domain} (mx_auto_refresh)."
+                        ).format(host=host, domain=name),
                     )
                     for host in uncovered
                 ]
@@ -472,10 +506,18 @@ class Monitor:
                     "mx-not-covered",
                     host,
                     loud,
-                    f"MX {host} is not in the policy of {name}"
-                    + (": senders refuse to deliver to it." if mode is Mode.ENFORCE else "."),
-                    "Refresh the policy's mx list from the live MX records (dashboard or "
-                    f"POST /api/v1/domains/{name}/refresh-mx).",
+                    (
+                        _(
+                            "MX {host} is not in the policy of {domain}: senders refuse to "
+                            "deliver to it."
+                        )
+                        if mode is Mode.ENFORCE
+                        else _("MX {host} is not in the policy of {domain}.")
+                    ).format(host=host, domain=name),
+                    _(
+                        "Refresh the policy's mx list from the live MX records (dashboard or "
+                        "POST /api/v1/domains/{domain}/refresh-mx)."
+                    ).format(domain=name),
                 )
             )
         problems: dict[str, list[str]] = {}
@@ -491,7 +533,7 @@ class Monitor:
                 fixes.setdefault(f.subject, f.fix or "")
         for host, messages in problems.items():
             out.append(Condition("mx-tls-problem", host, loud, " ".join(messages), fixes[host]))
-        renew = (
+        renew = _(
             "Renew it now, and check that automatic renewal works (an ACME client with a "
             "reload of the mail server)."
         )
@@ -505,7 +547,7 @@ class Monitor:
                     h.hostname,
                     p.certificate,
                     now,
-                    "an MX",
+                    N_("an MX"),
                     renew,
                     "owner",
                 )
@@ -523,10 +565,12 @@ class Monitor:
         if fixes:
             return " ".join(fixes)
         z = self.settings.zone_name
-        return (
-            f"mtasts hosts this policy: keep _mta-sts.{name} a CNAME to {name}.policy.{z} and "
-            f"mta-sts.{name} a CNAME to {self.settings.policy_host}; no TXT record or policy "
-            "file of your own is needed (mtasts publishes the id and serves the file)."
+        return _(
+            "mtasts hosts this policy: keep _mta-sts.{domain} a CNAME to {txt_target} and "
+            "mta-sts.{domain} a CNAME to {host_target}; no TXT record or policy file of your "
+            "own is needed (mtasts publishes the id and serves the file)."
+        ).format(
+            domain=name, txt_target=f"{name}.policy.{z}", host_target=self.settings.policy_host
         )
 
     def _policy_host_cert(
@@ -537,20 +581,28 @@ class Monitor:
         host = f"mta-sts.{name}"
         ours = any(rc.ok and rc.record.name == host for rc in verification.checks)
         if ours:
-            fix = (
-                f"{host} is served by this service's TLS front (on-demand TLS, e.g. Caddy): "
-                "check its ACME renewals and logs, and that /tls/ask allows the name."
-            )
-            c = cert_condition(
-                "certificate-expiring", host, cert, now, "the hosted policy host", fix, "operator"
-            )
+            with i18n.use(self.settings.alert_language):  # told to the operator
+                fix = _(
+                    "{host} is served by this service's TLS front (on-demand TLS, e.g. "
+                    "Caddy): check its ACME renewals and logs, and that /tls/ask allows the "
+                    "name."
+                ).format(host=host)
+                c = cert_condition(
+                    "certificate-expiring",
+                    host,
+                    cert,
+                    now,
+                    N_("the hosted policy host"),
+                    fix,
+                    "operator",
+                )
         else:
-            fix = (
-                f"Renew it now (ACME client with a reload of the server), or point {host} "
-                f"back to {self.settings.policy_host} (CNAME) and the service serves it."
-            )
+            fix = _(
+                "Renew it now (ACME client with a reload of the server), or point {host} "
+                "back to {target} (CNAME) and the service serves it."
+            ).format(host=host, target=self.settings.policy_host)
             c = cert_condition(
-                "certificate-expiring", host, cert, now, "the policy host", fix, "owner"
+                "certificate-expiring", host, cert, now, N_("the policy host"), fix, "owner"
             )
         return [c] if c else []
 
@@ -578,10 +630,22 @@ class Monitor:
                     "tlsrpt-failures",
                     name,
                     "warning",
-                    f"TLS reports of the last 2 days: {t['failed']} of "
-                    f"{t['failed'] + t['successful']} sessions failed "
-                    f"({t['failure_rate'] * 100:.1f} %)"
-                    + (f", mostly {top['title'].lower()}." if top else "."),
+                    (
+                        _(
+                            "TLS reports of the last 2 days: {failed} of {total} sessions "
+                            "failed ({rate:.1f} %), mostly {kind}."
+                        )
+                        if top
+                        else _(
+                            "TLS reports of the last 2 days: {failed} of {total} sessions "
+                            "failed ({rate:.1f} %)."
+                        )
+                    ).format(
+                        failed=t["failed"],
+                        total=t["failed"] + t["successful"],
+                        rate=t["failure_rate"] * 100,
+                        kind=str(top.get("title", "")).lower(),
+                    ),
                     str(top.get("fix", "")),
                 )
             )
@@ -593,10 +657,14 @@ class Monitor:
                         "sender-silent",
                         org,
                         "warning",
-                        f"{org} sent TLS reports for {name} until "
-                        f"{_aware(latest):%Y-%m-%d} and none since.",
-                        f"Check that _smtp._tls.{name} still resolves (CNAME to "
-                        f"{name}.tlsrpt.{s.zone_name}) and that reports reach mtasts.",
+                        _(
+                            "{organization} sent TLS reports for {domain} until {day} and "
+                            "none since."
+                        ).format(organization=org, domain=name, day=f"{_aware(latest):%Y-%m-%d}"),
+                        _(
+                            "Check that _smtp._tls.{domain} still resolves (CNAME to {target}) "
+                            "and that reports reach mtasts."
+                        ).format(domain=name, target=f"{name}.tlsrpt.{s.zone_name}"),
                     )
                 )
         return out

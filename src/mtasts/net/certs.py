@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 # functions that parse certificates, on first use: `mtasts policyd` verifies the policy
 # host's certificate with the ssl module and never parses one.
 
+from mtasts.i18n import N_, _
+from mtasts.protocol.errors import Text
+
 
 @dataclass(frozen=True)
 class CertInfo:
@@ -75,20 +78,20 @@ class Expiry:
 
 def format_duration(d: timedelta) -> str:
     """``d`` in words at a useful precision: days from two days up, else hours, else
-    minutes ("12 hours", never "0 days")."""
+    minutes ("12 hours", never "0 days"), in the current language."""
     seconds = abs(d.total_seconds())
     if seconds >= 2 * 86400:
-        return f"{int(seconds // 86400)} days"
+        return _("{n} days").format(n=int(seconds // 86400))
     if seconds >= 2 * 3600:
-        return f"{int(seconds // 3600)} hours"
+        return _("{n} hours").format(n=int(seconds // 3600))
     if seconds >= 120:
-        return f"{int(seconds // 60)} minutes"
-    return "less than 2 minutes"
+        return _("{n} minutes").format(n=int(seconds // 60))
+    return _("less than 2 minutes")
 
 
 def judge_expiry(cert: CertInfo, now: datetime) -> Expiry | None:
     """None while ``cert`` is in good time; otherwise how urgent its expiry is, by its own
-    lifetime (see RENEWAL_SHARE)."""
+    lifetime (see RENEWAL_SHARE), its reason in the current language."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     lifetime = max(cert.not_after - cert.not_before, timedelta(seconds=1))
@@ -96,25 +99,44 @@ def judge_expiry(cert: CertInfo, now: datetime) -> Expiry | None:
     life = format_duration(lifetime)
     until = f"{cert.not_after:%Y-%m-%d %H:%M} UTC"
     if left <= timedelta(0):
-        return Expiry(
-            4, "critical", left, lifetime, f"expired {format_duration(left)} ago ({until})."
-        )
+        why = _("expired {ago} ago ({until}).").format(ago=format_duration(left), until=until)
+        return Expiry(4, "critical", left, lifetime, why)
     share = left / lifetime
-    when = f"expires in {format_duration(left)} ({until})"
+    fields = {"left": format_duration(left), "until": until, "share": share, "life": life}
     last_day = left < LAST_DAY and lifetime >= 3 * LAST_DAY  # short lifetimes: always < 1 day
     if share < FAILING_SHARE or last_day:
-        why = (
-            f"{when}, with {share:.0%} of its lifetime of {life} left: renewal is failing "
-            "(ACME clients renew with about a third left)."
-        )
+        why = _(
+            "expires in {left} ({until}), with {share:.0%} of its lifetime of {life} left: "
+            "renewal is failing (ACME clients renew with about a third left)."
+        ).format(**fields)
         return Expiry(3 if last_day else 2, "critical", left, lifetime, why)
     if share < RENEWAL_SHARE:
-        why = (
-            f"{when}, with {share:.0%} of its lifetime of {life} left: it should have been "
-            "renewed by now (ACME clients renew with about a third left)."
-        )
+        why = _(
+            "expires in {left} ({until}), with {share:.0%} of its lifetime of {life} left: it "
+            "should have been renewed by now (ACME clients renew with about a third left)."
+        ).format(**fields)
         return Expiry(1, "warning", left, lifetime, why)
     return None
+
+
+# OpenSSL's words for the usual X509_V_ERR_* codes (X509_verify_cert_error_string), to say
+# them in the reader's language; OpenSSL's own text is kept where there is no translation
+_VERIFY_MESSAGES = {
+    9: N_("certificate is not yet valid"),
+    10: N_("certificate has expired"),
+    18: N_("self-signed certificate"),
+    19: N_("self-signed certificate in certificate chain"),
+    20: N_("unable to get local issuer certificate"),
+    21: N_("unable to verify the first certificate"),
+    62: N_("hostname mismatch"),
+}
+
+
+def verify_message(code: int, openssl_text: str) -> str:
+    """OpenSSL's ``openssl_text`` for a rejected certificate, as a Text (said in the reader's
+    language) when it is one of the usual reasons in its usual words."""
+    known = _VERIFY_MESSAGES.get(code)
+    return Text(known) if known == openssl_text else openssl_text
 
 
 def parse_certificate(der: bytes) -> CertInfo:

@@ -11,10 +11,18 @@ from dataclasses import dataclass, replace
 
 import httpx
 
+from mtasts.i18n import N_
 from mtasts.net.addresses import AddressVerdict, ProbePolicy
-from mtasts.net.certs import CertInfo, client_context, insecure_context, parse_certificate
+from mtasts.net.certs import (
+    CertInfo,
+    client_context,
+    insecure_context,
+    parse_certificate,
+    verify_message,
+)
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.net.starttls import connect_summary, tls_summary
+from mtasts.protocol.errors import Text
 
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3: senders may limit the body (64 KiB)
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.2
@@ -111,9 +119,18 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
+def _joined(parts: list[str]) -> str:
+    """``parts`` joined by "; ", as a Text whose parts are said in the reader's language."""
+    out = parts[0]
+    for part in parts[1:]:
+        out = Text("{first}; {then}", first=out, then=part)
+    return out
+
+
 class _ConnectFailed(Exception):
     def __init__(self, message: str, *, summary: str, timed_out: bool = False) -> None:
         super().__init__(message)
+        self.text = message  # a Text, when it is one
         self.summary = summary
         self.timed_out = timed_out
 
@@ -204,7 +221,10 @@ async def fetch_policy(
         async with asyncio.timeout(timeout + _OUTER_GRACE):
             await _fetch(state, resolver, ctx, port, started + timeout, probe_policy)
     except TimeoutError:
-        state.fail("timeout", f"no complete answer from {host} within {timeout:g} s")
+        state.fail(
+            "timeout",
+            Text("no complete answer from {host} within {timeout:g} s", host=host, timeout=timeout),
+        )
     return state.result(time.monotonic() - started)
 
 
@@ -223,14 +243,21 @@ async def _fetch(
         status = answer.status
         detail = answer.a.error or answer.aaaa.error or str(status)
         if status is DnsStatus.NXDOMAIN:
-            state.fail("dns-nxdomain", f"{state.host} does not exist in DNS (NXDOMAIN)")
+            state.fail(
+                "dns-nxdomain",
+                Text("{host} does not exist in DNS (NXDOMAIN)", host=state.host),
+            )
         elif status is DnsStatus.NODATA:
-            state.fail("dns-nodata", f"{state.host} has no A or AAAA record")
+            state.fail("dns-nodata", Text("{host} has no A or AAAA record", host=state.host))
         else:
             state.fail(
                 "dns-failure",
-                f"the address lookup of {state.host} failed: {detail}",
-                f"the address lookup of {state.host} failed ({status})",
+                Text(
+                    "the address lookup of {host} failed: {detail}", host=state.host, detail=detail
+                ),
+                Text(
+                    "the address lookup of {host} failed ({status})", host=state.host, status=status
+                ),
             )
         return
     addresses = list(answer.addresses)
@@ -246,7 +273,11 @@ async def _fetch(
             )
             state.fail(
                 "address-not-allowed",
-                f"{state.host} resolves only to addresses mtasts does not connect to: {reasons}",
+                Text(
+                    "{host} resolves only to addresses mtasts does not connect to: {reasons}",
+                    host=state.host,
+                    reasons=reasons,
+                ),
             )
             return
     failures: list[str] = []
@@ -263,20 +294,29 @@ async def _fetch(
             await _get(state, ip, ctx, port, httpx.Timeout(left, connect=connect_timeout))
             return
         except _ConnectFailed as exc:
-            failures.append(f"{_url_host(ip)}:{port}: {exc}")
-            summaries.append(f"{_url_host(ip)}:{port}: {exc.summary}")
+            where = f"{_url_host(ip)}:{port}"
+            failures.append(Text("{address}: {reason}", address=where, reason=exc.text))
+            summaries.append(Text("{address}: {reason}", address=where, reason=exc.summary))
             all_timed_out = all_timed_out and exc.timed_out
     if all_timed_out:
         state.fail(
             "timeout",
-            f"connecting to {state.host} timed out: {'; '.join(failures)}",
-            f"connecting to {state.host} timed out",
+            Text(
+                "connecting to {host} timed out: {failures}",
+                host=state.host,
+                failures=_joined(failures),
+            ),
+            Text("connecting to {host} timed out", host=state.host),
         )
     else:
         state.fail(
             "connect-failed",
-            f"cannot connect to {state.host}: {'; '.join(failures)}",
-            f"cannot connect to {state.host}: {'; '.join(summaries)}",
+            Text(
+                "cannot connect to {host}: {failures}", host=state.host, failures=_joined(failures)
+            ),
+            Text(
+                "cannot connect to {host}: {failures}", host=state.host, failures=_joined(summaries)
+            ),
         )
 
 
@@ -306,17 +346,26 @@ async def _get(
                 await _read(state, response)
         except httpx.ConnectTimeout as exc:
             raise _ConnectFailed(
-                f"timed out ({_reason(exc)})", summary="timed out", timed_out=True
+                Text("timed out ({reason})", reason=_reason(exc)),
+                summary=Text("timed out"),
+                timed_out=True,
             ) from exc
         except httpx.ConnectError as exc:
             await _connect_error(state, exc, ip, port)
         except httpx.TimeoutException as exc:
-            state.fail("timeout", f"{state.host} did not answer in time ({type(exc).__name__})")
+            state.fail(
+                "timeout",
+                Text(
+                    "{host} did not answer in time ({error})",
+                    host=state.host,
+                    error=type(exc).__name__,
+                ),
+            )
         except httpx.HTTPError as exc:
             state.fail(
                 "http-error",
                 f"{type(exc).__name__}: {_reason(exc)}",
-                f"the HTTPS exchange failed ({type(exc).__name__})",
+                Text("the HTTPS exchange failed ({error})", error=type(exc).__name__),
             )
 
 
@@ -327,7 +376,11 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
         state.verify_code = code
         state.fail(
             verify_error_code(code),
-            f"certificate of {state.host} rejected: {verify.verify_message or verify}",
+            Text(
+                "certificate of {host} rejected: {reason}",
+                host=state.host,
+                reason=verify_message(code, verify.verify_message or str(verify)),
+            ),
         )
         if state.describe_certificate:
             # Report the certificate anyway: look at it over an unverified handshake.
@@ -337,25 +390,30 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
     if isinstance(tls, ssl.SSLError):
         state.fail(
             "tls-handshake-failed",
-            f"TLS handshake with {state.host} failed: {tls}",
-            f"{tls_summary(tls)} with {state.host}",
+            Text("TLS handshake with {host} failed: {reason}", host=state.host, reason=tls),
+            Text("{summary} with {host}", summary=tls_summary(tls), host=state.host),
         )
         return
     if _find(exc, ConnectionResetError) or _find(exc, BrokenPipeError):
-        state.fail("tls-handshake-failed", f"{state.host} closed the connection during TLS")
+        state.fail(
+            "tls-handshake-failed",
+            Text("{host} closed the connection during TLS", host=state.host),
+        )
         return
     message = _reason(exc)
     os_error = _find(exc, OSError)
     if "connection attempts failed" in message or os_error:
         # anyio wraps the socket's own error ("All connection attempts failed")
         cause = _find(exc, ConnectionRefusedError) or os_error
-        summary = connect_summary(cause) if isinstance(cause, OSError) else "connection failed"
+        summary = (
+            connect_summary(cause) if isinstance(cause, OSError) else Text("connection failed")
+        )
         raise _ConnectFailed(message, summary=summary) from exc
     # anyio reports a peer that hangs up mid-handshake as EndOfStream/BrokenResource
     state.fail(
         "tls-handshake-failed",
-        f"TLS handshake with {state.host} failed: {message}",
-        f"TLS handshake with {state.host} failed",
+        Text("TLS handshake with {host} failed: {reason}", host=state.host, reason=message),
+        Text("TLS handshake with {host} failed", host=state.host),
     )
 
 
@@ -397,6 +455,9 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+# a JSON value (FetchResult.content_type of a redacted result): said in words only in prose
+UNRECOGNISED_MEDIA_TYPE = N_("an unrecognised media type")
+_NO_CONTENT_TYPE = Text("no Content-Type")
 _NAME_CHARS = r"[a-z0-9!#$&^_.+-]{1,64}"  # RFC 6838 §4.2 restricted-name characters
 _PLAIN_MEDIA_TYPE = re.compile(f"{_NAME_CHARS}/{_NAME_CHARS}")
 
@@ -407,7 +468,7 @@ def _clean_media_type(content_type: str | None) -> str | None:
     if content_type is None:
         return None
     media = _media_type(content_type)
-    return media if _PLAIN_MEDIA_TYPE.fullmatch(media) else "an unrecognised media type"
+    return media if _PLAIN_MEDIA_TYPE.fullmatch(media) else UNRECOGNISED_MEDIA_TYPE
 
 
 async def _read(state: _State, response: httpx.Response) -> None:
@@ -424,11 +485,14 @@ async def _read(state: _State, response: httpx.Response) -> None:
     if 300 <= response.status_code < 400:
         # RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed"
         state.location = response.headers.get("location")
-        where = f" to {state.location}" if state.location else ""
         state.fail(
             "http-redirect",
-            f"{state.url} answers {response.status_code}{where}",
-            f"{state.url} answers {response.status_code} (a redirect)",
+            (
+                Text("{url} answers {status} to {location}")
+                if state.location
+                else Text("{url} answers {status}")
+            ).format(url=state.url, status=response.status_code, location=state.location),
+            Text("{url} answers {status} (a redirect)", url=state.url, status=response.status_code),
         )
         return
     declared = response.headers.get("content-length")
@@ -437,7 +501,11 @@ async def _read(state: _State, response: httpx.Response) -> None:
     if response.status_code == 200 and media_ok and too_big:
         state.fail(
             "too-large",
-            f"the policy is {declared} bytes; senders read at most {MAX_POLICY_BYTES}",
+            Text(
+                "the policy is {size} bytes; senders read at most {limit}",
+                size=declared,
+                limit=MAX_POLICY_BYTES,
+            ),
         )
         return
     body = bytearray()
@@ -449,33 +517,44 @@ async def _read(state: _State, response: httpx.Response) -> None:
                 too_large = True
                 break
     except httpx.TimeoutException:
-        state.fail("timeout", f"{state.host} did not send the whole policy in time")
+        state.fail("timeout", Text("{host} did not send the whole policy in time", host=state.host))
         return
     except httpx.HTTPError as exc:
         state.fail(
             "http-error",
-            f"reading the policy failed: {_reason(exc)}",
-            f"reading the policy failed ({type(exc).__name__})",
+            Text("reading the policy failed: {reason}", reason=_reason(exc)),
+            Text("reading the policy failed ({error})", error=type(exc).__name__),
         )
         return
     # RFC 8461 §3.3: only HTTP 200 counts; other answers are a failed fetch
     if response.status_code != 200:
         state.body = bytes(body[:MAX_POLICY_BYTES])
-        state.fail("http-status", f"{state.url} answers HTTP {response.status_code}")
+        state.fail(
+            "http-status",
+            Text("{url} answers HTTP {status}", url=state.url, status=response.status_code),
+        )
         return
     # RFC 8461 §3.2: the media type is "text/plain" (parameters such as charset allowed)
     if not media_ok:
         state.body = bytes(body[:MAX_POLICY_BYTES])
+        served = N_("{url} is served as {content_type!s}, not text/plain")
+        clean = _clean_media_type(state.content_type)
         state.fail(
             "content-type",
-            f"{state.url} is served as {state.content_type or 'no Content-Type'}, not text/plain",
-            f"{state.url} is served as "
-            f"{_clean_media_type(state.content_type) or 'no Content-Type'}, not text/plain",
+            Text(served, url=state.url, content_type=state.content_type or _NO_CONTENT_TYPE),
+            Text(
+                served,
+                url=state.url,
+                content_type=Text(UNRECOGNISED_MEDIA_TYPE)
+                if clean == UNRECOGNISED_MEDIA_TYPE
+                else clean or _NO_CONTENT_TYPE,
+            ),
         )
         return
     if too_large:
         state.fail(
-            "too-large", f"the policy is larger than {MAX_POLICY_BYTES} bytes (RFC 8461 §3.3)"
+            "too-large",
+            Text("the policy is larger than {limit} bytes (RFC 8461 §3.3)", limit=MAX_POLICY_BYTES),
         )
         return
     state.body = bytes(body)

@@ -15,6 +15,7 @@ from typing import Any
 
 import idna
 
+from mtasts.i18n import N_
 from mtasts.net.certs import (
     CertInfo,
     client_context,
@@ -22,7 +23,9 @@ from mtasts.net.certs import (
     insecure_context,
     legacy_context,
     parse_certificate,
+    verify_message,
 )
+from mtasts.protocol.errors import Text
 
 MAX_REPLY_LINES = 100
 QUIT_WAIT = 1.0  # seconds we wait for the 221 to a QUIT; an answer is not needed
@@ -107,6 +110,7 @@ class _Fail(Exception):
     ) -> None:
         super().__init__(message)
         self.code = code
+        self.text = message  # a Text (said in the reader's language) where it is one
         self.reply = reply
         self.summary = summary or message
 
@@ -119,7 +123,7 @@ class _HandshakeBroken(_Fail):
         super().__init__(
             "tls-handshake-failed",
             message,
-            summary="the server closed the connection during the TLS handshake",
+            summary=Text("the server closed the connection during the TLS handshake"),
         )
 
 
@@ -140,7 +144,7 @@ class _Info:
     summary: str | None = None
     verify_code: int | None = None
     reply: str | None = None
-    stage: str = "connect"
+    stage: str = N_("connecting")  # a Text template: said in the reader's language
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
     def fail(self, code: str, error: str, summary: str | None = None) -> None:
@@ -206,8 +210,13 @@ async def probe_mx(
         if info.error_code is None:
             info.fail(
                 "timeout",
-                f"no answer from {address} within {timeout:g} s ({info.stage})",
-                f"timed out {info.stage}",
+                Text(
+                    "no answer from {address} within {timeout:g} s ({stage})",
+                    address=address,
+                    timeout=timeout,
+                    stage=Text(info.stage),
+                ),
+                Text("timed out {stage}", stage=Text(info.stage)),
             )
     finally:
         for w in info.writers:
@@ -242,12 +251,12 @@ async def _probe(
     try:
         reader, writer = await _session(info, host, address, port, ehlo_name, ctx)
     except _HandshakeBroken as f:
-        await _old_tls(info, host, address, port, ehlo_name, str(f), None)
-        if info.error == str(f):
+        await _old_tls(info, host, address, port, ehlo_name, f.text, None)
+        if info.error == f.text:
             info.summary = f.summary
         return
     except _Fail as f:
-        info.fail(f.code, str(f), f.summary)
+        info.fail(f.code, f.text, f.summary)
         info.reply = f.reply
         return
     except ssl.SSLCertVerificationError as exc:
@@ -255,12 +264,18 @@ async def _probe(
         info.trusted = False
         info.verify_code = code
         # verify_message comes from OpenSSL's fixed table (X509_verify_cert_error_string)
-        info.fail(verify_error_code(code), f"certificate rejected: {exc.verify_message or exc}")
+        info.fail(
+            verify_error_code(code),
+            Text(
+                "certificate rejected: {reason}",
+                reason=verify_message(code, exc.verify_message or str(exc)),
+            ),
+        )
         # Reconnect without verification to report the certificate all the same.
         await _look_again(info, host, address, port, ehlo_name, insecure_context())
         return
     except ssl.SSLError as exc:
-        first = f"TLS handshake failed: {exc.reason or exc}"
+        first = Text("TLS handshake failed: {reason}", reason=exc.reason or exc)
         await _old_tls(info, host, address, port, ehlo_name, first, exc.reason)
         if info.error_code == "tls-handshake-failed" and info.error == first:
             info.summary = tls_summary(exc)
@@ -289,9 +304,10 @@ async def _old_tls(
         "VERSION_TOO_LOW",
         "NO_PROTOCOLS_AVAILABLE",
     )
+    too_old = Text("{error} (the server refuses TLS 1.2 and later)", error=first)
     if legacy is None:
         if version_alert:
-            info.fail("tls-version-too-old", first + " (the server refuses TLS 1.2 and later)")
+            info.fail("tls-version-too-old", too_old)
         else:
             info.fail("tls-handshake-failed", first)
         return
@@ -302,16 +318,23 @@ async def _old_tls(
         if second.tls_version not in TLS12:
             info.fail(
                 "tls-version-too-old",
-                f"the server only speaks {second.tls_version} (TLS 1.2 or later is required)",
+                Text(
+                    "the server only speaks {version} (TLS 1.2 or later is required)",
+                    version=second.tls_version,
+                ),
             )
         else:
             info.fail(
                 "tls-handshake-failed",
-                f"{first}; it only succeeds with legacy ciphers ({second.cipher})",
+                Text(
+                    "{error}; it only succeeds with legacy ciphers ({cipher})",
+                    error=first,
+                    cipher=second.cipher,
+                ),
             )
         return
     if version_alert:
-        info.fail("tls-version-too-old", first + " (the server refuses TLS 1.2 and later)")
+        info.fail("tls-version-too-old", too_old)
     else:
         info.fail("tls-handshake-failed", first)
 
@@ -364,37 +387,42 @@ async def _session(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect, banner, EHLO, STARTTLS, handshake. Returns the TLS streams, or raises
     _Fail (SMTP or connection problems) or ssl.SSLError (the handshake failed)."""
-    info.stage = "connecting"
+    info.stage = N_("connecting")
     try:
         reader, writer = await asyncio.open_connection(address, port)
     except OSError as exc:
         raise _Fail(
             "connect-failed",
-            f"cannot connect to {address} port {port}: {exc}",
+            Text(
+                "cannot connect to {address} port {port}: {error}",
+                address=address,
+                port=port,
+                error=exc,
+            ),
             summary=connect_summary(exc),
         ) from exc
     info.writers.append(writer)
     keep = False
     try:
         try:
-            info.stage = "waiting for the banner"
+            info.stage = N_("waiting for the banner")
             code, lines = await _read_reply(reader)
             info.banner = "\n".join(lines)
             if code != 220:  # RFC 5321 §4.3.1: the greeting is 220 (554: go away)
                 await _quit(reader, writer)
                 raise _Fail(
                     "smtp-banner",
-                    f"the server greets with {lines[0]!r}",
+                    Text("the server greets with {reply!r}", reply=lines[0]),
                     info.banner,
                     summary=_code_summary("greeting", code),
                 )
-            info.stage = "waiting for the EHLO answer"
+            info.stage = N_("waiting for the EHLO answer")
             code, lines = await _command(reader, writer, f"EHLO {ehlo_name}")
             if code != 250:  # RFC 3207 §4: STARTTLS is an ESMTP extension, EHLO required
                 await _quit(reader, writer)
                 raise _Fail(
                     "smtp-ehlo",
-                    f"EHLO answered {lines[0]!r}",
+                    Text("EHLO answered {reply!r}", reply=lines[0]),
                     "\n".join(lines),
                     summary=_code_summary("EHLO answer", code),
                 )
@@ -404,14 +432,14 @@ async def _session(
             info.starttls_offered = "STARTTLS" in info.ehlo_extensions
             if not info.starttls_offered:
                 await _quit(reader, writer)
-                raise _Fail("starttls-not-offered", "the EHLO answer does not offer STARTTLS")
-            info.stage = "waiting for the STARTTLS answer"
+                raise _Fail("starttls-not-offered", Text("the EHLO answer does not offer STARTTLS"))
+            info.stage = N_("waiting for the STARTTLS answer")
             code, lines = await _command(reader, writer, "STARTTLS")
             if code != 220:  # RFC 3207 §4: 220 to go ahead; 454 = TLS not available
                 await _quit(reader, writer)
                 raise _Fail(
                     "starttls-refused",
-                    f"STARTTLS answered {lines[0]!r}",
+                    Text("STARTTLS answered {reply!r}", reply=lines[0]),
                     "\n".join(lines),
                     summary=_code_summary("STARTTLS answer", code),
                 )
@@ -420,24 +448,31 @@ async def _session(
             if getattr(reader, "_buffer", b"") or reader.at_eof():
                 raise _Fail(
                     "tls-handshake-failed",
-                    "the server sent plain text after its 220 to STARTTLS instead of TLS",
+                    Text("the server sent plain text after its 220 to STARTTLS instead of TLS"),
                 )
         except (OSError, asyncio.IncompleteReadError) as exc:
             raise _Fail(
                 "smtp-banner" if info.banner is None else "smtp-ehlo",
-                f"the connection broke while {info.stage}: {exc or type(exc).__name__}",
-                summary=f"the connection broke while {info.stage}",
+                Text(
+                    "the connection broke while {stage}: {error}",
+                    stage=Text(info.stage),
+                    error=exc or type(exc).__name__,
+                ),
+                summary=Text("the connection broke while {stage}", stage=Text(info.stage)),
             ) from exc
-        info.stage = "in the TLS handshake"
+        info.stage = N_("in the TLS handshake")
         try:
             await writer.start_tls(ctx, server_hostname=_sni(host))
         except ssl.SSLError:
             raise
         except (OSError, asyncio.IncompleteReadError, EOFError) as exc:
             raise _HandshakeBroken(
-                f"the server closed the connection during the TLS handshake ({exc!r})"
+                Text(
+                    "the server closed the connection during the TLS handshake ({error!r})",
+                    error=exc,
+                )
             ) from exc
-        info.stage = "after the TLS handshake"
+        info.stage = N_("after the TLS handshake")
         keep = True
         return reader, writer
     finally:
@@ -458,26 +493,38 @@ def tls_summary(exc: ssl.SSLError) -> str:
     from OpenSSL's fixed table) when there is one."""
     reason = exc.reason or ""
     return (
-        f"TLS handshake failed ({reason})"
+        Text("TLS handshake failed ({reason})", reason=reason)
         if _MNEMONIC.fullmatch(reason)
-        else ("TLS handshake failed")
+        else Text("TLS handshake failed")
     )
 
 
 def connect_summary(exc: OSError) -> str:
     """A connection failure in a few words, without the local error text."""
     if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
+        return Text("connection refused")
     if isinstance(exc, TimeoutError):
-        return "timed out connecting"
+        return Text("timed out connecting")
     if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return "address unreachable"
-    return "connection failed"
+        return Text("address unreachable")
+    return Text("connection failed")
+
+
+# what an SMTP reply answered: (its code, and a reply that is no SMTP reply), in words
+_CODE_SUMMARIES = {
+    "greeting": (N_("greeting code {code}"), N_("greeting is not an SMTP reply")),
+    "EHLO answer": (N_("EHLO answer code {code}"), N_("EHLO answer is not an SMTP reply")),
+    "STARTTLS answer": (
+        N_("STARTTLS answer code {code}"),
+        N_("STARTTLS answer is not an SMTP reply"),
+    ),
+}
 
 
 def _code_summary(what: str, code: int) -> str:
     """ "greeting code 554": the reply code only, never the reply text."""
-    return f"{what} code {code}" if 100 <= code <= 599 else f"{what} is not an SMTP reply"
+    with_code, no_reply = _CODE_SUMMARIES[what]
+    return Text(with_code, code=code) if 100 <= code <= 599 else Text(no_reply)
 
 
 def _sni(host: str) -> str | None:

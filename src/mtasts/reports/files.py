@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtasts.i18n import _, say
 from mtasts.reports.ingest import Outcome, Pending, ReportIngestor, Route, Status
 
 MAX_FILE = 64 * 1024 * 1024  # a file larger than this is not read (limits apply after)
@@ -28,7 +29,7 @@ class ImportSummary:
             elif o.status is Status.DUPLICATE:
                 self.duplicate += 1
             else:
-                self.rejected.append((where, f"{o.code}: {o.reason}"))
+                self.rejected.append((where, f"{o.code}: {say(o.reason)}"))
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,8 @@ def import_items(
     pending: list[tuple[str, Pending]] = []
 
     def flush() -> None:
-        outcomes = ingestor.store_many([p for _, p in pending])
-        for (where, _), outcome in zip(pending, outcomes, strict=True):
+        outcomes = ingestor.store_many([p for _where, p in pending])
+        for (where, _pending), outcome in zip(pending, outcomes, strict=True):
             summary.add(where, [outcome])
         pending.clear()
 
@@ -126,7 +127,7 @@ def import_items(
         try:
             data = item.read()
         except (OSError, ValueError) as exc:
-            summary.rejected.append((item.where, f"unreadable: {exc}"))
+            summary.rejected.append((item.where, _("unreadable: {error}").format(error=exc)))
         else:
             ready = (
                 ingestor.prepare_message(data, route=Route.FILE)

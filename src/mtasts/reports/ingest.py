@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mtasts.config import Settings
-from mtasts.protocol.errors import ReportError
+from mtasts.protocol.errors import ReportError, Text
 from mtasts.protocol.report import MAX_COUNT, ParsedReport, Repair
 from mtasts.reports.gate import ParseGate, return_large_buffers_to_the_system
 from mtasts.reports.limits import Limits, load_report
@@ -252,8 +252,10 @@ class ReportIngestor:
                 Outcome(
                     Status.REJECTED,
                     code="report-not-found",
-                    reason="the message carries no TLS report (RFC 8460 §5.3: a "
-                    "multipart/report with an application/tlsrpt+gzip or +json part)",
+                    reason=Text(
+                        "the message carries no TLS report (RFC 8460 §5.3: a multipart/report "
+                        "with an application/tlsrpt+gzip or +json part)"
+                    ),
                 )
             ]
         out: list[Pending | Outcome] = []
@@ -283,7 +285,9 @@ class ReportIngestor:
                 *rid,
                 name,
                 code="domain-not-hosted",
-                reason=f"no TLS reports are received for {name or 'an unnamed domain'} here",
+                reason=Text("no TLS reports are received for {name} here", name=name)
+                if name
+                else Text("no TLS reports are received for an unnamed domain here"),
             )
         try:
             check_field_lengths(parsed)
@@ -301,8 +305,11 @@ class ReportIngestor:
                 *rid,
                 name,
                 code="report-stored-too-large",
-                reason=f"the report takes {len(stored)} bytes gzip'd, more than the "
-                f"{self.limits.max_stored_bytes} stored per report",
+                reason=Text(
+                    "the report takes {size} bytes gzip'd, more than the {limit} stored per report",
+                    size=len(stored),
+                    limit=self.limits.max_stored_bytes,
+                ),
             )
         report = parsed.report
         rows = 1 + len(report.policies) + sum(len(p.failure_details) for p in report.policies)

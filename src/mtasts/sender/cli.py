@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from mtasts import i18n
 from mtasts.config import ConfigError
+from mtasts.i18n import _
 from mtasts.sender.settings import PolicydSettings, load_policyd_settings
 
 if TYPE_CHECKING:
@@ -116,12 +118,22 @@ def make_parser() -> argparse.ArgumentParser:
     query = commands.add_parser("query", help=QUERY_HELP, description=QUERY_HELP)
     query.add_argument("domain", metavar="DOMAIN", help="The mail domain Postfix would ask about.")
     _options(query, argparse.SUPPRESS, serve=False)
+    query.add_argument(
+        "--lang",
+        metavar="en|es",
+        help="Language of the messages (default: $MTASTS_LANG, then the locale).",
+    )
     return parser
 
 
 def main(argv: Sequence[str]) -> int:
     """Run `mtasts policyd ARGV`; returns the exit status (2: usage or settings)."""
     args = make_parser().parse_args(list(argv))
+    if args.command == "query":
+        if args.lang is not None and i18n.normalize(args.lang) is None:
+            print(f"mtasts: error: --lang: {args.lang!r} (en or es)", file=sys.stderr)
+            return 2
+        i18n.set_language(i18n.from_cli(args.lang))
     overrides: dict[str, object] = {
         "data_dir": args.data_dir,
         "database_url": args.database_url,
@@ -147,7 +159,8 @@ def _open_store(settings: PolicydSettings, out: TextIO) -> PolicyStore | None:
     try:
         return open_store(settings)
     except Exception as exc:
-        print(f"Cannot open the cache store {settings.effective_database_url}: {exc}", file=out)
+        url = settings.effective_database_url
+        print(_("Cannot open the cache store {url}:").format(url=url), exc, file=out)
         return None
 
 
@@ -229,17 +242,17 @@ def print_explanation(out: TextIO, ex: Explanation) -> None:
 
     reply = ex.reply
     say(ex.domain)
-    say(f"  answer:  {f'{reply.kind} {reply.data}'.rstrip()}")
+    say("  " + _("answer:  {answer}").format(answer=f"{reply.kind} {reply.data}".rstrip()))
     entry = ex.entry
     if entry is not None and entry.outcome is not None:
         o = entry.outcome
-        say(f"  outcome: {o.result} {o.code}: {o.message}")
+        outcome = _("outcome: {result} {code}: {message}")
+        say("  " + outcome.format(result=o.result, code=o.code, message=o.message))
     cached = entry.cached if entry is not None else None
     if cached is not None:
-        say(
-            f"  cached policy: id {cached.policy_id}, fetched {_when(cached.fetched_at)}, "
-            f"in force until {_when(cached.expires_at)}"
-        )
+        line = _("cached policy: id {id}, fetched {fetched}, in force until {until}")
+        fetched, until = _when(cached.fetched_at), _when(cached.expires_at)
+        say("  " + line.format(id=cached.policy_id, fetched=fetched, until=until))
         for line in cached.text.splitlines():
             say(f"    {line}")
         if (
@@ -248,12 +261,14 @@ def print_explanation(out: TextIO, ex: Explanation) -> None:
             and entry.outcome.code != (f"policy-{cached.policy.mode}")
         ):
             # RFC 8461 §5.1: a cached policy counts until max_age, whatever DNS says now.
-            say(f"  the cached policy stays in force until {_when(cached.expires_at)}")
+            stays = _("the cached policy stays in force until {until}")
+            say("  " + stays.format(until=_when(cached.expires_at)))
     else:
-        say("  cached policy: none")
+        say("  " + _("cached policy: none"))
     if entry is not None and entry.failures:
-        say(f"  fetch failures in a row: {entry.failures}; next try {_when(entry.retry_at)}")
+        failures = _("fetch failures in a row: {count}; next try {when}")
+        say("  " + failures.format(count=entry.failures, when=_when(entry.retry_at)))
     if ex.findings:
-        say("  why (diagnosis findings):")
+        say("  " + _("why (diagnosis findings):"))
         for f in ex.findings:
             say(f"    {f.severity:<7} {f.code}: {f.message}")

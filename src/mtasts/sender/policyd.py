@@ -30,6 +30,7 @@ from mtasts.check.diagnosis import Diagnosis
 from mtasts.check.findings import Finding, Severity, StsFetchResult
 from mtasts.check.names import normalize_domain
 from mtasts.check.result import CheckResult
+from mtasts.i18n import _, say
 from mtasts.net.dns import DnsAnswer, DnsStatus, Resolver
 from mtasts.net.fetch import fetch_policy
 from mtasts.protocol.errors import PolicyError, RecordError
@@ -352,7 +353,7 @@ class PolicyDaemon:
         self._back_off(entry, now)
         first = next((f for f in findings if f.severity is Severity.ERROR), None)
         if first is None:
-            return Outcome(StsFetchResult.FETCH_ERROR, "policy-invalid", "no usable policy"), ()
+            return Outcome(StsFetchResult.FETCH_ERROR, "policy-invalid", _("no usable policy")), ()
         return Outcome(StsFetchResult.FETCH_ERROR, first.code, first.message), findings
 
     def _back_off(self, entry: Entry, now: float) -> None:
@@ -481,7 +482,9 @@ def _valid_outcome(cached: CachedPolicy) -> Outcome:
     return Outcome(
         StsFetchResult.VALID,
         f"policy-{p.mode}",
-        f"policy id {cached.policy_id}: mode {p.mode}, mx {', '.join(p.mx)}, max_age {p.max_age} s",
+        _("policy id {id}: mode {mode}, mx {mx}, max_age {max_age} s").format(
+            id=cached.policy_id, mode=p.mode, mx=", ".join(p.mx), max_age=p.max_age
+        ),
     )
 
 
@@ -493,19 +496,23 @@ def _judge_record(domain: str, txt: DnsAnswer) -> tuple[StsRecord | None, Outcom
         return None, Outcome(
             StsFetchResult.FETCH_ERROR,
             "sts-record-dns-failure",
-            f"The TXT lookup of {name} failed ({txt.status}: {txt.error}).",
+            _("The TXT lookup of {name} failed ({status}: {error}).").format(
+                name=name, status=txt.status, error=txt.error
+            ),
         )
     if txt.status is not DnsStatus.OK:
         return None, Outcome(
             StsFetchResult.NONE,
             "sts-record-missing",
-            f"{name} has no TXT record ({txt.status}): the domain publishes no MTA-STS policy.",
+            _(
+                "{name} has no TXT record ({status}): the domain publishes no MTA-STS policy."
+            ).format(name=name, status=txt.status),
         )
     try:
         return select_sts_record(txt.records, domain=domain), None
     except RecordError as exc:
         code = exc.code if exc.code.startswith("sts-") else f"sts-{exc.code}"
-        return None, Outcome(StsFetchResult.NONE, code, exc.message)
+        return None, Outcome(StsFetchResult.NONE, code, say(exc.message))
 
 
 def _mx_names(domain: str, answer: DnsAnswer) -> list[str]:

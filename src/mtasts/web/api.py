@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from mtasts.hosting.tenants import HostingService, ServiceError
+from mtasts.i18n import _
 from mtasts.monitor.alerts import list_alerts
 from mtasts.protocol.policy import Mode
 from mtasts.store.models import User
@@ -52,9 +53,11 @@ def current_user(
         raise ServiceError(
             401,
             "unauthorized",
-            "Send an API token as 'Authorization: Bearer <token>' "
-            "(create one with `mtasts tokens create --email you@example.com`, given the "
-            "same --config or --data-dir as this server).",
+            _(
+                "Send an API token as 'Authorization: Bearer <token>' (create one with "
+                "`mtasts tokens create --email you@example.com`, given the same --config or "
+                "--data-dir as this server)."
+            ),
         )
     return user
 

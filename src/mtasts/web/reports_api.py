@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
 from mtasts.hosting.tenants import ServiceError
+from mtasts.i18n import _
 from mtasts.reports.aggregate import summary
 from mtasts.reports.gate import Busy
 from mtasts.reports.ingest import Outcome, ReportIngestor, Route, Status, StoreUnavailable
@@ -120,7 +121,9 @@ def served_or_409(svc: Service, user: CurrentUser, domain: str) -> str:
         raise ServiceError(
             409,
             "domain-pending",
-            f"{domain} is not verified yet: its TLS reports are shown once it is active.",
+            _("{domain} is not verified yet: its TLS reports are shown once it is active.").format(
+                domain=domain
+            ),
         )
     return name
 
@@ -189,7 +192,11 @@ def raw_report(
     with svc.sessions() as db:
         row = db.get(TlsReport, report)
         if row is None or name is None or row.domain != name:
-            raise ServiceError(404, "report-not-found", f"No report {report} for {domain}.")
+            raise ServiceError(
+                404,
+                "report-not-found",
+                _("No report {report} for {domain}.").format(report=report, domain=domain),
+            )
         raw, rid = row.raw, row.report_id
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in rid)[:100] or str(report)
     if compressed:
