@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -194,8 +195,11 @@ def main() -> int:
         help="cluster mode: comma-separated numbers of `mtasts serve` processes on PostgreSQL "
         "(e.g. 1,2), each measured in a burst and over one spread interval",
     )
-    parser.add_argument("--pg-admin", default=PG_ADMIN, help="cluster mode: where to create "
-                        "and drop the benchmark's database")
+    parser.add_argument(
+        "--pg-admin",
+        default=PG_ADMIN,
+        help="cluster mode: where to create and drop the benchmark's database",
+    )
     parser.add_argument("--slice", type=float, default=10.0, help="spread: seconds per slice")
     args = parser.parse_args()
     zone = "sts.bench.test"
@@ -383,7 +387,6 @@ class Node:
 
     def start(self, settings: Settings, interval: float, concurrency: int) -> None:
         import httpx
-
         from tests.lab.ports import free_port
 
         env = serve_env(settings, interval, concurrency)
@@ -420,10 +423,8 @@ class Node:
         ]
         pg = 0.0
         for pid in backends:
-            try:
+            with contextlib.suppress(OSError):  # a backend that ended in between
                 pg += cpu_seconds(pid)
-            except OSError:  # a backend that ended in between
-                pass
         return sum(cpu_seconds(p.pid) for p, _ in self.procs), pg
 
     def checks_per_process(self) -> list[int]:
@@ -505,13 +506,15 @@ def run_node(
             while done < n:
                 time.sleep(0.5)
                 with sessions() as db:
-                    done = db.scalar(
-                        select(func.count()).where(DomainCheck.last_check_at >= t0)
-                    ) or 0
+                    done = (
+                        db.scalar(select(func.count()).where(DomainCheck.last_check_at >= t0)) or 0
+                    )
             cpu1, pg1, lab1, load1 = *node.cpu(), cpu_seconds(lab_pid), os.getloadavg()[0]
             shares = node.checks_per_process()
             with sessions() as db:
-                times = sorted(_aware(t) for t in db.scalars(select(DomainCheck.last_check_at)))
+                times = sorted(
+                    _aware(t) for t in db.scalars(select(DomainCheck.last_check_at)) if t
+                )
             engine.dispose()
         finally:
             node.close()

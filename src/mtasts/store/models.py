@@ -272,7 +272,8 @@ class Alert(Base):
 
 class AlertDelivery(Base):
     """An alert event one channel failed to deliver, kept until that channel takes it (only
-    that channel retries it; the others are not repeated)."""
+    that channel retries it; the others are not repeated), tried again at
+    ``next_attempt_at`` by the monitor's retry pass."""
 
     __tablename__ = "alert_deliveries"
 
@@ -284,6 +285,10 @@ class AlertDelivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # None: due now; a retry pass claims a row by moving this forward (one process sends it)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None, index=True
+    )
 
 
 class Lease(Base):
