@@ -17,7 +17,7 @@ are claimed), so with several processes on one database each retry is sent by on
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,10 +39,6 @@ def backoff(attempts: int) -> timedelta:
     """The wait after ``attempts`` failed attempts: 1, 2, 4 ... minutes, at most an hour."""
     doublings = min(max(attempts - 1, 0), 16)
     return min(RETRY_FIRST * (1 << doublings), RETRY_MAX)
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def deliver(
@@ -71,7 +67,7 @@ def deliver(
                 due = backlog[channel]
                 for e in events:
                     if e.alert_id:
-                        db.add(_row(channel, e, "", now, 0, _aware(due) if due else None))
+                        db.add(_row(channel, e, "", now, 0, due))
     failures: list[Failure] = []
     for channel in channels:
         if channel not in backlog:

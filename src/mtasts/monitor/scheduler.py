@@ -224,7 +224,7 @@ class Monitor:
             )
         if first is None:
             return self.settings.monitor_tick
-        return (_aware(first) - self.clock()).total_seconds()
+        return (first - self.clock()).total_seconds()
 
     def refresh_alert_metrics(self) -> None:
         """Count the open alerts by kind and severity for ``mtasts_alerts_open``."""

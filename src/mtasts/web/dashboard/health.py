@@ -104,7 +104,7 @@ def latest_checks(db: Session, domains: list[dict[str, Any]]) -> dict[str, Check
             errors = [f for f in findings if f.get("severity") == "error"]
             out[name] = Check(
                 kind="monitor",
-                at=_aware(check_at),
+                at=check_at,
                 ok=not errors and bool(result.get("delegation_ok", True)),
                 summary=(
                     f"{len(errors)} error(s), "
