@@ -175,6 +175,7 @@ def run_anchor(settings: Settings, domains: list[str], concurrency: int) -> tupl
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, lines
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", type=int, default=1000)
     parser.add_argument("--delay", type=float, default=0.03)

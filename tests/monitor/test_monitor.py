@@ -330,6 +330,31 @@ def test_undelivered_events_are_retried_on_their_own_bounded_backoff(
         assert outbox.undelivered(db, d) == []
 
 
+def test_new_events_queue_behind_a_channels_backlog(lab: Lab, lab_world: World) -> None:
+    """A channel that missed "opened" gets the later "resolved" after it, never before: the
+    check queues the new event behind the backlog, and the retry pass sends both in order."""
+    d = lab.domains[1]
+    hook = lab.monitor.settings.alert_webhook_url
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    down = _with(lab, alert_webhook_url=f"http://127.0.0.1:{free_port()}/hook")
+    assert [e.event for e in down.check_domain(d)] == ["opened"]
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+    lab.advance(seconds=10)
+    up = _with(lab, alert_webhook_url=hook)
+    assert [e.event for e in up.check_domain(d)] == ["resolved"]
+    assert lab.sink.posts == 0 and len(lab.sink.mails) == 2  # mail has both already
+    with lab.app.service.sessions() as db:
+        assert [e for _, e, _ in outbox.undelivered(db, d)] == ["opened", "resolved"]
+    lab.advance(minutes=1)
+    assert up.retry_deliveries() == 2
+    subject = f"_smtp._tls.{d}"
+    assert lab.sink.events() == [
+        ("opened", "delegation-broken", subject),
+        ("resolved", "delegation-broken", subject),
+    ]
+    assert lab.sink.posts == 1
+
+
 def test_new_mx_alerts_then_auto_refresh_adds_it(lab: Lab, lab_world: World) -> None:
     d = lab.domains[0]
     lab_world.zone.add(d, "MX", f"30 new.{d}.")
