@@ -29,7 +29,8 @@ checks/hour = N / (last check - T0), times from the store. Spread: monitor_inter
 for --rate, each domain at its own spot; the checks per slice of the interval (max/mean).
 CPU per check = CPU time of the serve processes (and, apart, of the PostgreSQL backends and
 of the lab) between T0 and the last check, / N; each process's mtasts_checks_total shows
-how the checks were shared and that none ran twice.
+how the checks were shared and that none ran twice. The processes run with monitor_tick = 1
+s, so that they wake within a second of T0 (the schedule is moved there once they are up).
 """
 
 from __future__ import annotations
