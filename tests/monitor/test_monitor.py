@@ -50,6 +50,8 @@ class Sink:
 
     mails: list[bytes] = field(default_factory=list)
     hooks: list[dict[str, Any]] = field(default_factory=list)
+    posts: int = 0  # webhook requests received, refused ones included
+    refuse: int = 0  # answer this many more webhook requests with 503
 
     async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
         self.mails.append(bytes(envelope.original_content))
@@ -73,6 +75,12 @@ def sink() -> Iterator[tuple[Sink, str, str]]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             assert verify_signature(SECRET, body, self.headers["X-Mtasts-Signature"])
+            s.posts += 1
+            if s.refuse > 0:
+                s.refuse -= 1
+                self.send_response(503)
+                self.end_headers()
+                return
             s.hooks.append(json.loads(body))
             self.send_response(204)
             self.end_headers()
@@ -261,7 +269,7 @@ def test_a_dead_channel_never_makes_the_other_repeat(lab: Lab, lab_world: World,
     with lab.app.service.sessions() as db:
         assert outbox.undelivered(db, d) == [(dead, "opened", "delegation-broken")]
     lab.advance(minutes=1)
-    assert _with(lab, alert_smtp_relay=relay, alert_webhook_url=hook).check_domain(d) == []
+    assert _with(lab, alert_smtp_relay=relay, alert_webhook_url=hook).retry_deliveries() == 1
     assert alive_got() == 1 and dead_got() == 1  # the missed "opened", once, to it alone
     if dead == "webhook":
         assert lab.sink.events() == [("opened", "delegation-broken", f"_smtp._tls.{d}")]
@@ -285,11 +293,66 @@ def test_a_resolve_a_channel_missed_is_sent_again(lab: Lab, lab_world: World) ->
     assert [e.event for e in down.check_domain(d)] == ["resolved"]
     assert lab.sink.hooks == [] and len(lab.sink.mails) == 1
     lab.advance(hours=1)
-    assert _with(lab, alert_webhook_url=hook).check_domain(d) == []
+    assert _with(lab, alert_webhook_url=hook).retry_deliveries() == 1
     assert lab.sink.events() == [("resolved", "delegation-broken", f"_smtp._tls.{d}")]
     assert len(lab.sink.mails) == 1  # mail had it: not again
     lab.advance(hours=1)
     assert lab.monitor.check_domain(d) == [] and len(lab.sink.hooks) == 1
+
+
+def test_undelivered_events_are_retried_on_their_own_bounded_backoff(
+    lab: Lab, lab_world: World
+) -> None:
+    """An event the webhook refused is tried again by the retry pass, without any check
+    of its domain: after 1, 2, 4 ... minutes, never more than an hour apart, never early;
+    once the receiver answers, it gets the event once (and mail never again)."""
+    d = lab.domains[1]
+    lab.sink.refuse = 1000
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    opened = lab.monitor.check_domain(d)
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+    assert [(e.event, e.kind) for e in opened] == [("opened", "delegation-broken")]
+    assert lab.sink.posts == 1 and lab.sink.hooks == [] and len(lab.sink.mails) == 1
+    checks = lab.monitor.checks_run
+    for wait in (1, 2, 4, 8, 16, 32, 60, 60, 60):  # minutes: doubling, bounded at an hour
+        lab.advance(minutes=wait, seconds=-1)
+        posts = lab.sink.posts
+        assert lab.monitor.retry_deliveries() == 0 and lab.sink.posts == posts  # not yet
+        lab.advance(seconds=1)
+        assert lab.monitor.retry_deliveries() == 0 and lab.sink.posts == posts + 1
+    lab.sink.refuse = 0
+    lab.advance(hours=1)
+    assert lab.monitor.retry_deliveries() == 1
+    assert lab.sink.events() == [("opened", "delegation-broken", f"_smtp._tls.{d}")]
+    assert lab.monitor.retry_deliveries() == 0 and len(lab.sink.hooks) == 1  # once
+    assert len(lab.sink.mails) == 1 and lab.monitor.checks_run == checks  # no check ran
+    with lab.app.service.sessions() as db:
+        assert outbox.undelivered(db, d) == []
+
+
+def test_new_events_queue_behind_a_channels_backlog(lab: Lab, lab_world: World) -> None:
+    """A channel that missed "opened" gets the later "resolved" after it, never before: the
+    check queues the new event behind the backlog, and the retry pass sends both in order."""
+    d = lab.domains[1]
+    hook = lab.monitor.settings.alert_webhook_url
+    lab_world.zone.remove(f"_smtp._tls.{d}")
+    down = _with(lab, alert_webhook_url=f"http://127.0.0.1:{free_port()}/hook")
+    assert [e.event for e in down.check_domain(d)] == ["opened"]
+    lab_world.zone.add(f"_smtp._tls.{d}", "CNAME", f"{d}.tlsrpt.{ZONE}.")
+    lab.advance(seconds=10)
+    up = _with(lab, alert_webhook_url=hook)
+    assert [e.event for e in up.check_domain(d)] == ["resolved"]
+    assert lab.sink.posts == 0 and len(lab.sink.mails) == 2  # mail has both already
+    with lab.app.service.sessions() as db:
+        assert [e for _, e, _ in outbox.undelivered(db, d)] == ["opened", "resolved"]
+    lab.advance(minutes=1)
+    assert up.retry_deliveries() == 2
+    subject = f"_smtp._tls.{d}"
+    assert lab.sink.events() == [
+        ("opened", "delegation-broken", subject),
+        ("resolved", "delegation-broken", subject),
+    ]
+    assert lab.sink.posts == 1
 
 
 def test_new_mx_alerts_then_auto_refresh_adds_it(lab: Lab, lab_world: World) -> None:
@@ -719,7 +782,7 @@ def test_alerts_speak_the_owners_language(lab: Lab, lab_world: World) -> None:
     assert {e.event for e in down.check_domain(d)} == {"resolved"}
     assert lab.sink.mails == []
     lab.advance(minutes=5)
-    assert _with(lab, alert_smtp_relay=relay).check_domain(d) == []
+    assert _with(lab, alert_smtp_relay=relay).retry_deliveries() == len(spanish)  # the pass
     assert len(lab.sink.mails) == len(spanish)
     for subject, first_line in _mail_events(lab.sink):
         assert subject.startswith(f"[mtasts resuelta] {d}: resuelto: ")

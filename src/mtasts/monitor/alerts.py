@@ -106,10 +106,6 @@ class Event:
         )
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def reconcile(
     db: Session,
     domain: str,
@@ -146,7 +142,7 @@ def reconcile(
                 a.severity,
                 a.message,
                 a.fix,
-                _aware(a.opened_at),
+                a.opened_at,
                 now,
                 () if a.audience == "operator" else recipients,
                 language=languages.get(a.audience, i18n.DEFAULT),
@@ -185,7 +181,7 @@ def reconcile(
         if worse:
             event("escalated", a)
         elif a.severity != "info" and (
-            a.last_notified_at is None or now - _aware(a.last_notified_at) >= renotify
+            a.last_notified_at is None or now - a.last_notified_at >= renotify
         ):
             event("repeated", a)
     return events
@@ -206,12 +202,11 @@ def list_alerts(db: Session, domain: str, include_closed: bool = False) -> list[
             "state": a.state,
             "message": a.message,
             "fix": a.fix,
-            "opened_at": _aware(a.opened_at).isoformat(),
-            "last_notified_at": _aware(a.last_notified_at).isoformat()
-            if a.last_notified_at
-            else None,
+            # store.models.UTCDateTime: aware and in UTC, so each carries +00:00
+            "opened_at": a.opened_at.isoformat(),
+            "last_notified_at": a.last_notified_at.isoformat() if a.last_notified_at else None,
             "notifications": a.notifications,
-            "closed_at": _aware(a.closed_at).isoformat() if a.closed_at else None,
+            "closed_at": a.closed_at.isoformat() if a.closed_at else None,
         }
         for a in rows
     ]

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from mtasts import i18n
 from mtasts.check.checker import Checker, CheckOptions
@@ -230,7 +231,7 @@ class Monitor:
             )
         if first is None:
             return self.settings.monitor_tick
-        return (_aware(first) - self.clock()).total_seconds()
+        return (first - self.clock()).total_seconds()
 
     def refresh_alert_metrics(self) -> None:
         """Count the open alerts by kind and severity for ``mtasts_alerts_open``."""
@@ -282,15 +283,19 @@ class Monitor:
         # judging (store, alert channels) runs in threads: enough of them for the checks
         loop.set_default_executor(ThreadPoolExecutor(max(8, limit // 4), "mtasts-monitor"))
         active: set[asyncio.Task[list[Event]]] = set()
+        retrying: asyncio.Task[None] | None = None
         ticked = -math.inf
         try:
             while not stop.is_set():
-                # once a tick: schedule new domains, count the open alerts (both scan tables)
+                # once a tick: schedule new domains, count the open alerts (both scan tables),
+                # retry alert deliveries that are due
                 tick = time.monotonic() - ticked >= self.settings.monitor_tick
                 if tick:
                     ticked = time.monotonic()
                     with contextlib.suppress(Exception):
                         await asyncio.to_thread(self.refresh_alert_metrics)
+                    if retrying is None or retrying.done():  # slow channels never hold checks
+                        retrying = asyncio.create_task(asyncio.to_thread(self._retry_logged))
                 free = limit - len(active)
                 names: list[str] = []
                 if free > 0:
@@ -315,8 +320,9 @@ class Monitor:
         finally:
             for task in list(active):
                 task.cancel()
-            if active:
-                await asyncio.wait(active)
+            waiting: list[asyncio.Task[Any]] = [*active, *([retrying] if retrying else [])]
+            if waiting:  # a retry pass in flight finishes its sends
+                await asyncio.wait(waiting)
 
     # --- one domain ------------------------------------------------------------------------
 
@@ -362,7 +368,7 @@ class Monitor:
 
     def judge(self, name: str, seen: Observation) -> list[Event]:
         """Turn an observation into conditions, alerts and notifications; the events of
-        this check (each channel that failed keeps them and retries at the next check).
+        this check (each channel that failed keeps them; the retry pass sends them again).
         The owner's prose is in the current language (the caller's ``i18n.use``), the
         operator's in ``alert_language``."""
         return self._judge(name, seen)[0]
@@ -375,35 +381,56 @@ class Monitor:
         result, verification = seen
         now = self.clock()
         conditions = self.conditions(name, expected, result, verification, now)
+        # one transaction, plain statements: this runs for every check (100k an hour)
         with svc.sessions.begin() as db:
-            domain = db.scalar(
-                select(Domain).where(Domain.name == name, Domain.state == DomainState.ACTIVE)
-            )
-            if domain is None:  # other accounts' pending claims of the name are not it
+            found = db.execute(
+                select(Domain.id, User.email)
+                .join(User, User.id == Domain.owner_id)
+                .where(Domain.name == name, Domain.state == DomainState.ACTIVE)
+            ).first()
+            if found is None:  # other accounts' pending claims of the name are not it
                 return [], False
-            check = db.get(DomainCheck, domain.id)
-            if check is not None:
-                check.last_check_at = now
-                check.last_result = {
-                    "sts_fetch_result": str(result.sts_fetch_result),
-                    "delegation_ok": verification.ok,
-                    "conditions": [
-                        {"kind": c.kind, "subject": c.subject, "severity": c.severity}
-                        for c in conditions
-                    ],
-                    "findings": [f.to_dict() for f in result.findings],
-                }
+            domain_id, owner_email = found
+            conditions += self._report_conditions(db, name, now)
+            db.execute(
+                update(DomainCheck)
+                .where(DomainCheck.domain_id == domain_id)
+                .values(
+                    last_check_at=now,
+                    last_result={
+                        "sts_fetch_result": str(result.sts_fetch_result),
+                        "delegation_ok": verification.ok,
+                        "conditions": [
+                            {"kind": c.kind, "subject": c.subject, "severity": c.severity}
+                            for c in conditions
+                        ],
+                        "findings": [f.to_dict() for f in result.findings],
+                    },
+                )
+            )
             events = reconcile(
                 db,
                 name,
                 conditions,
                 now,
                 timedelta(seconds=s.renotify_interval),
-                (domain.owner.email,),
+                (owner_email,),
                 {"owner": i18n.current(), "operator": s.alert_language},
             )
         outbox.deliver(svc.sessions, self.notifier, name, events, now)
         return events, any(c.severity != "info" for c in conditions)
+
+    def retry_deliveries(self) -> int:
+        """The retry pass (once a tick): alert events a channel failed to take, sent again
+        when their backoff has passed, whether or not their domain is checked; the number
+        delivered."""
+        return outbox.retry_due(self.service.sessions, self.notifier, self.clock())
+
+    def _retry_logged(self) -> None:
+        try:
+            self.retry_deliveries()
+        except Exception:
+            log.exception("monitor: retrying alert deliveries failed")
 
     def conditions(
         self,
@@ -474,7 +501,6 @@ class Monitor:
         if fetch_cert is not None:
             out += self._policy_host_cert(name, fetch_cert, verification, now)
         out += self._mx_conditions(name, result, policy.mode, now)
-        out += self._report_conditions(name, now)
         return out
 
     def _mx_conditions(
@@ -606,19 +632,19 @@ class Monitor:
             )
         return [c] if c else []
 
-    def _report_conditions(self, name: str, now: datetime) -> list[Condition]:
+    def _report_conditions(self, db: Session, name: str, now: datetime) -> list[Condition]:
+        """What the domain's TLS reports say (failures, senders gone silent)."""
         s = self.settings
-        with self.service.sessions() as db:
-            last = db.execute(
-                select(TlsReport.organization, func.max(TlsReport.start))
-                .where(
-                    TlsReport.domain == name,
-                    TlsReport.start >= now - timedelta(days=SILENT_WINDOW),
-                )
-                .group_by(TlsReport.organization)
-            ).all()
-            # no report in the window: none in the last two days either (saves the summary)
-            recent = summary(db, name, 2, now) if last else None
+        last = db.execute(
+            select(TlsReport.organization, func.max(TlsReport.start))
+            .where(
+                TlsReport.domain == name,
+                TlsReport.start >= now - timedelta(days=SILENT_WINDOW),
+            )
+            .group_by(TlsReport.organization)
+        ).all()
+        # no report in the window: none in the last two days either (saves the summary)
+        recent = summary(db, name, 2, now) if last else None
         out: list[Condition] = []
         if recent is None:
             return out

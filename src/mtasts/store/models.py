@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -22,7 +22,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -230,6 +232,23 @@ class TlsReportQuota(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A point in time that always comes back aware and in UTC, so what shows it carries
+    ``+00:00``: SQLite keeps no zone (its values come back naive) and PostgreSQL answers in
+    the session's TimeZone. Written in UTC (SQLite stores the wall time as given)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 class DomainCheck(Base):
     """When each hosted domain is checked next, and what the last check found. The
     conditional update of ``next_check_at`` is the lease: of several processes, only the
@@ -240,8 +259,8 @@ class DomainCheck(Base):
     domain_id: Mapped[int] = mapped_column(
         ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True
     )
-    next_check_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    last_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    next_check_at: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True), index=True)
+    last_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), default=None)
     claimed_by: Mapped[str] = mapped_column(String(100), default="")
     last_result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
@@ -261,10 +280,12 @@ class Alert(Base):
     state: Mapped[str] = mapped_column(String(8), index=True)  # open, closed
     message: Mapped[str] = mapped_column(Text)
     fix: Mapped[str] = mapped_column(Text, default="")
-    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True))
+    last_notified_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(timezone=True), default=None
+    )
     notifications: Mapped[int] = mapped_column(Integer, default=0)
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), default=None)
     # who is told: "owner" (and alert_email) or "operator" (alert_email only: the service's
     # own infrastructure, e.g. the certificate of a hosted mta-sts.<d>)
     audience: Mapped[str] = mapped_column(String(16), default="owner", server_default="owner")
@@ -272,7 +293,8 @@ class Alert(Base):
 
 class AlertDelivery(Base):
     """An alert event one channel failed to deliver, kept until that channel takes it (only
-    that channel retries it; the others are not repeated)."""
+    that channel retries it; the others are not repeated), tried again at
+    ``next_attempt_at`` by the monitor's retry pass."""
 
     __tablename__ = "alert_deliveries"
 
@@ -282,8 +304,12 @@ class AlertDelivery(Base):
     channel: Mapped[str] = mapped_column(String(16))  # mail, webhook
     event: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # None: due now; a retry pass claims a row by moving this forward (one process sends it)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(timezone=True), default=None, index=True
+    )
 
 
 class Lease(Base):

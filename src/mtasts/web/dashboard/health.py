@@ -114,7 +114,7 @@ def latest_checks(db: Session, domains: list[dict[str, Any]]) -> dict[str, Check
             errors = [f for f in findings if f.get("severity") == "error"]
             out[name] = Check(
                 kind="monitor",
-                at=_aware(check_at),
+                at=check_at,
                 ok=not errors and bool(result.get("delegation_ok", True)),
                 summary=_counts(len(errors), sum(f.get("severity") == "warning" for f in findings)),
                 findings=findings,
