@@ -542,6 +542,12 @@ def report_of(*policies: PolicyResult) -> Report:
         ((policy("sts", "a.example", 2, 0), policy("no-policy-found", "a.example", 4, 0)), (6, 0)),
         ((policy("no-policy-found", None, 1, 0), policy("odd", None, 1, 0)), (2, 0)),
         ((policy("sts", "a.example", 2, 0), policy("sts", "a.example", 1, 1)), (3, 1)),
+        ((policy("sts", "a.example", 0, 1), policy("sts", "a.example", 0, 2)), (0, 3)),
+        ((policy("no-policy-found", None, 1, 2),), (1, 2)),
+        # distinct domains stay distinct, also where upper-casing would merge them (ß -> SS)
+        ((policy("sts", "ss.example", 1, 0), policy("tlsa", "ß.example", 1, 0)), (2, 0)),
+        # an entry without a domain is never merged with a named one
+        ((policy("sts", "xxxx", 1, 0), policy("tlsa", None, 1, 0)), (2, 0)),
     ],
 )
 def test_sessions_count_each_session_once(
