@@ -806,6 +806,89 @@ ERRORS: list[tuple[Callable[[], object], tuple[str, str, str, str | None]]] = [
             "mx: xn--bcher-kva.example",
         ),
     ),
+    (
+        lambda: select_sts_record(["v=STSv1; id=a-b", "other"], domain="example.com"),
+        (
+            "record-id-invalid",
+            "id='a-b' is invalid: it contains '-'; the id must be 1-32 letters or digits (A-Z, a-z, 0-9), no dashes, dots or spaces",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=ab"',
+        ),
+    ),
+    (
+        lambda: select_sts_record(["v=STSv1 ; id=a-b"], domain="example.com"),
+        (
+            "record-id-invalid",
+            "id='a-b' is invalid: it contains '-'; the id must be 1-32 letters or digits (A-Z, a-z, 0-9), no dashes, dots or spaces",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=ab"',
+        ),
+    ),
+    (
+        lambda: select_sts_record(["V=STSv1; id=1", "other"], domain="example.com"),
+        (
+            "record-version",
+            "'V=STSv1; id=1' does not begin with exactly 'v=STSv1': the version tag is case-sensitive; senders ignore it and see no policy",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=1"',
+        ),
+    ),
+    (
+        lambda: select_sts_record(['"v=STSv1; id=1"'], domain="example.com"),
+        (
+            "record-quoted",
+            "'\"v=STSv1; id=1\"' contains literal double quotes ('\"'): they are part of the TXT value, so it does not begin with 'v=STSv1;'; remove the quotes from the value in your DNS tool (zone files quote TXT data, the value itself has none)",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=1"',
+        ),
+    ),
+    (
+        lambda: select_sts_record([], domain="EXAMPLE.BOX."),
+        (
+            "record-missing",
+            "no TXT record beginning with 'v=STSv1;' at _mta-sts.EXAMPLE.BOX",
+            "RFC 8461 §3.1",
+            '_mta-sts.EXAMPLE.BOX. TXT "v=STSv1; id=20240101T000000"',
+        ),
+    ),
+    (
+        lambda: select_tlsrpt_record([], domain="EXAMPLE.BOX."),
+        (
+            "tlsrpt-missing",
+            "no TXT record beginning with 'v=TLSRPTv1;' at _smtp._tls.EXAMPLE.BOX",
+            "RFC 8460 §3",
+            '_smtp._tls.EXAMPLE.BOX. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@EXAMPLE.BOX"',
+        ),
+    ),
+    (
+        lambda: parse_sts_record("v=STSv1; id=2024-ABC"),
+        (
+            "record-id-invalid",
+            "id='2024-ABC' is invalid: it contains '-'; the id must be 1-32 letters or digits (A-Z, a-z, 0-9), no dashes, dots or spaces",
+            "RFC 8461 §3.1",
+            '_mta-sts.<domain>. TXT "v=STSv1; id=2024ABC"',
+        ),
+    ),
+    (
+        lambda: StsRecord(id="1", extensions=(("a", "b; c=d"),), raw="").serialize(),
+        (
+            "record-syntax",
+            "extension fields (('a', 'b; c=d'),) are not name=value pairs of the record grammar (or repeat 'id')",
+            "RFC 8461 §3.1",
+            None,
+        ),
+    ),
+    (
+        lambda: TlsRptRecord(
+            rua=("mailto:a@b.example",), extensions=(("a", "b; c=d"),), raw=""
+        ).serialize(),
+        (
+            "tlsrpt-syntax",
+            "extension fields (('a', 'b; c=d'),) are not name=value pairs of the record grammar (or repeat 'rua')",
+            "RFC 8460 §3",
+            None,
+        ),
+    ),
 ]
 
 # (code, message, rfc) of the notes of what each call accepts
