@@ -889,6 +889,15 @@ ERRORS: list[tuple[Callable[[], object], tuple[str, str, str, str | None]]] = [
             None,
         ),
     ),
+    (
+        lambda: parse_sts_record("V=STSv1; id=20240101T000000", domain="example.com"),
+        (
+            "record-version",
+            "the record must begin with exactly 'v=STSv1' (case-sensitive, nothing before it), found 'V=STSv1; id=20240101'",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=20240101T000000"',
+        ),
+    ),
 ]
 
 # (code, message, rfc) of the notes of what each call accepts

@@ -669,3 +669,12 @@ def test_limits_name_their_cap(make: Callable[[], object], limit: int) -> None:
     with pytest.raises(LimitExceeded) as info:
         make()
     assert info.value.limit == limit
+
+
+def test_mx_host_entries_lose_every_mx_prefix() -> None:
+    # RFC 8460 §4.4: mx-host holds the policy's patterns, not its "mx:" lines.
+    parsed = parse_obj(
+        variant(**{"policies.0.policy.mx-host": ["mx:mx1.example.com", "mx: mx:*.example.com"]})
+    )
+    assert parsed.report.policies[0].mx_hosts == ("mx1.example.com", "*.example.com")
+    assert parsed.repair_codes == ("mx-host-prefixed",)
