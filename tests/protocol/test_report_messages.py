@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from tests.protocol.test_report import parse_obj, variant
 
 from mtasts.protocol.errors import LimitExceeded, ReportError
-from mtasts.protocol.report import ParsedReport, decode_report_json, parse_report
+from mtasts.protocol.report import (
+    FailureDetail,
+    ParsedReport,
+    PolicyResult,
+    Report,
+    decode_report_json,
+    format_datetime,
+    parse_report,
+    serialize_report,
+)
 
 SENDER = "nothing to change on your side: the sending organisation produced this report"
 
@@ -678,3 +688,94 @@ def test_mx_host_entries_lose_every_mx_prefix() -> None:
     )
     assert parsed.report.policies[0].mx_hosts == ("mx1.example.com", "*.example.com")
     assert parsed.repair_codes == ("mx-host-prefixed",)
+
+
+def test_a_naive_date_time_is_refused_when_writing() -> None:
+    # RFC 8460 §4.3: date-times are RFC 3339 with a zone; we write UTC with "Z".
+    with pytest.raises(ReportError) as info:
+        format_datetime(datetime(2024, 1, 1))
+    error = info.value
+    assert (error.code, error.message, error.rfc, error.fix) == (
+        "report-datetime-invalid",
+        "datetime.datetime(2024, 1, 1, 0, 0) has no time zone; reports need aware date-times",
+        "RFC 8460 §4.3",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2016-04-01T00:00:00.1234567-01:30", datetime(2016, 4, 1, 1, 30, 0, 123456, tzinfo=UTC)),
+        ("2016-04-01T23:30:00+01:15", datetime(2016, 4, 1, 22, 15, tzinfo=UTC)),
+        (" 2016-04-01 00:00:09z ", datetime(2016, 4, 1, 0, 0, 9, tzinfo=UTC)),
+        ("2016-04-01T00:00:00.05Z", datetime(2016, 4, 1, 0, 0, 0, 50000, tzinfo=UTC)),
+    ],
+)
+def test_date_times_are_read_in_utc(text: str, expected: datetime) -> None:
+    # RFC 3339 §5.6 (RFC 8460 §4.3): fractions, offsets, lower-case "t"/"z", a space for "T".
+    parsed = parse_obj(variant(**{"date-range.start-datetime": text}))
+    assert parsed.report.start_datetime == expected
+    assert parsed.repairs == ()
+
+
+FULL = PolicyResult(
+    policy_type="sts",
+    policy_strings=("version: STSv1", "mode: testing"),
+    policy_domain="ñ.example",
+    mx_hosts=("*.ñ.example",),
+    total_successful=2,
+    total_failure=1,
+    failure_details=(
+        FailureDetail(
+            result_type="certificate-expired",
+            sending_mta_ip="192.0.2.1",
+            receiving_mx_hostname="mx.example",
+            receiving_mx_helo="helo.example",
+            receiving_ip="192.0.2.2",
+            failed_session_count=1,
+            additional_information="https://r.example/x",
+            failure_reason_code="X509",
+        ),
+    ),
+)
+WRITTEN = (
+    '"date-range":{"start-datetime":"2024-01-01T00:00:00.000001Z","end-datetime":'
+    '"2024-01-01T23:59:59Z"},"contact-info":"a@b.example","report-id":"r1","policies":[{'
+    '"policy":{"policy-type":"sts","policy-string":["version: STSv1","mode: testing"],'
+    '"policy-domain":"ñ.example","mx-host":["*.ñ.example"]},"summary":{'
+    '"total-successful-session-count":2,"total-failure-session-count":1},"failure-details":[{'
+    '"result-type":"certificate-expired","sending-mta-ip":"192.0.2.1","receiving-mx-hostname":'
+    '"mx.example","receiving-mx-helo":"helo.example","receiving-ip":"192.0.2.2",'
+    '"failed-session-count":1,"additional-information":"https://r.example/x",'
+    '"failure-reason-code":"X509"}]}]}'
+)
+
+
+def written(organization: str) -> Report:
+    return Report(
+        organization_name=organization,
+        start_datetime=datetime(2024, 1, 1, 1, 0, 0, 1, tzinfo=timezone(timedelta(hours=1))),
+        end_datetime=datetime(2024, 1, 1, 23, 59, 59, tzinfo=UTC),
+        contact_info="a@b.example",
+        report_id="r1",
+        policies=(FULL,),
+    )
+
+
+def test_the_written_form_is_compact_utf8_in_the_rfc_order() -> None:
+    # RFC 8460 §4.4: the JSON of the report, in UTF-8; date-times in UTC with "Z".
+    assert (
+        serialize_report(written("Ñandú")) == ('{"organization-name":"Ñandú",' + WRITTEN).encode()
+    )
+
+
+def test_a_lone_surrogate_is_written_as_json_escapes() -> None:
+    # Not encodable as UTF-8: the whole text falls back to \\u escapes, still valid JSON.
+    data = serialize_report(written("Ñandú \ud800"))
+    assert (
+        data
+        == (
+            '{"organization-name":"\\u00d1and\\u00fa \\ud800",' + WRITTEN.replace("ñ", "\\u00f1")
+        ).encode()
+    )
