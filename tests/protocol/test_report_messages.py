@@ -771,7 +771,7 @@ def test_the_written_form_is_compact_utf8_in_the_rfc_order() -> None:
 
 
 def test_a_lone_surrogate_is_written_as_json_escapes() -> None:
-    # Not encodable as UTF-8: the whole text falls back to \\u escapes, still valid JSON.
+    # Not encodable as UTF-8: the whole text falls back to \u escapes, still valid JSON.
     data = serialize_report(written("Ñandú \ud800"))
     assert (
         data
