@@ -898,6 +898,15 @@ ERRORS: list[tuple[Callable[[], object], tuple[str, str, str, str | None]]] = [
             '_mta-sts.example.com. TXT "v=STSv1; id=20240101T000000"',
         ),
     ),
+    (
+        lambda: parse_tlsrpt_record("v=TLSRPTv1; rua=mailto:tlsrpt@example.com@"),
+        (
+            "tlsrpt-rua-invalid",
+            "'mailto:tlsrpt@example.com@' has no mail address; write mailto:tlsrpt@example.com",
+            "RFC 8460 §3",
+            '_smtp._tls.<domain>. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@<domain>"',
+        ),
+    ),
 ]
 
 # (code, message, rfc) of the notes of what each call accepts

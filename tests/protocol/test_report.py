@@ -783,6 +783,7 @@ def test_json_shape_stops_just_above_the_bound(value: object, stop_above: int) -
     # RFC 8460 §4.4: reports are JSON; past the bound only "deeper than it" matters.
     depth = true_depth(value)
     found = json_shape(json.dumps(value), stop_above).depth
+    assert json_depth(json.dumps(value), stop_above) == found
     if depth <= stop_above:
         assert found == depth
     else:
