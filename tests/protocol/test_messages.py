@@ -907,6 +907,178 @@ ERRORS: list[tuple[Callable[[], object], tuple[str, str, str, str | None]]] = [
             '_smtp._tls.<domain>. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@<domain>"',
         ),
     ),
+    # the fix names the domain on every path
+    (
+        lambda: select_sts_record(["v=STSv1; id=a", "v=STSv1; id=b"], domain="example.com"),
+        (
+            "record-multiple",
+            "2 records begin with 'v=STSv1;' ('v=STSv1; id=a'; 'v=STSv1; id=b'); senders then ignore MTA-STS: keep exactly one",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=a"',
+        ),
+    ),
+    (
+        lambda: select_sts_record(['"v=STSv1; id=1"', "other"], domain="example.com"),
+        (
+            "record-quoted",
+            "'\"v=STSv1; id=1\"' contains literal double quotes ('\"'): they are part of the TXT value, so it does not begin with 'v=STSv1;'; remove the quotes from the value in your DNS tool (zone files quote TXT data, the value itself has none)",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=1"',
+        ),
+    ),
+    (
+        lambda: parse_sts_record("v=STSv1 id=abc", domain="example.com"),
+        (
+            "record-syntax",
+            "expected ';' after 'v=STSv1', found ' id=abc': 'v=STSv1 id=abc'",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=abc"',
+        ),
+    ),
+    (
+        lambda: parse_sts_record("v=STSv1; ID=abc", domain="example.com"),
+        (
+            "record-id-missing",
+            "the record has no id=<1-32 letters or digits> field (found 'ID': field names are case-sensitive)",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=abc"',
+        ),
+    ),
+    (
+        lambda: parse_sts_record("v=STSv1; id=a; id=b", domain="example.com"),
+        (
+            "record-id-duplicate",
+            "the record has 2 id fields (a, b); publish exactly one",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=a"',
+        ),
+    ),
+    (
+        lambda: parse_sts_record("v=STSv1; id=a; e x=1", domain="example.com"),
+        (
+            "record-extension-invalid",
+            "field e x='1' is invalid: names are 1-32 letters, digits, '_', '-', '.'; values are visible ASCII without '=', ';' or spaces",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=a"',
+        ),
+    ),
+    (
+        lambda: parse_sts_record("v=STSv1; id=a-b", domain="example.com"),
+        (
+            "record-id-invalid",
+            "id='a-b' is invalid: it contains '-'; the id must be 1-32 letters or digits (A-Z, a-z, 0-9), no dashes, dots or spaces",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=ab"',
+        ),
+    ),
+    (
+        lambda: select_tlsrpt_record(
+            ["v=TLSRPTv1; rua=mailto:a@b.example", "v=TLSRPTv1; rua=mailto:c@d.example"],
+            domain="example.com",
+        ),
+        (
+            "tlsrpt-multiple",
+            "2 records begin with 'v=TLSRPTv1;' ('v=TLSRPTv1; rua=mailto:a@b.example'; 'v=TLSRPTv1; rua=mailto:c@d.example'); senders then send no reports: keep one",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@example.com"',
+        ),
+    ),
+    (
+        lambda: select_tlsrpt_record(
+            ['"v=TLSRPTv1; rua=mailto:a@b.example"', "x"], domain="example.com"
+        ),
+        (
+            "tlsrpt-quoted",
+            "'\"v=TLSRPTv1; rua=mailto:a@b.example\"' contains literal double quotes ('\"'): they are part of the TXT value, so it does not begin with 'v=TLSRPTv1;'; remove the quotes from the value in your DNS tool (zone files quote TXT data, the value itself has none)",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@example.com"',
+        ),
+    ),
+    (
+        lambda: select_tlsrpt_record([" v=TLSRPTv1; rua=mailto:a@b.example"], domain="example.com"),
+        (
+            "tlsrpt-version",
+            "' v=TLSRPTv1; rua=mailto:a@b.example' starts with whitespace: nothing may come before 'v=TLSRPTv1'; senders ignore it and send no reports",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@example.com"',
+        ),
+    ),
+    (
+        lambda: select_tlsrpt_record(["v=TLSRPTv1 ;rua=mailto:a@b.example!"], domain="example.com"),
+        (
+            "tlsrpt-rua-invalid",
+            "'mailto:a@b.example!': '!' must be percent-encoded as %21 (TLS-RPT has no DMARC-style size limit)",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:a@b.example%21"',
+        ),
+    ),
+    (
+        lambda: select_tlsrpt_record(["v=TLSRPTv1;rua=mailto:a@b.example!"], domain="example.com"),
+        (
+            "tlsrpt-rua-invalid",
+            "'mailto:a@b.example!': '!' must be percent-encoded as %21 (TLS-RPT has no DMARC-style size limit)",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:a@b.example%21"',
+        ),
+    ),
+    (
+        lambda: parse_tlsrpt_record("v=tlsrptv1; rua=mailto:a@b.example", domain="example.com"),
+        (
+            "tlsrpt-version",
+            "the record must begin with exactly 'v=TLSRPTv1' (case-sensitive, nothing before it), found 'v=tlsrptv1; rua=mail'",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@example.com"',
+        ),
+    ),
+    (
+        lambda: parse_tlsrpt_record("v=TLSRPTv1 rua=mailto:a@b.example", domain="example.com"),
+        (
+            "tlsrpt-syntax",
+            "expected ';' after 'v=TLSRPTv1', found ' rua=mailto:a@b.exam': 'v=TLSRPTv1 rua=mailto:a@b.example'",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@example.com"',
+        ),
+    ),
+    (
+        lambda: parse_tlsrpt_record("v=TLSRPTv1; rua=", domain="example.com"),
+        (
+            "tlsrpt-rua-invalid",
+            "rua='' has an empty URI (a stray ',' or nothing after 'rua=')",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@example.com"',
+        ),
+    ),
+    (
+        lambda: parse_tlsrpt_record(
+            "v=TLSRPTv1; rua=mailto:a@b.example; e x=1", domain="example.com"
+        ),
+        (
+            "tlsrpt-extension-invalid",
+            "field e x='1' is invalid: names are 1-32 letters, digits, '_', '-', '.'; values are visible ASCII without '=', ';' or spaces",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@example.com"',
+        ),
+    ),
+    (
+        lambda: parse_tlsrpt_record("v=TLSRPTv1; RUA=mailto:a@b.example", domain="example.com"),
+        (
+            "tlsrpt-rua-missing",
+            "the record has no rua=<mailto: or https: URI> field (found 'RUA': field names are case-sensitive)",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@example.com"',
+        ),
+    ),
+    (
+        lambda: parse_tlsrpt_record(
+            "v=TLSRPTv1; rua=mailto:a@b.example; rua=https://r.example/x", domain="example.com"
+        ),
+        (
+            "tlsrpt-rua-duplicate",
+            "the record has 2 rua fields; put all URIs in one, comma-separated",
+            "RFC 8460 §3",
+            '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:a@b.example,https://r.example/x"',
+        ),
+    ),
 ]
 
 # (code, message, rfc) of the notes of what each call accepts
