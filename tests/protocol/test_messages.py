@@ -1079,6 +1079,33 @@ ERRORS: list[tuple[Callable[[], object], tuple[str, str, str, str | None]]] = [
             '_smtp._tls.example.com. TXT "v=TLSRPTv1; rua=mailto:a@b.example,https://r.example/x"',
         ),
     ),
+    (
+        lambda: parse_sts_record("v=STSv1; ID=z; id=a; e x=1", domain="example.com"),
+        (
+            "record-extension-invalid",
+            "field e x='1' is invalid: names are 1-32 letters, digits, '_', '-', '.'; values are visible ASCII without '=', ';' or spaces",
+            "RFC 8461 §3.1",
+            '_mta-sts.example.com. TXT "v=STSv1; id=a"',
+        ),
+    ),
+    (
+        lambda: select_sts_record(["v=STSv1X; id=1", "other"]),
+        (
+            "record-version",
+            "'v=STSv1X; id=1': 'v=STSv1' must be followed directly by ';' and the fields; senders ignore it and see no policy",
+            "RFC 8461 §3.1",
+            '_mta-sts.<domain>. TXT "v=STSv1; id=1"',
+        ),
+    ),
+    (
+        lambda: parse_sts_record("v=STSv1; id=" + "a" * 31 + "-"),
+        (
+            "record-id-invalid",
+            "id='aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-' is invalid: it contains '-'; the id must be 1-32 letters or digits (A-Z, a-z, 0-9), no dashes, dots or spaces",
+            "RFC 8461 §3.1",
+            '_mta-sts.<domain>. TXT "v=STSv1; id=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"',
+        ),
+    ),
 ]
 
 # (code, message, rfc) of the notes of what each call accepts
@@ -1277,3 +1304,10 @@ def test_patterns_senders_accept(pattern: str, expected: tuple[str, str, str] | 
     # RFC 8461 §3.2: ["*."] Domain; a dotted IPv4 address or a name with '_' is such a
     # Domain for senders, yet covers no MX host (or only for senders comparing text).
     assert sender_accepted_pattern(pattern) == expected
+
+
+def test_mailto_header_fields_are_not_the_address() -> None:
+    # RFC 8460 §3 takes mailto: URIs (RFC 6068): the address is before "?", the header
+    # fields after it may hold anything, an "@" too.
+    uri = "mailto:tlsrpt@example.com?subject=report@"
+    assert parse_tlsrpt_record(f"v=TLSRPTv1; rua={uri}").rua == (uri,)
