@@ -7,6 +7,7 @@ in English to a Spanish reader)."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import idna
 import pytest
 
 from mtasts import i18n
-from mtasts.protocol.errors import ProtocolError, Text
+from mtasts.protocol.errors import ProtocolError, RecordError, Text
 from mtasts.protocol.mx import sender_accepted_pattern, to_alabel, validate_mx_pattern
 from mtasts.protocol.policy import parse_policy
 from mtasts.protocol.record import StsRecord, parse_sts_record, select_sts_record
@@ -1311,3 +1312,19 @@ def test_mailto_header_fields_are_not_the_address() -> None:
     # fields after it may hold anything, an "@" too.
     uri = "mailto:tlsrpt@example.com?subject=report@"
     assert parse_tlsrpt_record(f"v=TLSRPTv1; rua={uri}").rua == (uri,)
+
+
+def test_a_message_keeps_its_template_and_fields_through_pickling() -> None:
+    # `check --jobs` workers send their findings back pickled: the reader's language is
+    # applied afterwards, so the template and fields must survive.
+    text = Text("line {line}: {reason}", line=3, reason=Text("it is empty"))
+    again = pickle.loads(pickle.dumps(text))
+    assert isinstance(again, Text)
+    assert (again, again.template, again.fields) == (text, text.template, text.fields)
+    with i18n.use("es"):
+        assert i18n.say(again) == i18n.say(text) != str(text)
+
+
+def test_an_error_shows_its_code_and_section() -> None:
+    error = RecordError("record-missing", "no record", "RFC 8461 §3.1")
+    assert repr(error) == "RecordError('record-missing', 'no record', rfc='RFC 8461 §3.1')"
