@@ -1,12 +1,16 @@
 """`make mutation`: mutation testing (mutmut 3) of the modules where a silent bug costs
 the most, each against only the tests that concern it; prints the kill ratio per module.
 
-Each target runs in its own work directory (.mutation/NAME/, rebuilt every run) holding
-links to src/ and tests/ and a pyproject.toml with that target's [tool.mutmut] section,
-so the targets never share mutmut's caches or test selection. Run them one at a time:
+Each target runs in its own work directory (.mutation/NAME/) holding links to src/ and
+tests/ and a pyproject.toml with that target's [tool.mutmut] section, so the targets never
+share mutmut's caches or test selection. The work directory is kept between runs: mutmut
+then runs only the mutants of functions that changed, and the runner runs the last run's
+survivors again (the tests may have changed since); `--fresh` starts from nothing. Run
+them one at a time:
 
     python scripts/mutation.py                  # every target, fastest first
     python scripts/mutation.py protocol net.fetch
+    python scripts/mutation.py --fresh protocol # every mutant again, for the figures
     python scripts/mutation.py --list           # the targets and their tests
 
 A surviving mutant is either killed by a new test or listed, with the reason it is
@@ -148,21 +152,39 @@ def _pyproject(target: Target) -> str:
     )
 
 
-def _prepare(name: str, target: Target) -> Path:
+def _prepare(name: str, target: Target, fresh: bool) -> Path:
     work = WORK / name
-    if work.exists():
+    if fresh and work.exists():
         shutil.rmtree(work)
-    work.mkdir(parents=True)
-    (work / "src").symlink_to(ROOT / "src")
-    (work / "tests").symlink_to(ROOT / "tests")
+    work.mkdir(parents=True, exist_ok=True)
+    for link in ("src", "tests"):
+        if not (work / link).is_symlink():
+            (work / link).symlink_to(ROOT / link)
     (work / "pyproject.toml").write_text(_pyproject(target))
+    _forget_survivors(work)
     return work
+
+
+def _metas(work: Path) -> list[Path]:
+    return sorted((work / "mutants" / "src").rglob("*.py.meta"))
+
+
+def _forget_survivors(work: Path) -> None:
+    """Clear the cached result of every mutant not caught last time, so that mutmut runs
+    it again against today's tests (it keeps a result until the mutated function changes)."""
+    for meta in _metas(work):
+        data = json.loads(meta.read_text())
+        codes = data.get("exit_code_by_key", {})
+        for mutant, code in codes.items():
+            if code is not None and _status(code) not in CAUGHT:
+                codes[mutant] = None
+        meta.write_text(json.dumps(data, indent=4))
 
 
 def _results(work: Path, target: Target) -> dict[str, str]:
     """Mutant name -> status, for the target's files and functions."""
     out: dict[str, str] = {}
-    for meta in (work / "mutants" / "src").rglob("*.py.meta"):
+    for meta in _metas(work):
         data = json.loads(meta.read_text())
         for mutant, code in data.get("exit_code_by_key", {}).items():
             if target.functions and not any(fnmatch.fnmatch(mutant, f) for f in target.functions):
@@ -197,9 +219,8 @@ def _mutated_lines(diff: str) -> list[str]:
     ]
 
 
-def run_target(name: str, target: Target, children: int) -> tuple[int, int, int, list[str]]:
-    """Run one target; returns (caught, equivalent, total, unexplained survivors)."""
-    work = _prepare(name, target)
+def _run_mutmut(name: str, target: Target, children: int, fresh: bool) -> Path:
+    work = _prepare(name, target, fresh)
     cmd = [str(MUTMUT), "run", "--max-children", str(children), *target.functions]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     log = work / "mutmut.log"
@@ -214,11 +235,20 @@ def run_target(name: str, target: Target, children: int) -> tuple[int, int, int,
             if proc.poll() is None:  # interrupted: stop mutmut and the mutants it forked
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait()
-    took = time.monotonic() - started
-    results = _results(work, target)
+    print(f"{name}: mutmut ran {time.monotonic() - started:.0f} s", flush=True)
+    return work
+
+
+def report_target(name: str, target: Target) -> tuple[int, int, int, int]:
+    """Print a target's figures from mutmut's results; returns (caught, equivalent, total,
+    not run yet). Mutants not run yet (an interrupted run) are left out of the ratio."""
+    work = WORK / name
+    everything = _results(work, target)
+    results = {m: s for m, s in everything.items() if s != "not checked"}
+    not_run = len(everything) - len(results)
     if not results:
-        print(f"{name}: no mutants (see {log})")
-        return 0, 0, 0, []
+        print(f"{name}: no mutant run (see {work / 'mutmut.log'})")
+        return 0, 0, 0, not_run
     listed = listed_equivalents()
     caught = sum(1 for s in results.values() if s in CAUGHT)
     equivalent = 0
@@ -237,13 +267,13 @@ def run_target(name: str, target: Target, children: int) -> tuple[int, int, int,
     adjusted = caught / (total - equivalent) if total > equivalent else 1.0
     print(
         f"{name}: {caught}/{total} killed ({raw:.1%}); {equivalent} listed equivalent; "
-        f"{adjusted:.1%} of the non-equivalent; {len(unexplained)} unexplained "
-        f"[{took:.0f} s]",
+        f"{adjusted:.1%} of the non-equivalent; {len(unexplained)} unexplained; "
+        f"{not_run} not run yet",
         flush=True,
     )
     for u in unexplained:
         print(f"    survived: {u}")
-    return caught, equivalent, total, unexplained
+    return caught, equivalent, total, not_run
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -256,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help=f"some of: {', '.join(TARGETS)}")
     parser.add_argument("--list", action="store_true", help="show the targets and their tests")
     parser.add_argument("--children", type=int, default=2, help="parallel mutants (default 2)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget mutmut's cached results: run every mutant"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="only print the figures of the last run(s)"
+    )
     args = parser.parse_args(argv)
     if args.list:
         for name, t in TARGETS.items():
@@ -269,15 +305,18 @@ def main(argv: list[str] | None = None) -> int:
     below: list[str] = []
     summary: list[str] = []
     for name in args.targets or list(TARGETS):
-        caught, equivalent, total, _ = run_target(name, TARGETS[name], args.children)
+        if not args.report:
+            _run_mutmut(name, TARGETS[name], args.children, args.fresh)
+        caught, equivalent, total, not_run = report_target(name, TARGETS[name])
         ratio = caught / (total - equivalent) if total > equivalent else 1.0
-        summary.append(f"  {name:16} {caught:5}/{total - equivalent:<5} {ratio:6.1%}")
-        if total == 0 or ratio < GOAL:
+        line = f"  {name:16} {caught:5}/{total - equivalent:<5} {ratio:6.1%}"
+        summary.append(line + (f" ({not_run} not run yet)" if not_run else ""))
+        if total == 0 or ratio < GOAL or not_run:
             below.append(name)
     print("\nkill ratio per module (killed / mutants not listed as equivalent):")
     print("\n".join(summary))
     if below:
-        print(f"below {GOAL:.0%}: {', '.join(below)}")
+        print(f"below {GOAL:.0%} or not fully run: {', '.join(below)}")
         return 1
     return 0
 

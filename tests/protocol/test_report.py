@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from mtasts.protocol.errors import LimitExceeded, ProtocolError, ReportError
 from mtasts.protocol.report import (
+    _WINDOW,
     POLICY_TYPES,
     RESULT_TYPES,
     FailureDetail,
@@ -542,6 +543,12 @@ def report_of(*policies: PolicyResult) -> Report:
         ((policy("sts", "a.example", 2, 0), policy("no-policy-found", "a.example", 4, 0)), (6, 0)),
         ((policy("no-policy-found", None, 1, 0), policy("odd", None, 1, 0)), (2, 0)),
         ((policy("sts", "a.example", 2, 0), policy("sts", "a.example", 1, 1)), (3, 1)),
+        ((policy("sts", "a.example", 0, 1), policy("sts", "a.example", 0, 2)), (0, 3)),
+        ((policy("no-policy-found", None, 1, 2),), (1, 2)),
+        # distinct domains stay distinct, also where upper-casing would merge them (ß -> SS)
+        ((policy("sts", "ss.example", 1, 0), policy("tlsa", "ß.example", 1, 0)), (2, 0)),
+        # an entry without a domain is never merged with a named one
+        ((policy("sts", "xxxx", 1, 0), policy("tlsa", None, 1, 0)), (2, 0)),
     ],
 )
 def test_sessions_count_each_session_once(
@@ -756,3 +763,28 @@ def test_mutated_corpus_reports_raise_only_report_error(
     except ReportError:
         return
     assert parse_report(serialize_report(parsed.report)).report == parsed.report
+
+
+# Strings are found window by window (_WINDOW bytes at a time): one that opens in a window
+# and closes in a later one must still hide its brackets and quotes, whatever the offset.
+@pytest.mark.parametrize("offset", range(-4, 4))
+@pytest.mark.parametrize("windows", [1, 2])
+def test_json_shape_across_windows(offset: int, windows: int) -> None:
+    pad = "a" * (windows * _WINDOW - 2 + offset)
+    text = '[["' + pad + '[{\\"]}\\\\"], [[]], "' + pad + '"]'
+    assert json.loads(text)  # valid JSON: [[string], [[]], string]
+    shape = json_shape(text)
+    assert (shape.depth, shape.containers) == (3, 4)
+    assert json_shape(text.encode()) == shape
+
+
+@given(JSON_VALUES, st.integers(0, 6))
+def test_json_shape_stops_just_above_the_bound(value: object, stop_above: int) -> None:
+    # RFC 8460 §4.4: reports are JSON; past the bound only "deeper than it" matters.
+    depth = true_depth(value)
+    found = json_shape(json.dumps(value), stop_above).depth
+    assert json_depth(json.dumps(value), stop_above) == found
+    if depth <= stop_above:
+        assert found == depth
+    else:
+        assert found > stop_above

@@ -71,7 +71,7 @@ class LimitExceeded(ReportError):
     it is refused before it can cost unbounded memory or time. ``limit`` is the cap."""
 
     def __init__(
-        self, code: str, message: str, rfc: str, fix: str | None = None, *, limit: int = 0
+        self, code: str, message: str, rfc: str, fix: str | None = None, *, limit: int
     ) -> None:
         super().__init__(code, message, rfc, fix)
         self.limit = limit

@@ -195,7 +195,8 @@ def sender_accepted_pattern(pattern: str) -> tuple[str, str, str] | None:
                 ),
             )
     rest = lowered[2:] if lowered.startswith("*.") else lowered
-    if "_" in rest and "*" not in rest and _match_form(rest) == rest:
+    # a name with "*" inside has no match form
+    if "_" in rest and _match_form(rest) == rest:
         return (
             lowered,
             "mx-underscore",

@@ -483,7 +483,7 @@ def _json_string_array(text: str) -> list[str] | None:
     if json_depth(text, 1) != 1:  # only a flat array of strings is meant
         return None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text)  # NaN or Infinity in it is not a string: refused below
     except ValueError:
         return None
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
