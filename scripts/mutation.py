@@ -88,6 +88,8 @@ TARGETS: dict[str, Target] = {
             "tests/web/test_dashboard_http.py",
             "tests/web/test_hardening.py",
             "tests/web/test_session_secret.py",
+            "tests/web/test_password_strength.py",
+            "tests/web/test_first_hour.py",
         ),
         functions=(
             "mtasts.web.dashboard.auth.*",

@@ -266,6 +266,39 @@ def test_unproven_claims_expire(lab: Lab, lab_world: World) -> None:
             lab.shift(-timedelta(days=3, seconds=1))
 
 
+def test_a_claim_expires_at_its_deadline_and_not_a_moment_before(
+    lab: Lab, lab_world: World
+) -> None:
+    """``claim_ttl`` is the time to prove control: a claim is removed at its deadline
+    exactly, by the periodic expiry and by its owner's own verification, never earlier."""
+    d, e = customer(lab_world), customer(lab_world)
+    service = lab.app.service
+    clock = service.clock
+    with lab.tenant("punctual") as c:
+        first = c.post("/api/v1/domains", json={"domain": d}).json()
+        second = c.post("/api/v1/domains", json={"domain": e}).json()
+        d_deadline = datetime.fromisoformat(first["claim_expires_at"])
+        e_deadline = datetime.fromisoformat(second["claim_expires_at"])
+        assert d_deadline < e_deadline
+        tick = timedelta(microseconds=1)
+        try:
+            service.clock = lambda: d_deadline - tick
+            service.expire_claims()
+            assert c.get(f"/api/v1/domains/{d}").json()["state"] == "pending"
+            service.clock = lambda: d_deadline
+            service.expire_claims()
+            assert c.get(f"/api/v1/domains/{d}").status_code == 404
+            assert c.get(f"/api/v1/domains/{e}").json()["state"] == "pending"
+            service.clock = lambda: e_deadline - tick
+            assert c.post(f"/api/v1/domains/{e}/verify").json()["state"] == "pending"
+            service.clock = lambda: e_deadline
+            late = c.post(f"/api/v1/domains/{e}/verify")
+            assert late.status_code == 409 and late.json()["error"]["code"] == "claim-expired"
+            assert c.get(f"/api/v1/domains/{e}").status_code == 404
+        finally:
+            service.clock = clock
+
+
 def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
     lab: Lab, lab_world: World
 ) -> None:
