@@ -299,6 +299,30 @@ def test_a_claim_expires_at_its_deadline_and_not_a_moment_before(
             service.clock = clock
 
 
+def test_adding_ones_own_name_again_says_what_to_do_next(lab: Lab, lab_world: World) -> None:
+    """A second add of one's own name answers 409 about that hosting, by its state."""
+    d = customer(lab_world)
+    with lab.tenant("twice") as c:
+        claim = c.post("/api/v1/domains", json={"domain": d})
+        assert claim.status_code == 201, claim.text
+        pending = c.post("/api/v1/domains", json={"domain": d})
+        assert pending.status_code == 409
+        assert pending.json()["error"] == {
+            "code": "domain-exists",
+            "message": f"You already added {d}; publish its records (dns_records) and "
+            "verify it.",
+        }
+        delegate(lab_world, d, claim=claim.json())
+        assert c.post(f"/api/v1/domains/{d}/verify").json()["state"] == "active"
+        assert c.delete(f"/api/v1/domains/{d}").status_code == 202
+        retiring = c.post("/api/v1/domains", json={"domain": d})
+        assert retiring.status_code == 409
+        assert retiring.json()["error"] == {
+            "code": "domain-retiring",
+            "message": f"{d} is being retired; add it again once it has been removed.",
+        }
+
+
 def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
     lab: Lab, lab_world: World
 ) -> None:
