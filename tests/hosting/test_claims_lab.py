@@ -314,6 +314,12 @@ def test_adding_ones_own_name_again_says_what_to_do_next(lab: Lab, lab_world: Wo
         }
         delegate(lab_world, d, claim=claim.json())
         assert c.post(f"/api/v1/domains/{d}/verify").json()["state"] == "active"
+        active = c.post("/api/v1/domains", json={"domain": d})
+        assert active.status_code == 409
+        assert active.json()["error"] == {
+            "code": "domain-exists",
+            "message": f"You already host {d}.",
+        }
         assert c.delete(f"/api/v1/domains/{d}").status_code == 202
         retiring = c.post("/api/v1/domains", json={"domain": d})
         assert retiring.status_code == 409
