@@ -47,6 +47,10 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
+def _without_csrf(html: str) -> str:
+    return re.sub(r'name="csrf_token" value="[^"]+"', "", html)
+
+
 def browser(dash: Dashboard) -> httpx.Client:
     return httpx.Client(base_url=dash.base, timeout=60, follow_redirects=False)
 
@@ -177,9 +181,23 @@ def test_api_tokens_from_the_settings_page(dash: Dashboard) -> None:
         assert r.status_code == 303
         with dash.api(api_token) as api:
             assert api.get("/api/v1/domains").status_code == 401
-        # somebody else's token (the admin's, id 1) cannot be revoked
+        assert "No tokens." in c.get("/settings").text
+        # somebody else's token (the admin's, id 1) cannot be revoked, nor told apart from
+        # a token that does not exist
         r = c.post("/settings/tokens/1/revoke", data={"csrf_token": token})
-        assert r.status_code == 404
+        assert r.status_code == 404 and "No such token." in r.text
+        with dash.api() as admin:
+            assert admin.get("/api/v1/domains").status_code == 200
+        gone = c.post(f"/settings/tokens/{token_id.group(1)}/revoke", data={"csrf_token": token})
+        assert gone.status_code == 404
+        assert _without_csrf(gone.text) == _without_csrf(r.text)
+        # the account log says which token went
+        with dash.api(dash.service.create_token(email)) as api:
+            events = api.get("/api/v1/audit").json()
+        revoked = [e for e in events if e["action"] == "token-revoked"]
+        assert [e["detail"] for e in revoked] == [
+            {"label": "deploy script", "token": int(token_id.group(1))}
+        ]
 
 
 def test_a_new_password_ends_other_sessions(dash: Dashboard) -> None:
