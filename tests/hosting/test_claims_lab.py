@@ -329,6 +329,29 @@ def test_adding_ones_own_name_again_says_what_to_do_next(lab: Lab, lab_world: Wo
         }
 
 
+def test_an_expiring_claim_leaves_the_served_hosting_s_data_alone(
+    lab: Lab, lab_world: World
+) -> None:
+    """Only the end of the *served* hosting deletes the name's reports and alerts: another
+    tenant's claim of the name, expired or removed, touches nothing of it."""
+    d = customer(lab_world)
+    with lab.tenant("keeper") as keeper, lab.tenant("squatter2") as squatter:
+        hold(lab, lab_world, keeper, d, "keeper-secret")
+        assert squatter.post("/api/v1/domains", json={"domain": d}).status_code == 201
+        lab.shift(timedelta(days=3, seconds=1))
+        try:
+            assert lab.app.service.expire_claims() >= 1
+        finally:
+            lab.shift(-timedelta(days=3, seconds=1))
+        assert squatter.get(f"/api/v1/domains/{d}").status_code == 404
+        assert squatter.post("/api/v1/domains", json={"domain": d}).status_code == 201
+        assert squatter.delete(f"/api/v1/domains/{d}").status_code == 202
+        assert squatter.get(f"/api/v1/domains/{d}").status_code == 404
+        assert keeper.get(f"/api/v1/domains/{d}/reports").json()["total"] == 1
+        closed = keeper.get(f"/api/v1/domains/{d}/alerts", params={"include_closed": True})
+        assert [a["message"] for a in closed.json()] == ["alert of keeper-secret"]
+
+
 def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
     lab: Lab, lab_world: World
 ) -> None:
@@ -348,6 +371,10 @@ def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
         prove(lab_world, claim.json())  # next to the holder's old challenge
         moved = owner.post(f"/api/v1/domains/{d}/verify").json()
         assert moved["ok"] is True and moved["state"] == "active", moved
+        assert moved["summary"] == (
+            "All four records are in place. "
+            "An earlier hosting of this name by another account has ended."
+        )
         assert "holder@" not in json.dumps(moved)
         # a new hosting: the owner's policy is served, under a new id, from its own versions
         assert served(lab, d).mx == (f"mx1.{d}",)
@@ -366,6 +393,8 @@ def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
         assert d not in [x["domain"] for x in holder.get("/api/v1/domains").json()]
         account = holder.get("/api/v1/audit").json()
         assert {"domain": d, "action": "domain-transferred"}.items() <= account[-1].items()
+        # the events of the ended hosting are nobody's now: not in the holder's account log
+        assert [e["action"] for e in account if e["domain"] == d] == ["domain-transferred"]
         (mail,) = [
             email.message_from_bytes(m, policy=email.policy.default) for m in lab.mails.mails
         ]
@@ -401,6 +430,10 @@ def test_a_name_added_again_after_removal_starts_empty(lab: Lab, lab_world: Worl
             assert lab.app.service.finish_retirements() >= 1
         finally:
             lab.shift(-timedelta(days=400))
+        # the name's reports and alerts went with its hosting: nobody's to keep
+        with lab.app.service.sessions() as db:
+            assert db.scalars(select(TlsReport.id).where(TlsReport.domain == d)).all() == []
+            assert db.scalars(select(Alert.id).where(Alert.domain == d)).all() == []
         assert lab.app.policy(d).status_code == 404
         r = carol.post("/api/v1/domains", json={"domain": d})
         assert r.status_code == 201, r.text
