@@ -231,6 +231,18 @@ def test_a_new_password_ends_other_sessions(dash: Dashboard) -> None:
             },
         )
         assert short.status_code == 422 and "at least 10" in short.text
+        wrong = a.post(
+            "/settings/password",
+            data={
+                "current_password": "not the password",
+                "new_password": new,
+                "new_password_again": new,
+                "csrf_token": token,
+            },
+        )
+        assert wrong.status_code == 403 and "The current password is not right." in wrong.text
+        assert verify_login(dash.service, email, new) is None
+        assert b.get("/settings").status_code == 200
         r = a.post(
             "/settings/password",
             data={
