@@ -352,6 +352,38 @@ def test_an_expiring_claim_leaves_the_served_hosting_s_data_alone(
         assert [a["message"] for a in closed.json()] == ["alert of keeper-secret"]
 
 
+def test_a_failed_challenge_lookup_is_told_apart_from_a_missing_challenge(
+    lab: Lab, lab_world: World
+) -> None:
+    """A claim whose challenge lookup fails (SERVFAIL) stays pending, and says the lookup
+    failed (try again), not that the record is missing (publish it)."""
+    d = customer(lab_world)
+    name = f"_mtasts-challenge.{d}"
+    with lab.tenant("unlucky") as c:
+        claim = c.post("/api/v1/domains", json={"domain": d}).json()
+        delegate(lab_world, d, claim=claim)
+        lab_world.dns.servfail(name)
+        try:
+            body = c.post(f"/api/v1/domains/{d}/verify").json()
+        finally:
+            lab_world.dns.heal(name)
+        assert body["state"] == "pending" and body["ok"] is False
+        assert [x for x in body["records"] if not x["ok"]] == [
+            {
+                "name": name,
+                "type": "TXT",
+                "expected": challenge_of(claim)[1],
+                "ok": False,
+                "found": "lookup failed (SERVFAIL)",
+                "problem": f"The TXT lookup of {name} failed; the domain's name servers did "
+                "not answer properly.",
+                "fix": "Make sure every authoritative name server of the domain answers, "
+                "then verify again.",
+            }
+        ]
+        assert c.post(f"/api/v1/domains/{d}/verify").json()["state"] == "active"
+
+
 def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
     lab: Lab, lab_world: World
 ) -> None:
