@@ -147,6 +147,7 @@ def test_every_post_needs_the_session_csrf_token(dash: Dashboard) -> None:
         assert other_token != token
         assert c.post("/logout", data={"csrf_token": other_token}).status_code == 403
         assert c.post("/logout", data={"csrf_token": token}).status_code == 303
+        assert '<p class="flash ok" role="status">Signed out.</p>' in c.get("/login").text
         assert c.get("/settings").status_code == 303  # signed out
 
 
@@ -255,6 +256,12 @@ def test_a_new_password_ends_other_sessions(dash: Dashboard) -> None:
         assert r.status_code == 303
         assert a.get("/settings").status_code == 200  # this session goes on
         assert b.get("/settings").status_code == 303  # the other one ended
+        # ... and signing in again from there works (the ended session's cookie is replaced)
+        again = b.get("/login")
+        r = b.post(
+            "/login", data={"email": email, "password": new, "csrf_token": csrf_of(again.text)}
+        )
+        assert r.status_code == 303 and b.get("/settings").status_code == 200
     assert verify_login(dash.service, email, PASSWORD) is None
     assert verify_login(dash.service, email, "another long passphrase") is not None
 
