@@ -309,8 +309,7 @@ def test_adding_ones_own_name_again_says_what_to_do_next(lab: Lab, lab_world: Wo
         assert pending.status_code == 409
         assert pending.json()["error"] == {
             "code": "domain-exists",
-            "message": f"You already added {d}; publish its records (dns_records) and "
-            "verify it.",
+            "message": f"You already added {d}; publish its records (dns_records) and verify it.",
         }
         delegate(lab_world, d, claim=claim.json())
         assert c.post(f"/api/v1/domains/{d}/verify").json()["state"] == "active"

@@ -174,15 +174,26 @@ def test_api_tokens_from_the_settings_page(dash: Dashboard) -> None:
         api_token = match.group(1)
         with dash.api(api_token) as api:
             assert api.get("/api/v1/domains").status_code == 200
+        c.post("/settings/tokens", data={"label": "unused", "csrf_token": token})
         page = c.get("/settings").text
         assert "deploy script" in page and api_token not in page  # shown once only
-        token_id = re.search(r"/settings/tokens/(\d+)/revoke", page)
+        # newest first; the one just used says so, the other was never used
+        rows = re.findall(
+            r"<tr><td>([^<]+)</td><td><code>[0-9a-f]+</code></td><td>[^<]*</td>"
+            r"<td>([^<]+)</td>",
+            page,
+        )
+        assert [label for label, _ in rows] == ["unused", "deploy script"]
+        assert rows[0][1] == "never" and rows[1][1] != "never"
+        token_id = re.search(
+            r'/settings/tokens/(\d+)/revoke"[^>]*data-confirm="Revoke the token deploy script', page
+        )
         assert token_id
         r = c.post(f"/settings/tokens/{token_id.group(1)}/revoke", data={"csrf_token": token})
         assert r.status_code == 303
         with dash.api(api_token) as api:
             assert api.get("/api/v1/domains").status_code == 401
-        assert "No tokens." in c.get("/settings").text
+        assert "deploy script" not in re.findall(r"<tr><td>([^<]+)</td>", c.get("/settings").text)
         # somebody else's token (the admin's, id 1) cannot be revoked, nor told apart from
         # a token that does not exist
         r = c.post("/settings/tokens/1/revoke", data={"csrf_token": token})
