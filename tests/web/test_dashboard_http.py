@@ -12,10 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
+from sqlalchemy import delete, select
 from typer.testing import CliRunner
 
 from mtasts.config import Settings
-from mtasts.web.dashboard.auth import verify_login
+from mtasts.store.models import User
+from mtasts.web.dashboard.auth import COOKIE, Sessions, fingerprint, load_secret, verify_login
 from mtasts.web.users_cli import users_app
 from tests.hosting.serving import lab_settings
 from tests.hosting.test_api_lab import claim_in_store, customer, delegate
@@ -392,3 +394,30 @@ def test_users_command_sets_a_password(tmp_path: Path) -> None:
         assert verify_login(service, "cli@example.com", "a long enough password") is None
     finally:
         service.close()
+
+
+def test_a_session_opens_nothing_for_a_user_removed_or_without_a_password(
+    dash: Dashboard,
+) -> None:
+    """A session cookie is worth only what the user row behind it is: none for a user
+    removed from the store, none for an API-only user (no dashboard password), even with
+    a cookie signed by the right key."""
+    email = dash.user(new_email())
+    with closing(sign_in(dash, email)) as c:
+        with dash.service.sessions.begin() as db:
+            db.execute(delete(User).where(User.email == email))
+        r = c.get("/settings")
+        assert r.status_code == 303 and r.headers["location"] == "/login?next=/settings"
+    api_only = new_email()
+    dash.service.create_token(api_only)
+    with dash.service.sessions() as db:
+        user = db.scalar(select(User).where(User.email == api_only))
+        assert user is not None and not user.password_hash
+        uid = user.id
+    settings = dash.service.settings
+    secret = settings.session_secret.encode() or load_secret(settings.data_dir)
+    forged = Sessions(secret).serializer.dumps({"uid": uid, "pw": fingerprint(None), "ep": 0})
+    with browser(dash) as c:
+        c.cookies.set(COOKIE, forged)
+        r = c.get("/settings")
+        assert r.status_code == 303 and r.headers["location"] == "/login?next=/settings"
