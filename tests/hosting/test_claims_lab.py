@@ -366,7 +366,7 @@ def test_a_failed_challenge_lookup_is_told_apart_from_a_missing_challenge(
             body = c.post(f"/api/v1/domains/{d}/verify").json()
         finally:
             lab_world.dns.heal(name)
-        assert body["state"] == "pending" and body["ok"] is False
+        assert body["domain"] == d and body["state"] == "pending" and body["ok"] is False
         assert [x for x in body["records"] if not x["ok"]] == [
             {
                 "name": name,
