@@ -194,9 +194,13 @@ def _diff(work: Path, mutant: str) -> str:
 
 
 def _mutated_lines(diff: str) -> list[str]:
-    return [
-        ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("++")
-    ]
+    """The lines a mutant puts in; for a mutant that only deletes, the deleted lines with
+    a leading "-" (so a deletion is listed as `-<the line>`)."""
+    lines = diff.splitlines()
+    added = [ln[1:].strip() for ln in lines if ln.startswith("+") and not ln.startswith("++")]
+    if added:
+        return added
+    return ["-" + ln[1:].strip() for ln in lines if ln.startswith("-") and not ln.startswith("--")]
 
 
 def run_target(name: str, target: Target, children: int) -> tuple[int, int, int, list[str]]:
