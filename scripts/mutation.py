@@ -92,6 +92,8 @@ TARGETS: dict[str, Target] = {
             "tests/web/test_dashboard_http.py",
             "tests/web/test_hardening.py",
             "tests/web/test_session_secret.py",
+            "tests/web/test_password_strength.py",
+            "tests/web/test_first_hour.py",
         ),
         functions=(
             "mtasts.web.dashboard.auth.*",
@@ -214,9 +216,13 @@ def _diff(work: Path, mutant: str) -> str:
 
 
 def _mutated_lines(diff: str) -> list[str]:
-    return [
-        ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("++")
-    ]
+    """The lines a mutant puts in; for a mutant that only deletes, the deleted lines with
+    a leading "-" (so a deletion is listed as `-<the line>`)."""
+    lines = diff.splitlines()
+    added = [ln[1:].strip() for ln in lines if ln.startswith("+") and not ln.startswith("++")]
+    if added:
+        return added
+    return ["-" + ln[1:].strip() for ln in lines if ln.startswith("-") and not ln.startswith("--")]
 
 
 def _run_mutmut(name: str, target: Target, children: int, fresh: bool) -> Path:

@@ -266,6 +266,123 @@ def test_unproven_claims_expire(lab: Lab, lab_world: World) -> None:
             lab.shift(-timedelta(days=3, seconds=1))
 
 
+def test_a_claim_expires_at_its_deadline_and_not_a_moment_before(
+    lab: Lab, lab_world: World
+) -> None:
+    """``claim_ttl`` is the time to prove control: a claim is removed at its deadline
+    exactly, by the periodic expiry and by its owner's own verification, never earlier."""
+    d, e = customer(lab_world), customer(lab_world)
+    service = lab.app.service
+    clock = service.clock
+    with lab.tenant("punctual") as c:
+        first = c.post("/api/v1/domains", json={"domain": d}).json()
+        second = c.post("/api/v1/domains", json={"domain": e}).json()
+        d_deadline = datetime.fromisoformat(first["claim_expires_at"])
+        e_deadline = datetime.fromisoformat(second["claim_expires_at"])
+        assert d_deadline < e_deadline
+        tick = timedelta(microseconds=1)
+        try:
+            service.clock = lambda: d_deadline - tick
+            service.expire_claims()
+            assert c.get(f"/api/v1/domains/{d}").json()["state"] == "pending"
+            service.clock = lambda: d_deadline
+            service.expire_claims()
+            assert c.get(f"/api/v1/domains/{d}").status_code == 404
+            assert c.get(f"/api/v1/domains/{e}").json()["state"] == "pending"
+            service.clock = lambda: e_deadline - tick
+            assert c.post(f"/api/v1/domains/{e}/verify").json()["state"] == "pending"
+            service.clock = lambda: e_deadline
+            late = c.post(f"/api/v1/domains/{e}/verify")
+            assert late.status_code == 409 and late.json()["error"]["code"] == "claim-expired"
+            assert c.get(f"/api/v1/domains/{e}").status_code == 404
+        finally:
+            service.clock = clock
+
+
+def test_adding_ones_own_name_again_says_what_to_do_next(lab: Lab, lab_world: World) -> None:
+    """A second add of one's own name answers 409 about that hosting, by its state."""
+    d = customer(lab_world)
+    with lab.tenant("twice") as c:
+        claim = c.post("/api/v1/domains", json={"domain": d})
+        assert claim.status_code == 201, claim.text
+        pending = c.post("/api/v1/domains", json={"domain": d})
+        assert pending.status_code == 409
+        assert pending.json()["error"] == {
+            "code": "domain-exists",
+            "message": f"You already added {d}; publish its records (dns_records) and verify it.",
+        }
+        delegate(lab_world, d, claim=claim.json())
+        assert c.post(f"/api/v1/domains/{d}/verify").json()["state"] == "active"
+        active = c.post("/api/v1/domains", json={"domain": d})
+        assert active.status_code == 409
+        assert active.json()["error"] == {
+            "code": "domain-exists",
+            "message": f"You already host {d}.",
+        }
+        assert c.delete(f"/api/v1/domains/{d}").status_code == 202
+        retiring = c.post("/api/v1/domains", json={"domain": d})
+        assert retiring.status_code == 409
+        assert retiring.json()["error"] == {
+            "code": "domain-retiring",
+            "message": f"{d} is being retired; add it again once it has been removed.",
+        }
+
+
+def test_an_expiring_claim_leaves_the_served_hosting_s_data_alone(
+    lab: Lab, lab_world: World
+) -> None:
+    """Only the end of the *served* hosting deletes the name's reports and alerts: another
+    tenant's claim of the name, expired or removed, touches nothing of it."""
+    d = customer(lab_world)
+    with lab.tenant("keeper") as keeper, lab.tenant("squatter2") as squatter:
+        hold(lab, lab_world, keeper, d, "keeper-secret")
+        assert squatter.post("/api/v1/domains", json={"domain": d}).status_code == 201
+        lab.shift(timedelta(days=3, seconds=1))
+        try:
+            assert lab.app.service.expire_claims() >= 1
+        finally:
+            lab.shift(-timedelta(days=3, seconds=1))
+        assert squatter.get(f"/api/v1/domains/{d}").status_code == 404
+        assert squatter.post("/api/v1/domains", json={"domain": d}).status_code == 201
+        assert squatter.delete(f"/api/v1/domains/{d}").status_code == 202
+        assert squatter.get(f"/api/v1/domains/{d}").status_code == 404
+        assert keeper.get(f"/api/v1/domains/{d}/reports").json()["total"] == 1
+        closed = keeper.get(f"/api/v1/domains/{d}/alerts", params={"include_closed": True})
+        assert [a["message"] for a in closed.json()] == ["alert of keeper-secret"]
+
+
+def test_a_failed_challenge_lookup_is_told_apart_from_a_missing_challenge(
+    lab: Lab, lab_world: World
+) -> None:
+    """A claim whose challenge lookup fails (SERVFAIL) stays pending, and says the lookup
+    failed (try again), not that the record is missing (publish it)."""
+    d = customer(lab_world)
+    name = f"_mtasts-challenge.{d}"
+    with lab.tenant("unlucky") as c:
+        claim = c.post("/api/v1/domains", json={"domain": d}).json()
+        delegate(lab_world, d, claim=claim)
+        lab_world.dns.servfail(name)
+        try:
+            body = c.post(f"/api/v1/domains/{d}/verify").json()
+        finally:
+            lab_world.dns.heal(name)
+        assert body["domain"] == d and body["state"] == "pending" and body["ok"] is False
+        assert [x for x in body["records"] if not x["ok"]] == [
+            {
+                "name": name,
+                "type": "TXT",
+                "expected": challenge_of(claim)[1],
+                "ok": False,
+                "found": "lookup failed (SERVFAIL)",
+                "problem": f"The TXT lookup of {name} failed; the domain's name servers did "
+                "not answer properly.",
+                "fix": "Make sure every authoritative name server of the domain answers, "
+                "then verify again.",
+            }
+        ]
+        assert c.post(f"/api/v1/domains/{d}/verify").json()["state"] == "active"
+
+
 def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
     lab: Lab, lab_world: World
 ) -> None:
@@ -285,6 +402,10 @@ def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
         prove(lab_world, claim.json())  # next to the holder's old challenge
         moved = owner.post(f"/api/v1/domains/{d}/verify").json()
         assert moved["ok"] is True and moved["state"] == "active", moved
+        assert moved["summary"] == (
+            "All four records are in place. "
+            "An earlier hosting of this name by another account has ended."
+        )
         assert "holder@" not in json.dumps(moved)
         # a new hosting: the owner's policy is served, under a new id, from its own versions
         assert served(lab, d).mx == (f"mx1.{d}",)
@@ -303,6 +424,8 @@ def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
         assert d not in [x["domain"] for x in holder.get("/api/v1/domains").json()]
         account = holder.get("/api/v1/audit").json()
         assert {"domain": d, "action": "domain-transferred"}.items() <= account[-1].items()
+        # the events of the ended hosting are nobody's now: not in the holder's account log
+        assert [e["action"] for e in account if e["domain"] == d] == ["domain-transferred"]
         (mail,) = [
             email.message_from_bytes(m, policy=email.policy.default) for m in lab.mails.mails
         ]
@@ -360,6 +483,10 @@ def test_a_name_added_again_after_removal_starts_empty(lab: Lab, lab_world: Worl
             assert lab.app.service.finish_retirements() >= 1
         finally:
             lab.shift(-timedelta(days=400))
+        # the name's reports and alerts went with its hosting: nobody's to keep
+        with lab.app.service.sessions() as db:
+            assert db.scalars(select(TlsReport.id).where(TlsReport.domain == d)).all() == []
+            assert db.scalars(select(Alert.id).where(Alert.domain == d)).all() == []
         assert lab.app.policy(d).status_code == 404
         r = carol.post("/api/v1/domains", json={"domain": d})
         assert r.status_code == 201, r.text

@@ -12,10 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
+from sqlalchemy import delete, select
 from typer.testing import CliRunner
 
 from mtasts.config import Settings
-from mtasts.web.dashboard.auth import verify_login
+from mtasts.store.models import User
+from mtasts.web.dashboard.auth import COOKIE, Sessions, fingerprint, load_secret, verify_login
 from mtasts.web.users_cli import users_app
 from tests.hosting.serving import lab_settings
 from tests.hosting.test_api_lab import claim_in_store, customer, delegate
@@ -45,6 +47,10 @@ def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "no CSRF field in the page"
     return match.group(1)
+
+
+def _without_csrf(html: str) -> str:
+    return re.sub(r'name="csrf_token" value="[^"]+"', "", html)
 
 
 def browser(dash: Dashboard) -> httpx.Client:
@@ -143,6 +149,7 @@ def test_every_post_needs_the_session_csrf_token(dash: Dashboard) -> None:
         assert other_token != token
         assert c.post("/logout", data={"csrf_token": other_token}).status_code == 403
         assert c.post("/logout", data={"csrf_token": token}).status_code == 303
+        assert '<p class="flash ok" role="status">Signed out.</p>' in c.get("/login").text
         assert c.get("/settings").status_code == 303  # signed out
 
 
@@ -169,17 +176,47 @@ def test_api_tokens_from_the_settings_page(dash: Dashboard) -> None:
         api_token = match.group(1)
         with dash.api(api_token) as api:
             assert api.get("/api/v1/domains").status_code == 200
+        c.post("/settings/tokens", data={"label": "unused", "csrf_token": token})
         page = c.get("/settings").text
         assert "deploy script" in page and api_token not in page  # shown once only
-        token_id = re.search(r"/settings/tokens/(\d+)/revoke", page)
+        # newest first; the one just used says so, the other was never used
+        rows = re.findall(
+            r"<tr><td>([^<]+)</td><td><code>[0-9a-f]+</code></td><td>[^<]*</td>"
+            r"<td>([^<]+)</td>",
+            page,
+        )
+        assert [label for label, _ in rows] == ["unused", "deploy script"]
+        assert rows[0][1] == "never" and rows[1][1] != "never"
+        token_id = re.search(
+            r'/settings/tokens/(\d+)/revoke"[^>]*data-confirm="Revoke the token deploy script', page
+        )
         assert token_id
         r = c.post(f"/settings/tokens/{token_id.group(1)}/revoke", data={"csrf_token": token})
         assert r.status_code == 303
         with dash.api(api_token) as api:
             assert api.get("/api/v1/domains").status_code == 401
-        # somebody else's token (the admin's, id 1) cannot be revoked
+        assert "deploy script" not in re.findall(r"<tr><td>([^<]+)</td>", c.get("/settings").text)
+        # somebody else's token (the admin's, id 1) cannot be revoked, nor told apart from
+        # a token that does not exist
         r = c.post("/settings/tokens/1/revoke", data={"csrf_token": token})
-        assert r.status_code == 404
+        assert r.status_code == 404 and "No such token." in r.text
+        with dash.api() as admin:
+            assert admin.get("/api/v1/domains").status_code == 200
+        gone = c.post(f"/settings/tokens/{token_id.group(1)}/revoke", data={"csrf_token": token})
+        assert gone.status_code == 404
+        assert _without_csrf(gone.text) == _without_csrf(r.text)
+        # the account log says which token went
+        with dash.api(dash.service.create_token(email)) as api:
+            events = api.get("/api/v1/audit").json()
+        revoked = [{**e, "at": None} for e in events if e["action"] == "token-revoked"]
+        assert revoked == [
+            {
+                "at": None,
+                "domain": None,
+                "action": "token-revoked",
+                "detail": {"label": "deploy script", "token": int(token_id.group(1))},
+            }
+        ]
 
 
 def test_a_new_password_ends_other_sessions(dash: Dashboard) -> None:
@@ -208,6 +245,18 @@ def test_a_new_password_ends_other_sessions(dash: Dashboard) -> None:
             },
         )
         assert short.status_code == 422 and "at least 10" in short.text
+        wrong = a.post(
+            "/settings/password",
+            data={
+                "current_password": "not the password",
+                "new_password": new,
+                "new_password_again": new,
+                "csrf_token": token,
+            },
+        )
+        assert wrong.status_code == 403 and "The current password is not right." in wrong.text
+        assert verify_login(dash.service, email, new) is None
+        assert b.get("/settings").status_code == 200
         r = a.post(
             "/settings/password",
             data={
@@ -220,6 +269,12 @@ def test_a_new_password_ends_other_sessions(dash: Dashboard) -> None:
         assert r.status_code == 303
         assert a.get("/settings").status_code == 200  # this session goes on
         assert b.get("/settings").status_code == 303  # the other one ended
+        # ... and signing in again from there works (the ended session's cookie is replaced)
+        again = b.get("/login")
+        r = b.post(
+            "/login", data={"email": email, "password": new, "csrf_token": csrf_of(again.text)}
+        )
+        assert r.status_code == 303 and b.get("/settings").status_code == 200
     assert verify_login(dash.service, email, PASSWORD) is None
     assert verify_login(dash.service, email, "another long passphrase") is not None
 
@@ -339,3 +394,30 @@ def test_users_command_sets_a_password(tmp_path: Path) -> None:
         assert verify_login(service, "cli@example.com", "a long enough password") is None
     finally:
         service.close()
+
+
+def test_a_session_opens_nothing_for_a_user_removed_or_without_a_password(
+    dash: Dashboard,
+) -> None:
+    """A session cookie is worth only what the user row behind it is: none for a user
+    removed from the store, none for an API-only user (no dashboard password), even with
+    a cookie signed by the right key."""
+    email = dash.user(new_email())
+    with closing(sign_in(dash, email)) as c:
+        with dash.service.sessions.begin() as db:
+            db.execute(delete(User).where(User.email == email))
+        r = c.get("/settings")
+        assert r.status_code == 303 and r.headers["location"] == "/login?next=/settings"
+    api_only = new_email()
+    dash.service.create_token(api_only)
+    with dash.service.sessions() as db:
+        user = db.scalar(select(User).where(User.email == api_only))
+        assert user is not None and not user.password_hash
+        uid = user.id
+    settings = dash.service.settings
+    secret = settings.session_secret.encode() or load_secret(settings.data_dir)
+    forged = Sessions(secret).serializer.dumps({"uid": uid, "pw": fingerprint(None), "ep": 0})
+    with browser(dash) as c:
+        c.cookies.set(COOKIE, forged)
+        r = c.get("/settings")
+        assert r.status_code == 303 and r.headers["location"] == "/login?next=/settings"
