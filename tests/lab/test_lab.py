@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import socket
 import ssl
 import subprocess
@@ -36,6 +37,7 @@ from tests.lab import (
     require_loopback,
     server_context,
 )
+from tests.lab.ports import LAB_PORTS, reserved_block
 from tests.lab.require import require
 
 pytestmark = pytest.mark.lab
@@ -113,6 +115,66 @@ def test_free_port_is_free_on_every_address() -> None:
         for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             with socket.socket(socket.AF_INET, kind) as s:
                 s.bind((h, port))
+
+
+# Another run of the suite, in a process of its own: it reserves what it is given (ports
+# from argv, or a block) and says "ready" on stdout, then holds them until stdin closes.
+_OTHER_RUN = """
+import sys
+from tests.lab import ports
+if sys.argv[1] == "block":
+    with ports.reserved_block(int(sys.argv[2])) as prefix:
+        print(prefix, flush=True)
+        sys.stdin.read()
+else:
+    taken = [p for p in map(int, sys.argv[1:]) if ports._reserve(p)]
+    print("ready", len(taken), flush=True)
+    sys.stdin.read()
+"""
+
+
+def _other_run(*args: str) -> subprocess.Popen[str]:
+    root = Path(__file__).parents[2]
+    return subprocess.Popen(
+        [sys.executable, "-c", _OTHER_RUN, *args],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_free_port_never_gives_a_port_another_run_reserved() -> None:
+    # the other run holds every lab port but a window of 32: only those may come out here
+    # (a port merely probed free, as before, would come from anywhere)
+    start = LAB_PORTS.start + secrets.randbelow(len(LAB_PORTS) - 32)
+    window = range(start, start + 32)
+    others = [str(p) for p in LAB_PORTS if p not in window]
+    other = _other_run(*others)
+    try:
+        assert other.stdout is not None
+        ready = other.stdout.readline().split()
+        assert ready[0] == "ready" and int(ready[1]) > len(others) // 2, ready
+        got = [free_port(["127.0.0.31", "127.0.0.32"], udp=True) for _ in range(4)]
+        assert all(p in window for p in got), (got, window)
+        assert len(set(got)) == 4  # nor twice here
+    finally:
+        other.communicate("")
+
+
+def test_reserved_block_is_not_shared_with_another_run() -> None:
+    port = free_port([f"127.53.{n}.{i}" for n in range(1, 4) for i in range(1, 11)], udp=True)
+    other = _other_run("block", str(port))
+    try:
+        assert other.stdout is not None
+        theirs = other.stdout.readline().strip()
+        assert theirs.startswith("127.53.")
+        with reserved_block(port) as mine, reserved_block(port) as again:
+            assert len({theirs, mine, again}) == 3
+            assert not mine.startswith("127.53.0.")  # left to older clones
+    finally:
+        other.communicate("")
 
 
 def test_lab_refuses_non_loopback_addresses() -> None:
