@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DOMAIN ?=
 ARGS ?=
 
-.PHONY: run test lint bench bench-reports bench-monitor mutation clean i18n
+.PHONY: run test lint soak bench bench-reports bench-monitor mutation clean i18n
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ test: $(VENV)/.installed-test
 	bash scripts/system-deps.sh
 	$(MAKE) lint
 	$(BIN)/pytest $(ARGS)
+
+# N runs of `CI=true make test` in a clean clone of HEAD, in a row, while a second clone
+# runs the suite in a loop as the load (scripts/soak.sh; ~10 min per run on 2 cores).
+N ?= 5
+soak:
+	bash scripts/soak.sh $(N)
 
 $(VENV)/.installed-mutation: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test,mutation]'
