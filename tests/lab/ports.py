@@ -105,21 +105,23 @@ def _can_bind(host: str, port: int, kind: int) -> bool:
     return True
 
 
-def free_port(hosts: Iterable[str] = ("127.0.0.1",), *, udp: bool = False) -> int:
-    """A port of LAB_PORTS that is free (TCP, and UDP when ``udp``) on every one of
+def free_port(
+    hosts: Iterable[str] = ("127.0.0.1",), *, udp: bool = False, ports: range = LAB_PORTS
+) -> int:
+    """A port of ``ports`` that is free (TCP, and UDP when ``udp``) on every one of
     ``hosts``, reserved for this process: no other run of the lab gets it, nor does a later
     call here (so a port left free on purpose, e.g. at DOWN_IP, stays free)."""
     hosts = [require_loopback(h) for h in hosts] or ["127.0.0.1"]
     kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if udp else [])
-    start = secrets.randbelow(len(LAB_PORTS))  # runs starting together spread out
-    for i in range(len(LAB_PORTS)):
-        port = LAB_PORTS[(start + i) % len(LAB_PORTS)]
+    start = secrets.randbelow(len(ports))  # runs starting together spread out
+    for i in range(len(ports)):
+        port = ports[(start + i) % len(ports)]
         if not _reserve(port):
             continue
         if all(_can_bind(h, port, k) for h in hosts for k in kinds):
             return port
         _release(port)  # someone outside the lab has it
-    raise OSError(f"no port of {LAB_PORTS} free on all of {', '.join(hosts)}")
+    raise OSError(f"no port of {ports} free on all of {', '.join(hosts)}")
 
 
 @contextlib.contextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import socket
 import ssl
 import subprocess
@@ -37,7 +36,7 @@ from tests.lab import (
     require_loopback,
     server_context,
 )
-from tests.lab.ports import LAB_PORTS, reserved_block
+from tests.lab.ports import LAB_PORTS, _can_bind, reserved_block
 from tests.lab.require import require
 
 pytestmark = pytest.mark.lab
@@ -117,8 +116,8 @@ def test_free_port_is_free_on_every_address() -> None:
                 s.bind((h, port))
 
 
-# Another run of the suite, in a process of its own: it reserves what it is given (ports
-# from argv, or a block) and says "ready" on stdout, then holds them until stdin closes.
+# Another run of the suite, in a process of its own: it takes a port (or a block) as the
+# lab does, prints it and holds it until its stdin closes.
 _OTHER_RUN = """
 import sys
 from tests.lab import ports
@@ -127,8 +126,7 @@ if sys.argv[1] == "block":
         print(prefix, flush=True)
         sys.stdin.read()
 else:
-    taken = [p for p in map(int, sys.argv[1:]) if ports._reserve(p)]
-    print("ready", len(taken), flush=True)
+    print(ports.free_port(), flush=True)
     sys.stdin.read()
 """
 
@@ -145,22 +143,21 @@ def _other_run(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_free_port_never_gives_a_port_another_run_reserved() -> None:
-    # the other run holds every lab port but a window of 32: only those may come out here
-    # (a port merely probed free, as before, would come from anywhere)
-    start = LAB_PORTS.start + secrets.randbelow(len(LAB_PORTS) - 32)
-    window = range(start, start + 32)
-    others = [str(p) for p in LAB_PORTS if p not in window]
-    other = _other_run(*others)
+def test_free_port_never_gives_a_port_another_run_holds() -> None:
+    other = _other_run("port")
     try:
         assert other.stdout is not None
-        ready = other.stdout.readline().split()
-        assert ready[0] == "ready" and int(ready[1]) > len(others) // 2, ready
-        got = [free_port(["127.0.0.31", "127.0.0.32"], udp=True) for _ in range(4)]
-        assert all(p in window for p in got), (got, window)
-        assert len(set(got)) == 4  # nor twice here
+        theirs = int(other.stdout.readline())
+        assert theirs in LAB_PORTS  # below the ephemeral range
+        # free to bind (nothing listens yet), but reserved: not for us
+        assert _can_bind("127.0.0.1", theirs, socket.SOCK_STREAM)
+        with pytest.raises(OSError, match="no port of"):
+            free_port(ports=range(theirs, theirs + 1))
     finally:
         other.communicate("")
+    mine = free_port(["127.0.0.31", "127.0.0.32"], udp=True)
+    with pytest.raises(OSError, match="no port of"):  # nor twice in this run
+        free_port(ports=range(mine, mine + 1))
 
 
 def test_reserved_block_is_not_shared_with_another_run() -> None:
