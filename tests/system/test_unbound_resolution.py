@@ -122,7 +122,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _wait_answers(
     host: str, port: int, name: str, log: Path, proc: subprocess.Popen[bytes]
 ) -> None:
-    deadline = time.monotonic() + 60  # generous: the machine may be loaded
+    deadline = time.monotonic() + 120  # generous: a loaded machine
     query = dns.message.make_query(name, "SOA")
     while True:
         assert proc.poll() is None, log.read_text()
