@@ -23,16 +23,20 @@ fi
 work=$(mktemp -d /tmp/mtasts-soak-XXXXXX)
 logs=${SOAK_LOGS:-$(mktemp -d /tmp/mtasts-soak-logs-XXXXXX)}
 mkdir -p "$logs"
-load_pid=
+load_pid= run_pid=
+# Each run (and the load loop) leads a process group of its own (setsid), so that it ends as
+# one with make, pytest and the servers it started. TERM, since background jobs of a script
+# ignore INT; a run in progress is cut short.
+stop_group() {
+  [ -n "$1" ] || return 0
+  kill -TERM -- "-$1" 2>/dev/null || true
+  for _ in $(seq 30); do kill -0 -- "-$1" 2>/dev/null || break; sleep 1; done
+  kill -KILL -- "-$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
-  if [ -n "$load_pid" ]; then
-    # the load loop's own process group (make, pytest and the servers it started); TERM,
-    # since background jobs of a script ignore INT. Its run in progress is cut short.
-    kill -TERM -- "-$load_pid" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 -- "-$load_pid" 2>/dev/null || break; sleep 1; done
-    kill -KILL -- "-$load_pid" 2>/dev/null || true
-    wait "$load_pid" 2>/dev/null || true
-  fi
+  stop_group "$run_pid"
+  stop_group "$load_pid"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,7 +49,6 @@ done
 echo "soak: commit $commit, $n runs of CI=true make test in $work/soak"
 echo "soak: load: CI=true make test in a loop in $work/load; logs in $logs"
 
-# setsid: the load loop leads a process group of its own, ended as one at exit
 setsid bash -c '
   i=0
   while :; do
@@ -60,7 +63,11 @@ passed=0
 for i in $(seq 1 "$n"); do
   start=$(date +%s)
   log="$logs/run-$i.log"
-  if (cd "$work/soak" && CI=true make test ARGS="${SOAK_ARGS:-}") >"$log" 2>&1; then result=PASS; else result=FAIL; fi
+  setsid bash -c 'cd "$1" && CI=true make test ARGS="$2"' run "$work/soak" "${SOAK_ARGS:-}" \
+    >"$log" 2>&1 &
+  run_pid=$!
+  if wait "$run_pid"; then result=PASS; else result=FAIL; fi # a signal interrupts the wait
+  run_pid=
   echo "$(date -u +%H:%M:%S) run $i/$n: $result in $(($(date +%s) - start)) s ($(summary "$log"))"
   if [ $result = FAIL ]; then
     grep -E '^(FAILED|ERROR) ' "$log" | head -20 || tail -30 "$log"
