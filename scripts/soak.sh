@@ -46,6 +46,9 @@ for clone in soak load; do
   git clone -q --no-hardlinks "$repo" "$work/$clone"
   git -C "$work/$clone" checkout -q --detach "$commit"
 done
+# tests/protocol/test_corpus.py reads the shared corpus next to the project (../shared):
+# the clones read the same one
+if [ -d "$repo/../shared" ]; then ln -s "$(cd "$repo/../shared" && pwd)" "$work/shared"; fi
 echo "soak: commit $commit, $n runs of CI=true make test in $work/soak"
 echo "soak: load: CI=true make test in a loop in $work/load; logs in $logs"
 
