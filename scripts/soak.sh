@@ -10,6 +10,7 @@
 # are removed at the end, however the script ends. SOAK_ARGS (e.g. "tests/hosting -x") goes
 # to pytest in both clones, to soak a part of the suite.
 set -euo pipefail
+{ # read whole before it runs: editing this file during a soak does not disturb it
 n=${1:-5}
 if ! [[ $n =~ ^[1-9][0-9]*$ ]]; then
   echo "usage: scripts/soak.sh [N]   (N >= 1 runs of CI=true make test under load)" >&2
@@ -85,3 +86,5 @@ for f in "$logs"/load-*.log; do
 done
 echo "soak: $passed/$n runs passed in a row at $commit (logs: $logs)"
 [ "$passed" = "$n" ]
+exit
+}
