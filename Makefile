@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DOMAIN ?=
 ARGS ?=
 
-.PHONY: run test lint bench bench-reports bench-monitor mutation clean i18n
+.PHONY: run test lint soak bench bench-reports bench-monitor mutation clean i18n
 
 # Python's cached bytecode, as an installed program has it: where the environment sets
 # PYTHONDONTWRITEBYTECODE, every process (the test suite starts hundreds) would compile
@@ -45,6 +45,12 @@ test: $(VENV)/.installed-test
 	bash scripts/system-deps.sh
 	$(MAKE) lint
 	$(BIN)/pytest $(ARGS)
+
+# N runs of `CI=true make test` in a clean clone of HEAD, in a row, while a second clone
+# runs the suite in a loop as the load (scripts/soak.sh; ~10 min per run on 2 cores).
+N ?= 5
+soak:
+	bash scripts/soak.sh $(N)
 
 $(VENV)/.installed-mutation: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test,mutation]'

@@ -216,10 +216,10 @@ CASES = [
 
 
 def _check(world: World, domain: str) -> CheckResult:
-    resolver = Resolver([world.nameserver], timeout=3.0)
+    resolver = Resolver([world.nameserver], timeout=20.0)  # generous: load
     options = CheckOptions(
         ca_file=world.ca_file,
-        timeout=3.0,
+        timeout=20.0,
         https_port=world.https_port,
         smtp_port=world.smtp_port,
     )
@@ -294,10 +294,10 @@ def test_expiring_mx_certificate_warns(lab_world: World) -> None:
 
     domain = "expiring.diag.test"
     lab_world.add_domain(domain)
-    resolver = Resolver([lab_world.nameserver], timeout=3.0)
+    resolver = Resolver([lab_world.nameserver], timeout=20.0)  # generous: load
     options = CheckOptions(
         ca_file=lab_world.ca_file,
-        timeout=3.0,
+        timeout=20.0,
         https_port=lab_world.https_port,
         smtp_port=lab_world.smtp_port,
     )

@@ -42,7 +42,7 @@ def checker(
         ca_file=world.ca_file,
         https_port=world.https_port,
         smtp_port=world.smtp_port,
-        timeout=5.0,
+        timeout=20.0,  # generous: load
         probe_policy=policy,
     )
     return Checker(Resolver([nameserver or world.nameserver]), options)
@@ -132,7 +132,7 @@ def test_the_operators_cli_stays_unrestricted(
     lab_world.zone.set(f"mx1.{d}", "A", [TRAP_IP])
     lab_world.zone.set(f"mta-sts.{d}", "A", [TRAP_IP])
     out = CliRunner().invoke(
-        app, ["check", d, "--format", "json", "--timeout", "1", *lab_world.cli_args()]
+        app, ["check", d, "--format", "json", "--timeout", "3", *lab_world.cli_args()]
     )
     assert out.exit_code == 1, out.stdout
     data = json.loads(out.stdout)[0]

@@ -95,7 +95,7 @@ def running(
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 120  # generous: a loaded machine
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("mtasts app did not start")
@@ -165,7 +165,7 @@ def serve_process(
             except httpx.TransportError:
                 return False
 
-        wait_for(up, 30, "mtasts serve answers /healthz")
+        wait_for(up, 120, "mtasts serve answers /healthz")
         yield base, proc
     finally:
         stop(proc)

@@ -414,7 +414,7 @@ def test_proof_of_control_moves_a_name_and_tells_the_previous_holder(
         def view() -> dict[str, Any]:
             return dict(owner.get(f"/api/v1/domains/{d}").json())
 
-        wait_for(lambda: view()["served_id"] == view()["policy"]["id"], 10, "served_id")
+        wait_for(lambda: view()["served_id"] == view()["policy"]["id"], 60, "served_id")
         assert view()["policy"]["id"] != old["policy"]["id"]
         history = owner.get(f"/api/v1/domains/{d}/policy/history").json()
         assert [v["author"] for v in history] == ["owner2@tenants.example"] * 2

@@ -261,7 +261,7 @@ def test_serve_keeps_its_data_directory_private(tmp_path: Path, lab_world: World
             except httpx.TransportError:
                 return False
 
-        wait_for(up, 30, "serve answers")
+        wait_for(up, 120, "serve answers")
         assert httpx.get(f"{base}/login", timeout=10).status_code == 200  # makes the secret
         wait_for(lambda: (data / "snapshot.json").exists(), 30, "snapshot saved")
         assert _mode(data) == 0o700

@@ -24,7 +24,7 @@ def test_first_start_prints_a_working_admin_token_once(tmp_path: Path) -> None:
     def start() -> tuple[subprocess.Popen[bytes], str]:
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: a loaded machine
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:

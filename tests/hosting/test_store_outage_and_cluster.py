@@ -63,7 +63,7 @@ def test_policies_stay_served_while_the_database_is_down(
         try:
             wait_for(
                 lambda: httpx.get(f"{app.base}/healthz").json()["store"] == "unreachable",
-                10,
+                60,
                 "health reports the store unreachable",
             )
             for _ in range(20):  # served from memory, again and again
@@ -91,7 +91,7 @@ def test_policies_stay_served_while_the_database_is_down(
             restore(postgres_url)
         wait_for(
             lambda: httpx.get(f"{app.base}/healthz").json()["store"] == "up",
-            15,
+            60,
             "health reports the store up again",
         )
         assert app.policy(d).content == before
@@ -162,7 +162,7 @@ def test_a_restart_during_an_outage_serves_the_saved_snapshot(
             r = _policy(base, d)
             assert r.status_code == 200 and r.content == served
             restore(postgres_url)
-            wait_for(lambda: httpx.get(f"{base}/healthz").json()["store"] == "up", 15, "store up")
+            wait_for(lambda: httpx.get(f"{base}/healthz").json()["store"] == "up", 60, "store up")
             assert _policy(base, d).content == served
     finally:
         restore(postgres_url)

@@ -36,6 +36,7 @@ from tests.lab import (
     require_loopback,
     server_context,
 )
+from tests.lab.ports import LAB_PORTS, _can_bind, reserved_block
 from tests.lab.require import require
 
 pytestmark = pytest.mark.lab
@@ -115,6 +116,64 @@ def test_free_port_is_free_on_every_address() -> None:
                 s.bind((h, port))
 
 
+# Another run of the suite, in a process of its own: it takes a port (or a block) as the
+# lab does, prints it and holds it until its stdin closes.
+_OTHER_RUN = """
+import sys
+from tests.lab import ports
+if sys.argv[1] == "block":
+    with ports.reserved_block(int(sys.argv[2])) as prefix:
+        print(prefix, flush=True)
+        sys.stdin.read()
+else:
+    print(ports.free_port(), flush=True)
+    sys.stdin.read()
+"""
+
+
+def _other_run(*args: str) -> subprocess.Popen[str]:
+    root = Path(__file__).parents[2]
+    return subprocess.Popen(
+        [sys.executable, "-c", _OTHER_RUN, *args],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_free_port_never_gives_a_port_another_run_holds() -> None:
+    other = _other_run("port")
+    try:
+        assert other.stdout is not None
+        theirs = int(other.stdout.readline())
+        assert theirs in LAB_PORTS  # below the ephemeral range
+        # free to bind (nothing listens yet), but reserved: not for us
+        assert _can_bind("127.0.0.1", theirs, socket.SOCK_STREAM)
+        with pytest.raises(OSError, match="no port of"):
+            free_port(ports=range(theirs, theirs + 1))
+    finally:
+        other.communicate("")
+    mine = free_port(["127.0.0.31", "127.0.0.32"], udp=True)
+    with pytest.raises(OSError, match="no port of"):  # nor twice in this run
+        free_port(ports=range(mine, mine + 1))
+
+
+def test_reserved_block_is_not_shared_with_another_run() -> None:
+    port = free_port([f"127.53.{n}.{i}" for n in range(1, 4) for i in range(1, 11)], udp=True)
+    other = _other_run("block", str(port))
+    try:
+        assert other.stdout is not None
+        theirs = other.stdout.readline().strip()
+        assert theirs.startswith("127.53.")
+        with reserved_block(port) as mine, reserved_block(port) as again:
+            assert len({theirs, mine, again}) == 3
+            assert not mine.startswith("127.53.0.")  # left to older clones
+    finally:
+        other.communicate("")
+
+
 def test_lab_refuses_non_loopback_addresses() -> None:
     with pytest.raises(ValueError, match="loopback"):
         require_loopback("192.0.2.1")
@@ -131,7 +190,9 @@ def _q(server: DnsServer, name: str, rdtype: str, *, tcp: bool = False) -> dns.m
         query = dns.message.make_query(name, rdtype)
         if tcp:
             return await dns.asyncquery.tcp(query, server.host, timeout=2, port=server.port)
-        return await dns.asyncquery.udp(query, server.host, timeout=2, port=server.port)
+        return await dns.asyncquery.udp(
+            query, server.host, timeout=2, port=server.port, ignore_unexpected=True
+        )
 
     return asyncio.run(ask())
 
@@ -188,6 +249,7 @@ def test_dns_faults_and_truncation(lab_dns: DnsServer) -> None:
                     lab_dns.host,
                     timeout=0.3,
                     port=lab_dns.port,
+                    ignore_unexpected=True,
                 )
             )
         udp = _q(lab_dns, "big.lab-fault.test", "TXT")
@@ -211,8 +273,9 @@ def test_dns_serves_hundreds_of_concurrent_queries_with_delay() -> None:
                     dns.asyncquery.udp(
                         dns.message.make_query(f"h{i}.lab-many.test", "A"),
                         server.host,
-                        timeout=5,
+                        timeout=60,  # generous: a loaded machine
                         port=server.port,
+                        ignore_unexpected=True,
                     )
                     for i in range(300)
                 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import ssl
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -126,12 +125,11 @@ def test_connection_closed_without_answer(lab_world: World) -> None:
 
 
 def test_slow_server_times_out_within_the_limit(lab_world: World) -> None:
-    lab_world.add_domain("slow.fetch.test", https=Site(body=POLICY, delay=5))
-    t0 = time.monotonic()
+    lab_world.add_domain("slow.fetch.test", https=Site(body=POLICY, delay=600))
     r = fetch(lab_world, "slow.fetch.test", timeout=0.5)
-    # Bounded by the server's own event (its answer after 5 s), never by a timing window.
-    assert r.error_code == "timeout" and r.elapsed < 5
-    assert time.monotonic() - t0 < 5
+    # Bounded by the server's own event (its answer after 600 s: a client that kept waiting
+    # would get the policy), never by a timing window; the lab cancels the pending answer.
+    assert r.error_code == "timeout" and r.body is None
 
 
 def test_dns_outcomes(lab_world: World) -> None:
@@ -269,7 +267,9 @@ def test_hundreds_of_concurrent_fetches(lab_world: World) -> None:
     names = lab_world.add_domains(200, suffix="bulk.fetch.test")
 
     async def main() -> list[FetchResult]:
-        resolver = Resolver([lab_world.nameserver], timeout=15)
+        # generous timeouts: on a loaded machine 200 TLS handshakes at once (client and lab
+        # server in this process) can starve the last lookups for tens of seconds
+        resolver = Resolver([lab_world.nameserver], timeout=120)
         return await asyncio.gather(
             *(
                 fetch_policy(
@@ -277,7 +277,7 @@ def test_hundreds_of_concurrent_fetches(lab_world: World) -> None:
                     resolver=resolver,
                     ca_file=lab_world.ca_file,
                     port=lab_world.https_port,
-                    timeout=30,
+                    timeout=120,
                 )
                 for n in names
             )

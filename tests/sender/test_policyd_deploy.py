@@ -45,7 +45,7 @@ def test_example_settings_start_a_daemon(tmp_path: Path) -> None:
     with (tmp_path / "log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: a loaded machine
         while True:
             try:
                 sock = socket.create_connection(("127.0.0.1", port), timeout=5)

@@ -58,10 +58,10 @@ def make_daemon(
         nameservers=(world.nameserver,),
         ca_file=world.ca_file,
         https_port=world.https_port,
-        fetch_timeout=3.0,
+        fetch_timeout=20.0,  # generous: load
         **options,  # type: ignore[arg-type]
     )
-    resolver = Resolver([world.nameserver], timeout=3.0)
+    resolver = Resolver([world.nameserver], timeout=20.0)
     return PolicyDaemon(settings, resolver, store, clock=clock, rng=random.Random(1))
 
 
@@ -439,7 +439,7 @@ def test_daemon_over_socketmap(lab_world: World, tmp_path: Path) -> None:
         nameservers=(lab_world.nameserver,),
         ca_file=lab_world.ca_file,
         https_port=lab_world.https_port,
-        fetch_timeout=3.0,
+        fetch_timeout=20.0,  # generous: load
     )
 
     async def run() -> list[bytes]:

@@ -202,7 +202,7 @@ def caddy_front(
                 raise AssertionError(f"caddy exited: {log.read_text()}")
             return _accepts(host, https_port) and caddy.root_cert.exists()
 
-        wait_for(up, 30, f"caddy listens on {host}:{https_port} with its local CA")
+        wait_for(up, 120, f"caddy listens on {host}:{https_port} with its local CA")
         yield caddy
     finally:
         stop(proc)

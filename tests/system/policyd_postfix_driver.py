@@ -154,7 +154,7 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def _wait(what: str, check: object, seconds: float = 30.0) -> None:
+def _wait(what: str, check: object, seconds: float = 120.0) -> None:  # generous: load
     deadline = time.monotonic() + seconds
     while not check():  # type: ignore[operator]
         if time.monotonic() > deadline:

@@ -153,7 +153,7 @@ def test_policy_change_is_served_through_caddy(front: Front) -> None:
     assert b"mode: enforce\r\n" in (result.body or b"")
     # RFC 8461 §8.1: the TXT id follows the served policy
     new_record = f"v=STSv1; id={after['policy']['id']}"
-    wait_for(lambda: front.txt(f"_mta-sts.{domain}") == [new_record], 15, "TXT has the new id")
+    wait_for(lambda: front.txt(f"_mta-sts.{domain}") == [new_record], 60, "TXT has the new id")
 
 
 def test_unknown_name_gets_no_certificate(front: Front) -> None:

@@ -57,7 +57,13 @@ def knot_conf(tmp: Path, knot_port: int, primary_port: int) -> str:
 
 def soa_serial(port: int) -> int | None:
     try:
-        r = dns.query.udp(dns.message.make_query(ZONE, "SOA"), SECONDARY, port=port, timeout=0.5)
+        r = dns.query.udp(
+            dns.message.make_query(ZONE, "SOA"),
+            SECONDARY,
+            port=port,
+            timeout=0.5,
+            ignore_unexpected=True,
+        )
     except (dns.exception.Timeout, OSError):
         return None
     if r.rcode() != dns.rcode.NOERROR or not r.answer:
@@ -145,7 +151,11 @@ def test_knot_secondary_follows_the_zone_after_notify(
         )
         # the secondary's serial is the primary's, taken from the store's change counter
         primary = dns.query.udp(
-            dns.message.make_query(ZONE, "SOA"), PRIMARY, port=primary_port, timeout=2
+            dns.message.make_query(ZONE, "SOA"),
+            PRIMARY,
+            port=primary_port,
+            timeout=2,
+            ignore_unexpected=True,
         )
         serial = int(next(iter(primary.answer[0])).serial)
         wait_for(lambda: soa_serial(knot_port) == serial, 30, "Knot has the primary's serial")

@@ -2,20 +2,21 @@
 from a fake root down referrals to the service zone, as on the internet (not through a stub
 or forward zone that would skip the delegation and the NS address lookup).
 
-    127.53.0.1:53   fake root "."            (knotd)   test. NS ns.tld.test
-    127.53.0.2:53   "test." and "shop.test."  (knotd)   sts.ns.test NS ns1.sts.ns.test (glue)
-    127.53.0.3:53   "sts.ns.test"            (mtasts' AuthoritativeDnsServer)
-    127.53.0.10     unbound, asked by the test
+    127.53.N.1:53   fake root "."            (knotd)   test. NS ns.tld.test
+    127.53.N.2:53   "test." and "shop.test."  (knotd)   sts.ns.test NS ns1.sts.ns.test (glue)
+    127.53.N.3:53   "sts.ns.test"            (mtasts' AuthoritativeDnsServer)
+    127.53.N.10     unbound, asked by the test
 
 Referrals carry no port, so the authoritative servers must listen on port 53: the test needs
-root (or CAP_NET_BIND_SERVICE) and skips loudly otherwise."""
+root (or CAP_NET_BIND_SERVICE) and skips loudly otherwise. N is reserved for this run
+(tests/lab/ports.py ``reserved_block``), so another run of the suite on the same machine
+uses other addresses."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -33,61 +34,79 @@ import pytest
 from mtasts.config import Settings
 from mtasts.hosting.dnsserver import AuthoritativeDnsServer, ZoneAnswerer
 from mtasts.hosting.snapshot import Hosted, Snapshot
-from tests.lab.ports import free_port
+from tests.lab.ports import reserved_block
 from tests.lab.require import require
 
 pytestmark = pytest.mark.system
 
 KNOTD = shutil.which("knotd") or "/usr/sbin/knotd"
 UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
-ROOT, TLD, MTASTS, FRONT, RESOLVER = (
-    "127.53.0.1",
-    "127.53.0.2",
-    "127.53.0.3",
-    "127.53.0.9",
-    "127.53.0.10",
-)
 ZONE = "sts.ns.test"
 CUSTOMER = "shop.test"
 
-ROOT_ZONE = f"""$ORIGIN .
+
+@dataclass(frozen=True)
+class Addresses:
+    """The scene's addresses in the reserved 127.53.N.0/24."""
+
+    prefix: str
+
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}.1"
+
+    @property
+    def tld(self) -> str:
+        return f"{self.prefix}.2"
+
+    @property
+    def mtasts(self) -> str:
+        return f"{self.prefix}.3"
+
+    @property
+    def front(self) -> str:
+        return f"{self.prefix}.9"
+
+    @property
+    def resolver(self) -> str:
+        return f"{self.prefix}.10"
+
+
+def root_zone(at: Addresses) -> str:
+    return f"""$ORIGIN .
 $TTL 3600
 . SOA a.root.test. hostmaster.root.test. 1 3600 600 86400 60
 . NS a.root.test.
 test. NS ns.tld.test.
-a.root.test. A {ROOT}
-ns.tld.test. A {TLD}
+a.root.test. A {at.root}
+ns.tld.test. A {at.tld}
 """
-TLD_ZONE = f"""$ORIGIN test.
+
+
+def tld_zone(at: Addresses) -> str:
+    return f"""$ORIGIN test.
 $TTL 3600
 @ SOA ns.tld.test. hostmaster.tld.test. 1 3600 600 86400 60
 @ NS ns.tld.test.
-ns.tld A {TLD}
-a.root A {ROOT}
+ns.tld A {at.tld}
+a.root A {at.root}
 sts.ns NS ns1.sts.ns.test.
-ns1.sts.ns A {MTASTS}
+ns1.sts.ns A {at.mtasts}
 shop NS ns.shop.test.
-ns.shop A {TLD}
+ns.shop A {at.tld}
 """
-CUSTOMER_ZONE = f"""$ORIGIN {CUSTOMER}.
+
+
+def customer_zone(at: Addresses) -> str:
+    return f"""$ORIGIN {CUSTOMER}.
 $TTL 3600
 @ SOA ns.shop.test. hostmaster.shop.test. 1 3600 600 86400 60
 @ NS ns.shop.test.
-ns A {TLD}
+ns A {at.tld}
 _mta-sts CNAME {CUSTOMER}.policy.{ZONE}.
 mta-sts CNAME policy-host.{ZONE}.
 _smtp._tls CNAME {CUSTOMER}.tlsrpt.{ZONE}.
 """
-
-
-def _can_bind_53(host: str) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind((host, 53))
-            except OSError:
-                return False
-    return True
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -103,12 +122,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _wait_answers(
     host: str, port: int, name: str, log: Path, proc: subprocess.Popen[bytes]
 ) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # generous: a loaded machine
     query = dns.message.make_query(name, "SOA")
     while True:
         assert proc.poll() is None, log.read_text()
         try:
-            if dns.query.udp(query, host, port=port, timeout=0.3).rcode() == dns.rcode.NOERROR:
+            if (
+                dns.query.udp(query, host, port=port, timeout=0.3, ignore_unexpected=True).rcode()
+                == dns.rcode.NOERROR
+            ):
                 return
         except (dns.exception.Timeout, OSError):
             pass
@@ -153,13 +175,13 @@ zone:
     return proc
 
 
-def _unbound(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+def _unbound(tmp: Path, at: Addresses) -> subprocess.Popen[bytes]:
     tmp.mkdir(parents=True)
-    (tmp / "root.hints").write_text(f". 3600 NS a.root.test.\na.root.test. 3600 A {ROOT}\n")
+    (tmp / "root.hints").write_text(f". 3600 NS a.root.test.\na.root.test. 3600 A {at.root}\n")
     (tmp / "unbound.conf").write_text(
         f"""server:
-    interface: {RESOLVER}
-    port: {port}
+    interface: {at.resolver}
+    port: 53
     access-control: 127.0.0.0/8 allow
     do-daemonize: no
     username: ""
@@ -188,24 +210,25 @@ remote-control:
         proc = subprocess.Popen(
             [UNBOUND, "-d", "-c", str(tmp / "unbound.conf")], stdout=out, stderr=subprocess.STDOUT
         )
-    _wait_answers(RESOLVER, port, ".", log, proc)
+    _wait_answers(at.resolver, 53, ".", log, proc)
     return proc
 
 
 @dataclass
 class Lab:
     snapshot: Snapshot
-    resolver_port: int
+    at: Addresses
     unbound_log: Path
 
     def resolve(self, name: str, rdtype: str = "TXT") -> dns.message.Message:
         """Ask unbound (RD set), as a sender's MTA would."""
         query = dns.message.make_query(name, rdtype)
-        return dns.query.udp(query, RESOLVER, port=self.resolver_port, timeout=10)
+        return dns.query.udp(query, self.at.resolver, port=53, timeout=10, ignore_unexpected=True)
 
     def authoritative(self, name: str, rdtype: str = "TXT") -> dns.message.Message:
         """Ask the built-in server directly (no cache)."""
-        return dns.query.udp(dns.message.make_query(name, rdtype), MTASTS, port=53, timeout=3)
+        query = dns.message.make_query(name, rdtype)
+        return dns.query.udp(query, self.at.mtasts, port=53, timeout=10, ignore_unexpected=True)
 
 
 def hosted(domain: str, policy_id: str) -> Hosted:
@@ -225,15 +248,17 @@ def _texts(response: dns.message.Message) -> list[str]:
 def lab(tmp_path: Path) -> Iterator[Lab]:
     require(os.path.exists(KNOTD), "knotd (Debian package knot) is not installed")
     require(os.path.exists(UNBOUND), "unbound (Debian package unbound) is not installed")
-    require(
-        all(_can_bind_53(h) for h in (ROOT, TLD, MTASTS)),
-        "port 53 on 127.53.0.1-3 (needs root or CAP_NET_BIND_SERVICE, and a free port)",
-    )
+    require(os.geteuid() == 0, "port 53 on loopback needs root (or CAP_NET_BIND_SERVICE)")
+    with reserved_block(53) as prefix:
+        yield from _scene(tmp_path, Addresses(prefix))
+
+
+def _scene(tmp_path: Path, at: Addresses) -> Iterator[Lab]:
     snapshot = Snapshot({CUSTOMER: hosted(CUSTOMER, "20260101")}, generation=1)
     settings = Settings(
         zone=ZONE,
-        dns_listen=(f"{MTASTS}:53",),
-        policy_host_addresses=(FRONT,),  # nothing answers DNS there: the issue's trap
+        dns_listen=(f"{at.mtasts}:53",),
+        policy_host_addresses=(at.front,),  # nothing answers DNS there: the issue's trap
         txt_delay=0.0,
     )
     server = AuthoritativeDnsServer(
@@ -245,11 +270,11 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(server.start())
-        procs.append(_knot(tmp_path / "root", ROOT, {"": ROOT_ZONE}))
-        procs.append(_knot(tmp_path / "tld", TLD, {"test": TLD_ZONE, CUSTOMER: CUSTOMER_ZONE}))
-        port = free_port([RESOLVER], udp=True)
-        procs.append(_unbound(tmp_path / "unbound", port))
-        yield Lab(snapshot, port, tmp_path / "unbound" / "unbound.log")
+        procs.append(_knot(tmp_path / "root", at.root, {"": root_zone(at)}))
+        zones = {"test": tld_zone(at), CUSTOMER: customer_zone(at)}
+        procs.append(_knot(tmp_path / "tld", at.tld, zones))
+        procs.append(_unbound(tmp_path / "unbound", at))
+        yield Lab(snapshot, at, tmp_path / "unbound" / "unbound.log")
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -262,7 +287,7 @@ def test_unbound_resolves_through_referrals_to_the_built_in_server(lab: Lab) -> 
     # front's address (policy_host_addresses), where every later query timed out
     ns1 = lab.resolve(f"ns1.{ZONE}", "A")
     assert ns1.rcode() == dns.rcode.NOERROR
-    assert [rd.address for rr in ns1.answer for rd in rr] == [MTASTS]
+    assert [rd.address for rr in ns1.answer for rd in rr] == [lab.at.mtasts]
 
     # the sender's lookups: CNAMEs in the customer's zone chased into ours (with QNAME
     # minimisation unbound walks test.policy.Z first, an empty non-terminal)
@@ -274,7 +299,7 @@ def test_unbound_resolves_through_referrals_to_the_built_in_server(lab: Lab) -> 
     assert _texts(rpt) == [f"v=TLSRPTv1; rua=https://policy-host.{ZONE}/tlsrpt/{CUSTOMER}"]
     host = lab.resolve(f"mta-sts.{CUSTOMER}", "A")
     assert [rd.address for rr in host.answer if rr.rdtype == dns.rdatatype.A for rd in rr] == [
-        FRONT
+        lab.at.front
     ]
 
     # negative answers: NXDOMAIN and NODATA, each with the SOA for negative caching

@@ -208,7 +208,9 @@ def test_owner_journey_in_chromium(
             viewport={"width": 1280, "height": 900}, locale=LOCALES[lang]
         )
         page = context.new_page()
-        page.set_default_timeout(30_000)
+        # generous deadlines (expect() polls; its default is 5 s): the machine may be loaded
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=60_000)
         page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
         # the wrong password (401) and the blocked enforce (409) are pages with a status
         expected = {"401 (Unauthorized)", "409 (Conflict)"}
