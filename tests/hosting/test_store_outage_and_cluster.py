@@ -86,6 +86,7 @@ def test_policies_stay_served_while_the_database_is_down(
             es = browser.get("/", headers={"Accept": "text/html", "Accept-Language": "es"})
             assert es.status_code == 503 and '<html lang="es">' in es.text
             assert "No se puede hacer" in es.text
+            assert "La base de datos no está disponible" in es.text  # the message too
         finally:
             browser.close()
             restore(postgres_url)

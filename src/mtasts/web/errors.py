@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtasts.hosting.tenants import ServiceError
+from mtasts.i18n import _
 
 log = logging.getLogger("mtasts.web")
 
@@ -87,8 +88,10 @@ def store_unavailable(request: Request, exc: BaseException) -> JSONResponse:
     return envelope(
         503,
         "store-unavailable",
-        f"The database is unavailable; policies are still served. Please retry shortly "
-        f"(error id {error_id}).",
+        _(
+            "The database is unavailable; policies are still served. Please retry shortly "
+            "(error id {error_id})."
+        ).format(error_id=error_id),
         {"Retry-After": str(RETRY_AFTER)},
         error_id=error_id,
     )
@@ -145,7 +148,9 @@ def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return envelope(
         500,
         "internal-error",
-        f"Something went wrong on our side; it is logged with error id {error_id}.",
+        _("Something went wrong on our side; it is logged with error id {error_id}.").format(
+            error_id=error_id
+        ),
         error_id=error_id,
     )
 

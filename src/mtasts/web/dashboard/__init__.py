@@ -65,14 +65,18 @@ def _as_page(fallback: Handler) -> Handler:
     ``fallback`` runs exactly once either way: it logs faults and counts store failures."""
 
     async def handler(request: Request, exc: Exception) -> Response:
+        page = wants_page(request)
+        fault = not isinstance(exc, RequestValidationError | StarletteHTTPException)
+        if page and fault:
+            # before ``fallback`` writes its message; the store may be what failed, so the
+            # language comes without the user's own setting
+            await page_language(request, store=False)
         result = fallback(request, exc)
         response = await result if isinstance(result, Awaitable) else result
-        if not wants_page(request):
+        if not page:
             return response
-        # a fault may be the store's own: then the language comes without the user's setting
-        await page_language(
-            request, store=isinstance(exc, RequestValidationError | StarletteHTTPException)
-        )
+        if not fault:
+            await page_language(request)
         if isinstance(exc, RequestValidationError):
             problems = [
                 f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('query', 'path'))}: "
