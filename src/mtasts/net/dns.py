@@ -1,32 +1,41 @@
-"""DNS lookups with dnspython: explicit nameservers, CNAME chains reported, and the
-outcomes NXDOMAIN, NODATA, SERVFAIL and timeout told apart."""
+"""DNS lookups: explicit nameservers, CNAME chains reported, and the outcomes NXDOMAIN,
+NODATA, SERVFAIL and timeout told apart.
+
+A stub resolver of its own (RFC 1035 §7), with dnspython for the names and for parsing
+answers: each lookup sends one query (recursion desired, EDNS0) from its own connected UDP
+socket, so the kernel drops datagrams from any other source and the ephemeral port is
+random; an answer counts only with our id and our question; a truncated answer is asked
+again over TCP (RFC 7766 §5). dnspython's own resolver did the same with several times the
+CPU per lookup (message objects, an OPT record and a datagram protocol built per query),
+which was most of `mtasts policyd`'s cost per new domain, and its import was a tenth of
+`mtasts check`'s start.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
+import socket
+import struct
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
-import dns._features
+from mtasts.net import lazy_metadata
 
-# mtasts asks plain DNS over UDP/TCP only. Without this, dnspython imports its DNS over
-# HTTPS/QUIC stacks (httpx2, h2, aioquic) whenever they happen to be installed (e.g. with
-# checkdmarc next to mtasts): a tenth of a second at every start of `mtasts check`.
-_force = getattr(dns._features, "force", None)  # dnspython >= 2.4
-for _feature in ("doh", "doq"):
-    if _force is not None:
-        _force(_feature, False)
+lazy_metadata()  # before dnspython, whose feature checks import importlib.metadata
 
-import dns.asyncresolver  # noqa: E402 - after the features are settled
 import dns.exception  # noqa: E402
+import dns.flags  # noqa: E402
 import dns.message  # noqa: E402
 import dns.name  # noqa: E402
-import dns.nameserver  # noqa: E402
+import dns.rcode  # noqa: E402
 import dns.rdataclass  # noqa: E402
 import dns.rdatatype  # noqa: E402
-import dns.resolver  # noqa: E402
+import dns.rrset  # noqa: E402
 
 DEFAULT_PORT = 53
 MAX_CHAIN = 16  # CNAME hops we report at most
@@ -161,109 +170,185 @@ def _chain(response: dns.message.Message | None, qname: dns.name.Name) -> tuple[
     return tuple(out)
 
 
-class Resolver:
-    """Async resolver. ``nameservers`` are "IP" or "IP:PORT" (IPv6 as "[::1]:53");
-    None means the system configuration. ``timeout`` bounds each lookup in total.
+_EDNS_PAYLOAD = 1232  # DNS flag day 2020: answers rarely need the TCP fallback
+# RFC 6891 §6.1.2: the OPT pseudo-record (root owner, type 41, payload size, no flags)
+_OPT = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, _EDNS_PAYLOAD, 0, 0)
+_RESOLV_CONF = Path("/etc/resolv.conf")
 
-    One dnspython resolver is shared by every lookup, so one Resolver serves any number
-    of concurrent lookups (each has its own socket). No search domains, no cache: names
-    are always asked as given, fully qualified.
+
+class _NoGood(Exception):
+    """This server cannot answer this lookup (malformed answer, REFUSED, SERVFAIL, a
+    broken connection): ask the next one. ``rcode`` when the server said so itself."""
+
+    def __init__(self, message: str, rcode: str | None = None) -> None:
+        super().__init__(message)
+        self.rcode = rcode
+
+
+@dataclass(frozen=True)
+class _Found:
+    """The final answer of one lookup: the RRset of the type asked (after the CNAME chain)
+    when there is one, and the whole response."""
+
+    rcode: int
+    rrset: dns.rrset.RRset | None
+    response: dns.message.Message
+
+
+def system_nameservers(path: Path = _RESOLV_CONF) -> tuple[tuple[str, int], ...]:
+    """The ``nameserver`` lines of resolv.conf(5), in order; OSError when unreadable,
+    ValueError when it names none."""
+    servers: list[tuple[str, int]] = []
+    for line in path.read_text(errors="replace").splitlines():
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                servers.append((str(ipaddress.ip_address(fields[1].split("%", 1)[0])), 53))
+            except ValueError:
+                continue
+    if not servers:
+        raise ValueError(f"{path} names no nameserver")
+    return tuple(servers)
+
+
+class Resolver:
+    """Async stub resolver. ``nameservers`` are "IP" or "IP:PORT" (IPv6 as "[::1]:53");
+    None means the system configuration (resolv.conf's ``nameserver`` lines). ``timeout``
+    bounds each lookup in total; one try at one server waits at most ``ATTEMPT_TIMEOUT``.
+
+    One Resolver serves any number of concurrent lookups (each has its own socket). No
+    search domains, no cache: names are always asked as given, fully qualified.
     """
 
     def __init__(self, nameservers: Sequence[str] | None = None, timeout: float = 5.0) -> None:
         self.timeout = timeout
         self.config_error: str | None = None
+        self._servers: tuple[tuple[str, int], ...] = ()
         if nameservers is None:
             try:
-                resolver = dns.asyncresolver.Resolver(configure=True)
-            except dns.resolver.NoResolverConfiguration as exc:
-                resolver = dns.asyncresolver.Resolver(configure=False)
+                self._servers = system_nameservers()
+            except (OSError, ValueError) as exc:
                 self.config_error = f"no system resolver configuration: {exc}"
         else:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            servers: list[str | dns.nameserver.Nameserver] = []
-            for ns in nameservers:
-                ip, port = parse_nameserver(ns)
-                servers.append(dns.nameserver.Do53Nameserver(ip, port))
-            resolver.nameservers = servers
-        resolver.search = []
-        resolver.use_search_by_default = False
-        resolver.cache = None
-        resolver.lifetime = timeout
-        resolver.timeout = min(ATTEMPT_TIMEOUT, timeout)
-        # EDNS0 with a 1232-byte payload (DNS flag day 2020), so TXT/MX answers rarely
-        # need the TCP fallback; truncated answers are retried over TCP (RFC 7766 §5).
-        resolver.use_edns(0, 0, 1232)
-        self._resolver = resolver
+            self._servers = tuple(parse_nameserver(ns) for ns in nameservers)
 
     @property
     def nameservers(self) -> tuple[str, ...]:
         """The servers asked, as "IP:PORT" ("[v6]:PORT")."""
-        out = []
-        for ns in self._resolver.nameservers:
-            if isinstance(ns, dns.nameserver.Do53Nameserver):
-                host = f"[{ns.address}]" if ":" in ns.address else ns.address
-                out.append(f"{host}:{ns.port}")
-            else:
-                out.append(str(ns))
-        return tuple(out)
+        return tuple(_where(server) for server in self._servers)
 
     async def _lookup(
         self, name: str, rdtype: str
-    ) -> tuple[DnsStatus, dns.resolver.Answer | None, tuple[str, ...], str | None]:
-        """(status, answer when OK, CNAME chain, error text)."""
-        status, answer, chain, error, _ttl = await self._lookup_ttl(name, rdtype)
-        return status, answer, chain, error
+    ) -> tuple[DnsStatus, dns.rrset.RRset | None, tuple[str, ...], str | None]:
+        """(status, the answer's RRset when OK, CNAME chain, error text)."""
+        status, rrset, chain, error, _ttl = await self._lookup_ttl(name, rdtype)
+        return status, rrset, chain, error
 
     async def _lookup_ttl(
         self, name: str, rdtype: str
-    ) -> tuple[DnsStatus, dns.resolver.Answer | None, tuple[str, ...], str | None, int | None]:
+    ) -> tuple[DnsStatus, dns.rrset.RRset | None, tuple[str, ...], str | None, int | None]:
         """Like _lookup, plus the negative TTL of an NXDOMAIN/NODATA answer."""
         if self.config_error is not None:
             return DnsStatus.ERROR, None, (), self.config_error, None
         try:
             qname = dns.name.from_text(name.strip().rstrip(".") + ".")
+            qtype = dns.rdatatype.from_text(rdtype)
         except dns.exception.DNSException as exc:
             return DnsStatus.ERROR, None, (), f"{name!r} is not a valid DNS name: {exc}", None
         try:
-            # dnspython enforces ``lifetime``; the outer bound only guards against a stall.
+            # every wait inside is bounded by the deadline; the outer bound only guards
+            # against a stall
             async with asyncio.timeout(self.timeout + 1.0):
-                answer = await self._resolver.resolve(
-                    qname, rdtype, search=False, raise_on_no_answer=True
-                )
-        except dns.resolver.NXDOMAIN as exc:
-            responses = exc.kwargs.get("responses", {})
-            chain = _chain(responses.get(qname), qname)
+                found, errors, exhausted = await self._resolve(qname, qtype)
+        except TimeoutError:
+            found, errors, exhausted = None, [], False
+        if found is None:
+            if exhausted:  # every server said it cannot answer
+                servfail = any(e.rcode == "SERVFAIL" for e in errors)
+                status = DnsStatus.SERVFAIL if servfail else DnsStatus.ERROR
+                return status, None, (), _describe(errors), None
+            return DnsStatus.TIMEOUT, None, (), f"no answer within {self.timeout:g} s", None
+        response = found.response
+        chain = _chain(response, qname)
+        if found.rcode == dns.rcode.NXDOMAIN:
             error = f"{name} does not exist (NXDOMAIN)"
-            return DnsStatus.NXDOMAIN, None, chain, error, _soa_ttl(responses.get(qname))
-        except dns.resolver.NoAnswer as exc:
-            response = exc.kwargs.get("response")
-            chain = _chain(response, qname)
+            return DnsStatus.NXDOMAIN, None, chain, error, _soa_ttl(response)
+        if found.rrset is None:
             where = f" (via {chain[-1]})" if chain else ""
             error = f"{name} has no {rdtype} record{where}"
             return DnsStatus.NODATA, None, chain, error, _soa_ttl(response)
-        except dns.resolver.NoNameservers as exc:
-            errors = exc.kwargs.get("errors", [])
-            servfail = any(str(e[3]) == "SERVFAIL" for e in errors)
-            status = DnsStatus.SERVFAIL if servfail else DnsStatus.ERROR
-            return status, None, (), _describe(errors), None
-        except (dns.resolver.LifetimeTimeout, dns.exception.Timeout, TimeoutError):
-            return DnsStatus.TIMEOUT, None, (), f"no answer within {self.timeout:g} s", None
+        return DnsStatus.OK, found.rrset, chain, None, None
+
+    async def _resolve(
+        self, qname: dns.name.Name, qtype: int
+    ) -> tuple[_Found | None, list[_NoGood], bool]:
+        """Ask the servers in turn, round after round with a growing pause, until one
+        answers NOERROR/NXDOMAIN or the lookup's time is up. A server that answers
+        anything else (SERVFAIL, REFUSED, a malformed message) is not asked again.
+        Returns (answer, what went wrong, True when no server is left to ask)."""
+        deadline = time.monotonic() + self.timeout
+        servers = list(self._servers)
+        errors: list[_NoGood] = []
+        pause = 0.1
+        while servers:
+            for server in list(servers):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None, errors, False
+                try:
+                    found = await self._ask(qname, qtype, server, min(ATTEMPT_TIMEOUT, left))
+                    return found, errors, False
+                except TimeoutError:
+                    errors.append(_NoGood(f"{_where(server)}: timed out", "TIMEOUT"))
+                except _NoGood as exc:
+                    errors.append(exc)
+                    servers.remove(server)
+            left = deadline - time.monotonic()
+            if not servers or left <= 0:
+                break
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 2.0)
+        return None, errors, not servers
+
+    async def _ask(
+        self, qname: dns.name.Name, qtype: int, server: tuple[str, int], timeout: float
+    ) -> _Found:
+        qid = int.from_bytes(os.urandom(2), "big")
+        # RFC 1035 §4.1.1: id, RD, one question; RFC 6891: one additional record, the OPT
+        wire = (
+            struct.pack("!HHHHHH", qid, dns.flags.RD, 1, 0, 0, 1)
+            + _wire_name(qname)
+            + struct.pack("!HH", qtype, dns.rdataclass.IN)
+            + _OPT
+        )
+        async with asyncio.timeout(timeout):
+            try:
+                response = await _udp(wire, qid, qname, qtype, server)
+                if response.flags & dns.flags.TC:  # RFC 7766 §5: ask again over TCP
+                    response = await _tcp(wire, qid, qname, qtype, server)
+            except OSError as exc:
+                raise _NoGood(f"{_where(server)}: {exc.strerror or exc}") from None
+        rcode = response.rcode()
+        if rcode == dns.rcode.NXDOMAIN:
+            return _Found(rcode, None, response)
+        if rcode != dns.rcode.NOERROR:
+            text = dns.rcode.to_text(rcode)
+            raise _NoGood(f"{_where(server)}: {text}", text)
+        try:
+            chaining = response.resolve_chaining()
         except dns.exception.DNSException as exc:
-            return DnsStatus.ERROR, None, (), f"{type(exc).__name__}: {exc}", None
-        except (OSError, ValueError) as exc:
-            return DnsStatus.ERROR, None, (), f"{type(exc).__name__}: {exc}", None
-        return DnsStatus.OK, answer, _chain(answer.response, qname), None, None
+            raise _NoGood(f"{_where(server)}: {exc}") from None
+        return _Found(rcode, chaining.answer, response)
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         """Any record type; ``records`` in presentation format (names without the final
         dot, lower case; TXT joined as in :meth:`txt`)."""
         rdtype = rdtype.upper()
-        status, answer, chain, error, ttl = await self._lookup_ttl(name, rdtype)
+        status, rrset, chain, error, ttl = await self._lookup_ttl(name, rdtype)
         records: tuple[str, ...] = ()
-        if answer is not None and answer.rrset is not None:
-            records = tuple(_rdata_text(r, rdtype) for r in answer.rrset)
-            ttl = answer.rrset.ttl
+        if rrset is not None:
+            records = tuple(_rdata_text(r, rdtype) for r in rrset)
+            ttl = rrset.ttl
         return DnsAnswer(_display(name), rdtype, status, records, chain, error, ttl)
 
     async def txt(self, name: str) -> DnsAnswer:
@@ -276,10 +361,10 @@ class Resolver:
         return await self.query(name, "CNAME")
 
     async def mx(self, name: str) -> MxAnswer:
-        status, answer, chain, error = await self._lookup(name, "MX")
+        status, rrset, chain, error = await self._lookup(name, "MX")
         records: list[MxRecord] = []
-        if answer is not None and answer.rrset is not None:
-            for r in answer.rrset:
+        if rrset is not None:
+            for r in rrset:
                 # RFC 7505 §3: the null MX has exchange "." - kept as ""
                 records.append(MxRecord(int(r.preference), _text(r.exchange)))
         records.sort(key=lambda m: (m.preference, m.exchange))
@@ -317,11 +402,81 @@ def _rdata_text(rdata: object, rdtype: str) -> str:
     return rdata.to_text()  # type: ignore[attr-defined, no-any-return]
 
 
-def _describe(errors: Sequence[tuple[object, ...]]) -> str:
+def _wire_name(name: dns.name.Name) -> bytes:
+    """RFC 1035 §3.1: each label preceded by its length, ending with the root's empty one."""
+    return b"".join(bytes([len(label)]) + label for label in name.labels)
+
+
+def _where(server: tuple[str, int]) -> str:
+    ip, port = server
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _describe(errors: Sequence[_NoGood]) -> str:
     if not errors:
         return "no nameserver could be asked"
-    parts = []
-    for e in errors:
-        server, tcp, _port, err = e[0], e[1], e[2], e[3]
-        parts.append(f"{server}{' (TCP)' if tcp else ''}: {err}")
-    return "; ".join(dict.fromkeys(parts))
+    return "; ".join(dict.fromkeys(str(e) for e in errors))
+
+
+def _answers(
+    data: bytes, qid: int, qname: dns.name.Name, qtype: int, server: tuple[str, int]
+) -> dns.message.QueryMessage | None:
+    """``data`` parsed, when it is the answer to our query (our id, QR set, our question);
+    None for anything else, which is ignored (a late answer, a spoofing attempt)."""
+    if len(data) < 12 or int.from_bytes(data[:2], "big") != qid or not data[2] & 0x80:
+        return None
+    truncated = bool(data[2] & (dns.flags.TC >> 8))
+    try:
+        # RFC 2181 §9: a truncated answer may be cut anywhere; only its question is read
+        message = dns.message.from_wire(data, question_only=truncated)
+    except dns.exception.DNSException as exc:
+        raise _NoGood(f"{_where(server)}: malformed answer: {exc}") from None
+    question = message.question
+    if (
+        len(question) != 1
+        or question[0].name != qname
+        or question[0].rdtype != qtype
+        or question[0].rdclass != dns.rdataclass.IN
+    ):
+        return None
+    if not isinstance(message, dns.message.QueryMessage):
+        raise _NoGood(f"{_where(server)}: not an answer to a query")
+    return message
+
+
+async def _udp(
+    wire: bytes, qid: int, qname: dns.name.Name, qtype: int, server: tuple[str, int]
+) -> dns.message.QueryMessage:
+    """One query over UDP from a connected socket of its own (the kernel then delivers
+    datagrams from ``server`` only; ICMP unreachable becomes an error at once)."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect(server)  # UDP: no packet sent, only the peer fixed
+        await loop.sock_sendall(sock, wire)
+        while True:
+            data = await loop.sock_recv(sock, 65535)
+            message = _answers(data, qid, qname, qtype, server)
+            if message is not None:
+                return message
+
+
+async def _tcp(
+    wire: bytes, qid: int, qname: dns.name.Name, qtype: int, server: tuple[str, int]
+) -> dns.message.QueryMessage:
+    """The same query over TCP, two length octets before each message (RFC 1035 §4.2.2)."""
+    reader, writer = await asyncio.open_connection(server[0], server[1])
+    try:
+        writer.write(struct.pack("!H", len(wire)) + wire)
+        await writer.drain()
+        size = struct.unpack("!H", await reader.readexactly(2))[0]
+        data = await reader.readexactly(size)
+    except asyncio.IncompleteReadError:
+        raise _NoGood(f"{_where(server)}: the TCP answer was cut short") from None
+    finally:
+        writer.close()
+    message = _answers(data, qid, qname, qtype, server)
+    if message is None or message.flags & dns.flags.TC:
+        raise _NoGood(f"{_where(server)}: no usable answer over TCP")
+    return message

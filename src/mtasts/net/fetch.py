@@ -9,9 +9,8 @@ import ssl
 import time
 from dataclasses import dataclass, replace
 
-import httpx
-
 from mtasts.i18n import N_
+from mtasts.net import https
 from mtasts.net.addresses import AddressVerdict, ProbePolicy
 from mtasts.net.certs import (
     CertInfo,
@@ -214,10 +213,8 @@ async def fetch_policy(
     state = _State(domain, host, url, describe_certificate=describe_certificate)
     ctx = client_context(ca_file, check_hostname=True)
     try:
-        # httpx enforces the deadline itself (its timeouts close the socket); the outer
-        # bound, a little later, only catches what escapes them. Cancelling httpcore in
-        # the middle of a TLS handshake would leak the socket (it closes it only on
-        # Exception, not on cancellation).
+        # every step enforces the deadline itself (and closes its socket); the outer
+        # bound, a little later, only catches what escapes them.
         async with asyncio.timeout(timeout + _OUTER_GRACE):
             await _fetch(state, resolver, ctx, port, started + timeout, probe_policy)
     except TimeoutError:
@@ -291,7 +288,7 @@ async def _fetch(
         connect_timeout = left / (n - i)  # leave time for the addresses after this one
         state.address = ip
         try:
-            await _get(state, ip, ctx, port, httpx.Timeout(left, connect=connect_timeout))
+            await _get(state, ip, ctx, port, connect_timeout, deadline)
             return
         except _ConnectFailed as exc:
             where = f"{_url_host(ip)}:{port}"
@@ -321,55 +318,56 @@ async def _fetch(
 
 
 async def _get(
-    state: _State, ip: str, ctx: ssl.SSLContext, port: int, timeout: httpx.Timeout
+    state: _State, ip: str, ctx: ssl.SSLContext, port: int, connect_timeout: float, deadline: float
 ) -> None:
-    url = f"https://{_url_host(ip)}:{port}{POLICY_PATH}"
-    headers = {
-        "Host": state.host,
-        "Accept-Encoding": "identity",
-        "User-Agent": USER_AGENT,
-        "Accept": "text/plain",
-    }
-    transport = httpx.AsyncHTTPTransport(verify=ctx, retries=0)
-    async with httpx.AsyncClient(
-        transport=transport,
-        trust_env=False,
-        follow_redirects=False,  # RFC 8461 §3.3: redirects MUST NOT be followed
-        timeout=timeout,
-    ) as client:
-        try:
-            # sni_hostname: SNI and certificate name checks use mta-sts.<domain>, while
-            # the connection goes to the address our resolver found.
-            async with client.stream(
-                "GET", url, headers=headers, extensions={"sni_hostname": state.host}
-            ) as response:
-                await _read(state, response)
-        except httpx.ConnectTimeout as exc:
+    headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT, "Accept": "text/plain"}
+    try:
+        # the connection goes to the address our resolver found, while SNI, Host and the
+        # certificate's name check use mta-sts.<domain>
+        async with https.get(
+            ip,
+            port,
+            state.host,
+            POLICY_PATH,
+            headers,
+            ctx,
+            connect_timeout=connect_timeout,
+            deadline=deadline,
+        ) as response:
+            await _read(state, response)
+    except (https.ConnectError, https.TlsError) as exc:
+        if isinstance(exc, https.TlsError) and not exc.timed_out:
+            await _tls_error(state, exc, ip, port)
+            return
+        if exc.timed_out:
             raise _ConnectFailed(
                 Text("timed out ({reason})", reason=_reason(exc)),
                 summary=Text("timed out"),
                 timed_out=True,
             ) from exc
-        except httpx.ConnectError as exc:
-            await _connect_error(state, exc, ip, port)
-        except httpx.TimeoutException as exc:
-            state.fail(
-                "timeout",
-                Text(
-                    "{host} did not answer in time ({error})",
-                    host=state.host,
-                    error=type(exc).__name__,
-                ),
-            )
-        except httpx.HTTPError as exc:
-            state.fail(
-                "http-error",
-                f"{type(exc).__name__}: {_reason(exc)}",
-                Text("the HTTPS exchange failed ({error})", error=type(exc).__name__),
-            )
+        cause = _find(exc, OSError)
+        summary = (
+            connect_summary(cause) if isinstance(cause, OSError) else Text("connection failed")
+        )
+        raise _ConnectFailed(str(exc), summary=summary) from exc
+    except https.ReadTimeout as exc:
+        state.fail(
+            "timeout",
+            Text(
+                "{host} did not answer in time ({error})",
+                host=state.host,
+                error=type(exc).__name__,
+            ),
+        )
+    except https.HttpsError as exc:
+        state.fail(
+            "http-error",
+            f"{type(exc).__name__}: {_reason(exc)}",
+            Text("the HTTPS exchange failed ({error})", error=type(exc).__name__),
+        )
 
 
-async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: int) -> None:
+async def _tls_error(state: _State, exc: https.TlsError, ip: str, port: int) -> None:
     verify = _find(exc, ssl.SSLCertVerificationError)
     if isinstance(verify, ssl.SSLCertVerificationError):
         code = int(verify.verify_code or 0)
@@ -400,19 +398,10 @@ async def _connect_error(state: _State, exc: httpx.ConnectError, ip: str, port: 
             Text("{host} closed the connection during TLS", host=state.host),
         )
         return
-    message = _reason(exc)
-    os_error = _find(exc, OSError)
-    if "connection attempts failed" in message or os_error:
-        # anyio wraps the socket's own error ("All connection attempts failed")
-        cause = _find(exc, ConnectionRefusedError) or os_error
-        summary = (
-            connect_summary(cause) if isinstance(cause, OSError) else Text("connection failed")
-        )
-        raise _ConnectFailed(message, summary=summary) from exc
-    # anyio reports a peer that hangs up mid-handshake as EndOfStream/BrokenResource
+    # the peer hung up mid-handshake (an EOF), or another socket error
     state.fail(
         "tls-handshake-failed",
-        Text("TLS handshake with {host} failed: {reason}", host=state.host, reason=message),
+        Text("TLS handshake with {host} failed: {reason}", host=state.host, reason=_reason(exc)),
         Text("TLS handshake with {host} failed", host=state.host),
     )
 
@@ -471,11 +460,10 @@ def _clean_media_type(content_type: str | None) -> str | None:
     return media if _PLAIN_MEDIA_TYPE.fullmatch(media) else UNRECOGNISED_MEDIA_TYPE
 
 
-async def _read(state: _State, response: httpx.Response) -> None:
-    stream = response.extensions.get("network_stream")
-    sslobj = stream.get_extra_info("ssl_object") if stream is not None else None
-    if isinstance(sslobj, ssl.SSLObject):
-        state.tls_version = sslobj.version()
+async def _read(state: _State, response: https.Response) -> None:
+    sslobj = response.ssl_object
+    if sslobj is not None:
+        state.tls_version = response.tls_version
         der = sslobj.getpeercert(binary_form=True) if state.describe_certificate else None
         if der:
             with contextlib.suppress(ValueError):
@@ -511,15 +499,15 @@ async def _read(state: _State, response: httpx.Response) -> None:
     body = bytearray()
     too_large = False
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.chunks():
             body += chunk
             if len(body) > MAX_POLICY_BYTES:
                 too_large = True
                 break
-    except httpx.TimeoutException:
+    except https.ReadTimeout:
         state.fail("timeout", Text("{host} did not send the whole policy in time", host=state.host))
         return
-    except httpx.HTTPError as exc:
+    except https.HttpsError as exc:
         state.fail(
             "http-error",
             Text("reading the policy failed: {reason}", reason=_reason(exc)),
