@@ -7,8 +7,10 @@ command needs to be parsed. Each command imports what it uses when it runs, so `
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +27,7 @@ from mtasts.reports.imap_cli import fetch_imap_command
 from mtasts.web.users_cli import users_app
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from sqlalchemy.orm import Session, sessionmaker
 
     from mtasts.check.checker import CheckOptions
@@ -248,6 +251,29 @@ def check(
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar on standard error while several domains are checked at a terminal;
+    yields a function to call after each domain (a no-op elsewhere: Rich not even loaded)."""
+    if total < 2 or not sys.stderr.isatty():
+        yield lambda _domain: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]checking"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=total)
+        yield lambda domain: progress.update(task, advance=1, description=domain)
+
+
 async def _run_checks(
     entries: list[str | CheckResult],
     resolver: Resolver,
@@ -257,22 +283,16 @@ async def _run_checks(
     fmt: Format,
     verbose: bool,
 ) -> list[CheckResult]:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from mtasts.check import output
     from mtasts.check.checker import Checker
     from mtasts.check.result import CheckResult
 
     checker = Checker(resolver, options)
-    out = Console(soft_wrap=fmt is not Format.text, highlight=False)
-    err = Console(stderr=True)
+    out: Console | None = None
+    if fmt is Format.text:  # Rich only where it draws something: not for JSON or CSV
+        from rich.console import Console
+
+        out = Console(soft_wrap=False, highlight=False)
     # lines that are not domains come as results already; check the others
     results: list[CheckResult | None] = [e if isinstance(e, CheckResult) else None for e in entries]
     positions = [i for i, e in enumerate(entries) if isinstance(e, str)]
@@ -289,28 +309,18 @@ async def _run_checks(
                 print(output.to_jsonl_line(done), flush=True)
             elif fmt is Format.csv:
                 print(output.to_csv_row(done), flush=True)
-            elif fmt is Format.text:
+            elif out is not None:
                 output.render_text(done, out, verbose=verbose)
             next_out += 1
 
     if fmt is Format.csv:
         print(output.csv_header(), flush=True)
     flush()
-    with Progress(
-        TextColumn("[bold]checking"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=err,
-        transient=True,
-        disable=len(names) < 2 or not err.is_terminal,
-    ) as progress:
-        task = progress.add_task("", total=len(names))
+    with _progress(len(names)) as advance:
         if names:
             async for index, result in checker.check_parallel(names, concurrency, jobs):
                 results[positions[index]] = result
-                progress.update(task, advance=1, description=result.domain)
+                advance(result.domain)
                 flush()
     final = [r for r in results if r is not None]
     if fmt is Format.json:

@@ -6,16 +6,17 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-
-from rich.console import Console, Group
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from mtasts.check.findings import Severity, StsFetchResult
 from mtasts.check.result import CheckResult
 from mtasts.i18n import N_, _, ngettext
 from mtasts.net.certs import format_duration
+
+if TYPE_CHECKING:  # Rich is loaded only to draw text (JSON and CSV never need it)
+    from rich.console import Console, Group
+    from rich.table import Table
+    from rich.text import Text
 
 CSV_COLUMNS = (
     "domain",
@@ -88,6 +89,8 @@ def _csv_row(values: list[str]) -> str:
 
 def render_text(result: CheckResult, console: Console, *, verbose: bool = False) -> None:
     """Verdict first, then each problem with its fix, then a compact picture of the setup."""
+    from rich.text import Text
+
     if not result.checked:
         console.rule(style="red")
         for f in result.findings:
@@ -138,6 +141,9 @@ def render_text(result: CheckResult, console: Console, *, verbose: bool = False)
 
 
 def _details(r: CheckResult) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()

@@ -211,12 +211,11 @@ async def fetch_policy(
     host = f"mta-sts.{domain}"  # RFC 8461 §3.3
     url = f"https://{host}{'' if port == 443 else f':{port}'}{POLICY_PATH}"
     state = _State(domain, host, url, describe_certificate=describe_certificate)
-    ctx = client_context(ca_file, check_hostname=True)
     try:
         # every step enforces the deadline itself (and closes its socket); the outer
         # bound, a little later, only catches what escapes them.
         async with asyncio.timeout(timeout + _OUTER_GRACE):
-            await _fetch(state, resolver, ctx, port, started + timeout, probe_policy)
+            await _fetch(state, resolver, ca_file, port, started + timeout, probe_policy)
     except TimeoutError:
         state.fail(
             "timeout",
@@ -228,7 +227,7 @@ async def fetch_policy(
 async def _fetch(
     state: _State,
     resolver: Resolver,
-    ctx: ssl.SSLContext,
+    ca_file: str | None,
     port: int,
     deadline: float,
     probe_policy: ProbePolicy | None,
@@ -277,6 +276,9 @@ async def _fetch(
                 ),
             )
             return
+    # only now that there is somewhere to connect to: loading the system's CA store costs
+    # tens of milliseconds, once per process
+    ctx = client_context(ca_file, check_hostname=True)
     failures: list[str] = []
     summaries: list[str] = []
     all_timed_out = True
