@@ -25,7 +25,7 @@ try:
     runpy.run_module("mtasts", run_name="__main__")
 except SystemExit:
     pass
-loaded = sorted(m for m in sys.modules if m.startswith({heavy!r}))
+loaded = sorted(m for m, v in sys.modules.items() if v is not None and m.startswith({heavy!r}))
 print("LOADED", " ".join(loaded), file=sys.stderr)
 """
 DOWN = ["-n", "127.0.0.1:9", "--timeout", "0.1"]
@@ -48,6 +48,24 @@ DOWN = ["-n", "127.0.0.1:9", "--timeout", "0.1"]
 )
 def test_light_commands_do_not_load_the_orm_or_the_web_stack(argv: list[str]) -> None:
     code = PROBE.format(argv=["mtasts", *argv], heavy=HEAVY)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("LOADED"))
+    assert line.removeprefix("LOADED").split() == [], line
+
+
+# What a bulk check in a machine format never needs (issue 9, bench/startup.py): Rich draws
+# text only; pydantic came with Typer 0.29's parameter coercion (~80 ms); httpx and its
+# stack, the policy fetch's former client; the real importlib.metadata (dnspython's feature
+# checks read every installed package's metadata).
+LEAN = ("rich", "pydantic", "httpx", "httpcore", "anyio", "importlib.metadata._meta", "email")
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_a_check_in_a_machine_format_loads_nothing_it_does_not_draw_with(fmt: str) -> None:
+    argv = ["mtasts", "check", "--format", fmt, *DOWN, "example.invalid", "example.net"]
+    code = PROBE.format(argv=argv, heavy=LEAN)
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )

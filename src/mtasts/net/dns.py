@@ -203,7 +203,7 @@ def system_nameservers(path: Path = _RESOLV_CONF) -> tuple[tuple[str, int], ...]
         fields = line.split("#", 1)[0].split(";", 1)[0].split()
         if len(fields) >= 2 and fields[0] == "nameserver":
             try:
-                servers.append((str(ipaddress.ip_address(fields[1].split("%", 1)[0])), 53))
+                servers.append((str(ipaddress.ip_address(fields[1])), 53))  # fe80::1%eth0 too
             except ValueError:
                 continue
     if not servers:
