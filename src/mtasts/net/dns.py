@@ -1,14 +1,14 @@
 """DNS lookups: explicit nameservers, CNAME chains reported, and the outcomes NXDOMAIN,
 NODATA, SERVFAIL and timeout told apart.
 
-A stub resolver of its own (RFC 1035 §7), with dnspython for the names and for parsing
-answers: each lookup sends one query (recursion desired, EDNS0) from its own connected UDP
-socket, so the kernel drops datagrams from any other source and the ephemeral port is
-random; an answer counts only with our id and our question; a truncated answer is asked
-again over TCP (RFC 7766 §5). dnspython's own resolver did the same with several times the
-CPU per lookup (message objects, an OPT record and a datagram protocol built per query),
-which was most of `mtasts policyd`'s cost per new domain, and its import was a tenth of
-`mtasts check`'s start.
+A stub resolver of its own (RFC 1035 §7): dnspython checks and encodes the names asked,
+mtasts.net.dnswire reads the answers. Each lookup sends one query (recursion desired,
+EDNS0) from its own connected UDP socket, so the kernel drops datagrams from any other
+source and the ephemeral port is random; an answer counts only with our id and our
+question; a truncated answer is asked again over TCP (RFC 7766 §5). dnspython's own
+resolver did the same with several times the CPU per lookup (message objects, an OPT
+record and a datagram protocol built per query, a general parser): most of `mtasts
+policyd`'s cost per new domain, and its import a tenth of `mtasts check`'s start.
 """
 
 from __future__ import annotations
@@ -23,22 +23,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import cast
 
 from mtasts.net import lazy_metadata
 
 lazy_metadata()  # before dnspython, whose feature checks import importlib.metadata
 
 import dns.exception  # noqa: E402
-import dns.flags  # noqa: E402
-import dns.message  # noqa: E402
 import dns.name  # noqa: E402
-import dns.rcode  # noqa: E402
-import dns.rdataclass  # noqa: E402
-import dns.rdatatype  # noqa: E402
-import dns.rrset  # noqa: E402
+
+from mtasts.net import dnswire  # noqa: E402
+from mtasts.net.dnswire import Labels, Message, Record, WireError  # noqa: E402
 
 DEFAULT_PORT = 53
-MAX_CHAIN = 16  # CNAME hops we report at most
+_RESOLV_CONF = Path("/etc/resolv.conf")
 ATTEMPT_TIMEOUT = 2.0  # one try at one server; ``timeout`` bounds the whole lookup
 
 
@@ -146,34 +144,11 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
-def _text(name: dns.name.Name) -> str:
-    if name == dns.name.root:
+def _text(labels: Labels) -> str:
+    """A name in presentation format, lower case, without the final dot ("" for the root)."""
+    if not labels:
         return ""
-    return name.to_text(omit_final_dot=True).lower()
-
-
-def _chain(response: dns.message.Message | None, qname: dns.name.Name) -> tuple[str, ...]:
-    """The CNAME targets followed from ``qname`` inside ``response`` (RFC 1034 §3.6.2)."""
-    if response is None:
-        return ()
-    out: list[str] = []
-    name, seen = qname, {qname}
-    for _ in range(MAX_CHAIN):
-        rrset = response.get_rrset(response.answer, name, dns.rdataclass.IN, dns.rdatatype.CNAME)
-        if rrset is None or len(rrset) == 0:
-            break
-        name = next(iter(rrset)).target
-        out.append(_text(name))
-        if name in seen:
-            break
-        seen.add(name)
-    return tuple(out)
-
-
-_EDNS_PAYLOAD = 1232  # DNS flag day 2020: answers rarely need the TCP fallback
-# RFC 6891 §6.1.2: the OPT pseudo-record (root owner, type 41, payload size, no flags)
-_OPT = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, _EDNS_PAYLOAD, 0, 0)
-_RESOLV_CONF = Path("/etc/resolv.conf")
+    return dns.name.Name((*labels, b"")).to_text(omit_final_dot=True).lower()
 
 
 class _NoGood(Exception):
@@ -183,16 +158,6 @@ class _NoGood(Exception):
     def __init__(self, message: str, rcode: str | None = None) -> None:
         super().__init__(message)
         self.rcode = rcode
-
-
-@dataclass(frozen=True)
-class _Found:
-    """The final answer of one lookup: the RRset of the type asked (after the CNAME chain)
-    when there is one, and the whole response."""
-
-    rcode: int
-    rrset: dns.rrset.RRset | None
-    response: dns.message.Message
 
 
 def system_nameservers(path: Path = _RESOLV_CONF) -> tuple[tuple[str, int], ...]:
@@ -215,6 +180,7 @@ class Resolver:
     """Async stub resolver. ``nameservers`` are "IP" or "IP:PORT" (IPv6 as "[::1]:53");
     None means the system configuration (resolv.conf's ``nameserver`` lines). ``timeout``
     bounds each lookup in total; one try at one server waits at most ``ATTEMPT_TIMEOUT``.
+    Types asked: A, AAAA, TXT, MX, CNAME.
 
     One Resolver serves any number of concurrent lookups (each has its own socket). No
     search domains, no cache: names are always asked as given, fully qualified.
@@ -239,49 +205,46 @@ class Resolver:
 
     async def _lookup(
         self, name: str, rdtype: str
-    ) -> tuple[DnsStatus, dns.rrset.RRset | None, tuple[str, ...], str | None]:
-        """(status, the answer's RRset when OK, CNAME chain, error text)."""
-        status, rrset, chain, error, _ttl = await self._lookup_ttl(name, rdtype)
-        return status, rrset, chain, error
-
-    async def _lookup_ttl(
-        self, name: str, rdtype: str
-    ) -> tuple[DnsStatus, dns.rrset.RRset | None, tuple[str, ...], str | None, int | None]:
-        """Like _lookup, plus the negative TTL of an NXDOMAIN/NODATA answer."""
+    ) -> tuple[DnsStatus, list[Record], tuple[str, ...], str | None, int | None]:
+        """(status, the answer's records when OK, CNAME chain, error text, TTL): the TTL
+        of the answer when OK, how long a NXDOMAIN/NODATA may be cached otherwise."""
         if self.config_error is not None:
-            return DnsStatus.ERROR, None, (), self.config_error, None
+            return DnsStatus.ERROR, [], (), self.config_error, None
+        qtype = dnswire.TYPES.get(rdtype)
+        if qtype is None:
+            return DnsStatus.ERROR, [], (), f"mtasts does not ask for {rdtype} records", None
         try:
             qname = dns.name.from_text(name.strip().rstrip(".") + ".")
-            qtype = dns.rdatatype.from_text(rdtype)
         except dns.exception.DNSException as exc:
-            return DnsStatus.ERROR, None, (), f"{name!r} is not a valid DNS name: {exc}", None
+            return DnsStatus.ERROR, [], (), f"{name!r} is not a valid DNS name: {exc}", None
+        labels = tuple(label.lower() for label in qname.labels[:-1])
         try:
             # every wait inside is bounded by the deadline; the outer bound only guards
             # against a stall
             async with asyncio.timeout(self.timeout + 1.0):
-                found, errors, exhausted = await self._resolve(qname, qtype)
+                found, errors, exhausted = await self._resolve(labels, qtype)
         except TimeoutError:
             found, errors, exhausted = None, [], False
         if found is None:
             if exhausted:  # every server said it cannot answer
                 servfail = any(e.rcode == "SERVFAIL" for e in errors)
                 status = DnsStatus.SERVFAIL if servfail else DnsStatus.ERROR
-                return status, None, (), _describe(errors), None
-            return DnsStatus.TIMEOUT, None, (), f"no answer within {self.timeout:g} s", None
-        response = found.response
-        chain = _chain(response, qname)
-        if found.rcode == dns.rcode.NXDOMAIN:
+                return status, [], (), _describe(errors), None
+            return DnsStatus.TIMEOUT, [], (), f"no answer within {self.timeout:g} s", None
+        response, records, followed = found
+        chain = tuple(_text(n) for n in followed)
+        if response.rcode == dnswire.NXDOMAIN:
             error = f"{name} does not exist (NXDOMAIN)"
-            return DnsStatus.NXDOMAIN, None, chain, error, _soa_ttl(response)
-        if found.rrset is None:
+            return DnsStatus.NXDOMAIN, [], chain, error, dnswire.negative_ttl(response)
+        if not records:
             where = f" (via {chain[-1]})" if chain else ""
             error = f"{name} has no {rdtype} record{where}"
-            return DnsStatus.NODATA, None, chain, error, _soa_ttl(response)
-        return DnsStatus.OK, found.rrset, chain, None, None
+            return DnsStatus.NODATA, [], chain, error, dnswire.negative_ttl(response)
+        return DnsStatus.OK, records, chain, None, min(r.ttl for r in records)
 
     async def _resolve(
-        self, qname: dns.name.Name, qtype: int
-    ) -> tuple[_Found | None, list[_NoGood], bool]:
+        self, qname: Labels, qtype: int
+    ) -> tuple[tuple[Message, list[Record], list[Labels]] | None, list[_NoGood], bool]:
         """Ask the servers in turn, round after round with a growing pause, until one
         answers NOERROR/NXDOMAIN or the lookup's time is up. A server that answers
         anything else (SERVFAIL, REFUSED, a malformed message) is not asked again.
@@ -311,45 +274,36 @@ class Resolver:
         return None, errors, not servers
 
     async def _ask(
-        self, qname: dns.name.Name, qtype: int, server: tuple[str, int], timeout: float
-    ) -> _Found:
+        self, qname: Labels, qtype: int, server: tuple[str, int], timeout: float
+    ) -> tuple[Message, list[Record], list[Labels]]:
+        """One try at one server: the answer, the records of ``qtype`` at the end of the
+        CNAME chain, and the names of the chain."""
         qid = int.from_bytes(os.urandom(2), "big")
-        # RFC 1035 §4.1.1: id, RD, one question; RFC 6891: one additional record, the OPT
-        wire = (
-            struct.pack("!HHHHHH", qid, dns.flags.RD, 1, 0, 0, 1)
-            + _wire_name(qname)
-            + struct.pack("!HH", qtype, dns.rdataclass.IN)
-            + _OPT
-        )
+        wire = dnswire.query(qid, qname, qtype)
         async with asyncio.timeout(timeout):
             try:
                 response = await _udp(wire, qid, qname, qtype, server)
-                if response.flags & dns.flags.TC:  # RFC 7766 §5: ask again over TCP
+                if response.truncated:  # RFC 7766 §5: ask again over TCP
                     response = await _tcp(wire, qid, qname, qtype, server)
             except OSError as exc:
                 raise _NoGood(f"{_where(server)}: {exc.strerror or exc}") from None
-        rcode = response.rcode()
-        if rcode == dns.rcode.NXDOMAIN:
-            return _Found(rcode, None, response)
-        if rcode != dns.rcode.NOERROR:
-            text = dns.rcode.to_text(rcode)
+        rcode = response.rcode
+        if rcode not in (dnswire.NOERROR, dnswire.NXDOMAIN):
+            text = dnswire.RCODES.get(rcode, str(rcode))
             raise _NoGood(f"{_where(server)}: {text}", text)
         try:
-            chaining = response.resolve_chaining()
-        except dns.exception.DNSException as exc:
+            records, chain = dnswire.chase(response, qname, qtype)
+        except WireError as exc:
             raise _NoGood(f"{_where(server)}: {exc}") from None
-        return _Found(rcode, chaining.answer, response)
+        return response, records, chain
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
-        """Any record type; ``records`` in presentation format (names without the final
-        dot, lower case; TXT joined as in :meth:`txt`)."""
+        """A, AAAA, TXT, MX or CNAME records; ``records`` in presentation format (names
+        without the final dot, lower case; TXT joined as in :meth:`txt`)."""
         rdtype = rdtype.upper()
-        status, rrset, chain, error, ttl = await self._lookup_ttl(name, rdtype)
-        records: tuple[str, ...] = ()
-        if rrset is not None:
-            records = tuple(_rdata_text(r, rdtype) for r in rrset)
-            ttl = rrset.ttl
-        return DnsAnswer(_display(name), rdtype, status, records, chain, error, ttl)
+        status, records, chain, error, ttl = await self._lookup(name, rdtype)
+        texts = tuple(_record_text(r) for r in records)
+        return DnsAnswer(_display(name), rdtype, status, texts, chain, error, ttl)
 
     async def txt(self, name: str) -> DnsAnswer:
         """TXT records, each one's strings joined without separator (RFC 8461 §3.1,
@@ -361,12 +315,12 @@ class Resolver:
         return await self.query(name, "CNAME")
 
     async def mx(self, name: str) -> MxAnswer:
-        status, rrset, chain, error = await self._lookup(name, "MX")
+        status, found, chain, error, _ttl = await self._lookup(name, "MX")
         records: list[MxRecord] = []
-        if rrset is not None:
-            for r in rrset:
-                # RFC 7505 §3: the null MX has exchange "." - kept as ""
-                records.append(MxRecord(int(r.preference), _text(r.exchange)))
+        for r in found:
+            preference, exchange = cast(tuple[int, Labels], r.data)
+            # RFC 7505 §3: the null MX has exchange "." - kept as ""
+            records.append(MxRecord(preference, _text(exchange)))
         records.sort(key=lambda m: (m.preference, m.exchange))
         return MxAnswer(_display(name), status, tuple(records), chain, error)
 
@@ -375,36 +329,21 @@ class Resolver:
         return AddressAnswer(_display(name), a, aaaa, a.records + aaaa.records)
 
 
-def _soa_ttl(response: dns.message.Message | None) -> int | None:
-    """RFC 2308 §5: a negative answer may be cached min(SOA TTL, SOA MINIMUM) seconds."""
-    if response is None:
-        return None
-    for rrset in response.authority:
-        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
-            return min(int(rrset.ttl), int(next(iter(rrset)).minimum))
-    return None
-
-
 def _display(name: str) -> str:
     return name.strip().rstrip(".")
 
 
-def _rdata_text(rdata: object, rdtype: str) -> str:
-    if rdtype == "TXT" or rdtype == "SPF":
-        strings: tuple[bytes, ...] = rdata.strings  # type: ignore[attr-defined]
+def _record_text(record: Record) -> str:
+    data = record.data
+    if record.rdtype == dnswire.TXT:
+        strings = cast(tuple[bytes, ...], data)
         return b"".join(strings).decode("utf-8", "surrogateescape")
-    if rdtype in ("A", "AAAA"):
-        return str(rdata.address)  # type: ignore[attr-defined]
-    if rdtype in ("CNAME", "NS", "PTR", "DNAME"):
-        return _text(rdata.target)  # type: ignore[attr-defined]
-    if rdtype == "MX":
-        return f"{rdata.preference} {_text(rdata.exchange)}"  # type: ignore[attr-defined]
-    return rdata.to_text()  # type: ignore[attr-defined, no-any-return]
-
-
-def _wire_name(name: dns.name.Name) -> bytes:
-    """RFC 1035 §3.1: each label preceded by its length, ending with the root's empty one."""
-    return b"".join(bytes([len(label)]) + label for label in name.labels)
+    if record.rdtype == dnswire.MX:
+        preference, exchange = cast(tuple[int, Labels], data)
+        return f"{preference} {_text(exchange)}"
+    if record.rdtype == dnswire.CNAME:
+        return _text(cast(Labels, data))
+    return str(data)  # A, AAAA: the address
 
 
 def _where(server: tuple[str, int]) -> str:
@@ -419,34 +358,24 @@ def _describe(errors: Sequence[_NoGood]) -> str:
 
 
 def _answers(
-    data: bytes, qid: int, qname: dns.name.Name, qtype: int, server: tuple[str, int]
-) -> dns.message.QueryMessage | None:
+    data: bytes, qid: int, qname: Labels, qtype: int, server: tuple[str, int]
+) -> Message | None:
     """``data`` parsed, when it is the answer to our query (our id, QR set, our question);
     None for anything else, which is ignored (a late answer, a spoofing attempt)."""
     if len(data) < 12 or int.from_bytes(data[:2], "big") != qid or not data[2] & 0x80:
         return None
-    truncated = bool(data[2] & (dns.flags.TC >> 8))
     try:
-        # RFC 2181 §9: a truncated answer may be cut anywhere; only its question is read
-        message = dns.message.from_wire(data, question_only=truncated)
-    except dns.exception.DNSException as exc:
+        message = dnswire.parse(data)
+    except WireError as exc:
         raise _NoGood(f"{_where(server)}: malformed answer: {exc}") from None
-    question = message.question
-    if (
-        len(question) != 1
-        or question[0].name != qname
-        or question[0].rdtype != qtype
-        or question[0].rdclass != dns.rdataclass.IN
-    ):
+    if message.question != (qname, qtype, dnswire.IN):
         return None
-    if not isinstance(message, dns.message.QueryMessage):
-        raise _NoGood(f"{_where(server)}: not an answer to a query")
     return message
 
 
 async def _udp(
-    wire: bytes, qid: int, qname: dns.name.Name, qtype: int, server: tuple[str, int]
-) -> dns.message.QueryMessage:
+    wire: bytes, qid: int, qname: Labels, qtype: int, server: tuple[str, int]
+) -> Message:
     """One query over UDP from a connected socket of its own (the kernel then delivers
     datagrams from ``server`` only; ICMP unreachable becomes an error at once)."""
     loop = asyncio.get_running_loop()
@@ -463,8 +392,8 @@ async def _udp(
 
 
 async def _tcp(
-    wire: bytes, qid: int, qname: dns.name.Name, qtype: int, server: tuple[str, int]
-) -> dns.message.QueryMessage:
+    wire: bytes, qid: int, qname: Labels, qtype: int, server: tuple[str, int]
+) -> Message:
     """The same query over TCP, two length octets before each message (RFC 1035 §4.2.2)."""
     reader, writer = await asyncio.open_connection(server[0], server[1])
     try:
@@ -477,6 +406,6 @@ async def _tcp(
     finally:
         writer.close()
     message = _answers(data, qid, qname, qtype, server)
-    if message is None or message.flags & dns.flags.TC:
+    if message is None or message.truncated:
         raise _NoGood(f"{_where(server)}: no usable answer over TCP")
     return message
