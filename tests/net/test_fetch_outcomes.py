@@ -190,3 +190,31 @@ def test_the_request_asks_for_plain_text_unencoded(lab_world: World) -> None:
     # no compression: the 64 KiB cap counts the bytes as sent, and no gzip bomb can come
     assert sent["accept-encoding"] == "identity"
     assert sent["user-agent"] == USER_AGENT
+
+
+def test_a_head_past_its_limit_is_refused_unread(lab_world: World) -> None:
+    # The status line and header fields together are bounded (mtasts.net.https.MAX_HEAD,
+    # 16 KiB): a server that sends more is refused, not read on into memory.
+    from mtasts.net.https import MAX_HEAD
+
+    assert MAX_HEAD == 16 * 1024
+    padding = "x" * (MAX_HEAD + 1)
+    site = Site(body=POLICY, headers=(("X-Padding", padding),))
+    lab_world.add_domain("fat-head.out.fetch.test", https=site)
+    r = fetch(lab_world, "fat-head.out.fetch.test")
+    assert r.error_code == "http-error" and r.body is None
+    assert r.summary == "the HTTPS exchange failed (RemoteProtocolError)"
+    # just under the limit is read as usual
+    site = Site(body=POLICY, headers=(("X-Padding", "x" * (MAX_HEAD - 400)),))
+    lab_world.add_domain("full-head.out.fetch.test", https=site)
+    assert fetch(lab_world, "full-head.out.fetch.test").ok
+
+
+def test_repeated_header_fields_are_read_as_one_list(lab_world: World) -> None:
+    # RFC 9110 §5.3: a field sent twice is one comma-separated list; a Content-Type that
+    # is two types at once is not text/plain
+    site = Site(body=POLICY, headers=(("Content-Type", "text/html"),))
+    lab_world.add_domain("two-types.out.fetch.test", https=site)
+    r = fetch(lab_world, "two-types.out.fetch.test")
+    assert r.error_code == "content-type"
+    assert r.content_type == "text/plain, text/html"

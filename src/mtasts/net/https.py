@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import h11
 
 READ_SIZE = 65536  # bytes asked of the socket at a time
-MAX_HEAD = 16 * 1024  # status line and headers together (h11 refuses more)
+MAX_HEAD = 16 * 1024  # status line and header fields together
+MAX_INTERIM = 8  # 1xx answers skipped before the real one
 
 
 class HttpsError(Exception):
@@ -78,6 +79,7 @@ class _Exchange:
         self.reader = reader
         self.conn = conn
         self.deadline = deadline
+        self.received = 0  # bytes read from the connection so far
 
     async def next_event(self) -> object:
         """The next h11 event (a Response, Data, EndOfMessage...), reading as needed."""
@@ -98,6 +100,7 @@ class _Exchange:
                 raise ReadTimeout("the answer did not come in time") from None
             except (OSError, ssl.SSLError) as exc:
                 raise RemoteProtocolError(f"reading failed: {exc}") from exc
+            self.received += len(data)
             self.conn.receive_data(data)  # b"" is the end of the stream
 
     async def body(self) -> AsyncIterator[bytes]:
@@ -156,10 +159,17 @@ async def get(
         writer.write(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
         exchange = _Exchange(reader, conn, deadline)
         event = await exchange.next_event()
-        while isinstance(event, h11.InformationalResponse):  # 1xx: the real answer follows
+        for _ in range(MAX_INTERIM):  # RFC 9110 §15.2: 1xx, then the real answer
+            if not isinstance(event, h11.InformationalResponse):
+                break
             event = await exchange.next_event()
         if not isinstance(event, h11.Response):
             raise RemoteProtocolError("the server closed the connection without an answer")
+        # h11 bounds what it holds of a head still incomplete; a head that came whole in
+        # one read is measured here: what was read, less what h11 has not parsed yet
+        head = exchange.received - len(conn.trailing_data[0])
+        if head > MAX_HEAD:
+            raise RemoteProtocolError(f"the answer's head is {head} bytes, over {MAX_HEAD}")
         fields: dict[str, str] = {}
         for name, value in event.headers:
             key, text = _text(name).lower(), _text(value)
