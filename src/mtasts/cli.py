@@ -73,9 +73,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from mtasts import __version__  # pyproject.toml reads it from there too
 
-        print(f"mtasts {version('mtasts')}")
+        print(f"mtasts {__version__}")
         raise typer.Exit()
 
 
