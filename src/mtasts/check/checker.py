@@ -18,6 +18,7 @@ from mtasts.check.findings import Finding, Severity, sort_findings
 from mtasts.check.names import normalize_domain
 from mtasts.check.result import CheckResult, MxHostResult
 from mtasts.net.addresses import ProbePolicy
+from mtasts.net.certs import preload_parser
 from mtasts.net.dns import DnsStatus, Resolver
 from mtasts.net.fetch import fetch_policy
 from mtasts.net.starttls import probe_mx
@@ -58,6 +59,7 @@ class Checker:
         self.resolver = resolver
         self.options = options or CheckOptions()
         self.clock = clock
+        preload_parser()  # every check describes the certificates it meets
 
     async def check_many(
         self, domains: Sequence[str], concurrency: int = 32

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import ssl
+import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -137,6 +140,26 @@ def verify_message(code: int, openssl_text: str) -> str:
     language) when it is one of the usual reasons in its usual words."""
     known = _VERIFY_MESSAGES.get(code)
     return Text(known) if known == openssl_text else openssl_text
+
+
+_preloading: threading.Thread | None = None
+
+
+def preload_parser() -> None:
+    """Start importing the certificate parser (cryptography: ~70 ms of CPU) in a thread of
+    its own, once per process, for a run that will parse certificates: the import then
+    fills the time the first lookups spend waiting on the network, instead of stopping
+    the event loop at the first handshake."""
+    global _preloading
+    if _preloading is None and "cryptography.x509" not in sys.modules:
+
+        def load() -> None:
+            with contextlib.suppress(ImportError):
+                import cryptography.hazmat.primitives.hashes
+                import cryptography.x509  # noqa: F401
+
+        _preloading = threading.Thread(target=load, name="mtasts-preload", daemon=True)
+        _preloading.start()
 
 
 def parse_certificate(der: bytes) -> CertInfo:
