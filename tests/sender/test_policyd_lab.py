@@ -465,3 +465,59 @@ def test_daemon_over_socketmap(lab_world: World, tmp_path: Path) -> None:
     secure = f"OK secure match=mx1.{d} servername=hostname".encode()
     assert asyncio.run(run()) == [secure, b"NOTFOUND ", secure]
     assert (tmp_path / "policyd.db").exists()
+
+
+def test_the_metrics_listener_holds_a_bounded_number_of_connections() -> None:
+    """Each scraper connection is held until its request head or HEAD_TIMEOUT; above
+    max_connections, a new one is closed at once, so idle connections cannot use up the
+    daemon's descriptors. Counted, not timed."""
+
+    async def run() -> tuple[int, int, bytes, bytes]:
+        server = MetricsServer(lambda: "up 1\n", max_connections=3)
+        host, _, port = (await server.start("127.0.0.1:0")).rpartition(":")
+        idle = [await asyncio.open_connection(host, int(port)) for _ in range(3)]
+        async with asyncio.timeout(60):  # a generous deadline, not a window
+            while server.open < 3:  # noqa: ASYNC110 - the server's own count: all three taken
+                await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        extra = await reader.read()  # closed unanswered
+        writer.close()
+        held = server.open
+        for _, w in idle:  # the idle ones go; a scraper is served again
+            w.close()
+        async with asyncio.timeout(60):
+            while server.open:  # noqa: ASYNC110 - the server's own count
+                await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        served = await reader.read()
+        writer.close()
+        await server.stop()
+        return held, server.refused, extra, served
+
+    held, refused, extra, served = asyncio.run(run())
+    assert held == 3 and refused == 1 and extra == b""
+    assert served.startswith(b"HTTP/1.1 200 OK") and served.endswith(b"up 1\n")
+
+
+def test_a_log_line_stays_one_line_whatever_the_network_sent() -> None:
+    """What a server sent (here an HTTP status text with a line feed and a terminal escape)
+    cannot forge a second log line: control characters are written as \\xNN."""
+    import io
+    import logging
+
+    from mtasts.sender.cli import log_handler
+
+    out = io.StringIO()
+    logger = logging.getLogger("mtasts.policyd.test-one-line")
+    logger.propagate = False
+    logger.addHandler(log_handler(out))
+    try:
+        logger.warning(
+            "%s: FETCH_ERROR %s", "x.test", "answers 500 OK\n2026-11-30 forged line\x1b[31m"
+        )
+    finally:
+        logger.handlers.clear()
+    text = out.getvalue()
+    assert text.count("\n") == 1, text
+    assert text.endswith("x.test: FETCH_ERROR answers 500 OK\\x0a2026-11-30 forged line\\x1b[31m\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -164,14 +165,33 @@ def _open_store(settings: PolicydSettings, out: TextIO) -> PolicyStore | None:
         return None
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log lines that stay one line each: a message carries what the network sent (an
+    HTTP status text, a TLS alert, a policy's words), and a line feed or terminal escape
+    in it must not forge a second log line or recolour a terminal. Control characters are
+    written as ``\\xNN``; tracebacks below a message keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", record.message)
+        return super().formatMessage(record)
+
+
+def log_handler(stream: TextIO) -> logging.Handler:
+    """The daemon's log: one line per event, ``time logger: message``, on ``stream``."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(name)s: %(message)s"))
+    return handler
+
+
 def serve(settings: PolicydSettings, *, verbose: bool = False) -> int:
     """Serve until SIGTERM/SIGINT."""
     from mtasts.sender.serve import serve as run
 
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO, handlers=[log_handler(sys.stderr)]
     )
     for noisy in ("httpx", "httpcore", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -19,6 +19,7 @@ log = logging.getLogger("mtasts.policyd")
 
 HEAD_LIMIT = 8192
 HEAD_TIMEOUT = 10.0
+MAX_CONNECTIONS = 32  # scrapers at once; more are closed unanswered (descriptors are bounded)
 
 
 @dataclass
@@ -79,8 +80,11 @@ class Metrics:
 class MetricsServer:
     """Serves ``render()`` at ``GET /metrics`` on ``listen`` (HOST:PORT)."""
 
-    def __init__(self, render: Callable[[], str]) -> None:
+    def __init__(self, render: Callable[[], str], max_connections: int = MAX_CONNECTIONS) -> None:
         self.render = render
+        self.max_connections = max_connections
+        self.open = 0  # connections being served
+        self.refused = 0  # connections closed at once: max_connections were open
         self._server: asyncio.Server | None = None
         self.address = ""
 
@@ -98,6 +102,11 @@ class MetricsServer:
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= self.max_connections:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        self.open += 1
         try:
             async with asyncio.timeout(HEAD_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -117,6 +126,7 @@ class MetricsServer:
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             pass
         finally:
+            self.open -= 1
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
