@@ -310,3 +310,15 @@ def test_https_refusals_follow_accept_language(app: Running) -> None:
         assert (r.status_code, r.json()) == (status, {"error": {"code": code, "message": english}})
         r = httpx.post(target, content=body, headers={**headers, "Accept-Language": "es-ES"})
         assert (r.status_code, r.json()) == (status, {"error": {"code": code, "message": spanish}})
+
+
+def test_import_paths_are_refused_in_the_chosen_language(tmp_path: Path) -> None:
+    from mtasts.reports.files import discover
+
+    missing = tmp_path / "nope.json"
+    with pytest.raises(FileNotFoundError) as info:
+        discover([missing])
+    assert str(info.value) == f"{missing}: no such file or directory"
+    with i18n.use("es"), pytest.raises(FileNotFoundError) as info:
+        discover([missing])
+    assert str(info.value) == f"{missing}: no existe el fichero o directorio"
