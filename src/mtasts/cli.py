@@ -23,6 +23,7 @@ from mtasts import i18n
 from mtasts.check.names import normalize_domain
 from mtasts.i18n import _, ngettext
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
+from mtasts.reports.imap_cli import HELP as IMAP_HELP
 from mtasts.reports.imap_cli import fetch_imap_command
 from mtasts.web.users_cli import users_app
 
@@ -167,8 +168,8 @@ def _resolver(nameserver: list[str] | None, timeout: float) -> Resolver:
 
     try:
         return Resolver(nameserver or None, timeout=timeout)
-    except ValueError as exc:
-        _usage_error(f"--nameserver: {exc}")
+    except ValueError as exc:  # the reason is a Text of mtasts.net.dns
+        _usage_error("--nameserver: " + i18n.say(exc.args[0] if exc.args else str(exc)))
 
 
 @app.command(
@@ -669,7 +670,7 @@ def policyd(ctx: typer.Context) -> None:
 
 reports_app = typer.Typer(help=_("TLS reports (RFC 8460): import and read."), no_args_is_help=True)
 app.add_typer(reports_app, name="reports")
-reports_app.command("fetch-imap")(fetch_imap_command)
+reports_app.command("fetch-imap", help=_(IMAP_HELP))(fetch_imap_command)
 
 
 def _report_sessions(settings: Settings) -> sessionmaker[Session]:

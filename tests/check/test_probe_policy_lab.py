@@ -19,6 +19,7 @@ from tests.lab.httpsserver import Site
 from tests.lab.trap import LAB_NETWORKS, TRAP_IP, Trap
 from typer.testing import CliRunner
 
+from mtasts import i18n
 from mtasts.check.checker import Checker, CheckOptions
 from mtasts.check.findings import Finding, Severity, StsFetchResult
 from mtasts.check.result import CheckResult
@@ -106,6 +107,28 @@ def test_an_mx_outside_the_allowed_networks_is_never_connected(
                 "error": f"{TRAP_IP} is a loopback address",
             }
         ]
+    assert smtp_trap.connections() == []
+
+
+def test_address_not_allowed_says_the_address_class_in_spanish(
+    lab_world: World, smtp_trap: Trap
+) -> None:
+    """Issue 13: the class of a refused address is said in the reader's language, in the
+    message and in the fix; the JSON keeps its English `error` (a stable contract)."""
+    d = lab_world.add_domain("trap-mx-es.probe.test").name
+    lab_world.zone.set(f"mx1.{d}", "A", [TRAP_IP])
+    with i18n.use("es"):
+        result = guard(lab_world, d, (f"mx1.{d}",))
+    [found] = by_code(result, "address-not-allowed")
+    assert f"resuelve a {TRAP_IP} (una dirección de loopback). Este servicio" in found.message
+    assert "a loopback address" not in found.message
+    assert found.fix is not None
+    assert "(quite los registros A/AAAA de sus direcciones de loopback)" in found.fix
+    [address] = result.to_dict()["mx_hosts"][0]["addresses"]
+    assert address["error"] == f"{TRAP_IP} is a loopback address"
+    english = by_code(guard(lab_world, d, (f"mx1.{d}",)), "address-not-allowed")[0]
+    assert f"resolves to {TRAP_IP} (a loopback address). This service" in english.message
+    assert english.fix is not None and "(remove its loopback A/AAAA records)" in english.fix
     assert smtp_trap.connections() == []
 
 

@@ -10,15 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mtasts import i18n
 from mtasts.config import ConfigError, load_settings
 from mtasts.net.addresses import (
     AddressClass,
     ProbePolicy,
     classify,
+    describe_refused,
     embedded_ipv4,
     is_probe_allowed,
     parse_networks,
 )
+from mtasts.protocol.errors import Text
 
 C = AddressClass
 
@@ -166,6 +169,27 @@ def test_the_checked_address_is_normalised() -> None:
 def test_verdicts_describe_the_address_class() -> None:
     assert ProbePolicy().check("10.0.0.1").reason == "10.0.0.1 is a private-network address"
     assert ProbePolicy().check("::1").reason == "::1 is a loopback address"
+
+
+def test_every_address_class_is_said_in_spanish() -> None:
+    """Issue 13: descriptions and names of the classes are said in the reader's language;
+    in English the name is the stable value and the reasons are unchanged."""
+    spanish = i18n.catalogue("es")
+    for cls in AddressClass:
+        assert str(cls.label) == cls.value
+        for text in (cls.description, cls.label):
+            assert isinstance(text, Text) and text.template in spanish, cls
+    refused = [ProbePolicy().check(ip) for ip in ("127.0.0.1", "10.0.0.1", "192.0.2.1")]
+    assert describe_refused(refused) == (
+        "127.0.0.1 (a loopback address), 10.0.0.1 (a private-network address), "
+        "192.0.2.1 (a documentation address)"
+    )
+    with i18n.use("es"):
+        assert i18n.say(describe_refused(refused)) == (
+            "127.0.0.1 (una dirección de loopback), 10.0.0.1 (una dirección de red privada), "
+            "192.0.2.1 (una dirección reservada para documentación)"
+        )
+        assert i18n.say(refused[0].reason) == "127.0.0.1: una dirección de loopback"
 
 
 @pytest.mark.parametrize("bad", ["10.0.0.1/8", "not-a-network", "300.0.0.0/8", "::1/129"])

@@ -10,7 +10,7 @@ from mtasts.check import advice
 from mtasts.check.findings import Finding, ResultType, Severity, StsFetchResult
 from mtasts.check.result import CheckResult, MxHostResult
 from mtasts.i18n import N_, _, say
-from mtasts.net.addresses import AddressVerdict
+from mtasts.net.addresses import AddressClass, AddressVerdict, describe_refused
 from mtasts.net.certs import judge_expiry
 from mtasts.net.dns import DnsAnswer, DnsStatus, MxAnswer
 from mtasts.net.fetch import UNRECOGNISED_MEDIA_TYPE, FetchResult
@@ -643,8 +643,8 @@ class Diagnosis:
         self, host: str, what: str, refused: tuple[AddressVerdict, ...] | list[AddressVerdict]
     ) -> None:
         """One finding per host whose addresses a probe policy refused (never connected)."""
-        reasons = ", ".join(f"{v.address} ({v.address_class.description})" for v in refused)
-        classes = sorted({v.address_class.value for v in refused})
+        reasons = say(describe_refused(refused))
+        classes = [say(AddressClass(c).label) for c in sorted({v.address_class for v in refused})]
         self.add(
             ADDRESS_NOT_ALLOWED,
             _ERR,

@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mtasts.protocol.errors import Text
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -52,24 +54,46 @@ class AddressClass(StrEnum):
 
     @property
     def description(self) -> str:
-        """A short phrase for messages: "a loopback address"."""
+        """A short phrase for messages: "a loopback address" (a ``Text``: interfaces say
+        it in the reader's language)."""
         return _DESCRIPTIONS[self]
+
+    @property
+    def label(self) -> str:
+        """The class's name in a sentence ("remove its loopback A/AAAA records"): the
+        stable value in English, a ``Text`` that interfaces say in the reader's language."""
+        return _LABELS[self]
 
 
 _DESCRIPTIONS = {
-    AddressClass.PUBLIC: "a public address",
-    AddressClass.LOOPBACK: "a loopback address",
-    AddressClass.PRIVATE: "a private-network address",
-    AddressClass.LINK_LOCAL: "a link-local address",
-    AddressClass.SHARED: "a shared (carrier-grade NAT) address",
-    AddressClass.MULTICAST: "a multicast address",
-    AddressClass.UNSPECIFIED: "the unspecified address",
-    AddressClass.THIS_NETWORK: "a 'this network' address",
-    AddressClass.BROADCAST: "the broadcast address",
-    AddressClass.DOCUMENTATION: "a documentation address",
-    AddressClass.BENCHMARKING: "a benchmarking address",
-    AddressClass.RESERVED: "a reserved address",
-    AddressClass.INVALID: "not an IP address",
+    AddressClass.PUBLIC: Text("a public address"),
+    AddressClass.LOOPBACK: Text("a loopback address"),
+    AddressClass.PRIVATE: Text("a private-network address"),
+    AddressClass.LINK_LOCAL: Text("a link-local address"),
+    AddressClass.SHARED: Text("a shared (carrier-grade NAT) address"),
+    AddressClass.MULTICAST: Text("a multicast address"),
+    AddressClass.UNSPECIFIED: Text("the unspecified address"),
+    AddressClass.THIS_NETWORK: Text("a 'this network' address"),
+    AddressClass.BROADCAST: Text("the broadcast address"),
+    AddressClass.DOCUMENTATION: Text("a documentation address"),
+    AddressClass.BENCHMARKING: Text("a benchmarking address"),
+    AddressClass.RESERVED: Text("a reserved address"),
+    AddressClass.INVALID: Text("not an IP address"),
+}
+_LABELS = {
+    AddressClass.PUBLIC: Text("public"),
+    AddressClass.LOOPBACK: Text("loopback"),
+    AddressClass.PRIVATE: Text("private"),
+    AddressClass.LINK_LOCAL: Text("link-local"),
+    AddressClass.SHARED: Text("shared"),
+    AddressClass.MULTICAST: Text("multicast"),
+    AddressClass.UNSPECIFIED: Text("unspecified"),
+    AddressClass.THIS_NETWORK: Text("this-network"),
+    AddressClass.BROADCAST: Text("broadcast"),
+    AddressClass.DOCUMENTATION: Text("documentation"),
+    AddressClass.BENCHMARKING: Text("benchmarking"),
+    AddressClass.RESERVED: Text("reserved"),
+    AddressClass.INVALID: Text("not an IP address"),
 }
 
 
@@ -185,7 +209,9 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
         try:
             out.append(ipaddress.ip_network(text, strict=True))
         except ValueError as exc:
-            raise ValueError(f"{text!r} is not a network in CIDR form ({exc})") from None
+            raise ValueError(
+                Text("{text!r} is not a network in CIDR form ({reason})", text=text, reason=exc)
+            ) from None
     return tuple(out)
 
 
@@ -200,8 +226,24 @@ class AddressVerdict:
 
     @property
     def reason(self) -> str:
-        """For messages: "127.0.0.1 is a loopback address"."""
-        return f"{self.address} is {self.address_class.description}"
+        """For messages: "127.0.0.1 is a loopback address" (a ``Text``)."""
+        return Text(
+            "{address} is {description}",
+            address=self.address,
+            description=self.address_class.description,
+        )
+
+
+def describe_refused(verdicts: Iterable[AddressVerdict]) -> str:
+    """ "127.0.0.1 (a loopback address), 10.0.0.1 (a private-network address)": a ``Text``
+    whose descriptions interfaces say in the reader's language."""
+    out = ""
+    for v in verdicts:
+        item = Text(
+            "{address} ({description})", address=v.address, description=v.address_class.description
+        )
+        out = Text("{addresses}, {address}", addresses=out, address=item) if out else item
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +299,7 @@ __all__ = [
     "AddressVerdict",
     "ProbePolicy",
     "classify",
+    "describe_refused",
     "embedded_ipv4",
     "is_probe_allowed",
     "parse_address",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from mtasts.i18n import N_
 from mtasts.net import https
-from mtasts.net.addresses import AddressVerdict, ProbePolicy
+from mtasts.net.addresses import AddressVerdict, ProbePolicy, describe_refused
 from mtasts.net.certs import (
     CertInfo,
     client_context,
@@ -264,9 +264,7 @@ async def _fetch(
         allowed = list(dict.fromkeys(v.address for v in verdicts if v.allowed))
         addresses = allowed[: probe_policy.max_addresses_per_host]
         if not addresses:
-            reasons = ", ".join(
-                f"{v.address} ({v.address_class.description})" for v in state.refused
-            )
+            reasons = describe_refused(state.refused)
             state.fail(
                 "address-not-allowed",
                 Text(

@@ -63,7 +63,7 @@ def _file_item(path: Path) -> Item:
 
     def read() -> bytes:
         if path.stat().st_size > MAX_FILE:
-            raise ValueError(f"larger than {MAX_FILE} bytes")
+            raise ValueError(_("larger than {limit} bytes").format(limit=MAX_FILE))
         return path.read_bytes()
 
     return Item(str(path), kind, read)
@@ -79,7 +79,7 @@ def discover(paths: list[Path]) -> list[Item]:
     items: list[Item] = []
     for path in paths:
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file or directory")
+            raise FileNotFoundError(_("{path}: no such file or directory").format(path=path))
         if path.is_dir():
             items += _walk(path)
         elif _is_mbox(path):

@@ -23,6 +23,8 @@ from imapclient.exceptions import (  # type: ignore[import-untyped]
     LoginError,
 )
 
+from mtasts.i18n import _, say
+from mtasts.protocol.errors import Text
 from mtasts.reports.ingest import Outcome, ReportIngestor, Route, Status, StoreUnavailable
 
 Security = Literal["ssl", "starttls", "plain"]
@@ -76,14 +78,15 @@ class FetchSummary:
     def line(self) -> str:
         """One line for people and logs."""
         parts = [
-            f"{self.seen} message(s) in {self.folder}",
-            f"{self.stored} report(s) stored",
-            f"{self.duplicate} already known",
-            f"{self.processed} moved to {self.processed_folder}",
-            f"{self.rejected} rejected",
+            _("{n} message(s) in {folder}").format(n=self.seen, folder=self.folder),
+            _("{n} report(s) stored").format(n=self.stored),
+            _("{n} already known").format(n=self.duplicate),
+            _("{n} moved to {folder}").format(n=self.processed, folder=self.processed_folder),
+            _("{n} rejected").format(n=self.rejected),
         ]
         if self.left:
-            parts.append(f"{self.left} left in {self.folder} (store unavailable)")
+            left = _("{n} left in {folder} (store unavailable)")
+            parts.append(left.format(n=self.left, folder=self.folder))
         return ", ".join(parts)
 
 
@@ -138,8 +141,10 @@ def fetch_imap(
             client.login(username, password)
         except LoginError as exc:
             raise ImapError(
-                f"login to {where} as {username!r} failed: {_server_text(exc)} "
-                "(check the user name and the password)"
+                _(
+                    "login to {where} as {user} failed: {reply} (check the user name and the "
+                    "password)"
+                ).format(where=where, user=repr(username), reply=_server_text(exc))
             ) from exc
         _run(
             client,
@@ -172,8 +177,12 @@ def _run(
 ) -> None:
     folder, processed_folder, rejected_folder = folders
     if not client.folder_exists(folder):
-        names = ", ".join(sorted(str(f[2]) for f in client.list_folders())) or "none"
-        raise ImapError(f"folder {folder!r} does not exist on {where} (folders: {names})")
+        names = ", ".join(sorted(str(f[2]) for f in client.list_folders())) or _("none")
+        raise ImapError(
+            _("folder {folder} does not exist on {where} (folders: {names})").format(
+                folder=repr(folder), where=where, names=names
+            )
+        )
     for name in (processed_folder, rejected_folder):
         if name is not None:
             _ensure_folder(client, name, where)
@@ -207,7 +216,9 @@ def _run(
                 if all(o.accepted for o in outcomes):
                     accepted.append(uid)
                 else:
-                    reason = "; ".join(f"{o.code}: {o.reason}" for o in outcomes if not o.accepted)
+                    reason = "; ".join(
+                        f"{o.code}: {say(o.reason)}" for o in outcomes if not o.accepted
+                    )
                     rejected.append((uid, reason))
                 done += 1
                 if progress:
@@ -232,7 +243,11 @@ def _ingest(
             Outcome(
                 Status.REJECTED,
                 code="message-too-large",
-                reason=f"the message ({size} bytes) exceeds the limit of {max_bytes} bytes",
+                reason=Text(
+                    "the message ({size} bytes) exceeds the limit of {limit} bytes",
+                    size=size,
+                    limit=max_bytes,
+                ),
             )
         ]
     return ingestor.ingest_message(raw, route=Route.IMAP)
@@ -314,7 +329,11 @@ def _ensure_folder(client: IMAPClient, name: str, where: str) -> None:
     try:
         client.create_folder(name)
     except IMAPClientError as exc:
-        raise ImapError(f"cannot create folder {name!r} on {where}: {_server_text(exc)}") from exc
+        raise ImapError(
+            _("cannot create folder {name} on {where}: {reply}").format(
+                name=repr(name), where=where, reply=_server_text(exc)
+            )
+        ) from exc
     with contextlib.suppress(IMAPClientError):  # mail clients show subscribed folders
         client.subscribe_folder(name)
 
@@ -331,7 +350,9 @@ def _connect(
     try:
         context = _context(ca_file) if security != "plain" else None
     except (OSError, ssl.SSLError) as exc:
-        raise ImapError(f"cannot read the CA file {ca_file}: {exc}") from exc
+        raise ImapError(
+            _("cannot read the CA file {path}: {error}").format(path=ca_file, error=exc)
+        ) from exc
     client: IMAPClient | None = None
     try:
         client = IMAPClient(
@@ -340,8 +361,10 @@ def _connect(
         if security == "starttls":
             if not client.has_capability("STARTTLS"):
                 raise ImapError(
-                    f"{where} does not offer STARTTLS; use --security ssl (port 993) if it "
-                    "speaks IMAPS"
+                    _(
+                        "{where} does not offer STARTTLS; use --security ssl (port 993) if it "
+                        "speaks IMAPS"
+                    ).format(where=where)
                 )
             client.starttls(context)
         return client
@@ -375,29 +398,40 @@ def _describe(exc: BaseException, where: str, security: Security | None = None) 
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or str(exc)
         if exc.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
-            return (
-                f"the TLS certificate of {where} does not name that host ({detail}); "
+            return _(
+                "the TLS certificate of {where} does not name that host ({detail}); "
                 "connect with the name the certificate carries"
-            )
-        return (
-            f"the TLS certificate of {where} is not trusted ({detail}); if the server uses "
+            ).format(where=where, detail=detail)
+        return _(
+            "the TLS certificate of {where} is not trusted ({detail}); if the server uses "
             "a private or self-signed CA, give its certificate with --ca-file PEM"
-        )
+        ).format(where=where, detail=detail)
     if isinstance(exc, ssl.SSLError):
         hint = ""
         if security == "ssl":
-            hint = "; is this the IMAPS port (993)? For port 143 use --security starttls"
-        return f"TLS with {where} failed: {exc.reason or exc}{hint}"
+            hint = _("; is this the IMAPS port (993)? For port 143 use --security starttls")
+        failed = _("TLS with {where} failed: {reason}").format(
+            where=where, reason=exc.reason or exc
+        )
+        return failed + hint
     if isinstance(exc, TimeoutError):
-        return f"{where} did not answer in time (timed out)"
+        return _("{where} did not answer in time (timed out)").format(where=where)
     if isinstance(exc, ConnectionRefusedError):
-        return f"connection to {where} refused: is the IMAP server running on that port?"
+        return _("connection to {where} refused: is the IMAP server running on that port?").format(
+            where=where
+        )
     if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host of {where}: {exc.strerror or exc}"
+        return _("cannot resolve the host of {where}: {error}").format(
+            where=where, error=exc.strerror or exc
+        )
     if isinstance(exc, IMAPClientAbortError):
-        return f"the connection to {where} broke: {_server_text(exc) or 'no reason given'}"
+        return _("the connection to {where} broke: {reply}").format(
+            where=where, reply=_server_text(exc) or _("no reason given")
+        )
     if isinstance(exc, IMAPClientError):
-        return f"{where} answered with an error: {_server_text(exc)}"
+        return _("{where} answered with an error: {reply}").format(
+            where=where, reply=_server_text(exc)
+        )
     if isinstance(exc, OSError):
-        return f"cannot talk to {where}: {exc.strerror or exc}"
+        return _("cannot talk to {where}: {error}").format(where=where, error=exc.strerror or exc)
     return f"{where}: {exc}"

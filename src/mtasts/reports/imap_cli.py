@@ -15,12 +15,24 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mtasts.i18n import N_, _
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from mtasts.reports.imap import Security
 
 PASSWORD_ENV = "MTASTS_IMAP_PASSWORD"  # noqa: S105 - the variable's name, not a password
+# The command's help (its docstring, in the chosen language: mtasts/cli.py registers it).
+HELP = N_(
+    "Fetch TLS reports from an IMAP mailbox (the rua=mailto: address) into the store.\n"
+    "\n"
+    "Each message is read without marking it seen; once its reports are stored it is marked\n"
+    "seen and moved to --processed-folder, so running this again (e.g. from cron) takes only\n"
+    "new mail. Exit status: 0 when nothing was left behind, 1 when the store was unavailable,\n"
+    "the server failed or messages without a usable report stayed in the folder, 2 on usage\n"
+    "errors."
+)
 
 
 class SecurityChoice(StrEnum):
@@ -43,16 +55,19 @@ def _read_password(password_file: Path | None, err: Console) -> str:
         try:
             text = password_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            err.print(f"[red]cannot read the password file {escape(str(password_file))}:[/] {exc}")
+            cannot = _("cannot read the password file {path}:").format(path=password_file)
+            err.print(f"[red]{escape(cannot)}[/] {escape(str(exc))}")
             raise typer.Exit(2) from exc
         password = text.rstrip("\r\n")  # the file's final newline is not part of it
     else:
         password = os.environ.get(PASSWORD_ENV, "")
     if not password:
-        err.print(
-            f"[red]no IMAP password:[/] give --password-file FILE or set ${PASSWORD_ENV} "
-            "(never on the command line, where other users can read it)"
-        )
+        what = _("no IMAP password:")
+        how = _(
+            "give --password-file FILE or set ${env} (never on the command line, where other "
+            "users can read it)"
+        ).format(env=PASSWORD_ENV)
+        err.print(f"[red]{escape(what)}[/] {escape(how)}")
         raise typer.Exit(2)
     return password
 
@@ -67,60 +82,60 @@ def _is_loopback(host: str) -> bool:
 
 
 def fetch_imap_command(
-    host: Annotated[str, typer.Option("--host", help="The IMAP server, e.g. imap.example.com.")],
-    user: Annotated[str, typer.Option("--user", help="The mailbox's login name.")],
+    host: Annotated[str, typer.Option("--host", help=_("The IMAP server, e.g. imap.example.com."))],
+    user: Annotated[str, typer.Option("--user", help=_("The mailbox's login name."))],
     password_file: Annotated[
         Path | None,
         typer.Option(
             "--password-file",
-            help=f"File holding the password (default: ${PASSWORD_ENV}).",
+            help=_("File holding the password (default: ${env}).").format(env=PASSWORD_ENV),
             exists=True,
             dir_okay=False,
         ),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option("--port", min=1, max=65535, help="Default: 993 for ssl, 143 otherwise."),
+        typer.Option("--port", min=1, max=65535, help=_("Default: 993 for ssl, 143 otherwise.")),
     ] = None,
     security: Annotated[
         SecurityChoice,
         typer.Option(
             "--security",
-            help="ssl: IMAPS (implicit TLS); starttls: IMAP then STARTTLS; plain: no TLS.",
+            help=_("ssl: IMAPS (implicit TLS); starttls: IMAP then STARTTLS; plain: no TLS."),
         ),
     ] = SecurityChoice.ssl,
     ca_file: Annotated[
         Path | None,
         typer.Option(
             "--ca-file",
-            help="PEM file of trusted CAs instead of the system store (private CA).",
+            help=_("PEM file of trusted CAs instead of the system store (private CA)."),
             exists=True,
             dir_okay=False,
         ),
     ] = None,
-    folder: Annotated[str, typer.Option("--folder", help="Folder to read.")] = "INBOX",
+    folder: Annotated[str, typer.Option("--folder", help=_("Folder to read."))] = "INBOX",
     processed_folder: Annotated[
         str,
-        typer.Option("--processed-folder", help="Where taken messages go (created if missing)."),
+        typer.Option("--processed-folder", help=_("Where taken messages go (created if missing).")),
     ] = "TLSRPT-processed",
     rejected_folder: Annotated[
         str | None,
         typer.Option(
             "--rejected-folder",
-            help="Where messages without a usable report go (default: left unseen in place).",
+            help=_("Where messages without a usable report go (default: left unseen in place)."),
         ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the server.")
+        float, typer.Option("--timeout", min=0.1, help=_("Seconds to wait for the server."))
     ] = 30.0,
     batch: Annotated[
-        int, typer.Option("--batch", min=1, max=10_000, help="Messages per round of FETCH.")
+        int, typer.Option("--batch", min=1, max=10_000, help=_("Messages per round of FETCH."))
     ] = 50,
     config: Annotated[
         Path | None,
         typer.Option(
             "--config",
-            help="TOML settings file (default: $MTASTS_CONFIG; see README).",
+            help=_("TOML settings file (default: $MTASTS_CONFIG; see README)."),
             exists=True,
         ),
     ] = None,
@@ -128,15 +143,17 @@ def fetch_imap_command(
         Path | None,
         typer.Option(
             "--data-dir",
-            help="Where the SQLite store lives (default: $MTASTS_DATA_DIR, the config file, "
-            "else ~/.local/share/mtasts).",
+            help=_(
+                "Where the SQLite store lives (default: $MTASTS_DATA_DIR, the config file, "
+                "else ~/.local/share/mtasts)."
+            ),
         ),
     ] = None,
     database_url: Annotated[
         str | None,
         typer.Option(
             "--database-url",
-            help="SQLAlchemy URL, e.g. postgresql://user@127.0.0.1/mtasts (default: SQLite).",
+            help=_("SQLAlchemy URL, e.g. postgresql://user@127.0.0.1/mtasts (default: SQLite)."),
         ),
     ] = None,
 ) -> None:
@@ -162,23 +179,28 @@ def fetch_imap_command(
     try:
         settings = load_settings(config, None, data_dir=data_dir, database_url=database_url)
     except ConfigError as exc:
-        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
+        print(_("mtasts: error: configuration: {error}").format(error=exc), file=sys.stderr)
         raise typer.Exit(2) from exc
     if folder in (processed_folder, rejected_folder):
-        err.print("[red]--processed-folder and --rejected-folder must differ from --folder")
+        differ = _("--processed-folder and --rejected-folder must differ from --folder")
+        err.print(f"[red]{escape(differ)}")
         raise typer.Exit(2)
     sec = SECURITY[security]
     if sec == "plain" and not _is_loopback(host):
-        err.print(f"[yellow]warning:[/] --security plain sends the password to {host} unencrypted")
+        plain = _("--security plain sends the password to {host} unencrypted").format(host=host)
+        warning = escape(_("warning:"))
+        err.print(f"[yellow]{warning}[/] {escape(plain)}")
     notice = store_notice(settings, expected=True)
     if notice:
-        err.print(f"[yellow]warning:[/] {escape(notice)}")
+        warning = escape(_("warning:"))
+        err.print(f"[yellow]{warning}[/] {escape(notice)}")
     url = settings.effective_database_url
     try:
         engine = make_engine(url)
         migrate(engine)
     except Exception as exc:  # any driver or migration error: say which store, then stop
-        err.print(f"[red]Cannot open the store {escape(url)}:[/] {exc}")
+        cannot = _("Cannot open the store {url}:").format(url=url)
+        err.print(f"[red]{escape(cannot)}[/] {exc}")
         raise typer.Exit(1) from exc
     ingestor = ReportIngestor(session_factory(engine))
     bar = Progress(
@@ -209,23 +231,31 @@ def fetch_imap_command(
             )
     except ImapError as exc:
         if exc.summary is not None:
-            err.print(f"partly done: {exc.summary.line()}")
-        err.print(f"[red]IMAP error:[/] {escape(exc.message)}")
+            err.print(_("partly done: {summary}").format(summary=exc.summary.line()))
+        imap_error = escape(_("IMAP error:"))
+        err.print(f"[red]{imap_error}[/] {escape(exc.message)}")
         raise typer.Exit(1) from exc
     finally:
         engine.dispose()
     for r in summary.rejected_messages:
-        where = f"moved to {r.moved_to}" if r.moved_to else f"left unseen in {folder}"
-        err.print(f"[yellow]rejected[/] UID {r.uid} ({escape(where)}): {escape(r.reason)}")
+        where = (
+            _("moved to {folder}").format(folder=r.moved_to)
+            if r.moved_to
+            else _("left unseen in {folder}").format(folder=folder)
+        )
+        rejected = escape(_("rejected"))
+        err.print(f"[yellow]{rejected}[/] UID {r.uid} ({escape(where)}): {escape(r.reason)}")
     if summary.store_error:
-        err.print(
-            f"[red]store unavailable:[/] {escape(summary.store_error)}; "
-            f"{summary.left} message(s) left in {escape(folder)} for the next run"
+        unavailable = _("store unavailable:")
+        left = _("{error}; {n} message(s) left in {folder} for the next run").format(
+            error=summary.store_error, n=summary.left, folder=folder
         )
+        err.print(f"[red]{escape(unavailable)}[/] {escape(left)}")
     elif summary.left_behind:
-        err.print(
-            f"{summary.left_behind} message(s) without a usable report stay in "
-            f"{escape(folder)}; --rejected-folder moves them aside"
-        )
+        stay = _(
+            "{n} message(s) without a usable report stay in {folder}; --rejected-folder "
+            "moves them aside"
+        ).format(n=summary.left_behind, folder=folder)
+        err.print(escape(stay))
     err.print(summary.line())
     raise typer.Exit(0 if summary.ok else 1)

@@ -13,14 +13,14 @@ import asyncio
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from mtasts import i18n
 from mtasts.config import ConfigError
-from mtasts.i18n import _
+from mtasts.i18n import N_, _
 from mtasts.sender.settings import PolicydSettings, load_policyd_settings
 
 if TYPE_CHECKING:
@@ -28,19 +28,68 @@ if TYPE_CHECKING:
     from mtasts.sender.policyd import Explanation
     from mtasts.sender.serve import Running
 
-HELP = (
+HELP = N_(
     "The sending side: an MTA-STS policy server for Postfix (socketmap), a drop-in for "
     "postfix-mta-sts-resolver."
 )
-SERVE_HELP = "Serve Postfix's smtp_tls_policy_maps over socketmap until SIGTERM."
-QUERY_HELP = "Print the answer policyd gives for DOMAIN, the cached policy and why."
+SERVE_HELP = N_("Serve Postfix's smtp_tls_policy_maps over socketmap until SIGTERM.")
+QUERY_HELP = N_("Print the answer policyd gives for DOMAIN, the cached policy and why.")
 
 
 def _existing_file(value: str) -> Path:
     path = Path(value)
     if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{value}: no such file")
+        raise argparse.ArgumentTypeError(_("{path}: no such file").format(path=value))
     return path
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own words ("usage:") in the chosen language: its gettext domain has no
+    Spanish catalogue, so they come from ours."""
+
+    def add_usage(
+        self,
+        usage: str | None,
+        actions: Iterable[argparse.Action],
+        groups: Iterable[argparse._MutuallyExclusiveGroup],
+        prefix: str | None = None,
+    ) -> None:
+        super().add_usage(usage, actions, groups, _("usage: ") if prefix is None else prefix)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose help option, section titles and "error:" line speak the
+    chosen language (English: argparse's own text, unchanged)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(formatter_class=_HelpFormatter, add_help=False, **kwargs)
+        self._optionals.title = _("options")
+        self._positionals.title = _("positional arguments")
+        self.add_argument(
+            "-h",
+            "--help",
+            action="help",
+            default=argparse.SUPPRESS,
+            help=_("show this help message and exit"),
+        )
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        line = _("{prog}: error: {message}").format(prog=self.prog, message=message)
+        self.exit(2, line + "\n")
+
+
+def _lang_argument(argv: Sequence[str]) -> str | None:
+    """The value of ``--lang X`` / ``--lang=X`` anywhere on the command line: the help
+    texts are written in that language, so it is read before argparse runs."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--lang="):
+            return arg.removeprefix("--lang=")
+    return None
 
 
 def _options(parser: argparse.ArgumentParser, default: object, *, serve: bool) -> None:
@@ -52,21 +101,23 @@ def _options(parser: argparse.ArgumentParser, default: object, *, serve: bool) -
             "--listen",
             default=default,
             metavar="HOST:PORT|unix:PATH",
-            help="HOST:PORT or unix:PATH of the socketmap (default 127.0.0.1:8461).",
+            help=_("HOST:PORT or unix:PATH of the socketmap (default 127.0.0.1:8461)."),
         )
     add(
         "--data-dir",
         type=Path,
         default=default,
         metavar="DIR",
-        help="Where the policy cache lives (default: $XDG_DATA_HOME/mtasts).",
+        help=_("Where the policy cache lives (default: $XDG_DATA_HOME/mtasts)."),
     )
     add(
         "--database-url",
         default=default,
         metavar="URL",
-        help="SQLAlchemy URL of a shared cache, e.g. postgresql://u@127.0.0.1/mtasts "
-        "(default: SQLite policyd.db in the data directory).",
+        help=_(
+            "SQLAlchemy URL of a shared cache, e.g. postgresql://u@127.0.0.1/mtasts "
+            "(default: SQLite policyd.db in the data directory)."
+        ),
     )
     add(
         "--nameserver",
@@ -74,67 +125,81 @@ def _options(parser: argparse.ArgumentParser, default: object, *, serve: bool) -
         action="append",
         default=default,
         metavar="IP[:PORT]",
-        help="DNS server (repeatable; default: the system's).",
+        help=_("DNS server (repeatable; default: the system's)."),
     )
     add(
         "--ca-file",
         type=_existing_file,
         default=default,
         metavar="PEM",
-        help="PEM file of CAs trusted for policy fetches (default: the system store).",
+        help=_("PEM file of CAs trusted for policy fetches (default: the system store)."),
     )
     add(
         "--config",
         type=_existing_file,
         default=default,
         metavar="FILE",
-        help="TOML settings file (default: $MTASTS_POLICYD_CONFIG).",
+        help=_("TOML settings file (default: $MTASTS_POLICYD_CONFIG)."),
     )
     if serve:
         add(
             "--metrics",
             default=default,
             metavar="HOST:PORT",
-            help="Where to serve Prometheus GET /metrics (default: off).",
+            help=_("Where to serve Prometheus GET /metrics (default: off)."),
         )
     add(
         "--https-port",
         type=int,
         default=default,
         metavar="PORT",
-        help="Port of the policy hosts (default 443; for labs).",
+        help=_("Port of the policy hosts (default 443; for labs)."),
     )
     if serve:
-        add("--verbose", "-v", action="store_true", help="Log every lookup.")
+        add("--verbose", "-v", action="store_true", help=_("Log every lookup."))
+    add(
+        "--lang",
+        default=default,
+        metavar="en|es",
+        help=_("Language of the messages (default: $MTASTS_LANG, then the locale)."),
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The command line, its help in the current language (set before: see `main`)."""
+    parser = _Parser(
         prog="mtasts policyd",
-        description=f"{HELP} {SERVE_HELP}",
-        epilog="Postfix main.cf: smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix",
+        description=f"{_(HELP)} {_(SERVE_HELP)}",
+        epilog=_("Postfix main.cf: {setting}").format(
+            setting="smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix"
+        ),
     )
     _options(parser, None, serve=True)
-    commands = parser.add_subparsers(dest="command", title="commands", metavar="query")
-    query = commands.add_parser("query", help=QUERY_HELP, description=QUERY_HELP)
-    query.add_argument("domain", metavar="DOMAIN", help="The mail domain Postfix would ask about.")
-    _options(query, argparse.SUPPRESS, serve=False)
-    query.add_argument(
-        "--lang",
-        metavar="en|es",
-        help="Language of the messages (default: $MTASTS_LANG, then the locale).",
+    commands = parser.add_subparsers(
+        dest="command", title=_("commands"), metavar="query", parser_class=_Parser
     )
+    query = commands.add_parser("query", help=_(QUERY_HELP), description=_(QUERY_HELP))
+    query.add_argument(
+        "domain", metavar="DOMAIN", help=_("The mail domain Postfix would ask about.")
+    )
+    _options(query, argparse.SUPPRESS, serve=False)
     return parser
 
 
 def main(argv: Sequence[str]) -> int:
-    """Run `mtasts policyd ARGV`; returns the exit status (2: usage or settings)."""
+    """Run `mtasts policyd ARGV`; returns the exit status (2: usage or settings).
+
+    The language (``--lang``, then MTASTS_LANG, then the locale, as the rest of the CLI)
+    is chosen before the parser is built, so that ``--help`` speaks it; Babel's catalogue
+    is loaded only when it is Spanish."""
+    lang = _lang_argument(argv)
+    i18n.set_language(i18n.from_cli(lang))
+    if lang is not None and i18n.normalize(lang) is None:
+        print(
+            _("mtasts: error: --lang: {value} (en or es)").format(value=repr(lang)), file=sys.stderr
+        )
+        return 2
     args = make_parser().parse_args(list(argv))
-    if args.command == "query":
-        if args.lang is not None and i18n.normalize(args.lang) is None:
-            print(f"mtasts: error: --lang: {args.lang!r} (en or es)", file=sys.stderr)
-            return 2
-        i18n.set_language(i18n.from_cli(args.lang))
     overrides: dict[str, object] = {
         "data_dir": args.data_dir,
         "database_url": args.database_url,
@@ -147,7 +212,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         settings = load_policyd_settings(args.config, None, **overrides)
     except ConfigError as exc:
-        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
+        print(_("mtasts: error: configuration: {error}").format(error=exc), file=sys.stderr)
         return 2
     if args.command == "query":
         return query(settings, args.domain)
@@ -200,18 +265,28 @@ def serve(settings: PolicydSettings, *, verbose: bool = False) -> int:
         return 1
 
     def ready(running: Running) -> None:
-        line = f"mtasts policyd: socketmap on {running.socketmap.address}"
+        # the start-up line speaks the operator's language (--lang, MTASTS_LANG, locale)
+        line = _("mtasts policyd: socketmap on {address}").format(address=running.socketmap.address)
         if running.metrics is not None:
-            line += f", metrics on http://{running.metrics.address}/metrics"
+            metrics = f"http://{running.metrics.address}/metrics"
+            line += _(", metrics on {url}").format(url=metrics)
         loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
-        line += f" (cache {settings.effective_database_url}, event loop {loop})"
+        line += _(" (cache {url}, event loop {loop})").format(
+            url=settings.effective_database_url, loop=loop
+        )
         print(line, file=sys.stderr, flush=True)
+        # The daemon's log lines (each change of outcome, with its reason) stay English,
+        # as `mtasts serve`'s do: one language in the logs whoever started the daemon.
+        i18n.set_language(i18n.DEFAULT)
 
     try:
         with _runner() as runner:
             runner.run(run(settings, store, ready))
     except OSError as exc:
-        print(f"Cannot listen on {settings.listen}: {exc}", file=sys.stderr)
+        print(
+            _("Cannot listen on {listen}: {error}").format(listen=settings.listen, error=exc),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtasts.hosting.tenants import ServiceError
 from mtasts.i18n import _
+from mtasts.web.problems import phrase, problems
 
 log = logging.getLogger("mtasts.web")
 
@@ -105,13 +106,13 @@ def _service_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = []
-    for e in exc.errors():
-        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-        problems.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+    # the field as named in the request, the problem in the client's language
+    said = [
+        f"{where}: {what}" if where else what for where, what in problems(exc.errors(), ("body",))
+    ]
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
-        return envelope(400, "invalid-json", "The request body is not valid JSON.")
-    return envelope(422, "invalid-request", "; ".join(problems) or "invalid request")
+        return envelope(400, "invalid-json", _("The request body is not valid JSON."))
+    return envelope(422, "invalid-request", "; ".join(said) or _("invalid request"))
 
 
 _HTTP_CODES = {
@@ -131,12 +132,20 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code
     code = _HTTP_CODES.get(status, HTTPStatus(status).phrase.lower().replace(" ", "-"))
     if status == 404:
-        message = f"Nothing here: {request.url.path} (the API is under /api/v1)."
+        message = _("Nothing here: {path} (the API is under /api/v1).").format(
+            path=request.url.path
+        )
     elif status == 405:
         allow = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow", "")
-        message = f"{request.method} is not allowed here" + (f"; use {allow}." if allow else ".")
+        message = (
+            _("{method} is not allowed here; use {allow}.").format(
+                method=request.method, allow=allow
+            )
+            if allow
+            else _("{method} is not allowed here.").format(method=request.method)
+        )
     else:
-        message = HTTPStatus(status).phrase + "."
+        message = phrase(status) + "."
     return envelope(status, code, message, dict(exc.headers or {}) or None)
 
 

@@ -23,12 +23,14 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from mtasts.i18n import _
 from mtasts.web.dashboard.views import PageError, page_error, page_language, router
+from mtasts.web.problems import phrase, problems
 
 Handler = Callable[[Request, Exception], Response | Awaitable[Response]]
 # paths that are not pages: their errors stay JSON (the one error envelope)
 NOT_PAGES = ("/api/", "/tlsrpt", "/tls/", "/.well-known/", "/healthz", "/metrics", "/static/")
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
+SKIP = ("query", "path")  # pydantic's locations that are not field names
 
 __all__ = ["STATIC", "install", "router"]
 
@@ -78,20 +80,19 @@ def _as_page(fallback: Handler) -> Handler:
         if not fault:
             await page_language(request)
         if isinstance(exc, RequestValidationError):
-            problems = [
-                f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('query', 'path'))}: "
-                f"{e.get('msg')}"
-                for e in exc.errors()
-            ]
-            message = _("The address has a bad value: {problems}.").format(
-                problems="; ".join(problems)
-            )
+            # the field as named in the address, the problem in the page's language
+            said = [f"{where}: {what}" for where, what in problems(exc.errors(), SKIP)]
+            message = _("The address has a bad value: {problems}.").format(problems="; ".join(said))
             return page_error(request, PageError(422, message))
         if isinstance(exc, StarletteHTTPException):
             if exc.status_code == 404:
                 message = _("There is no page at {path}.").format(path=request.url.path)
             else:
-                message = f"{exc.detail}" if exc.detail else _("That cannot be done here.")
+                message = (
+                    phrase(exc.status_code, str(exc.detail))
+                    if exc.detail
+                    else _("That cannot be done here.")
+                )
             headers = dict(exc.headers or {})
             return page_error(request, PageError(exc.status_code, message, headers))
         # A fault: the page says what the envelope says (its text names no SQL, driver or
