@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import multiprocessing
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -107,6 +105,9 @@ class Checker:
         per_job = max(1, concurrency // jobs)
         indexed = list(enumerate(domains))
         batches = [indexed[i : i + per_job] for i in range(0, len(indexed), per_job)]
+        import multiprocessing  # only here: a one-process run does not load it
+        from concurrent.futures import ProcessPoolExecutor
+
         loop = asyncio.get_running_loop()
         spawn = multiprocessing.get_context("spawn")  # no fork of a process with threads
         with ProcessPoolExecutor(jobs, mp_context=spawn) as pool:
