@@ -54,6 +54,9 @@ class User(Base):
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    # an id is never given twice, also on SQLite (migration 0010): a revoked token's id
+    # must not come back as a new token's
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
