@@ -98,6 +98,18 @@ def test_bad_settings_are_usage_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
+def test_serving_options_before_query_are_refused_not_ignored(tmp_path: Path) -> None:
+    # `policyd --metrics ... query D` would serve no metrics: a usage error, not silence
+    for options in (["--listen", "127.0.0.1:9"], ["--metrics", "127.0.0.1:9"], ["--verbose"]):
+        argv = ["policyd", *options, "--data-dir", str(tmp_path), "query", "example.test"]
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, (options, result.output)
+        assert f"{options[0]}: only for serving, not for query" in result.output
+    # what both take is still welcome before `query` (no lookup: not a domain name)
+    result = runner.invoke(app, ["policyd", "--data-dir", str(tmp_path), "query", "bad..name"])
+    assert result.exit_code == 0 and "only for serving" not in result.output
+
+
 def _reply(sock: socket.socket) -> bytes:
     data = b""
     while not data.endswith(b","):

@@ -200,6 +200,24 @@ def main(argv: Sequence[str]) -> int:
         )
         return 2
     args = make_parser().parse_args(list(argv))
+    if args.command == "query":
+        serving = [
+            o
+            for o, v in (
+                ("--listen", args.listen),
+                ("--metrics", args.metrics),
+                ("--verbose", args.verbose),
+            )
+            if v
+        ]
+        if serving:  # said before `query`, they would change nothing: say so, not ignore
+            print(
+                _("mtasts: error: {options}: only for serving, not for query").format(
+                    options=", ".join(serving)
+                ),
+                file=sys.stderr,
+            )
+            return 2
     overrides: dict[str, object] = {
         "data_dir": args.data_dir,
         "database_url": args.database_url,
