@@ -183,7 +183,7 @@ class Resolver:
     """Async stub resolver. ``nameservers`` are "IP" or "IP:PORT" (IPv6 as "[::1]:53");
     None means the system configuration (resolv.conf's ``nameserver`` lines). ``timeout``
     bounds each lookup in total; one try at one server waits at most ``ATTEMPT_TIMEOUT``.
-    Types asked: A, AAAA, TXT, MX, CNAME.
+    Types asked: A, AAAA, TXT, MX, CNAME, NS.
 
     One Resolver serves any number of concurrent lookups (each has its own socket). No
     search domains, no cache: names are always asked as given, fully qualified.
@@ -301,7 +301,7 @@ class Resolver:
         return response, records, chain
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
-        """A, AAAA, TXT, MX or CNAME records; ``records`` in presentation format (names
+        """A, AAAA, TXT, MX, CNAME or NS records; ``records`` in presentation format (names
         without the final dot, lower case; TXT joined as in :meth:`txt`)."""
         rdtype = rdtype.upper()
         status, records, chain, error, ttl = await self._lookup(name, rdtype)
@@ -344,7 +344,7 @@ def _record_text(record: Record) -> str:
     if record.rdtype == dnswire.MX:
         preference, exchange = cast(tuple[int, Labels], data)
         return f"{preference} {_text(exchange)}"
-    if record.rdtype == dnswire.CNAME:
+    if record.rdtype in (dnswire.CNAME, dnswire.NS):
         return _text(cast(Labels, data))
     return str(data)  # A, AAAA: the address
 

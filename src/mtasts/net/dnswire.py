@@ -1,6 +1,6 @@
 """The DNS message format (RFC 1035 §4.1), as much of it as the stub resolver needs: the
-query it sends, and the answers it reads, for the types it asks (A, AAAA, TXT, MX, CNAME)
-plus the SOA of a negative answer (RFC 2308) and the OPT record (RFC 6891).
+query it sends, and the answers it reads, for the types it asks (A, AAAA, TXT, MX, CNAME,
+NS) plus the SOA of a negative answer (RFC 2308) and the OPT record (RFC 6891).
 
 Answers come from the network: every length, count and compression pointer is checked
 against the message, and anything malformed is a :class:`WireError`, never another
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import cast
 
 A, NS, CNAME, SOA, MX, TXT, AAAA, OPT = 1, 2, 5, 6, 15, 16, 28, 41
-TYPES = {"A": A, "CNAME": CNAME, "MX": MX, "TXT": TXT, "AAAA": AAAA}
+TYPES = {"A": A, "NS": NS, "CNAME": CNAME, "MX": MX, "TXT": TXT, "AAAA": AAAA}
 IN = 1
 QR, TC, RD = 0x8000, 0x0200, 0x0100
 NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
