@@ -655,7 +655,7 @@ def policyd(ctx: typer.Context) -> None:
     # Its own command line (argparse), imported only when used (bench/startup.py).
     from mtasts.sender.cli import main as policyd_main
 
-    raise typer.Exit(policyd_main(ctx.args))
+    raise typer.Exit(policyd_main(ctx.args, language=i18n.current()))
 
 
 reports_app = typer.Typer(help=_("TLS reports (RFC 8460): import and read."), no_args_is_help=True)
