@@ -122,3 +122,25 @@ def test_commands_say_a_bad_setting_in_the_chosen_language(tmp_path: Path) -> No
     assert r.stderr == (
         "mtasts: error: configuración: backoff_min debe ser > 0 y backoff_max >= backoff_min\n"
     )
+
+
+def test_serve_refuses_bad_dns_settings_before_it_starts(tmp_path: Path) -> None:
+    """The RFC 2136 publisher's settings are checked before `mtasts serve` says it serves:
+    one line in the operator's language, exit 2 (it was a traceback, in English)."""
+    from tests.lab.ports import free_port
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    env |= {"MTASTS_DATA_DIR": str(tmp_path / "store"), "MTASTS_UPDATE_SERVER": "127.0.0.1"}
+    argv = [sys.executable, "-m", "mtasts", "serve", "--listen", f"127.0.0.1:{free_port()}"]
+    run = {"capture_output": True, "text": True, "timeout": 60, "check": False}
+    english = subprocess.run(argv, env=env, **run)  # type: ignore[call-overload]
+    assert english.returncode == 2
+    assert english.stderr.splitlines()[-1] == (
+        "mtasts: error: configuration: tsig_name and tsig_secret: required to sign RFC 2136 updates"
+    )
+    spanish = subprocess.run(argv, env={**env, "MTASTS_LANG": "es"}, **run)  # type: ignore[call-overload]
+    assert spanish.returncode == 2
+    assert spanish.stderr.splitlines()[-1] == (
+        "mtasts: error: configuración: tsig_name y tsig_secret: hacen falta para firmar las "
+        "actualizaciones RFC 2136"
+    )

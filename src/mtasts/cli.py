@@ -553,8 +553,8 @@ def serve(
     from rich.console import Console
     from rich.markup import escape
 
-    from mtasts.config import DEFAULT_ZONE
-    from mtasts.web.serve import open_service
+    from mtasts.config import DEFAULT_ZONE, ConfigError
+    from mtasts.web.serve import build_app, open_service
     from mtasts.web.serve import serve as run_server
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -581,6 +581,12 @@ def serve(
         cannot = _("Cannot open the store {url}:").format(url=url)
         err.print(f"[red]{escape(cannot)}[/] {exc}")
         raise typer.Exit(1) from exc
+    try:  # the DNS server's and the RFC 2136 publisher's settings, in the operator's language
+        app = build_app(service)
+    except ConfigError as exc:
+        service.close()
+        print(_("mtasts: error: configuration: {error}").format(error=exc), file=sys.stderr)
+        raise typer.Exit(2) from exc
     # the start-up lines speak the operator's language (--lang, MTASTS_LANG, the locale)
     host, port = settings.listen_host_port()
     base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
@@ -621,7 +627,7 @@ def serve(
     # A server speaks each client's language (the API: Accept-Language), never the locale
     # of the shell that started it.
     i18n.set_language(i18n.DEFAULT)
-    run_server(service)
+    run_server(service, app)
 
 
 tokens_app = typer.Typer(help=_("API tokens."), no_args_is_help=True)
@@ -665,7 +671,7 @@ def policyd(ctx: typer.Context) -> None:
     # Its own command line (argparse), imported only when used (bench/startup.py).
     from mtasts.sender.cli import main as policyd_main
 
-    raise typer.Exit(policyd_main(ctx.args))
+    raise typer.Exit(policyd_main(ctx.args, language=i18n.current()))
 
 
 reports_app = typer.Typer(help=_("TLS reports (RFC 8460): import and read."), no_args_is_help=True)

@@ -67,6 +67,20 @@ def test_help_in_spanish(args: list[str], env: dict[str, str]) -> None:
         assert line not in out.stdout
 
 
+def test_help_in_spanish_through_the_main_command_line() -> None:
+    """`mtasts --lang es policyd --help`: the main CLI's option hands its choice on."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mtasts", "--lang", "es", "policyd", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "100", "LANG": "C.UTF-8"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("uso: mtasts policyd [-h]"), out.stdout
+
+
 def test_help_in_english_is_unchanged() -> None:
     out = policyd("--help", env={"LANG": "C.UTF-8"})
     assert out.returncode == 0, out.stderr

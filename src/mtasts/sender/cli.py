@@ -186,13 +186,14 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], language: str | None = None) -> int:
     """Run `mtasts policyd ARGV`; returns the exit status (2: usage or settings).
 
-    The language (``--lang``, then MTASTS_LANG, then the locale, as the rest of the CLI)
-    is chosen before the parser is built, so that ``--help`` speaks it; Babel's catalogue
-    is loaded only when it is Spanish."""
-    lang = _lang_argument(argv)
+    The language (``--lang``, then ``language`` (the one `mtasts --lang es policyd` chose),
+    then MTASTS_LANG, then the locale, as the rest of the CLI) is chosen before the parser
+    is built, so that ``--help`` speaks it; Babel's catalogue is loaded only when it is
+    Spanish."""
+    lang = _lang_argument(argv) or language
     i18n.set_language(i18n.from_cli(lang))
     if lang is not None and i18n.normalize(lang) is None:
         print(

@@ -166,8 +166,9 @@ class GuardedServer(uvicorn.Server):
         await super().serve(sockets)
 
 
-def serve(service: HostingService) -> None:
-    """Run until interrupted."""
+def serve(service: HostingService, app: MtastsApp | None = None) -> None:
+    """Run until interrupted; ``app`` when it was built beforehand (``build_app`` checks
+    the DNS and RFC 2136 settings, so a command line builds it before it says it serves)."""
     host, port = service.settings.listen_host_port()
     with contextlib.suppress(KeyboardInterrupt):
-        GuardedServer(uvicorn_config(build_app(service), host, port)).run()
+        GuardedServer(uvicorn_config(app or build_app(service), host, port)).run()
