@@ -58,8 +58,8 @@ def test_light_commands_do_not_load_the_orm_or_the_web_stack(argv: list[str]) ->
 # What a bulk check in a machine format never needs (issue 9, bench/startup.py): Rich draws
 # text only; pydantic came with Typer 0.29's parameter coercion (~80 ms); httpx and its
 # stack, the policy fetch's former client; the real importlib.metadata (dnspython's feature
-# checks read every installed package's metadata).
-LEAN = ("rich", "pydantic", "httpx", "httpcore", "anyio", "importlib.metadata._meta", "email")
+# checks read every installed package's metadata; its parts are loaded only by the real one).
+LEAN = ("rich", "pydantic", "httpx", "httpcore", "anyio", "importlib.metadata._meta")
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
