@@ -25,7 +25,7 @@ Placeholders are ``{name}`` (``str.format`` after translation), never f-strings 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
@@ -201,3 +201,17 @@ __all__ = [
     "set_language",
     "use",
 ]
+
+
+def lang_argument(argv: Sequence[str]) -> str | None:
+    """The value of ``--lang X`` / ``--lang=X`` anywhere on a command line (before any
+    ``--``): help texts are written when a parser is built, so the language is read
+    before the parser runs (which still checks the value)."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--lang="):
+            return arg.removeprefix("--lang=")
+    return None

@@ -79,19 +79,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, line + "\n")
 
 
-def _lang_argument(argv: Sequence[str]) -> str | None:
-    """The value of ``--lang X`` / ``--lang=X`` anywhere on the command line: the help
-    texts are written in that language, so it is read before argparse runs."""
-    for i, arg in enumerate(argv):
-        if arg == "--":
-            break
-        if arg == "--lang" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--lang="):
-            return arg.removeprefix("--lang=")
-    return None
-
-
 def _options(parser: argparse.ArgumentParser, default: object, *, serve: bool) -> None:
     """The options of both commands; ``default`` is None on `policyd` and SUPPRESS on
     `query`, so that an option given before `query` still counts."""
@@ -193,7 +180,7 @@ def main(argv: Sequence[str], language: str | None = None) -> int:
     then MTASTS_LANG, then the locale, as the rest of the CLI) is chosen before the parser
     is built, so that ``--help`` speaks it; Babel's catalogue is loaded only when it is
     Spanish."""
-    lang = _lang_argument(argv) or language
+    lang = i18n.lang_argument(argv) or language
     i18n.set_language(i18n.from_cli(lang))
     if lang is not None and i18n.normalize(lang) is None:
         print(
