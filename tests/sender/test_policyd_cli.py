@@ -119,6 +119,20 @@ def _reply(sock: socket.socket) -> bytes:
     return data
 
 
+def test_a_sigterm_right_after_the_ready_line_is_a_clean_stop(tmp_path: Path) -> None:
+    # a service manager may stop what it has just started: the handlers are in place
+    # before the ready line is written, so this is exit 0, never death by SIGTERM (-15)
+    port = free_port(["127.0.0.1"])
+    mtasts = str(Path(sys.executable).with_name("mtasts"))
+    argv = [mtasts, "policyd", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path)]
+    for _ in range(3):
+        with subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) as proc:
+            assert proc.stderr is not None
+            assert "socketmap on" in proc.stderr.readline()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+
+
 def test_serve_process(lab_world: World, tmp_path: Path) -> None:
     d = "serve.policyd-cli.test"
     lab_world.add_domain(d)

@@ -97,13 +97,15 @@ async def serve(
 ) -> None:
     """Run until SIGTERM/SIGINT."""
     daemon = build_daemon(settings, store)
-    running = await start(settings, daemon)
-    if ready is not None:
-        ready(running)
+    # the handlers first: a SIGTERM right after the ready line (a service manager stopping
+    # what it just started) is a clean stop, not a killed process
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    running = await start(settings, daemon)
+    if ready is not None:
+        ready(running)
     try:
         await stop.wait()
     finally:
