@@ -222,6 +222,29 @@ def test_spanish_help_comes_from_the_catalogue() -> None:
     assert "Check domains the way a sending MTA does" in english
 
 
+def test_every_command_is_summed_up_in_spanish() -> None:
+    """`mtasts --lang es --help` lists each command with a Spanish summary: none is left as
+    it reads in English (serve and policyd were)."""
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "COLUMNS": "200"}
+
+    def commands(*lang: str) -> dict[str, str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "mtasts", *lang, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env=env,
+        ).stdout
+        listed = out.split("Commands:", 1)[1].strip().splitlines()
+        return dict(line.strip().split(None, 1) for line in listed if line.strip())
+
+    english, spanish = commands(), commands("--lang", "es")
+    assert set(english) == set(spanish) and {"serve", "policyd", "check"} <= set(english)
+    same = [name for name in english if english[name] == spanish[name]]
+    assert same == [], same
+
+
 def test_protocol_text_is_english_and_said_in_spanish() -> None:
     """The protocol layer stays pure (English str with its template); `say` translates it,
     nested fields too, and it survives the trip to a --jobs worker (pickle)."""

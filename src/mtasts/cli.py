@@ -510,7 +510,12 @@ def _settings(config: Path | None, *, expect_store: bool = True, **overrides: ob
     return settings
 
 
-@app.command()
+@app.command(
+    help=_(
+        "Host MTA-STS policies for many domains: REST API, policy host, DNS and the `ask` "
+        "endpoint for Caddy's on-demand certificates."
+    )
+)
 def serve(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -662,6 +667,10 @@ app.add_typer(users_app, name="users")
 
 @app.command(
     "policyd",
+    help=_(
+        "The sending side: an MTA-STS policy server for Postfix (socketmap), a drop-in for "
+        "postfix-mta-sts-resolver. `mtasts policyd --help` tells more."
+    ),
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
 )
