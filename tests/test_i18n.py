@@ -236,13 +236,55 @@ def test_every_command_is_summed_up_in_spanish() -> None:
             check=True,
             env=env,
         ).stdout
-        listed = out.split("Commands:", 1)[1].strip().splitlines()
+        heading = "Órdenes:" if lang else "Commands:"
+        listed = out.split(heading, 1)[1].strip().splitlines()
         return dict(line.strip().split(None, 1) for line in listed if line.strip())
 
     english, spanish = commands(), commands("--lang", "es")
     assert set(english) == set(spanish) and {"serve", "policyd", "check"} <= set(english)
     same = [name for name in english if english[name] == spanish[name]]
     assert same == [], same
+
+
+COMMANDS: tuple[list[str], ...] = (
+    [],
+    ["check"],
+    ["generate"],
+    ["serve"],
+    ["tokens"],
+    ["tokens", "create"],
+    ["users", "set-password"],
+    ["reports"],
+    ["reports", "import"],
+    ["reports", "summary"],
+    ["reports", "fetch-imap"],
+)
+CLICK_ENGLISH = ("Usage:", "Options:", "Arguments:", "Commands:", "Show this message", "[default:")
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "mtasts")
+def test_the_frameworks_words_in_help_speak_spanish_too(command: list[str]) -> None:
+    """Click's own words on a help page (usage line, headings, the help option, defaults)
+    follow --lang es, and stay Click's in English; so does each command's description."""
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "COLUMNS": "120"}
+
+    def page(*lang: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "mtasts", *lang, *command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env=env,
+        ).stdout
+
+    english, spanish = page(), page("--lang", "es")
+    assert english.startswith("Usage: ") and "Show this message and exit." in english
+    assert spanish.startswith("Uso: ") and "Muestra esta ayuda y termina." in spanish
+    left = [word for word in CLICK_ENGLISH if word in spanish]
+    assert left == [], left
+    description = english.split("\n\n")[1].strip()  # the paragraph under the usage line
+    assert description and description not in spanish, description
 
 
 def test_protocol_text_is_english_and_said_in_spanish() -> None:

@@ -22,6 +22,7 @@ from mtasts import generate as gen
 from mtasts import i18n
 from mtasts.check.names import normalize_domain
 from mtasts.i18n import _, ngettext
+from mtasts.i18n.commands import Command, Group
 from mtasts.protocol.policy import MAX_AGE_LIMIT, MAX_POLICY_BYTES, Mode
 from mtasts.reports.imap_cli import HELP as IMAP_HELP
 from mtasts.reports.imap_cli import fetch_imap_command
@@ -64,6 +65,7 @@ LangOption = Annotated[
 ]
 
 app = typer.Typer(
+    cls=Group,
     help=_("Diagnose, generate and host SMTP MTA-STS (RFC 8461) and TLS reporting (RFC 8460)."),
     no_args_is_help=True,
     add_completion=False,
@@ -173,13 +175,14 @@ def _resolver(nameserver: list[str] | None, timeout: float) -> Resolver:
 
 
 @app.command(
+    cls=Command,
     help=_(
         "Check domains the way a sending MTA does: the _mta-sts TXT record, the HTTPS policy, "
         "every MX (STARTTLS, TLS >= 1.2, certificate) and the TLS-RPT record.\n\n"
         "Prints the verdict senders reach (STSFetchResult NONE, FETCH_ERROR or VALID), every "
         "problem and the exact text to paste to fix it. Exit status: 0 when no finding is an "
         "error, 1 otherwise, 2 on usage errors."
-    )
+    ),
 )
 def check(
     domains: Annotated[list[str] | None, typer.Argument(help=_("Mail domains to check."))] = None,
@@ -330,10 +333,11 @@ async def _run_checks(
 
 
 @app.command(
+    cls=Command,
     help=_(
         "Build the policy file from the live MX set, with the _mta-sts and _smtp._tls records "
         "and nginx/Caddy configuration that serve it correctly (text/plain, no redirect)."
-    )
+    ),
 )
 def generate(
     domain: Annotated[str, typer.Argument(help=_("The mail domain."))],
@@ -511,10 +515,11 @@ def _settings(config: Path | None, *, expect_store: bool = True, **overrides: ob
 
 
 @app.command(
+    cls=Command,
     help=_(
         "Host MTA-STS policies for many domains: REST API, policy host, DNS and the `ask` "
         "endpoint for Caddy's on-demand certificates."
-    )
+    ),
 )
 def serve(
     config: ConfigOpt = None,
@@ -635,11 +640,15 @@ def serve(
     run_server(service, app)
 
 
-tokens_app = typer.Typer(help=_("API tokens."), no_args_is_help=True)
+tokens_app = typer.Typer(cls=Group, help=_("API tokens."), no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 
 
-@tokens_app.command("create")
+@tokens_app.command(
+    "create",
+    cls=Command,
+    help=_("Print a new API token (only the token) for `Authorization: Bearer`."),
+)
 def tokens_create(
     email: Annotated[str, typer.Option(help=_("The user's e-mail (created if new)."))],
     admin: Annotated[bool, typer.Option("--admin", help=_("Give the user admin rights."))] = False,
@@ -667,6 +676,7 @@ app.add_typer(users_app, name="users")
 
 @app.command(
     "policyd",
+    cls=Command,
     help=_(
         "The sending side: an MTA-STS policy server for Postfix (socketmap), a drop-in for "
         "postfix-mta-sts-resolver. `mtasts policyd --help` tells more."
@@ -683,9 +693,11 @@ def policyd(ctx: typer.Context) -> None:
     raise typer.Exit(policyd_main(ctx.args, language=i18n.current()))
 
 
-reports_app = typer.Typer(help=_("TLS reports (RFC 8460): import and read."), no_args_is_help=True)
+reports_app = typer.Typer(
+    cls=Group, help=_("TLS reports (RFC 8460): import and read."), no_args_is_help=True
+)
 app.add_typer(reports_app, name="reports")
-reports_app.command("fetch-imap", help=_(IMAP_HELP))(fetch_imap_command)
+reports_app.command("fetch-imap", cls=Command, help=_(IMAP_HELP))(fetch_imap_command)
 
 
 def _report_sessions(settings: Settings) -> sessionmaker[Session]:
@@ -696,7 +708,11 @@ def _report_sessions(settings: Settings) -> sessionmaker[Session]:
     return session_factory(engine)
 
 
-@reports_app.command("import")
+@reports_app.command(
+    "import",
+    cls=Command,
+    help=_("Import TLS reports from files; importing the same report again changes nothing."),
+)
 def reports_import(
     paths: Annotated[
         list[Path],
@@ -766,6 +782,7 @@ class SummaryFormat(StrEnum):
 
 @reports_app.command(
     "summary",
+    cls=Command,
     help=_("Sessions and failures per day, sending organisation, result type and MX host."),
 )
 def reports_summary(

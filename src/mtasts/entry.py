@@ -17,6 +17,7 @@ def main() -> None:
 
     # Help texts are set when the CLI is imported: pick the language before that.
     i18n.set_language(i18n.from_cli(i18n.lang_argument(argv)))
+    i18n.speak_for_libraries()
     from mtasts.cli import main as cli_main
 
     cli_main()

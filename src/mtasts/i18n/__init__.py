@@ -179,6 +179,30 @@ def say(text: str) -> str:
 _ = gettext
 
 
+def speak_for_libraries() -> None:
+    """Click (inside Typer) says its own words ("Options", "default: …") through the
+    standard library's gettext, in its default domain: from here on that domain answers
+    from mtasts' catalogue in the current language (:func:`current`; English and words
+    not in the catalogue are unchanged). Once per process; the command line calls it
+    before any help is written. The words are listed in mtasts.i18n.commands."""
+    import gettext as stdlib
+
+    if getattr(stdlib.dgettext, "__wrapped__", None) is not None:
+        return
+    original = stdlib.dgettext
+
+    def dgettext(domain: str, message: str) -> str:
+        language = current()
+        if domain == "messages" and language != DEFAULT:
+            found = catalogue(language).get(message)
+            if isinstance(found, str):
+                return found
+        return original(domain, message)
+
+    dgettext.__wrapped__ = original  # type: ignore[attr-defined]
+    stdlib.dgettext = dgettext
+
+
 def N_(message: str) -> str:
     """Marks a string for extraction; it is translated where it is used."""
     return message

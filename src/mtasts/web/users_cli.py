@@ -10,9 +10,10 @@ from typing import Annotated
 import typer
 
 from mtasts.i18n import _
+from mtasts.i18n.commands import Command, Group
 
 users_app = typer.Typer(
-    help=_("Dashboard users (sign-in with e-mail and password)."), no_args_is_help=True
+    cls=Group, help=_("Dashboard users (sign-in with e-mail and password)."), no_args_is_help=True
 )
 
 
@@ -23,7 +24,11 @@ def _read_password(path: Path) -> str:
     return lines[0] if lines else ""
 
 
-@users_app.command("set-password")
+@users_app.command(
+    "set-password",
+    cls=Command,
+    help=_("Set the dashboard password of a user; every session of that user ends."),
+)
 def set_password(
     email: Annotated[str, typer.Option(help=_("The user's e-mail (created if new)."))],
     password_file: Annotated[
