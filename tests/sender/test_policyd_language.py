@@ -142,3 +142,32 @@ def test_start_up_line_in_the_chosen_language(tmp_path: Path) -> None:
         r"mtasts policyd: socketmap en 127\.0\.0\.1:PORT \(caché CACHE, bucle de eventos \w+\)\n",
         spanish,
     ), spanish
+
+
+def test_usage_errors_speak_spanish_and_english_is_argparses_own() -> None:
+    """argparse's reasons for a usage error (through the standard library's gettext) follow
+    --lang es; in English they are argparse's own words, unchanged."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    cases = (
+        (["query"], "faltan estos argumentos: DOMAIN", "the following arguments are required"),
+        (["--bogus"], "argumentos no reconocidos: --bogus", "unrecognized arguments"),
+        (["--https-port", "x"], "valor no válido para int: 'x'", "invalid int value"),
+    )
+    for argv, spanish, english in cases:
+        for lang, expected, absent in (
+            (["--lang", "es"], spanish, english),
+            ([], english, spanish),
+        ):
+            proc = subprocess.run(
+                [sys.executable, "-m", "mtasts", "policyd", *lang, *argv],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+                check=False,
+            )
+            assert proc.returncode == 2, proc.stderr
+            assert expected in proc.stderr and absent not in proc.stderr, proc.stderr

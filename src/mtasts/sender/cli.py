@@ -43,6 +43,20 @@ def _existing_file(value: str) -> Path:
     return path
 
 
+# argparse's own reasons for a usage error, said through the standard library's gettext
+# (mtasts.i18n.speak_for_libraries answers them from mtasts' catalogue); listed here so
+# that `make i18n` keeps them
+ARGPARSE_WORDS = (
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("expected one argument"),
+    N_("invalid %(type)s value: %(value)r"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+    N_("the following arguments are required: %s"),
+    N_("unrecognized arguments: %s"),
+    N_("ambiguous option: %(option)s could match %(matches)s"),
+)
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """argparse's own words ("usage:") in the chosen language: its gettext domain has no
     Spanish catalogue, so they come from ours."""
@@ -182,6 +196,7 @@ def main(argv: Sequence[str], language: str | None = None) -> int:
     Spanish."""
     lang = i18n.lang_argument(argv) or language
     i18n.set_language(i18n.from_cli(lang))
+    i18n.speak_for_libraries()
     if lang is not None and i18n.normalize(lang) is None:
         print(
             _("mtasts: error: --lang: {value} (en or es)").format(value=repr(lang)), file=sys.stderr
