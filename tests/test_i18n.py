@@ -287,6 +287,63 @@ def test_the_frameworks_words_in_help_speak_spanish_too(command: list[str]) -> N
     assert description and description not in spanish, description
 
 
+USAGE_ERRORS = (
+    (["check", "--bogus", "x"], "No existe la opción --bogus", "No such option: --bogus"),
+    (
+        ["check", "--concurrency", "abc", "x"],
+        "Valor no válido para '--concurrency' / '-c': 'abc' no es un número entero.",
+        "Invalid value for '--concurrency' / '-c': 'abc' is not a valid int range.",
+    ),
+    (
+        ["check", "--concurrency", "0", "x"],
+        "0 no está en el intervalo 1<=x<=1000.",
+        "0 is not in the range 1<=x<=1000.",
+    ),
+    (["generate"], "Falta el argumento 'domain'.", "Missing argument 'domain'."),
+    (["tokens", "create"], "Falta la opción '--email'.", "Missing option '--email'."),
+    (["reports", "summary", "a", "b"], "Sobran argumentos: b", "unexpected extra argument"),
+    (["bogus-command"], "No existe la orden 'bogus-command'.", "No such command"),
+)
+
+
+@pytest.mark.parametrize("argv, spanish, english", USAGE_ERRORS, ids=lambda v: str(v)[:30])
+def test_usage_errors_speak_spanish_and_english_is_clicks_own(
+    argv: list[str], spanish: str, english: str
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+    def run(*lang: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mtasts", *lang, *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+        assert proc.returncode == 2, proc.stderr
+        return proc.stderr
+
+    said, own = run("--lang", "es"), run()
+    assert spanish in said and english not in said, said
+    assert "Prueba '" in said and "for help." not in said
+    assert english in own and "Try '" in own, own
+
+
+def test_lang_before_the_command_counts_for_the_command() -> None:
+    """`mtasts --lang es check ...`: the command's own --lang, absent, does not undo it."""
+    argv = ["--lang", "es", "check", "--no-smtp", "-n", "127.0.0.1:9", "--timeout", "0.2"]
+    out = subprocess.run(
+        [sys.executable, "-m", "mtasts", *argv, "--format", "text", "example.invalid"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    ).stdout
+    assert "errores" in out and "Los remitentes" in out, out
+
+
 def test_protocol_text_is_english_and_said_in_spanish() -> None:
     """The protocol layer stays pure (English str with its template); `say` translates it,
     nested fields too, and it survives the trip to a --jobs worker (pickle)."""

@@ -47,10 +47,17 @@ class Lang(StrEnum):
     es = "es"
 
 
-def _set_lang(value: Lang | None) -> Lang | None:
+def _set_lang(ctx: typer.Context, value: Lang | None) -> Lang | None:
     """--lang, then MTASTS_LANG, then the locale (mtasts.i18n). Called on every run, with
-    None when the option is absent, so each command decides afresh."""
-    i18n.set_language(i18n.from_cli(value.value if value else None))
+    None when the option is absent, so each command decides afresh; a --lang given before
+    the command (`mtasts --lang es check ...`) counts for the command too."""
+    chosen = value.value if value else None
+    parent = ctx.parent
+    while chosen is None and parent is not None:
+        given = parent.params.get("lang")
+        chosen = given.value if isinstance(given, Lang) else None
+        parent = parent.parent
+    i18n.set_language(i18n.from_cli(chosen))
     return value
 
 
