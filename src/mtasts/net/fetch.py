@@ -335,21 +335,13 @@ async def _get(
             deadline=deadline,
         ) as response:
             await _read(state, response)
-    except (https.ConnectError, https.TlsError) as exc:
-        if isinstance(exc, https.TlsError) and not exc.timed_out:
+    except https.TlsError as exc:
+        if not exc.timed_out:
             await _tls_error(state, exc, ip, port)
             return
-        if exc.timed_out:
-            raise _ConnectFailed(
-                Text("timed out ({reason})", reason=_reason(exc)),
-                summary=Text("timed out"),
-                timed_out=True,
-            ) from exc
-        cause = _find(exc, OSError)
-        summary = (
-            connect_summary(cause) if isinstance(cause, OSError) else Text("connection failed")
-        )
-        raise _ConnectFailed(str(exc), summary=summary) from exc
+        raise _connect_failure(exc) from exc
+    except https.ConnectError as exc:
+        raise _connect_failure(exc) from exc
     except https.ReadTimeout as exc:
         state.fail(
             "timeout",
@@ -365,6 +357,20 @@ async def _get(
             f"{type(exc).__name__}: {_reason(exc)}",
             Text("the HTTPS exchange failed ({error})", error=type(exc).__name__),
         )
+
+
+def _connect_failure(exc: https.ConnectError | https.TlsError) -> _ConnectFailed:
+    """No connection to this address (refused, unreachable, or timed out before TLS was
+    done): the next address is tried."""
+    if exc.timed_out:
+        return _ConnectFailed(
+            Text("timed out ({reason})", reason=_reason(exc)),
+            summary=Text("timed out"),
+            timed_out=True,
+        )
+    cause = _find(exc, OSError)
+    summary = connect_summary(cause) if isinstance(cause, OSError) else Text("connection failed")
+    return _ConnectFailed(str(exc), summary=summary)
 
 
 async def _tls_error(state: _State, exc: https.TlsError, ip: str, port: int) -> None:
