@@ -256,9 +256,13 @@ def check(
         smtp_port=smtp_port,
     )
     resolver = _resolver(nameserver, timeout)
-    import asyncio
 
-    results = asyncio.run(_run_checks(entries, resolver, options, concurrency, jobs, fmt, verbose))
+    from mtasts.net import event_loop
+
+    with event_loop() as runner:
+        results = runner.run(
+            _run_checks(entries, resolver, options, concurrency, jobs, fmt, verbose)
+        )
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 

@@ -15,6 +15,7 @@ from mtasts.check.diagnosis import Diagnosis
 from mtasts.check.findings import Finding, Severity, sort_findings
 from mtasts.check.names import normalize_domain
 from mtasts.check.result import CheckResult, MxHostResult
+from mtasts.net import event_loop
 from mtasts.net.addresses import ProbePolicy
 from mtasts.net.certs import preload_parser
 from mtasts.net.dns import DnsStatus, Resolver
@@ -262,4 +263,5 @@ def _check_batch(
         domains = [d for _, d in batch]
         return [(batch[i][0], r) async for i, r in checker.check_many(domains, concurrency)]
 
-    return asyncio.run(run())
+    with event_loop() as runner:
+        return runner.run(run())

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from mtasts import i18n
 from mtasts.config import ConfigError
 from mtasts.i18n import N_, _
+from mtasts.net import event_loop
 from mtasts.sender.settings import PolicydSettings, load_policyd_settings
 
 if TYPE_CHECKING:
@@ -301,7 +302,7 @@ def serve(settings: PolicydSettings, *, verbose: bool = False) -> int:
         i18n.set_language(i18n.DEFAULT)
 
     try:
-        with _runner() as runner:
+        with event_loop() as runner:
             runner.run(run(settings, store, ready))
     except OSError as exc:
         print(
@@ -310,17 +311,6 @@ def serve(settings: PolicydSettings, *, verbose: bool = False) -> int:
         )
         return 1
     return 0
-
-
-def _runner() -> asyncio.Runner:
-    """The event loop of the daemon: uvloop when it is installed (uvicorn[standard], a
-    dependency of mtasts, brings it), as PMR does; it takes about a tenth less CPU per
-    domain resolved (bench/policyd.py). The standard loop otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.Runner()
-    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 def query(settings: PolicydSettings, domain: str) -> int:
