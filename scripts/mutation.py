@@ -65,7 +65,8 @@ TARGETS: dict[str, Target] = {
         ),
     ),
     "net.fetch": Target(
-        ("src/mtasts/net/fetch.py",),
+        # https.py: the one GET the fetch makes (its head bound, deadlines, socket closing)
+        ("src/mtasts/net/fetch.py", "src/mtasts/net/https.py"),
         (
             "tests/net/test_fetch_values.py",
             "tests/net/test_fetch.py",
