@@ -225,22 +225,42 @@ def _mutated_lines(diff: str) -> list[str]:
     return ["-" + ln[1:].strip() for ln in lines if ln.startswith("-") and not ln.startswith("--")]
 
 
+def _pending(work: Path, target: Target) -> list[str]:
+    """The target's mutants without a result (never run, or survivors forgotten above)."""
+    return sorted(m for m, s in _results(work, target).items() if s == "not checked")
+
+
 def _run_mutmut(name: str, target: Target, children: int, fresh: bool) -> Path:
+    """Run the target's mutants that have no result yet. mutmut itself skips mutants with
+    a result only when it is given no names; given names or globs (a target's
+    ``functions``) it runs every mutant they match, killed ones included. So a target
+    with ``functions`` is run by name, pending mutants only, once the mutants exist; a
+    second pass takes the mutants that mutmut made anew in that run (a changed function)."""
     work = _prepare(name, target, fresh)
-    cmd = [str(MUTMUT), "run", "--max-children", str(children), *target.functions]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     log = work / "mutmut.log"
     started = time.monotonic()
+    tried: set[str] = set()
     with log.open("w") as fh:
-        proc = subprocess.Popen(  # noqa: S603 (our venv's mutmut)
-            cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            proc.wait()
-        finally:
-            if proc.poll() is None:  # interrupted: stop mutmut and the mutants it forked
-                os.killpg(proc.pid, signal.SIGTERM)
+        for _pass in range(2):
+            names: list[str] | tuple[str, ...] = target.functions
+            if target.functions and _metas(work):
+                names = [m for m in _pending(work, target) if m not in tried]
+                if not names:
+                    break
+                tried.update(names)
+            cmd = [str(MUTMUT), "run", "--max-children", str(children), *names]
+            proc = subprocess.Popen(  # noqa: S603 (our venv's mutmut)
+                cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            try:
                 proc.wait()
+            finally:
+                if proc.poll() is None:  # interrupted: stop mutmut and the mutants it forked
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait()
+            if not target.functions or proc.returncode != 0:
+                break
     print(f"{name}: mutmut ran {time.monotonic() - started:.0f} s", flush=True)
     return work
 
