@@ -87,6 +87,8 @@ TARGETS: dict[str, Target] = {
     "dashboard.auth": Target(
         ("src/mtasts/web/dashboard/auth.py", "src/mtasts/web/dashboard/views.py"),
         (
+            "tests/web/test_auth_rules.py",
+            "tests/web/test_password_hashes.py",
             "tests/web/test_csrf_routes.py",
             "tests/web/test_csrf_origin.py",
             "tests/web/test_dashboard_http.py",
@@ -111,7 +113,11 @@ TARGETS: dict[str, Target] = {
             "src/mtasts/hosting/lifecycle.py",
             "src/mtasts/hosting/tenants.py",
         ),
-        ("tests/hosting/test_claims_lab.py", "tests/hosting/test_api_lab.py"),
+        (
+            "tests/hosting/test_claim_challenge.py",
+            "tests/hosting/test_claims_lab.py",
+            "tests/hosting/test_api_lab.py",
+        ),
         functions=(
             "mtasts.hosting.claims.*",
             "mtasts.hosting.lifecycle.*",
