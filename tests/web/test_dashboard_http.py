@@ -71,10 +71,12 @@ def test_pages_send_strangers_to_the_sign_in_page(dash: Dashboard) -> None:
     with browser(dash) as c:
         r = c.get("/")
         assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert r.content == b""  # a plain redirect, not an error page
         r = c.get("/domains/example.com/reports?days=7")
         assert r.headers["location"] == "/login?next=/domains/example.com/reports?days=7"
         htmx = c.get("/", headers={"HX-Request": "true"})
         assert htmx.status_code == 401 and htmx.headers["hx-redirect"] == "/login"
+        assert "Sign in again." in htmx.text and "location" not in htmx.headers
         assert c.get("/settings").status_code == 303
         assert c.post("/domains", data={"domain": "x.test"}).status_code == 303
 
