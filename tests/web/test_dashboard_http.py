@@ -423,3 +423,53 @@ def test_a_session_opens_nothing_for_a_user_removed_or_without_a_password(
         c.cookies.set(COOKIE, forged)
         r = c.get("/settings")
         assert r.status_code == 303 and r.headers["location"] == "/login?next=/settings"
+
+
+def _forge(dash: Dashboard, data: dict[str, object]) -> str:
+    settings = dash.service.settings
+    secret = settings.session_secret.encode() or load_secret(settings.data_dir)
+    return Sessions(secret).serializer.dumps(data)
+
+
+def test_a_session_cookie_opens_the_session_only_with_every_field_right(
+    dash: Dashboard,
+) -> None:
+    """uid, password fingerprint and epoch, each of its own type: a cookie issued before
+    sessions had an epoch ("ep" missing) counts as epoch 0, and stops working like any
+    other once the user signs out; any field of another type opens nothing, and a session
+    that ended on the server is cleared from the cookie."""
+    email = dash.user(new_email())
+    with dash.service.sessions() as db:
+        user = db.scalar(select(User).where(User.email == email))
+        assert user is not None and user.session_epoch == 0
+        uid, pw = user.id, fingerprint(user.password_hash)
+    settings = dash.service.settings
+    serializer = Sessions(
+        settings.session_secret.encode() or load_secret(settings.data_dir)
+    ).serializer
+
+    def visit(data: dict[str, object]) -> tuple[bool, dict[str, object]]:
+        """(signed in?, the session the sign-in page leaves in the cookie)"""
+        with browser(dash) as c:
+            c.cookies.set(COOKIE, serializer.dumps(data))
+            r = c.get("/login")
+            if r.status_code == 303:  # signed in: sent on
+                assert r.headers["location"] == "/"
+                return True, data
+            assert r.status_code == 200, r.text
+            value = r.headers["set-cookie"].split(";")[0].partition("=")[2]
+            return False, serializer.loads(value)
+
+    assert visit({"uid": uid, "pw": pw})[0]
+    assert visit({"uid": uid, "pw": pw, "ep": 0})[0]
+    assert not visit({"uid": str(uid), "pw": pw, "ep": 0})[0]
+    assert not visit({"uid": uid, "pw": None, "ep": 0})[0]
+    assert not visit({"uid": uid, "ep": 0})[0]
+    assert not visit({"uid": uid, "pw": pw, "ep": "0"})[0]
+    ended, left = visit({"uid": uid, "pw": pw, "ep": 1, "csrf": "old"})
+    assert not ended and set(left) == {"csrf"} and left["csrf"] != "old"
+    with closing(sign_in(dash, email)) as c:
+        token = csrf_of(c.get("/settings").text)
+        assert c.post("/logout", data={"csrf_token": token}).status_code == 303
+    assert not visit({"uid": uid, "pw": pw})[0]
+    assert visit({"uid": uid, "pw": pw, "ep": 1})[0]
