@@ -33,6 +33,7 @@ from mtasts.web.dashboard.auth import (
     is_https,
     load_secret,
 )
+from mtasts.web.dashboard.views import _safe_next
 
 WINDOW = 300.0
 IP = "192.0.2.1"
@@ -374,3 +375,21 @@ def test_another_process_s_key_wins_a_race(tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(os, "open", first_elsewhere)
         assert load_secret(tmp_path) == b"first process key"
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/settings", "/settings"),
+        ("/domains/x.example?days=7", "/domains/x.example?days=7"),
+        ("/", "/"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("/a\\b", "/"),
+        ("https://evil.example/", "/"),
+        ("evil", "/"),
+        ("", "/"),
+    ],
+)
+def test_after_sign_in_only_paths_of_this_site(target: str, expected: str) -> None:
+    assert _safe_next(target) == expected
