@@ -44,7 +44,10 @@ def test_the_challenge_record_names_the_claim_s_token() -> None:
     )
     assert (CHALLENGE_LABEL, CHALLENGE_PREFIX) == ("_mtasts-challenge", "mtasts-claim=")
     assert r.zone_line == f'_mtasts-challenge.claim.example. 3600 IN TXT "mtasts-claim={TOKEN}"'
-    assert r.purpose.startswith("proves that this account controls the domain")
+    assert r.purpose == (
+        "proves that this account controls the domain (needed to verify, and again to take "
+        "the domain over from another account); you may delete it once the domain is active"
+    )
     set_language("es")
     try:
         assert challenge_record("claim.example", TOKEN).purpose.startswith("demuestra")
