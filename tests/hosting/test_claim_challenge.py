@@ -89,7 +89,7 @@ def test_other_tokens_are_counted_not_shown(lab_dns: DnsServer) -> None:
     name = f"_mtasts-challenge.{domain}"
     lab_dns.zone.add(name, "TXT", f"mtasts-claim={'c' * 32}")
     one = _check(lab_dns, domain)
-    assert not one.ok and not one.temporary
+    assert one.ok is False and one.temporary is False
     assert one.found == "1 other TXT value"
     assert one.problem == f"{name} has no TXT record with this claim's token."
     assert one.fix == f'Publish: {name}. 3600 IN TXT "mtasts-claim={TOKEN}"'
@@ -106,7 +106,7 @@ def test_nothing_published_asks_for_the_record(lab_dns: DnsServer) -> None:
     lab_dns.zone.add(f"mta-sts.{domain}", "A", "192.0.2.1")  # the domain exists: NODATA
     for d in (domain, "absent.challenge.lab.test"):  # and NXDOMAIN
         check = _check(lab_dns, d)
-        assert not check.ok and not check.temporary
+        assert check.ok is False and check.temporary is False
         assert check.found == "nothing"
         assert check.problem == f"_mtasts-challenge.{d} has no TXT record with this claim's token."
         assert check.fix.startswith(f"Publish: _mtasts-challenge.{d}. 3600 IN TXT")

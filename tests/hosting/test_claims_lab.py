@@ -258,7 +258,8 @@ def test_the_admin_and_mtasts_itself_see_the_served_hosting_not_a_newer_claim(
     assert service.served_name(None, d) == d
     with pytest.raises(ServiceError) as missing:
         service.get_domain(None, e)
-    assert missing.value.status == 404
+    assert missing.value.status == 404 and missing.value.code == "domain-not-found"
+    assert missing.value.message == f"{e} is not hosted here."
 
 
 def test_unproven_claims_expire(lab: Lab, lab_world: World) -> None:
