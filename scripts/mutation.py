@@ -89,6 +89,7 @@ TARGETS: dict[str, Target] = {
         (
             "tests/web/test_auth_rules.py",
             "tests/web/test_password_hashes.py",
+            "tests/web/test_accounts.py",
             "tests/web/test_csrf_routes.py",
             "tests/web/test_csrf_origin.py",
             "tests/web/test_dashboard_http.py",
