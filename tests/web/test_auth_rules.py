@@ -393,3 +393,21 @@ def test_another_process_s_key_wins_a_race(tmp_path: Path) -> None:
 )
 def test_after_sign_in_only_paths_of_this_site(target: str, expected: str) -> None:
     assert _safe_next(target) == expected
+
+
+def test_the_defaults_are_5_per_e_mail_and_30_per_address_in_5_minutes() -> None:
+    clock = Clock()
+    lim = LoginLimiter(clock=clock)
+    assert lim.max_entries == 50_000
+    for _ in range(4):
+        lim.failed("a@example.org", IP)
+    assert lim.retry_after("a@example.org", "192.0.2.200") == 0
+    lim.failed("a@example.org", IP)
+    assert lim.retry_after("a@example.org", "192.0.2.200") == 301
+    for i in range(24):  # 29 failures from IP so far
+        lim.failed(f"u{i}@example.org", IP)
+    assert lim.retry_after("new@example.org", IP) == 0
+    lim.failed("u24@example.org", IP)
+    assert lim.retry_after("new@example.org", IP) == 301
+    clock.now = 300.0
+    assert lim.retry_after("new@example.org", IP) == 0
