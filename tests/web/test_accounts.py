@@ -125,3 +125,25 @@ def test_the_language_setting_is_the_user_s_own(service: HostingService) -> None
     assert returned is user and user.language == "es"
     assert _user(service, "l@web.lab.test").language == "es"
     assert _user(service, "other@web.lab.test").language is None
+
+
+def test_a_token_is_revoked_by_its_owner_only(service: HostingService) -> None:
+    service.create_token("owner@web.lab.test", label="deploy")
+    service.create_token("other@web.lab.test", label="theirs")
+    owner, other = _user(service, "owner@web.lab.test"), _user(service, "other@web.lab.test")
+    (mine,) = auth.list_tokens(service, owner)
+    (theirs,) = auth.list_tokens(service, other)
+    for token_id in (theirs["id"], theirs["id"] + 100):
+        with pytest.raises(ServiceError) as info:
+            auth.revoke_token(service, owner, token_id)
+        assert (info.value.status, info.value.message) == (404, "No such token.")
+    assert auth.list_tokens(service, other) == [theirs]
+    auth.revoke_token(service, owner, mine["id"])
+    assert auth.list_tokens(service, owner) == []
+    with service.sessions() as db:
+        (event,) = db.scalars(select(AuditEvent).where(AuditEvent.action == "token-revoked"))
+        assert (event.user_id, event.domain, event.detail) == (
+            owner.id,
+            "",
+            {"label": "deploy", "token": mine["id"]},
+        )

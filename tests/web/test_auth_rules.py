@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -411,3 +412,15 @@ def test_the_defaults_are_5_per_e_mail_and_30_per_address_in_5_minutes() -> None
     assert lim.retry_after("new@example.org", IP) == 301
     clock.now = 300.0
     assert lim.retry_after("new@example.org", IP) == 0
+
+
+def test_session_cookies_are_signed_for_sessions_only() -> None:
+    """The key signs session cookies under a salt of their own: a value the same key signs
+    for another purpose is no session, and every process (and version) that shares the key
+    reads the others' cookies."""
+    key = b"k" * 32
+    data = {"uid": 1, "csrf": "t"}
+    same = URLSafeTimedSerializer(key, salt="mtasts-dashboard-session").dumps(data)
+    assert Sessions(key).load(_cookie_request(same)).data == data
+    for other in (URLSafeTimedSerializer(key), URLSafeTimedSerializer(key, salt="other")):
+        assert Sessions(key).load(_cookie_request(other.dumps(data))).data == {}
