@@ -76,7 +76,7 @@ def test_pages_send_strangers_to_the_sign_in_page(dash: Dashboard) -> None:
         assert r.headers["location"] == "/login?next=/domains/example.com/reports?days=7"
         htmx = c.get("/", headers={"HX-Request": "true"})
         assert htmx.status_code == 401 and htmx.headers["hx-redirect"] == "/login"
-        assert "Sign in again." in htmx.text and "location" not in htmx.headers
+        assert "<p>Sign in again.</p>" in htmx.text and "location" not in htmx.headers
         assert c.get("/settings").status_code == 303
         assert c.post("/domains", data={"domain": "x.test"}).status_code == 303
 
