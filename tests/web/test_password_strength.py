@@ -33,3 +33,25 @@ def test_weak_passwords_are_refused_with_a_reason(password: str, code: str) -> N
 )
 def test_reasonable_passwords_pass(password: str) -> None:
     check_password_strength(password, "annabelle@example.org")
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("short", "Use at least 10 characters for a password."),
+        ("annabelle@example.org", "The password must not be the e-mail."),
+        (
+            "aaaaaaaaaaaa",
+            "Use at least 5 different characters; a repeated pattern is guessed at once.",
+        ),
+        (
+            "password123",
+            "That password is built on a well-known word or on the e-mail; choose something "
+            "longer or unrelated (a few random words work well).",
+        ),
+    ],
+)
+def test_each_refusal_says_what_to_do(password: str, message: str) -> None:
+    with pytest.raises(ServiceError) as info:
+        check_password_strength(password, "annabelle@example.org")
+    assert info.value.message == message
