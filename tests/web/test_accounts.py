@@ -104,7 +104,7 @@ def test_change_password_needs_the_current_one(service: HostingService) -> None:
     user = _user(service, "c@web.lab.test")
     with pytest.raises(ServiceError) as info:
         auth.change_password(service, user, "wrong password", "a new long password")
-    assert info.value.status == 403
+    assert (info.value.status, info.value.code) == (403, "password-wrong")
     assert info.value.message == "The current password is not right."
     assert auth.verify_login(service, "c@web.lab.test", PASSWORD) is not None
     changed = auth.change_password(service, user, PASSWORD, "a new long password")
@@ -136,7 +136,8 @@ def test_a_token_is_revoked_by_its_owner_only(service: HostingService) -> None:
     for token_id in (theirs["id"], theirs["id"] + 100):
         with pytest.raises(ServiceError) as info:
             auth.revoke_token(service, owner, token_id)
-        assert (info.value.status, info.value.message) == (404, "No such token.")
+        assert (info.value.status, info.value.code) == (404, "token-not-found")
+        assert info.value.message == "No such token."
     assert auth.list_tokens(service, other) == [theirs]
     auth.revoke_token(service, owner, mine["id"])
     assert auth.list_tokens(service, owner) == []
