@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -424,3 +425,23 @@ def test_session_cookies_are_signed_for_sessions_only() -> None:
     assert Sessions(key).load(_cookie_request(same)).data == data
     for other in (URLSafeTimedSerializer(key), URLSafeTimedSerializer(key, salt="other")):
         assert Sessions(key).load(_cookie_request(other.dumps(data))).data == {}
+
+
+class _IssuedAgo(TimestampSigner):
+    """Signs as if ``ago`` seconds had passed since (a cookie issued back then)."""
+
+    ago = 0
+
+    def get_timestamp(self) -> int:
+        return int(time.time()) - self.ago
+
+
+@pytest.mark.parametrize(
+    ("ago", "opens"), [(SESSION_MAX_AGE - 60, True), (SESSION_MAX_AGE + 60, False)]
+)
+def test_a_session_cookie_expires_after_12_hours(ago: int, opens: bool) -> None:
+    assert SESSION_MAX_AGE == 12 * 3600
+    signer = type("Signer", (_IssuedAgo,), {"ago": ago})
+    old = URLSafeTimedSerializer(b"k" * 32, salt="mtasts-dashboard-session", signer=signer)
+    loaded = Sessions(b"k" * 32).load(_cookie_request(old.dumps({"uid": 1})))
+    assert loaded.data == ({"uid": 1} if opens else {})

@@ -17,7 +17,14 @@ from typer.testing import CliRunner
 
 from mtasts.config import Settings
 from mtasts.store.models import User
-from mtasts.web.dashboard.auth import COOKIE, Sessions, fingerprint, load_secret, verify_login
+from mtasts.web.dashboard.auth import (
+    COOKIE,
+    Sessions,
+    fingerprint,
+    load_secret,
+    set_language,
+    verify_login,
+)
 from mtasts.web.users_cli import users_app
 from tests.hosting.serving import lab_settings
 from tests.hosting.test_api_lab import claim_in_store, customer, delegate
@@ -473,3 +480,17 @@ def test_a_session_cookie_opens_the_session_only_with_every_field_right(
         assert c.post("/logout", data={"csrf_token": token}).status_code == 303
     assert not visit({"uid": uid, "pw": pw})[0]
     assert visit({"uid": uid, "pw": pw, "ep": 1})[0]
+
+
+def test_a_signed_in_user_s_own_language_wins(dash: Dashboard) -> None:
+    email = dash.user(new_email())
+    with dash.service.sessions() as db:
+        user = db.scalar(select(User).where(User.email == email))
+        assert user is not None
+        db.expunge(user)
+    set_language(dash.service, user, "es")
+    with closing(sign_in(dash, email)) as c:
+        page = c.get("/settings", headers={"Accept-Language": "en"})
+        assert page.status_code == 200 and '<html lang="es">' in page.text
+    with browser(dash) as stranger:  # signed out: the header decides
+        assert '<html lang="en">' in stranger.get("/login", headers={"Accept-Language": "en"}).text
