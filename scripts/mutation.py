@@ -209,9 +209,14 @@ def listed_equivalents() -> dict[str, str]:
         return {}
     rows: dict[str, str] = {}
     for line in SURVIVORS.read_text().splitlines():
-        m = re.match(r"\|\s*`([^`]+__mutmut_\d+)`\s*\|\s*`(.*)`\s*\|", line)
-        if m:
-            rows[m.group(1)] = m.group(2).replace("\\|", "|").strip()
+        # cells split at the pipes that are not escaped (a pipe in code is written \|), so
+        # a reason that ends in code does not run into the mutated line's cell
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)]
+        if len(cells) < 4 or cells[0]:
+            continue
+        name, mutated = re.fullmatch(r"`(.*)`", cells[1]), re.fullmatch(r"`(.*)`", cells[2])
+        if name and mutated and re.search(r"__mutmut_\d+$", name.group(1)):
+            rows[name.group(1)] = mutated.group(1).replace("\\|", "|").strip()
     return rows
 
 
