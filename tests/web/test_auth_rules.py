@@ -445,3 +445,21 @@ def test_a_session_cookie_expires_after_12_hours(ago: int, opens: bool) -> None:
     old = URLSafeTimedSerializer(b"k" * 32, salt="mtasts-dashboard-session", signer=signer)
     loaded = Sessions(b"k" * 32).load(_cookie_request(old.dumps({"uid": 1})))
     assert loaded.data == ({"uid": 1} if opens else {})
+
+
+def test_shared_slots_depend_on_the_key_and_a_secret_of_each_table() -> None:
+    """Which slot a key falls in is a keyed hash: different keys spread over the slots,
+    and nobody can tell in advance which keys share one (each table has its own salt)."""
+    table, other = (_FailureTable(limit=2, window=WINDOW, max_entries=1) for _ in range(2))
+    keys = [f"user{i}@example.org" for i in range(20)]
+    slots = [table._bucket(k) for k in keys]
+    assert len(set(slots)) > 10
+    assert slots != [other._bucket(k) for k in keys]
+    # in a table full of blocks, a newcomer's failures limit only the keys of its slot
+    table.fail("blocked", 0.0)
+    table.fail("blocked", 0.0)
+    table.fail(keys[0], 1.0)
+    table.fail(keys[0], 2.0)
+    assert table.wait(keys[0], 3.0) == 298.0
+    elsewhere = next(k for k in keys if table._bucket(k) != table._bucket(keys[0]))
+    assert table.wait(elsewhere, 3.0) == 0.0
