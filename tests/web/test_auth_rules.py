@@ -463,3 +463,12 @@ def test_shared_slots_depend_on_the_key_and_a_secret_of_each_table() -> None:
     assert table.wait(keys[0], 3.0) == 298.0
     elsewhere = next(k for k in keys if table._bucket(k) != table._bucket(keys[0]))
     assert table.wait(elsewhere, 3.0) == 0.0
+
+
+def test_an_entry_is_forgotten_when_its_last_failure_is_a_window_old() -> None:
+    table = _FailureTable(limit=3, window=WINDOW, max_entries=10)
+    table.fail("a", 0.0)
+    table.fail("b", 1.0)
+    assert table.wait("c", 299.9) == 0.0 and len(table) == 2
+    assert table.wait("c", 300.0) == 0.0 and len(table) == 1  # "a" goes, exactly on time
+    assert table.wait("c", 301.0) == 0.0 and len(table) == 0
