@@ -4,12 +4,13 @@ production, and a hash made with other parameters brought up to date at the next
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters, profiles
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from mtasts.config import Settings
 from mtasts.hosting.tenants import HostingService
@@ -84,3 +85,47 @@ def test_unknown_e_mail_and_password_less_user_do_not_sign_in(service: HostingSe
     auth.set_password(service, " Mixed@Web.Lab.Test ", PASSWORD)
     user = auth.verify_login(service, "  MIXED@web.lab.test ", PASSWORD)
     assert user is not None and user.email == "mixed@web.lab.test"
+
+
+class _MeanwhileHasher(PasswordHasher):
+    """The tests' hasher, with something done by another process while a hash is being
+    verified (a real verification takes a quarter of a second: time enough for it)."""
+
+    meanwhile: Callable[[], None] = staticmethod(lambda: None)
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        ok = super().verify(hash, password)
+        type(self).meanwhile()
+        return ok
+
+
+@pytest.mark.parametrize("meanwhile", ["new password", "user removed"])
+def test_a_rehash_never_overwrites_what_changed_meanwhile(
+    service: HostingService, monkeypatch: pytest.MonkeyPatch, meanwhile: str
+) -> None:
+    email = "race@web.lab.test"
+    auth.set_password(service, email, PASSWORD)
+    current = auth._hasher
+    old = PasswordHasher(time_cost=current.time_cost + 1).hash(PASSWORD)
+    with service.sessions.begin() as db:
+        db.execute(update(User).where(User.email == email).values(password_hash=old))
+
+    def elsewhere() -> None:
+        _MeanwhileHasher.meanwhile = staticmethod(lambda: None)  # once
+        if meanwhile == "new password":
+            auth.set_password(service, email, "another long password")
+        else:
+            with service.sessions.begin() as db:
+                db.execute(delete(User).where(User.email == email))
+
+    hasher = _MeanwhileHasher.from_parameters(extract_parameters(current.hash("x")))
+    monkeypatch.setattr(auth, "_hasher", hasher)
+    monkeypatch.setattr(_MeanwhileHasher, "meanwhile", staticmethod(elsewhere))
+    user = auth.verify_login(service, email, PASSWORD)  # right when it was checked
+    assert user is not None
+    if meanwhile == "new password":
+        assert auth.verify_login(service, email, "another long password") is not None
+        assert auth.verify_login(service, email, PASSWORD) is None
+    else:
+        with service.sessions() as db:
+            assert db.scalar(select(User).where(User.email == email)) is None
