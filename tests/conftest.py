@@ -2,19 +2,55 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, profiles
 from hypothesis import settings
 
 from mtasts import i18n
+from mtasts.web.dashboard import auth as dashboard_auth
 from tests.lab import DnsServer, TestCA, World, Zone
 
 # Hypothesis fails an example that takes over 200 ms by default: a wall-clock window that a
 # loaded runner (or a mutation run sharing the cores) trips with no bug at all.
 settings.register_profile("mtasts", deadline=None)
 settings.load_profile("mtasts")
+
+
+def _mutmut_durations() -> dict[str, float]:
+    """While mutmut runs a mutant's tests (MUTANT_UNDER_TEST names it; the working
+    directory is its mutants/ copy), the time each test took in its clean run."""
+    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
+        return {}
+    try:
+        durations = json.loads(Path("mutmut-stats.json").read_text())["duration_by_test"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return durations if isinstance(durations, dict) else {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run each module's tests together and in the order they are written, also when the
+    tests are named one by one in a mixed order (mutmut names the tests of a mutant as a
+    set): otherwise a module-scoped fixture (a running app, a mail sink) is torn down and
+    started again at every switch between modules. A plain run is already in this order.
+    Under mutmut, the quickest modules go first: it stops at the first failure, so a
+    mutant that a unit test kills costs no lab test."""
+    first: dict[Path, int] = {}
+    cost: dict[Path, float] = {}
+    durations = _mutmut_durations()
+    for i, item in enumerate(items):
+        first.setdefault(item.path, i)
+        if durations:
+            took = durations.get(item.nodeid, 1.0)
+            cost[item.path] = cost.get(item.path, 0.0) + (took if isinstance(took, float) else 1.0)
+    items.sort(
+        key=lambda item: (cost.get(item.path, 0.0), first[item.path], item.reportinfo()[1] or 0)
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -88,3 +124,19 @@ def postgres_url() -> Iterator[str]:
         finally:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+PRODUCTION_HASHER: PasswordHasher = dashboard_auth._hasher  # as imported, before the swap
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """Dashboard passwords hashed with argon2-cffi's CHEAPEST profile (made for tests):
+    the same argon2id and the same code paths, without the cost that only slows guessing
+    down (64 MiB and ~0.3 s per hash on 2 shared cores; a test that signs in 30 times
+    spent seconds hashing, and a mutation run repeats it for every mutant). What the
+    tests check (who gets in, how often one may try) does not depend on the cost; the
+    production parameters have a test of their own (tests/web/test_password_hashes.py)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dashboard_auth, "_hasher", PasswordHasher.from_parameters(profiles.CHEAPEST))
+        yield

@@ -27,6 +27,7 @@ from tests.lab.ports import free_port
 from tests.web.harness import Dashboard
 from tests.web.test_dashboard_http import sign_in
 
+from mtasts.hosting.tenants import ServiceError
 from mtasts.protocol.policy import Mode, Policy, parse_policy
 from mtasts.store.models import Alert, AuditEvent, Domain, TlsReport, User
 
@@ -233,6 +234,32 @@ def test_a_pending_claim_never_blocks_the_real_owner(lab: Lab, lab_world: World)
         again = owner.post("/api/v1/domains", json={"domain": d})
         assert again.status_code == 409 and "You already host" in again.json()["error"]["message"]
     assert lab.app.policy(d).status_code == 200
+
+
+def test_the_admin_and_mtasts_itself_see_the_served_hosting_not_a_newer_claim(
+    lab: Lab, lab_world: World
+) -> None:
+    d, e = customer(lab_world), customer(lab_world)
+    with lab.tenant("server") as owner, lab.tenant("latecomer") as late:
+        r = owner.post("/api/v1/domains", json={"domain": d})
+        delegate(lab_world, d, claim=r.json())
+        assert owner.post(f"/api/v1/domains/{d}/verify").json()["state"] == "active"
+        assert late.post("/api/v1/domains", json={"domain": d}).status_code == 201
+        assert owner.post("/api/v1/domains", json={"domain": e}).status_code == 201
+        assert late.post("/api/v1/domains", json={"domain": e}).status_code == 201
+    with lab.app.client() as admin:  # an admin without a claim of their own
+        view = admin.get(f"/api/v1/domains/{d}").json()
+        assert (view["owner"], view["state"]) == ("server@tenants.example", "active")
+        # a name only claimed: the newest claim
+        view = admin.get(f"/api/v1/domains/{e}").json()
+        assert (view["owner"], view["state"]) == ("latecomer@tenants.example", "pending")
+    service = lab.app.service  # mtasts itself (the monitor): the served hosting only
+    assert service.get_domain(None, d)["owner"] == "server@tenants.example"
+    assert service.served_name(None, d) == d
+    with pytest.raises(ServiceError) as missing:
+        service.get_domain(None, e)
+    assert missing.value.status == 404 and missing.value.code == "domain-not-found"
+    assert missing.value.message == f"{e} is not hosted here."
 
 
 def test_unproven_claims_expire(lab: Lab, lab_world: World) -> None:

@@ -50,6 +50,17 @@ def test_origin_must_name_this_site(dash: Dashboard) -> None:
             "nul",
         ):
             assert post(other) == 403, other
+        # each refusal says why
+        r = c.post(
+            "/settings/tokens",
+            data={"label": "o", "csrf_token": token},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert "<p>Cross-origin request refused.</p>" in r.text
         # the token is still required with a good Origin
         r = c.post("/settings/tokens", data={"label": "o"}, headers={"Origin": f"http://{here}"})
         assert r.status_code == 403
+        assert (
+            "<p>The form has expired or did not come from this site; reload the page.</p>" in r.text
+        )
+        assert "Cross-origin" not in r.text

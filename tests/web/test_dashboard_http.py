@@ -17,7 +17,14 @@ from typer.testing import CliRunner
 
 from mtasts.config import Settings
 from mtasts.store.models import User
-from mtasts.web.dashboard.auth import COOKIE, Sessions, fingerprint, load_secret, verify_login
+from mtasts.web.dashboard.auth import (
+    COOKIE,
+    Sessions,
+    fingerprint,
+    load_secret,
+    set_language,
+    verify_login,
+)
 from mtasts.web.users_cli import users_app
 from tests.hosting.serving import lab_settings
 from tests.hosting.test_api_lab import claim_in_store, customer, delegate
@@ -71,10 +78,12 @@ def test_pages_send_strangers_to_the_sign_in_page(dash: Dashboard) -> None:
     with browser(dash) as c:
         r = c.get("/")
         assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert r.content == b""  # a plain redirect, not an error page
         r = c.get("/domains/example.com/reports?days=7")
         assert r.headers["location"] == "/login?next=/domains/example.com/reports?days=7"
         htmx = c.get("/", headers={"HX-Request": "true"})
         assert htmx.status_code == 401 and htmx.headers["hx-redirect"] == "/login"
+        assert "<p>Sign in again.</p>" in htmx.text and "location" not in htmx.headers
         assert c.get("/settings").status_code == 303
         assert c.post("/domains", data={"domain": "x.test"}).status_code == 303
 
@@ -421,3 +430,67 @@ def test_a_session_opens_nothing_for_a_user_removed_or_without_a_password(
         c.cookies.set(COOKIE, forged)
         r = c.get("/settings")
         assert r.status_code == 303 and r.headers["location"] == "/login?next=/settings"
+
+
+def _forge(dash: Dashboard, data: dict[str, object]) -> str:
+    settings = dash.service.settings
+    secret = settings.session_secret.encode() or load_secret(settings.data_dir)
+    return Sessions(secret).serializer.dumps(data)
+
+
+def test_a_session_cookie_opens_the_session_only_with_every_field_right(
+    dash: Dashboard,
+) -> None:
+    """uid, password fingerprint and epoch, each of its own type: a cookie issued before
+    sessions had an epoch ("ep" missing) counts as epoch 0, and stops working like any
+    other once the user signs out; any field of another type opens nothing, and a session
+    that ended on the server is cleared from the cookie."""
+    email = dash.user(new_email())
+    with dash.service.sessions() as db:
+        user = db.scalar(select(User).where(User.email == email))
+        assert user is not None and user.session_epoch == 0
+        uid, pw = user.id, fingerprint(user.password_hash)
+    settings = dash.service.settings
+    serializer = Sessions(
+        settings.session_secret.encode() or load_secret(settings.data_dir)
+    ).serializer
+
+    def visit(data: dict[str, object]) -> tuple[bool, dict[str, object]]:
+        """(signed in?, the session the sign-in page leaves in the cookie)"""
+        with browser(dash) as c:
+            c.cookies.set(COOKIE, serializer.dumps(data))
+            r = c.get("/login")
+            if r.status_code == 303:  # signed in: sent on
+                assert r.headers["location"] == "/"
+                return True, data
+            assert r.status_code == 200, r.text
+            value = r.headers["set-cookie"].split(";")[0].partition("=")[2]
+            return False, serializer.loads(value)
+
+    assert visit({"uid": uid, "pw": pw})[0]
+    assert visit({"uid": uid, "pw": pw, "ep": 0})[0]
+    assert not visit({"uid": str(uid), "pw": pw, "ep": 0})[0]
+    assert not visit({"uid": uid, "pw": None, "ep": 0})[0]
+    assert not visit({"uid": uid, "ep": 0})[0]
+    assert not visit({"uid": uid, "pw": pw, "ep": "0"})[0]
+    ended, left = visit({"uid": uid, "pw": pw, "ep": 1, "csrf": "old"})
+    assert not ended and set(left) == {"csrf"} and left["csrf"] != "old"
+    with closing(sign_in(dash, email)) as c:
+        token = csrf_of(c.get("/settings").text)
+        assert c.post("/logout", data={"csrf_token": token}).status_code == 303
+    assert not visit({"uid": uid, "pw": pw})[0]
+    assert visit({"uid": uid, "pw": pw, "ep": 1})[0]
+
+
+def test_a_signed_in_user_s_own_language_wins(dash: Dashboard) -> None:
+    email = dash.user(new_email())
+    with dash.service.sessions() as db:
+        user = db.scalar(select(User).where(User.email == email))
+        assert user is not None
+        db.expunge(user)
+    set_language(dash.service, user, "es")
+    with closing(sign_in(dash, email)) as c:
+        page = c.get("/settings", headers={"Accept-Language": "en"})
+        assert page.status_code == 200 and '<html lang="es">' in page.text
+    with browser(dash) as stranger:  # signed out: the header decides
+        assert '<html lang="en">' in stranger.get("/login", headers={"Accept-Language": "en"}).text

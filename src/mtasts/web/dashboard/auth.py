@@ -83,7 +83,8 @@ def check_password_strength(password: str, email: str = "") -> None:
     lowered = password.strip().lower()
     if email and lowered == email.strip().lower():
         raise ServiceError(422, "password-is-email", _("The password must not be the e-mail."))
-    local = email.strip().lower().partition("@")[0]
+    # RFC 5321 §4.1.2: a quoted local part may hold "@", a domain never does
+    local = email.strip().lower().rpartition("@")[0]
     if len(set(password)) < MIN_DISTINCT:
         raise ServiceError(
             422,
