@@ -1,14 +1,28 @@
 """The value side of the policy fetch, without the network: OpenSSL verification codes
-mapped to our error codes, and the redacted result shown to tenants."""
+mapped to our error codes, the redacted result shown to tenants, and what the fetch's one
+GET (mtasts.net.https) reads of an answer and where it stops (head size, interim answers,
+deadline, cut bodies), from bytes fed to a standard asyncio.StreamReader as a connection
+would (the lab tests, test_fetch*.py, do the same through real TLS)."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from dataclasses import replace
 
+import h11
 import pytest
 
 from mtasts.net.fetch import FetchResult, verify_error_code
+from mtasts.net.https import (
+    MAX_HEAD,
+    MAX_INTERIM,
+    ReadTimeout,
+    RemoteProtocolError,
+    _Exchange,
+    _text,
+)
 
 
 @pytest.mark.parametrize(
@@ -111,3 +125,76 @@ def test_cause_chains_are_searched_and_cycles_end() -> None:
     assert _reason(reset) == str(tls)
     assert _reason(RuntimeError()) == "RuntimeError"  # no words: the type
     assert _reason(RuntimeError("plain")) == "plain"
+
+
+# --- mtasts.net.https: reading one answer ----------------------------------------------
+
+
+def _exchange(data: bytes, *, eof: bool = True, deadline: float | None = None) -> _Exchange:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    if eof:
+        reader.feed_eof()
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x.test")]))
+    conn.send(h11.EndOfMessage())
+    return _Exchange(reader, conn, time.monotonic() + 60 if deadline is None else deadline)
+
+
+def _head_of(size: int) -> bytes:
+    """An answer whose status line and header fields are exactly ``size`` bytes."""
+    start, end = b"HTTP/1.1 200 OK\r\nX-Pad: ", b"\r\nContent-Length: 2\r\n\r\n"
+    return start + b"p" * (size - len(start) - len(end)) + end
+
+
+def _read_all(data: bytes) -> tuple[int, bytes]:
+    """The status code and body of ``data`` read as an answer."""
+
+    async def read() -> tuple[int, bytes]:
+        exchange = _exchange(data)  # the reader belongs to this loop
+        head = await exchange.head()
+        body = b"".join([chunk async for chunk in exchange.body()])
+        return head.status_code, body
+
+    return asyncio.run(read())
+
+
+def test_a_head_of_exactly_the_limit_is_read_one_more_byte_is_not() -> None:
+    assert len(_head_of(MAX_HEAD)) == MAX_HEAD
+    assert _read_all(_head_of(MAX_HEAD) + b"ok") == (200, b"ok")
+    with pytest.raises(RemoteProtocolError, match=f"head is {MAX_HEAD + 1} bytes, over"):
+        _read_all(_head_of(MAX_HEAD + 1) + b"ok")
+
+
+def test_interim_answers_are_skipped_up_to_a_bound() -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    assert _read_all(interim * MAX_INTERIM + final) == (200, b"ok")
+    with pytest.raises(RemoteProtocolError, match="no answer"):
+        _read_all(interim * (MAX_INTERIM + 1) + final)
+
+
+def test_nothing_before_the_deadline_is_a_read_timeout() -> None:
+    # a server that sends half a status line and then nothing: the deadline ends it
+    async def read() -> None:
+        exchange = _exchange(b"HTTP/1.1 2", eof=False, deadline=time.monotonic() - 1)
+        await exchange.head()
+
+    with pytest.raises(ReadTimeout):
+        asyncio.run(read())
+
+
+def test_a_body_cut_short_is_the_servers_fault_in_h11s_words() -> None:
+    with pytest.raises(RemoteProtocolError, match="received 5 bytes, expected 10"):
+        _read_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
+
+
+def test_a_chunked_body_ends_at_its_last_chunk() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    assert _read_all(answer + b"junk after") == (200, b"ok")
+
+
+def test_header_values_are_utf8_else_latin1() -> None:
+    assert _text("café".encode()) == "café"
+    assert _text(b"caf\xe9") == "café"  # not UTF-8: each byte one character
+    assert _text(b"text/plain") == "text/plain"

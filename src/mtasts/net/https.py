@@ -75,6 +75,8 @@ class Response:
 
 
 class _Exchange:
+    """One response read through h11 from ``reader``, ending at ``deadline``."""
+
     def __init__(self, reader: asyncio.StreamReader, conn: h11.Connection, deadline: float) -> None:
         self.reader = reader
         self.conn = conn
@@ -90,28 +92,38 @@ class _Exchange:
                 raise RemoteProtocolError(str(exc)) from exc
             if event is not h11.NEED_DATA:
                 return event
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise ReadTimeout("the answer did not come in time")
-            try:
-                async with asyncio.timeout(left):
+            try:  # a deadline already passed times out at once
+                async with asyncio.timeout(self.deadline - time.monotonic()):
                     data = await self.reader.read(READ_SIZE)
             except TimeoutError:
-                raise ReadTimeout("the answer did not come in time") from None
+                raise ReadTimeout from None
             except (OSError, ssl.SSLError) as exc:
-                raise RemoteProtocolError(f"reading failed: {exc}") from exc
+                raise RemoteProtocolError(str(exc)) from exc
             self.received += len(data)
             self.conn.receive_data(data)  # b"" is the end of the stream
 
-    async def body(self) -> AsyncIterator[bytes]:
-        while True:
+    async def head(self) -> h11.Response:
+        """The status line and header fields of the answer: interim 1xx answers skipped
+        (at most MAX_INTERIM), the whole head at most MAX_HEAD bytes."""
+        event = await self.next_event()
+        for _ in range(MAX_INTERIM):  # RFC 9110 §15.2: 1xx, then the real answer
+            if not isinstance(event, h11.InformationalResponse):
+                break
             event = await self.next_event()
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                return
-            else:
-                raise RemoteProtocolError(f"unexpected {type(event).__name__} in the body")
+        if not isinstance(event, h11.Response):
+            raise RemoteProtocolError("no answer")
+        # h11 bounds what it holds of a head still incomplete; a head that came whole in
+        # one read is measured here: what was read, less what h11 has not parsed yet
+        size = self.received - len(self.conn.trailing_data[0])
+        if size > MAX_HEAD:
+            raise RemoteProtocolError(f"the answer's head is {size} bytes, over {MAX_HEAD}")
+        return event
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they come, until its end (h11 gives nothing else after a
+        Response: Data, then EndOfMessage, or ConnectionClosed)."""
+        while isinstance(event := await self.next_event(), h11.Data):
+            yield bytes(event.data)
 
 
 def _text(value: bytes) -> str:
@@ -158,18 +170,7 @@ async def get(
         request = h11.Request(method="GET", target=path, headers=[("Host", host), *headers.items()])
         writer.write(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
         exchange = _Exchange(reader, conn, deadline)
-        event = await exchange.next_event()
-        for _ in range(MAX_INTERIM):  # RFC 9110 §15.2: 1xx, then the real answer
-            if not isinstance(event, h11.InformationalResponse):
-                break
-            event = await exchange.next_event()
-        if not isinstance(event, h11.Response):
-            raise RemoteProtocolError("the server closed the connection without an answer")
-        # h11 bounds what it holds of a head still incomplete; a head that came whole in
-        # one read is measured here: what was read, less what h11 has not parsed yet
-        head = exchange.received - len(conn.trailing_data[0])
-        if head > MAX_HEAD:
-            raise RemoteProtocolError(f"the answer's head is {head} bytes, over {MAX_HEAD}")
+        event = await exchange.head()
         fields: dict[str, str] = {}
         for name, value in event.headers:
             key, text = _text(name).lower(), _text(value)
