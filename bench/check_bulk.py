@@ -86,6 +86,14 @@ def run(args: argparse.Namespace) -> int:
         subprocess.run(["mount", "--bind", str(resolv), "/etc/resolv.conf"], check=True)
         with World(tmp / "lab", real_ports=True, delay=args.delay, ipv6=False) as world:
             domains = publish(world, args.domains)
+            # The lab issues a certificate per host name on first use; issue them all now,
+            # so that the side measured first does not pay for the lab's warm-up (the
+            # other would then meet a warm lab). As bench/policyd.py does.
+            stores = [world.https.certs, *(s.certs for s in world.smtp.values() if s.certs)]
+            for d in domains:
+                for host in (f"mta-sts.{d}", *(f"mx{i}.{d}" for i in (1, 2))):
+                    for store in stores:
+                        store.context_for(host)
             listing = tmp / "domains.txt"
             listing.write_text("\n".join(domains) + "\n")
             mtasts = str(Path(sys.executable).parent / "mtasts")
