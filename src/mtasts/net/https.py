@@ -111,7 +111,7 @@ class _Exchange:
                 break
             event = await self.next_event()
         if not isinstance(event, h11.Response):
-            raise RemoteProtocolError("no answer")
+            raise RemoteProtocolError("the server sent no answer")
         # h11 bounds what it holds of a head still incomplete; a head that came whole in
         # one read is measured here: what was read, less what h11 has not parsed yet
         size = self.received - len(self.conn.trailing_data[0])
@@ -154,7 +154,7 @@ async def get(
             async with asyncio.timeout(connect_timeout):
                 reader, writer = await asyncio.open_connection(address, port)
         except TimeoutError:
-            raise ConnectError("timed out", timed_out=True) from None
+            raise ConnectError("TCP connection", timed_out=True) from None
         except OSError as exc:  # asyncio's own words name the address: the system's do not
             raise ConnectError(os.strerror(exc.errno) if exc.errno else str(exc)) from exc
         try:
@@ -162,7 +162,7 @@ async def get(
             async with asyncio.timeout(left):
                 await writer.start_tls(ctx, server_hostname=host)
         except TimeoutError:
-            raise TlsError("timed out", timed_out=True) from None
+            raise TlsError("TLS handshake", timed_out=True) from None
         except (OSError, ssl.SSLError, EOFError) as exc:
             raise TlsError(str(exc) or type(exc).__name__) from exc
         sslobj = writer.get_extra_info("ssl_object")
