@@ -70,6 +70,7 @@ TARGETS: dict[str, Target] = {
             "tests/net/test_fetch_values.py",
             "tests/net/test_fetch.py",
             "tests/net/test_fetch_outcomes.py",
+            "tests/net/test_fetch_connect_errors.py",
             "tests/check/test_probe_policy_lab.py",
         ),
     ),
@@ -228,7 +229,12 @@ def _mutated_lines(diff: str) -> list[str]:
 def _run_mutmut(name: str, target: Target, children: int, fresh: bool) -> Path:
     work = _prepare(name, target, fresh)
     cmd = [str(MUTMUT), "run", "--max-children", str(children), *target.functions]
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # tests/conftest.py: Hypothesis draws fewer, fixed examples and does not shrink
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MTASTS_HYPOTHESIS_PROFILE": "mutation",
+    }
     log = work / "mutmut.log"
     started = time.monotonic()
     with log.open("w") as fh:

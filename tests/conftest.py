@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 from mtasts import i18n
 from tests.lab import DnsServer, TestCA, World, Zone
@@ -14,7 +15,20 @@ from tests.lab import DnsServer, TestCA, World, Zone
 # Hypothesis fails an example that takes over 200 ms by default: a wall-clock window that a
 # loaded runner (or a mutation run sharing the cores) trips with no bug at all.
 settings.register_profile("mtasts", deadline=None)
-settings.load_profile("mtasts")
+# `make mutation` (scripts/mutation.py) runs the tests once per mutant, thousands of times:
+# there they draw fewer examples, the same ones on every run (derandomize: a mutant is
+# killed or survives the same way each time, and no example database carries one mutant's
+# failures into the next), and a failing example is reported as found, not shrunk (a
+# mutant only needs one failure; shrinking one costs hundreds of runs of the test).
+settings.register_profile(
+    "mutation",
+    deadline=None,
+    max_examples=25,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+)
+settings.load_profile(os.environ.get("MTASTS_HYPOTHESIS_PROFILE", "mtasts"))
 
 
 @pytest.fixture(autouse=True)
