@@ -164,8 +164,8 @@ def _resolver(nameserver: list[str] | None, timeout: float) -> Resolver:
 
     try:
         return Resolver(nameserver or None, timeout=timeout)
-    except ValueError as exc:
-        _usage_error(f"--nameserver: {exc}")
+    except ValueError as exc:  # the reason is a Text of mtasts.net.dns
+        _usage_error("--nameserver: " + i18n.say(exc.args[0] if exc.args else str(exc)))
 
 
 @app.command(

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from mtasts.i18n import LANGUAGES, _
+from mtasts.i18n import DEFAULT, LANGUAGES, _, current, say
 from mtasts.net.addresses import IPNetwork, parse_networks
 from mtasts.net.dns import parse_nameserver
 
@@ -44,7 +44,27 @@ def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
 
 
 class ConfigError(ValueError):
-    """A setting has a bad value; the message names the setting and what is expected."""
+    """A setting has a bad value; the message names the setting and what is expected.
+    It is written in the language of the command that reads the settings (issue 13)."""
+
+
+def reason(exc: BaseException) -> str:
+    """The message of ``exc`` in the current language: a ``Text`` it carries is said (the
+    net layer's reasons), anything else is ``str(exc)``."""
+    if len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return say(exc.args[0])
+    return str(exc)
+
+
+def _number(kind: type[int] | type[float], value: Any, expected: str) -> int | float:
+    """``int(value)`` / ``float(value)``. Python's own refusal ("invalid literal for int()
+    with base 10") is English only: another language says ``expected`` instead."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        if current() == DEFAULT:
+            raise
+        raise ValueError(expected) from None
 
 
 @dataclass(frozen=True)
@@ -257,20 +277,24 @@ class Settings:
                 continue  # out of zone: its own zone gives its addresses
             addresses = tuple(named.get(name) or mine)
             if strict and not addresses:
-                wild = ", ".join(self.dns_listen_entries()) or "off"
+                wild = ", ".join(self.dns_listen_entries()) or _("off")
                 raise ConfigError(
-                    f"zone_ns: {name} is inside the zone {zone}, so the zone must give its "
-                    f"address, but dns_listen ({wild}) names no specific address to publish: "
-                    f"set zone_ns_addresses to this server's public address(es), e.g. "
-                    f'zone_ns_addresses = ["203.0.113.53"], or "{name}=IP" for a name '
-                    "served elsewhere"
+                    _(
+                        "zone_ns: {name} is inside the zone {zone}, so the zone must give its "
+                        "address, but dns_listen ({listen}) names no specific address to "
+                        "publish: set zone_ns_addresses to this server's public address(es), "
+                        'e.g. zone_ns_addresses = ["203.0.113.53"], or "{name}=IP" for a '
+                        "name served elsewhere"
+                    ).format(name=name, zone=zone, listen=wild)
                 )
             out[name] = addresses
         for name in named:
             if name not in out:
                 raise ConfigError(
-                    f"zone_ns_addresses: {name} is not an NS name inside the zone "
-                    f"(zone_ns: {', '.join(self.effective_zone_ns)})"
+                    _(
+                        "zone_ns_addresses: {name} is not an NS name inside the zone "
+                        "(zone_ns: {zone_ns})"
+                    ).format(name=name, zone_ns=", ".join(self.effective_zone_ns))
                 )
         return out
 
@@ -286,13 +310,19 @@ def _ip(text: str, key: str) -> str:
     try:
         return str(ipaddress.ip_address(text.strip().strip("[]")))
     except ValueError:
-        raise ConfigError(f"{key}: {text!r} is not an IPv4 or IPv6 address") from None
+        raise ConfigError(
+            _("{key}: {text} is not an IPv4 or IPv6 address").format(key=key, text=repr(text))
+        ) from None
 
 
 def split_hostport(text: str, key: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{key}: expected HOST:PORT, e.g. 127.0.0.1:8000, got {text!r}")
+        raise ConfigError(
+            _("{key}: expected HOST:PORT, e.g. 127.0.0.1:8000, got {text}").format(
+                key=key, text=repr(text)
+            )
+        )
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -303,7 +333,9 @@ def proxy_networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     try:
         return parse_networks(cidrs)
     except ValueError as exc:
-        raise ConfigError(f"trusted_proxies: {exc}; e.g. 127.0.0.1/32 or ::1/128") from None
+        raise ConfigError(
+            _("trusted_proxies: {error}; e.g. 127.0.0.1/32 or ::1/128").format(error=reason(exc))
+        ) from None
 
 
 def _coerce(key: str, kind: Any, value: Any) -> Any:
@@ -318,22 +350,24 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
                 return True
             if text in ("0", "false", "no", "off"):
                 return False
-            raise ValueError("expected true or false")
+            raise ValueError(_("expected true or false"))
         if kind in (int, "int"):
-            return int(value)
+            return _number(int, value, _("expected a whole number"))
         if kind in (float, "float"):
-            return float(value)
+            return _number(float, value, _("expected a number"))
         if str(kind).startswith("tuple"):
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             if not isinstance(value, list | tuple):
-                raise TypeError("expected a list")
+                raise TypeError(_("expected a list"))
             return tuple(str(v) for v in value)
         if not isinstance(value, str):
-            raise TypeError("expected a string")
+            raise TypeError(_("expected a string"))
         return value
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{key}: {exc} (got {value!r})") from exc
+        raise ConfigError(
+            _("{key}: {error} (got {value})").format(key=key, error=exc, value=repr(value))
+        ) from exc
 
 
 def layered_values(
@@ -355,14 +389,22 @@ def layered_values(
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+            raise ConfigError(
+                _("cannot read config file {path}: {error}").format(path=path, error=exc)
+            ) from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+            raise ConfigError(
+                _("config file {path} is not valid TOML: {error}").format(path=path, error=exc)
+            ) from exc
         if table is not None:
             data = data.get(table, data)  # a [table], or top-level keys
         for key, value in data.items():
             if key not in known:
-                raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(known)})")
+                raise ConfigError(
+                    _("{path}: unknown setting {key} (known: {known})").format(
+                        path=path, key=repr(key), known=", ".join(known)
+                    )
+                )
             values[key] = _coerce(key, known[key], value)
     for key, kind in known.items():
         env_key = f"{prefix}{key.upper()}"
@@ -395,43 +437,56 @@ def load_settings(
             parse_nameserver(entry)
         except ValueError:
             raise ConfigError(
-                f"dns_secondaries: {entry!r} is not IP[:PORT] (e.g. 192.0.2.53 or "
-                "[2001:db8::53]:53)"
+                _(
+                    "dns_secondaries: {entry} is not IP[:PORT] (e.g. 192.0.2.53 or "
+                    "[2001:db8::53]:53)"
+                ).format(entry=repr(entry))
             ) from None
     if bool(settings.dns_tsig_name) != bool(settings.dns_tsig_secret):
-        raise ConfigError("dns_tsig_name and dns_tsig_secret: set both, or neither")
+        raise ConfigError(_("dns_tsig_name and dns_tsig_secret: set both, or neither"))
     if settings.dns_tsig_secret:
         try:
             base64.b64decode(settings.dns_tsig_secret, validate=True)
         except binascii.Error:
             raise ConfigError(
-                "dns_tsig_secret: not base64 (e.g. openssl rand -base64 32)"
+                _("dns_tsig_secret: not base64 (e.g. openssl rand -base64 32)")
             ) from None
     if settings.txt_ttl < 0:
-        raise ConfigError(f"txt_ttl: expected seconds >= 0, got {settings.txt_ttl!r}")
+        raise ConfigError(
+            _("txt_ttl: expected seconds >= 0, got {value}").format(value=repr(settings.txt_ttl))
+        )
     if settings.smtp_listen:
         split_hostport(settings.smtp_listen, "smtp_listen")
     if settings.alert_smtp_relay:
         split_hostport(settings.alert_smtp_relay, "alert_smtp_relay")
     if settings.alert_language not in LANGUAGES:
         raise ConfigError(
-            f"alert_language: expected one of {', '.join(LANGUAGES)}, "
-            f"got {settings.alert_language!r}"
+            _("alert_language: expected one of {languages}, got {value}").format(
+                languages=", ".join(LANGUAGES), value=repr(settings.alert_language)
+            )
         )
     proxy_networks(settings.trusted_proxies)
     if not settings.db_timeout > 0:
-        raise ConfigError(f"db_timeout: expected seconds > 0, got {settings.db_timeout!r}")
+        raise ConfigError(
+            _("db_timeout: expected seconds > 0, got {value}").format(
+                value=repr(settings.db_timeout)
+            )
+        )
     if settings.monitor_concurrency < 1 or not settings.monitor_tick > 0:
-        raise ConfigError("monitor_concurrency must be at least 1 and monitor_tick above 0")
+        raise ConfigError(_("monitor_concurrency must be at least 1 and monitor_tick above 0"))
     try:
         parse_networks(settings.probe_allowed_networks)
     except ValueError as exc:
-        raise ConfigError(f"probe_allowed_networks: {exc}") from None
+        raise ConfigError(_("probe_allowed_networks: {error}").format(error=reason(exc))) from None
     for f in fields(Settings):
         if f.name.startswith("report_") and getattr(settings, f.name) < (
             0 if f.name in ("report_parse_queue", "report_parse_wait") else 1
         ):
-            raise ConfigError(f"{f.name}: must be positive, got {getattr(settings, f.name)!r}")
+            raise ConfigError(
+                _("{key}: must be positive, got {value}").format(
+                    key=f.name, value=repr(getattr(settings, f.name))
+                )
+            )
 
     return settings
 

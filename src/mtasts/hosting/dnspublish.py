@@ -35,9 +35,10 @@ import dns.update
 import dns.xfr
 import dns.zone
 
-from mtasts.config import ConfigError, Settings
+from mtasts.config import ConfigError, Settings, reason
 from mtasts.hosting.dnsserver import ADDRESS_TTL, Layout, sts_txt, txt_rdata
 from mtasts.hosting.snapshot import Hosted, Snapshot
+from mtasts.i18n import _
 from mtasts.net.dns import parse_nameserver
 
 log = logging.getLogger(__name__)
@@ -107,13 +108,15 @@ class Rfc2136Publisher:
         reread_interval: float = REREAD_INTERVAL,
     ) -> None:
         if not settings.update_server:
-            raise ConfigError("update_server: required for the RFC 2136 publisher (IP[:PORT])")
+            raise ConfigError(_("update_server: required for the RFC 2136 publisher (IP[:PORT])"))
         try:
             self.host, self.port = parse_nameserver(settings.update_server)
         except ValueError as exc:
-            raise ConfigError(f"update_server: {exc}") from None
+            raise ConfigError(
+                _("{key}: {error}").format(key="update_server", error=reason(exc))
+            ) from None
         if not settings.tsig_name or not settings.tsig_secret:
-            raise ConfigError("tsig_name and tsig_secret: required to sign RFC 2136 updates")
+            raise ConfigError(_("tsig_name and tsig_secret: required to sign RFC 2136 updates"))
         try:
             self.key = dns.tsig.Key(
                 settings.tsig_name.rstrip(".") + ".",
@@ -121,7 +124,9 @@ class Rfc2136Publisher:
                 settings.tsig_algorithm,
             )
         except (binascii.Error, ValueError, dns.exception.DNSException) as exc:
-            raise ConfigError(f"tsig_name / tsig_secret / tsig_algorithm: {exc}") from None
+            raise ConfigError(
+                _("tsig_name / tsig_secret / tsig_algorithm: {error}").format(error=exc)
+            ) from None
         self.settings = settings
         self.snapshot = snapshot
         self.clock = clock

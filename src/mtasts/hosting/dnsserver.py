@@ -63,6 +63,7 @@ import dns.tsig
 from mtasts.config import ConfigError, Settings
 from mtasts.hosting.secondaries import Notifier, TransferPolicy, transfer_messages
 from mtasts.hosting.snapshot import Hosted, Snapshot
+from mtasts.i18n import _
 from mtasts.net.guard import TokenBuckets, accept_error_handler, fast_prefix
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,9 @@ def address_rdatas(
             ip = ipaddress.ip_address(text.strip())
         except ValueError:
             raise ConfigError(
-                f"policy_host_addresses: {text!r} is not an IPv4 or IPv6 address"
+                _("{key}: {text} is not an IPv4 or IPv6 address").format(
+                    key="policy_host_addresses", text=repr(text)
+                )
             ) from None
         if ip.version == 4:
             a.append(dns.rdata.from_text(IN, A, str(ip)))
@@ -171,7 +174,9 @@ class Layout:
             )
             hostmaster = hostmaster_name(settings)
         except dns.exception.DNSException as exc:
-            raise ConfigError(f"zone / zone_ns / hostmaster: not a valid DNS name: {exc}") from exc
+            raise ConfigError(
+                _("zone / zone_ns / hostmaster: not a valid DNS name: {error}").format(error=exc)
+            ) from exc
         a, aaaa = address_rdatas(settings.policy_host_addresses)
         glue: dict[dns.name.Name, RecordMap] = {}
         for name, addresses in settings.zone_ns_glue().items():
@@ -707,7 +712,7 @@ class _UdpListener:
 
     def _drain(self) -> None:
         sock, rrl, respond = self.sock, self.rate_limit, self.answerer.respond
-        for _ in range(UDP_BATCH):
+        for _batch in range(UDP_BATCH):
             try:
                 data, addr = sock.recvfrom(UDP_MAX_QUERY)
             except (BlockingIOError, InterruptedError):
@@ -727,7 +732,7 @@ class _UdpListener:
         level, kind = (
             (socket.IPPROTO_IPV6, IPV6_PKTINFO) if self.v6 else (socket.IPPROTO_IP, IP_PKTINFO)
         )
-        for _ in range(UDP_BATCH):
+        for _batch in range(UDP_BATCH):
             try:
                 data, ancillary, _flags, addr = sock.recvmsg(UDP_MAX_QUERY, ANCILLARY_BYTES)
             except (BlockingIOError, InterruptedError):
@@ -893,7 +898,7 @@ class AuthoritativeDnsServer:
     async def _bind(self, host: str, want: int) -> int:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         last: OSError | None = None
-        for _ in range(1 if want else 50):
+        for _attempt in range(1 if want else 50):
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
                 if family == socket.AF_INET6:

@@ -39,6 +39,7 @@ import dns.rrset
 import dns.tsig
 
 from mtasts.config import ConfigError, Settings
+from mtasts.i18n import _
 from mtasts.net.dns import parse_nameserver
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def tsig_key(settings: Settings) -> dns.tsig.Key | None:
     if not settings.dns_tsig_name and not settings.dns_tsig_secret:
         return None
     if not settings.dns_tsig_name or not settings.dns_tsig_secret:
-        raise ConfigError("dns_tsig_name and dns_tsig_secret: set both, or neither")
+        raise ConfigError(_("dns_tsig_name and dns_tsig_secret: set both, or neither"))
     try:
         return dns.tsig.Key(
             settings.dns_tsig_name.rstrip(".") + ".",
@@ -61,7 +62,9 @@ def tsig_key(settings: Settings) -> dns.tsig.Key | None:
             settings.dns_tsig_algorithm,
         )
     except (binascii.Error, ValueError, dns.exception.DNSException) as exc:
-        raise ConfigError(f"dns_tsig_name / dns_tsig_secret / dns_tsig_algorithm: {exc}") from None
+        raise ConfigError(
+            _("dns_tsig_name / dns_tsig_secret / dns_tsig_algorithm: {error}").format(error=exc)
+        ) from None
 
 
 def secondary_endpoints(settings: Settings) -> list[tuple[str, int]]:
@@ -73,8 +76,10 @@ def secondary_endpoints(settings: Settings) -> list[tuple[str, int]]:
             ipaddress.ip_address(host)
         except ValueError:
             raise ConfigError(
-                f"dns_secondaries: {entry!r} is not IP[:PORT] "
-                "(e.g. 192.0.2.53 or [2001:db8::53]:53)"
+                _(
+                    "dns_secondaries: {entry} is not IP[:PORT] (e.g. 192.0.2.53 or "
+                    "[2001:db8::53]:53)"
+                ).format(entry=repr(entry))
             ) from None
         out.append((host, port))
     return out
@@ -229,7 +234,7 @@ class Notifier:
     async def _notify(self, target: tuple[str, int]) -> None:
         host, port = target
         timeout = self.timeout
-        for _ in range(self.tries):
+        for _attempt in range(self.tries):
             msg = self.message()
             v6 = ":" in host
             source = next((s for s in self.sources if (":" in s) == v6), None)

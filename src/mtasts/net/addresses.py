@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mtasts.protocol.errors import Text
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -185,7 +187,9 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
         try:
             out.append(ipaddress.ip_network(text, strict=True))
         except ValueError as exc:
-            raise ValueError(f"{text!r} is not a network in CIDR form ({exc})") from None
+            raise ValueError(
+                Text("{text!r} is not a network in CIDR form ({reason})", text=text, reason=exc)
+            ) from None
     return tuple(out)
 
 

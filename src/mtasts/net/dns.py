@@ -28,6 +28,8 @@ import dns.rdataclass  # noqa: E402
 import dns.rdatatype  # noqa: E402
 import dns.resolver  # noqa: E402
 
+from mtasts.protocol.errors import Text  # noqa: E402
+
 DEFAULT_PORT = 53
 MAX_CHAIN = 16  # CNAME hops we report at most
 ATTEMPT_TIMEOUT = 2.0  # one try at one server; ``timeout`` bounds the whole lookup
@@ -115,11 +117,11 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     if s.startswith("["):
         end = s.find("]")
         if end < 0:
-            raise ValueError(f"{text!r}: missing ']'")
+            raise ValueError(Text("{text!r}: missing ']'", text=text))
         host, rest = s[1:end], s[end + 1 :]
         if rest:
             if not rest.startswith(":"):
-                raise ValueError(f"{text!r}: expected [IPv6]:PORT")
+                raise ValueError(Text("{text!r}: expected [IPv6]:PORT", text=text))
             port = _port(rest[1:], text)
     elif s.count(":") == 1:
         host, port_text = s.split(":")
@@ -127,13 +129,15 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"{text!r} is not an IP address (give IP or IP:PORT)") from None
+        raise ValueError(
+            Text("{text!r} is not an IP address (give IP or IP:PORT)", text=text)
+        ) from None
     return str(ip), port
 
 
 def _port(text: str, whole: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"{whole!r}: bad port {text!r}")
+        raise ValueError(Text("{whole!r}: bad port {text!r}", whole=whole, text=text))
     return int(text)
 
 

@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from mtasts.protocol.errors import LimitExceeded, ReportError
+from mtasts.protocol.errors import LimitExceeded, ReportError, Text
+from mtasts.protocol.jsonerrors import json_problem
 
 RFC = "RFC 8460 §4"
 RFC_FIELDS = "RFC 8460 §4.3"
@@ -29,7 +30,7 @@ RFC_RESULT_TYPES = "RFC 8460 §4.3.2"
 MAX_JSON_DEPTH = 512
 MAX_COUNT = 2**63 - 1  # counts must fit a signed 64-bit column
 
-_FIX_SENDER = "nothing to change on your side: the sending organisation produced this report"
+_FIX_SENDER = Text("nothing to change on your side: the sending organisation produced this report")
 
 
 class PolicyType(StrEnum):
@@ -224,7 +225,7 @@ def json_depth(data: bytes | str, stop_above: int = MAX_JSON_DEPTH) -> int:
 
 def _reject_constant(name: str) -> Any:
     # RFC 8259 §6: NaN and Infinity are not JSON numbers; Python accepts them by default.
-    raise ValueError(f"{name} is not a JSON value")
+    raise ValueError(Text("{name} is not a JSON value", name=name))
 
 
 def decode_report_json(
@@ -246,10 +247,15 @@ def decode_report_json(
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            gz = " (it is gzip: decompress it first)" if data[:2] == b"\x1f\x8b" else ""
+            gz = Text(" (it is gzip: decompress it first)") if data[:2] == b"\x1f\x8b" else ""
             raise ReportError(
                 "report-encoding",
-                f"byte {data[exc.start]:#04x} at offset {exc.start} is not UTF-8{gz}",
+                Text(
+                    "byte {byte:#04x} at offset {offset} is not UTF-8{gz}",
+                    byte=data[exc.start],
+                    offset=exc.start,
+                    gz=gz,
+                ),
                 RFC_SCHEMA,
                 _FIX_SENDER,
             ) from None
@@ -264,7 +270,7 @@ def decode_report_json(
     if shape.depth > limit:
         raise LimitExceeded(
             "report-too-deep",
-            f"the JSON nests deeper than {limit} levels (a TLS report nests 5)",
+            Text("the JSON nests deeper than {limit} levels (a TLS report nests 5)", limit=limit),
             RFC_SCHEMA,
             _FIX_SENDER,
             limit=limit,
@@ -272,8 +278,11 @@ def decode_report_json(
     if max_containers is not None and shape.containers > max_containers:
         raise LimitExceeded(
             "report-too-many-values",
-            f"the JSON holds {shape.containers} arrays and objects, more than the "
-            f"{max_containers} accepted",
+            Text(
+                "the JSON holds {containers} arrays and objects, more than the {limit} accepted",
+                containers=shape.containers,
+                limit=max_containers,
+            ),
             RFC_SCHEMA,
             _FIX_SENDER,
             limit=max_containers,
@@ -282,7 +291,10 @@ def decode_report_json(
         value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise ReportError(
-            "report-not-json", f"the report is not JSON: {exc}", RFC_SCHEMA, _FIX_SENDER
+            "report-not-json",
+            Text("the report is not JSON: {reason}", reason=json_problem(exc)),
+            RFC_SCHEMA,
+            _FIX_SENDER,
         ) from None
     return value, tuple(repairs)
 
@@ -298,12 +310,16 @@ _DATETIME = re.compile(
 
 def _parse_datetime(value: object, where: str, repairs: list[Repair]) -> datetime:
     if not isinstance(value, str):
-        raise _type_error(where, value, "a date-time string")
+        raise _type_error(where, value, Text("a date-time string"))
     m = _DATETIME.fullmatch(value.strip())
     if not m:
         raise ReportError(
             "report-datetime-invalid",
-            f"{where}: {value[:60]!r} is not an RFC 3339 date-time (2016-04-01T00:00:00Z)",
+            Text(
+                "{where}: {value!r} is not an RFC 3339 date-time (2016-04-01T00:00:00Z)",
+                where=where,
+                value=value[:60],
+            ),
             "RFC 8460 §4.3",
             _FIX_SENDER,
         )
@@ -326,7 +342,12 @@ def _parse_datetime(value: object, where: str, repairs: list[Repair]) -> datetim
     except (ValueError, OverflowError) as exc:
         raise ReportError(
             "report-datetime-invalid",
-            f"{where}: {value!r} is not a valid date-time ({exc})",
+            Text(
+                "{where}: {value!r} is not a valid date-time ({reason})",
+                where=where,
+                value=value,
+                reason=str(exc),
+            ),
             "RFC 8460 §4.3",
             _FIX_SENDER,
         ) from None
@@ -338,7 +359,7 @@ def format_datetime(when: datetime) -> str:
     if when.tzinfo is None:
         raise ReportError(
             "report-datetime-invalid",
-            f"{when!r} has no time zone; reports need aware date-times",
+            Text("{when!r} has no time zone; reports need aware date-times", when=when),
             "RFC 8460 §4.3",
         )
     u = when.astimezone(UTC)
@@ -351,38 +372,48 @@ def format_datetime(when: datetime) -> str:
 
 def _kind(value: object) -> str:
     return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
+        dict: Text("an object"),
+        list: Text("an array"),
+        str: Text("a string"),
+        bool: Text("a boolean"),
+        int: Text("a number"),
+        float: Text("a number"),
+        type(None): Text("null"),
     }.get(type(value), type(value).__name__)
 
 
 def _type_error(where: str, value: object, expected: str) -> ReportError:
     return ReportError(
         "report-field-type",
-        f"{where} must be {expected}, not {_kind(value)}",
+        Text(
+            "{where} must be {expected}, not {kind}",
+            where=where,
+            expected=expected,
+            kind=_kind(value),
+        ),
         RFC_SCHEMA,
         _FIX_SENDER,
     )
 
 
 def _missing(code: str, where: str) -> ReportError:
-    return ReportError(code, f"the report has no {where} (it is required)", RFC_FIELDS, _FIX_SENDER)
+    return ReportError(
+        code,
+        Text("the report has no {where} (it is required)", where=where),
+        RFC_FIELDS,
+        _FIX_SENDER,
+    )
 
 
 def _object(value: object, where: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
-        raise _type_error(where, value, "an object")
+        raise _type_error(where, value, Text("an object"))
     return value
 
 
 def _array(value: object, where: str) -> list[Any]:
     if not isinstance(value, list):
-        raise _type_error(where, value, "an array")
+        raise _type_error(where, value, Text("an array"))
     return value
 
 
@@ -391,7 +422,7 @@ def _required_str(obj: Mapping[str, Any], key: str, where: str, code: str) -> st
     if value is None or value == "":
         raise _missing(code, f"{where}{key!r}")
     if not isinstance(value, str):
-        raise _type_error(f"{where}{key}", value, "a string")
+        raise _type_error(f"{where}{key}", value, Text("a string"))
     return value
 
 
@@ -405,18 +436,22 @@ def _optional_str(
         repairs.append(Repair("field-null", f"{where}{key} is null; read as absent"))
         return None
     if not isinstance(value, str):
-        raise _type_error(f"{where}{key}", value, "a string")
+        raise _type_error(f"{where}{key}", value, Text("a string"))
     return value
 
 
 def _count(value: object, where: str) -> int:
     # bool is an int in Python, not a number in JSON.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error(where, value, "a whole number")
+        raise _type_error(where, value, Text("a whole number"))
     if not 0 <= value <= MAX_COUNT:
         raise ReportError(
             "report-count-invalid",
-            f"{where} is {value}: session counts are whole numbers from 0 to 2^63-1",
+            Text(
+                "{where} is {value}: session counts are whole numbers from 0 to 2^63-1",
+                where=where,
+                value=value,
+            ),
             RFC_FIELDS,
             _FIX_SENDER,
         )
@@ -427,7 +462,7 @@ def _strings(value: object, where: str) -> list[str]:
     items = _array(value, where)
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            raise _type_error(f"{where}[{i}]", item, "a string")
+            raise _type_error(f"{where}[{i}]", item, Text("a string"))
     return items
 
 
@@ -596,7 +631,7 @@ def _policy_result(value: object, where: str, repairs: list[Repair]) -> PolicyRe
         repairs.append(Repair("policy-domain-missing", f"{prefix}policy-domain is absent"))
         domain = None
     elif not isinstance(domain, str):
-        raise _type_error(f"{prefix}policy-domain", domain, "a string")
+        raise _type_error(f"{prefix}policy-domain", domain, Text("a string"))
     if "summary" not in obj:
         raise _missing("report-field-missing", f"{where}.summary")
     summary = _object(obj["summary"], f"{where}.summary")
@@ -642,7 +677,7 @@ def report_from_json(value: object, repairs: tuple[Repair, ...] = ()) -> ParsedR
     if not isinstance(value, dict):
         raise ReportError(
             "report-not-object",
-            f"the report must be a JSON object, not {_kind(value)}",
+            Text("the report must be a JSON object, not {kind}", kind=_kind(value)),
             RFC_SCHEMA,
             _FIX_SENDER,
         )
@@ -661,7 +696,11 @@ def report_from_json(value: object, repairs: tuple[Repair, ...] = ()) -> ParsedR
     if end < start:
         raise ReportError(
             "report-date-range-reversed",
-            f"date-range ends ({format_datetime(end)}) before it starts ({format_datetime(start)})",
+            Text(
+                "date-range ends ({end}) before it starts ({start})",
+                end=format_datetime(end),
+                start=format_datetime(start),
+            ),
             RFC_FIELDS,
             _FIX_SENDER,
         )
@@ -684,7 +723,7 @@ def report_from_json(value: object, repairs: tuple[Repair, ...] = ()) -> ParsedR
     elif isinstance(value["contact-info"], str):
         contact = value["contact-info"]
     else:
-        raise _type_error("contact-info", value["contact-info"], "a string")
+        raise _type_error("contact-info", value["contact-info"], Text("a string"))
     if "policies" not in value:
         raise _missing("report-policies-missing", "'policies'")
     policies = tuple(
@@ -794,10 +833,12 @@ def serialize_report(report: Report) -> bytes:
     if back != report:
         raise ReportError(
             "report-not-canonical",
-            "the report does not parse back to itself: check for values that parsing "
-            "corrects (policy-string lines ending in CR, mx-host entries starting with "
-            "'mx:', policy-type or result-type not in lower case, a TLSA policy-string "
-            "holding a JSON array, empty policy-domain)",
+            Text(
+                "the report does not parse back to itself: check for values that parsing "
+                "corrects (policy-string lines ending in CR, mx-host entries starting with "
+                "'mx:', policy-type or result-type not in lower case, a TLSA policy-string "
+                "holding a JSON array, empty policy-domain)"
+            ),
             RFC_SCHEMA,
         )
     return data

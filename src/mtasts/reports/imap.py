@@ -23,6 +23,8 @@ from imapclient.exceptions import (  # type: ignore[import-untyped]
     LoginError,
 )
 
+from mtasts.i18n import say
+from mtasts.protocol.errors import Text
 from mtasts.reports.ingest import Outcome, ReportIngestor, Route, Status, StoreUnavailable
 
 Security = Literal["ssl", "starttls", "plain"]
@@ -207,7 +209,9 @@ def _run(
                 if all(o.accepted for o in outcomes):
                     accepted.append(uid)
                 else:
-                    reason = "; ".join(f"{o.code}: {o.reason}" for o in outcomes if not o.accepted)
+                    reason = "; ".join(
+                        f"{o.code}: {say(o.reason)}" for o in outcomes if not o.accepted
+                    )
                     rejected.append((uid, reason))
                 done += 1
                 if progress:
@@ -232,7 +236,11 @@ def _ingest(
             Outcome(
                 Status.REJECTED,
                 code="message-too-large",
-                reason=f"the message ({size} bytes) exceeds the limit of {max_bytes} bytes",
+                reason=Text(
+                    "the message ({size} bytes) exceeds the limit of {limit} bytes",
+                    size=size,
+                    limit=max_bytes,
+                ),
             )
         ]
     return ingestor.ingest_message(raw, route=Route.IMAP)

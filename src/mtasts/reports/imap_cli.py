@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mtasts.i18n import _
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -162,7 +164,7 @@ def fetch_imap_command(
     try:
         settings = load_settings(config, None, data_dir=data_dir, database_url=database_url)
     except ConfigError as exc:
-        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
+        print(_("mtasts: error: configuration: {error}").format(error=exc), file=sys.stderr)
         raise typer.Exit(2) from exc
     if folder in (processed_folder, rejected_folder):
         err.print("[red]--processed-folder and --rejected-folder must differ from --folder")

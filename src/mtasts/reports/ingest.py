@@ -293,7 +293,9 @@ class ReportIngestor:
             check_field_lengths(parsed)
             if len(name) > 253:  # a mail's header may say anything
                 raise ReportError(
-                    "report-domain-invalid", "the report's domain is too long", "RFC 1035 §2.3.4"
+                    "report-domain-invalid",
+                    Text("the report's domain is too long"),
+                    "RFC 1035 §2.3.4",
                 )
             parsed = file_under(parsed, name)
         except ReportError as exc:
@@ -526,12 +528,17 @@ _WIDTHS = {
 def check_field_lengths(parsed: ParsedReport) -> None:
     """Raise ReportError ``report-field-too-long`` for a value wider than its column."""
 
-    def refuse(field: str, limit: int, unit: str = "characters") -> ReportError:
+    def refuse(field: str, limit: int, unit: str = Text("characters")) -> ReportError:
         return ReportError(
             "report-field-too-long",
-            f"the report's {field} is longer than the {limit} {unit} stored",
+            Text(
+                "the report's {field} is longer than the {limit} {unit} stored",
+                field=field,
+                limit=limit,
+                unit=unit,
+            ),
             "RFC 8460 §4.4",
-            "nothing to change on your side: the sending organisation produced this report",
+            Text("nothing to change on your side: the sending organisation produced this report"),
         )
 
     report = parsed.report
@@ -542,7 +549,7 @@ def check_field_lengths(parsed: ParsedReport) -> None:
         if len(value) > MAX_ID_CHARS:
             raise refuse(field, MAX_ID_CHARS)
         if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
-            raise refuse(field, MAX_ID_BYTES, "bytes")
+            raise refuse(field, MAX_ID_BYTES, Text("bytes"))
     for p in report.policies:
         values: list[tuple[str, str | None]] = [
             ("policy-type", p.policy_type),
@@ -588,9 +595,13 @@ def file_under(parsed: ParsedReport, domain: str) -> ParsedReport:
         named = sorted({normalise_domain(p.policy_domain or "") for p in report.policies})
         raise ReportError(
             "report-domain-mismatch",
-            f"the report is about {', '.join(named)}, not {domain}, which it was sent for",
+            Text(
+                "the report is about {named}, not {domain}, which it was sent for",
+                named=", ".join(named),
+                domain=domain,
+            ),
             "RFC 8460 §4.4",
-            "send reports about a domain to the rua that domain publishes",
+            Text("send reports about a domain to the rua that domain publishes"),
         )
     if len(kept) != len(report.policies):
         parsed = ParsedReport(dataclasses.replace(report, policies=kept), tuple(repairs))
@@ -598,9 +609,9 @@ def file_under(parsed: ParsedReport, domain: str) -> ParsedReport:
     if ok > MAX_COUNT or failed > MAX_COUNT:
         raise ReportError(
             "report-count-overflow",
-            "the report's session counts add up to more than 2^63-1",
+            Text("the report's session counts add up to more than 2^63-1"),
             "RFC 8460 §4.4",
-            "nothing to change on your side: the sending organisation produced this report",
+            Text("nothing to change on your side: the sending organisation produced this report"),
         )
     return parsed
 

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from mtasts.protocol.errors import LimitExceeded, ReportError
+from mtasts.protocol.errors import LimitExceeded, ReportError, Text
 from mtasts.protocol.report import (
     MAX_JSON_DEPTH,
     ParsedReport,
@@ -71,9 +71,9 @@ class Limits:
 def _too_large(code: str, what: str, limit: int) -> LimitExceeded:
     return LimitExceeded(
         code,
-        f"{what} exceeds the limit of {limit} bytes",
+        Text("{what} exceeds the limit of {limit} bytes", what=what, limit=limit),
         RFC_GZIP,
-        "raise Limits for this route if such reports are expected",
+        Text("raise Limits for this route if such reports are expected"),
         limit=limit,
     )
 
@@ -81,9 +81,9 @@ def _too_large(code: str, what: str, limit: int) -> LimitExceeded:
 def _bad_gzip(reason: str) -> ReportError:
     return ReportError(
         "report-gzip-invalid",
-        f"the report is not valid gzip: {reason}",
+        Text("the report is not valid gzip: {reason}", reason=reason),
         RFC_GZIP,
-        "nothing to change on your side: the sending organisation produced this report",
+        Text("nothing to change on your side: the sending organisation produced this report"),
     )
 
 
@@ -99,13 +99,15 @@ def decompress(data: bytes, limits: Limits) -> bytes:
     """
     if len(data) > limits.max_compressed_bytes:
         raise _too_large(
-            "report-too-large", f"the report ({len(data)} bytes)", limits.max_compressed_bytes
+            "report-too-large",
+            Text("the report ({size} bytes)", size=len(data)),
+            limits.max_compressed_bytes,
         )
     if not data.startswith(_GZIP_MAGIC):
         if len(data) > limits.max_decompressed_bytes:
             raise _too_large(
                 "report-decompressed-too-large",
-                f"the report ({len(data)} bytes)",
+                Text("the report ({size} bytes)", size=len(data)),
                 limits.max_decompressed_bytes,
             )
         return data
@@ -133,7 +135,9 @@ def inflate(data: bytes, cap: int) -> bytes:
             chunk = inflater.decompress(pending, min(_OUT_CHUNK, cap - len(out) + 1))
             pending = inflater.unconsumed_tail
             if len(out) + len(chunk) > cap:
-                raise _too_large("report-decompressed-too-large", "the decompressed report", cap)
+                raise _too_large(
+                    "report-decompressed-too-large", Text("the decompressed report"), cap
+                )
             out += chunk
             if inflater.eof:
                 # RFC 1952 §2.2: a gzip file may hold several members, one after the other
@@ -144,17 +148,21 @@ def inflate(data: bytes, cap: int) -> bytes:
                 if not tail.strip(b"\0"):
                     rest = view[pos:]
                     if rest.nbytes and bytes(rest).strip(b"\0"):
-                        raise _bad_gzip(f"{rest.nbytes} bytes of garbage after the gzip data")
+                        raise _bad_gzip(
+                            Text("{size} bytes of garbage after the gzip data", size=rest.nbytes)
+                        )
                     break
                 if not tail.startswith(_GZIP_MAGIC):
                     garbage = len(tail) + len(view) - min(pos, len(view))
-                    raise _bad_gzip(f"{garbage} bytes of garbage after the gzip data")
+                    raise _bad_gzip(
+                        Text("{size} bytes of garbage after the gzip data", size=garbage)
+                    )
                 pending = tail
                 inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     except zlib.error as exc:
         raise _bad_gzip(str(exc)) from None
     if not inflater.eof:
-        raise _bad_gzip("the data is truncated")
+        raise _bad_gzip(Text("the data is truncated"))
     return bytes(out)
 
 
@@ -165,15 +173,21 @@ def check_json_depth(data: bytes | str, limits: Limits) -> None:
     if shape.depth > limits.max_depth:
         raise LimitExceeded(
             "report-too-deep",
-            f"the JSON nests deeper than {limits.max_depth} levels (a TLS report nests 5)",
+            Text(
+                "the JSON nests deeper than {limit} levels (a TLS report nests 5)",
+                limit=limits.max_depth,
+            ),
             RFC_SCHEMA,
             limit=limits.max_depth,
         )
     if shape.containers > limits.max_json_containers:
         raise LimitExceeded(
             "report-too-many-values",
-            f"the JSON holds {shape.containers} arrays and objects, more than the "
-            f"{limits.max_json_containers} accepted",
+            Text(
+                "the JSON holds {containers} arrays and objects, more than the {limit} accepted",
+                containers=shape.containers,
+                limit=limits.max_json_containers,
+            ),
             RFC_SCHEMA,
             limit=limits.max_json_containers,
         )
@@ -186,8 +200,11 @@ def _check_counts(value: Any, limits: Limits) -> None:
     if len(policies) > limits.max_policies:
         raise LimitExceeded(
             "report-too-many-policies",
-            f"the report lists {len(policies)} policies, more than the "
-            f"{limits.max_policies} accepted",
+            Text(
+                "the report lists {count} policies, more than the {limit} accepted",
+                count=len(policies),
+                limit=limits.max_policies,
+            ),
             RFC_SCHEMA,
             limit=limits.max_policies,
         )
@@ -196,8 +213,13 @@ def _check_counts(value: Any, limits: Limits) -> None:
         if isinstance(details, list) and len(details) > limits.max_failure_details:
             raise LimitExceeded(
                 "report-too-many-failure-details",
-                f"policies[{i}] lists {len(details)} failure details, more than the "
-                f"{limits.max_failure_details} accepted",
+                Text(
+                    "policies[{index}] lists {count} failure details, more than the "
+                    "{limit} accepted",
+                    index=i,
+                    count=len(details),
+                    limit=limits.max_failure_details,
+                ),
                 RFC_SCHEMA,
                 limit=limits.max_failure_details,
             )

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
-from mtasts.protocol.errors import LimitExceeded, ReportError
+from mtasts.protocol.errors import LimitExceeded, ReportError, Text
 from mtasts.protocol.report import ParsedReport
 from mtasts.reports.limits import Limits, load_report
 
@@ -167,10 +167,13 @@ def extract_reports(message: bytes, limits: Limits | None = None) -> list[Extrac
     if len(message) > limits.max_message_bytes:
         raise LimitExceeded(
             "message-too-large",
-            f"the message ({len(message)} bytes) exceeds the limit of "
-            f"{limits.max_message_bytes} bytes",
+            Text(
+                "the message ({size} bytes) exceeds the limit of {limit} bytes",
+                size=len(message),
+                limit=limits.max_message_bytes,
+            ),
             RFC,
-            "raise Limits.max_message_bytes if such reports are expected",
+            Text("raise Limits.max_message_bytes if such reports are expected"),
             limit=limits.max_message_bytes,
         )
     try:
@@ -184,14 +187,21 @@ def extract_reports(message: bytes, limits: Limits | None = None) -> list[Extrac
     except Exception as exc:  # the stdlib parser is robust, but not proven so on all input
         raise ReportError(
             "message-invalid",
-            f"the message cannot be read as an e-mail ({type(exc).__name__}: {exc})",
+            Text(
+                "the message cannot be read as an e-mail ({error}: {reason})",
+                error=type(exc).__name__,
+                reason=str(exc),
+            ),
             RFC,
         ) from None
     if len(parts) > limits.max_reports_per_message:
         raise LimitExceeded(
             "message-too-many-reports",
-            f"the message has {len(parts)} report parts, more than the "
-            f"{limits.max_reports_per_message} accepted",
+            Text(
+                "the message has {count} report parts, more than the {limit} accepted",
+                count=len(parts),
+                limit=limits.max_reports_per_message,
+            ),
             RFC,
             limit=limits.max_reports_per_message,
         )

@@ -17,6 +17,7 @@ from sqlalchemy import Table, and_, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from mtasts.protocol.errors import Text
 from mtasts.store.models import TlsReportQuota
 
 QUOTA: Table = TlsReportQuota.__table__  # type: ignore[assignment]
@@ -52,11 +53,15 @@ class OverQuota:
 
     @property
     def message(self) -> str:
-        whose = "this domain" if self.scope == "domain" else "this sending organisation"
-        unit = "reports" if self.what == "reports" else "bytes"
-        return (
-            f"the daily quota of {self.limit} {unit} for {whose} is used up; "
-            f"retry after {self.retry_after} s (next UTC day)"
+        whose = Text("this domain") if self.scope == "domain" else Text("this sending organisation")
+        unit = Text("reports") if self.what == "reports" else Text("bytes")
+        return Text(
+            "the daily quota of {limit} {unit} for {whose} is used up; "
+            "retry after {seconds} s (next UTC day)",
+            limit=self.limit,
+            unit=unit,
+            whose=whose,
+            seconds=self.retry_after,
         )
 
 

@@ -146,7 +146,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         settings = load_policyd_settings(args.config, None, **overrides)
     except ConfigError as exc:
-        print(f"mtasts: error: configuration: {exc}", file=sys.stderr)
+        print(_("mtasts: error: configuration: {error}").format(error=exc), file=sys.stderr)
         return 2
     if args.command == "query":
         return query(settings, args.domain)

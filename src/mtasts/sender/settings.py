@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mtasts.config import ConfigError, default_data_dir, layered_values
+from mtasts.config import ConfigError, default_data_dir, layered_values, reason
+from mtasts.i18n import _
 from mtasts.sender.socketmap import split_listen
 
 TESTING_ANSWERS = ("notfound", "may")
@@ -72,13 +73,15 @@ def _validate(s: PolicydSettings) -> None:
         try:
             split_listen(value)
         except ValueError as exc:
-            raise ConfigError(f"{key}: {exc}") from exc
+            raise ConfigError(_("{key}: {error}").format(key=key, error=reason(exc))) from exc
     if s.testing_answer not in TESTING_ANSWERS:
-        raise ConfigError(f"testing_answer: expected one of {TESTING_ANSWERS}")
+        raise ConfigError(
+            _("testing_answer: expected one of {answers}").format(answers=TESTING_ANSWERS)
+        )
     if not 0 <= s.refresh_before < 1:
-        raise ConfigError("refresh_before: expected a share of max_age in [0, 1)")
+        raise ConfigError(_("refresh_before: expected a share of max_age in [0, 1)"))
     for key in ("cache_size", "max_connections", "max_request"):
         if getattr(s, key) < 1:
-            raise ConfigError(f"{key}: must be at least 1")
+            raise ConfigError(_("{key}: must be at least 1").format(key=key))
     if s.backoff_min <= 0 or s.backoff_max < s.backoff_min:
-        raise ConfigError("backoff_min must be > 0 and backoff_max >= backoff_min")
+        raise ConfigError(_("backoff_min must be > 0 and backoff_max >= backoff_min"))

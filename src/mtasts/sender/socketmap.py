@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import cast
 
+from mtasts.protocol.errors import Text
+
 log = logging.getLogger("mtasts.policyd")
 
 MAX_LENGTH_DIGITS = 10  # more digits than any sane request: a malformed length
@@ -375,5 +377,7 @@ def split_listen(text: str) -> tuple[str, int]:
     """ "HOST:PORT" or "[v6]:PORT" -> (host, port); ValueError with a clear message."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT or unix:PATH, e.g. 127.0.0.1:8461, got {text!r}")
+        raise ValueError(
+            Text("expected HOST:PORT or unix:PATH, e.g. 127.0.0.1:8461, got {text!r}", text=text)
+        )
     return host.strip("[]") or "127.0.0.1", int(port)

@@ -293,12 +293,12 @@ class MtastsApp:
 
 
 def _language(scope: Scope) -> str:
-    """The language of a request's prose (issue 13). The API keeps its contract: codes,
-    field names and values never change, and ``message``/``fix`` follow ``Accept-Language``
-    only when the client sends it, whatever the server's own locale. Everything else starts
-    in English: the dashboard then speaks its reader's language (``views._language``), and
-    background work stays English."""
-    if scope["type"] == "http" and scope["path"].startswith("/api/"):
+    """The language of a request's prose (issue 13). The API (and the reports endpoint
+    senders POST to) keeps its contract: codes, field names and values never change, and
+    ``message``/``fix`` follow ``Accept-Language`` only when the client sends it, whatever
+    the server's own locale. Everything else starts in English: the dashboard then speaks its
+    reader's language (``views._language``), and background work stays English."""
+    if scope["type"] == "http" and scope["path"].startswith(("/api/", "/tlsrpt/")):
         for name, value in scope.get("headers", ()):
             if name == b"accept-language":
                 return i18n.from_accept_language(value.decode("latin-1")) or i18n.DEFAULT

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
 from mtasts.hosting.tenants import ServiceError
-from mtasts.i18n import _
+from mtasts.i18n import _, say
 from mtasts.reports.aggregate import summary
 from mtasts.reports.gate import Busy
 from mtasts.reports.ingest import Outcome, ReportIngestor, Route, Status, StoreUnavailable
@@ -56,28 +56,40 @@ async def post_report(domain: str, request: Request) -> Response:
     """RFC 8460 §5.2: a 2xx only once the report is durably stored."""
     domain = domain.lower().rstrip(".")
     if request.app.state.service.snapshot.hosts.get(domain) is None:
-        return _error(404, "domain-not-hosted", f"No TLS reports are received for {domain} here.")
+        return _error(
+            404,
+            "domain-not-hosted",
+            _("No TLS reports are received for {domain} here.").format(domain=domain),
+        )
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in GZIP_TYPES | JSON_TYPES:
         return _error(
             415,
             "unsupported-media-type",
-            f"Send application/tlsrpt+gzip or application/tlsrpt+json (RFC 8460 §5.2), not "
-            f"{ctype or 'no content type'}.",
+            _(
+                "Send application/tlsrpt+gzip or application/tlsrpt+json (RFC 8460 §5.2), "
+                "not {content_type}."
+            ).format(content_type=ctype or _("no content type")),
         )
     ing = ingestor(request)
     limit = ing.limits.max_compressed_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         ing.counters.reject("too_large")
-        return _error(413, "report-too-large", f"A report may be at most {limit} bytes.")
+        return _error(
+            413, "report-too-large", _("A report may be at most {limit} bytes.").format(limit=limit)
+        )
     # The body waits in a spool (on disk above the threshold) until a parse slot is free:
     # many uploads at once cost little memory.
     with Spool(ing.spool_threshold, ing.spool_dir) as spool:
         async for chunk in request.stream():  # bounded while reading, not after
             if spool.size + len(chunk) > limit:
                 ing.counters.reject("too_large")
-                return _error(413, "report-too-large", f"A report may be at most {limit} bytes.")
+                return _error(
+                    413,
+                    "report-too-large",
+                    _("A report may be at most {limit} bytes.").format(limit=limit),
+                )
             spool.write(chunk)
         if spool.on_disk:
             ing.counters.spool()
@@ -92,17 +104,17 @@ async def post_report(domain: str, request: Request) -> Response:
             return _error(
                 503,
                 "report-busy",
-                "Too many reports are being received at once; please retry later.",
+                _("Too many reports are being received at once; please retry later."),
                 exc.retry_after,
             )
         except StoreUnavailable as exc:  # the cause (SQL, host names) goes to the log only
             ing.counters.reject("store_unavailable")
             return store_unavailable(request, exc)
     if outcome.status is Status.OVER_QUOTA:
-        return _error(429, outcome.code, outcome.reason, outcome.retry_after)
+        return _error(429, outcome.code, say(outcome.reason), outcome.retry_after)
     if outcome.status is Status.REJECTED:
         status = 413 if "too-large" in outcome.code else 400
-        return _error(status, outcome.code, outcome.reason)
+        return _error(status, outcome.code, say(outcome.reason))
     return JSONResponse(
         {
             "status": str(outcome.status),
