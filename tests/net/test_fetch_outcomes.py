@@ -3,13 +3,14 @@ with what message, summary and body, at the edges of the rules (RFC 8461 §3.2, 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import threading
 
 import pytest
 
-from mtasts.net.fetch import MAX_POLICY_BYTES, USER_AGENT, FetchResult
+from mtasts.net.fetch import MAX_POLICY_BYTES, USER_AGENT, FetchResult, peek_certificate
 from tests.lab import DOWN_IP, HttpsServer, Site, World
 from tests.net.test_fetch import POLICY, fetch
 
@@ -191,3 +192,28 @@ def test_the_request_asks_for_plain_text_unencoded(lab_world: World) -> None:
     # no compression: the 64 KiB cap counts the bytes as sent, and no gzip bomb can come
     assert sent["accept-encoding"] == "identity"
     assert sent["user-agent"] == USER_AGENT
+
+
+def test_every_address_that_failed_is_named(lab_world: World) -> None:
+    # two addresses, nothing listening on either: both are tried, both are named, in order
+    other = "127.0.0.253"
+    lab_world.zone.add("mta-sts.two-down.fetch.test", "A", DOWN_IP)
+    lab_world.zone.add("mta-sts.two-down.fetch.test", "A", other)
+    r = fetch(lab_world, "two-down.fetch.test")
+    host = "mta-sts.two-down.fetch.test"
+    port = lab_world.https_port
+    assert r.error_code == "connect-failed" and set(r.addresses) == {DOWN_IP, other}
+    first, second = r.addresses
+    assert r.error == (
+        f"cannot connect to {host}: {first}:{port}: All connection attempts failed; "
+        f"{second}:{port}: All connection attempts failed"
+    )
+    assert r.summary == (
+        f"cannot connect to {host}: {first}:{port}: connection refused; "
+        f"{second}:{port}: connection refused"
+    )
+
+
+def test_looking_at_a_certificate_where_nothing_listens(lab_world: World) -> None:
+    found = asyncio.run(peek_certificate(DOWN_IP, lab_world.https_port, "mta-sts.x.test"))
+    assert found == (None, None)
