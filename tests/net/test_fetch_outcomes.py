@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from mtasts import i18n
 from mtasts.net.fetch import MAX_POLICY_BYTES, USER_AGENT, FetchResult, peek_certificate
 from tests.lab import DOWN_IP, HttpsServer, Site, World
 from tests.net.test_fetch import POLICY, fetch
@@ -217,3 +218,30 @@ def test_every_address_that_failed_is_named(lab_world: World) -> None:
 def test_looking_at_a_certificate_where_nothing_listens(lab_world: World) -> None:
     found = asyncio.run(peek_certificate(DOWN_IP, lab_world.https_port, "mta-sts.x.test"))
     assert found == (None, None)
+
+
+def test_an_unrecognised_media_type_is_summarised_in_the_readers_language(
+    lab_world: World,
+) -> None:
+    d = "ct-odd-es.out.fetch.test"
+    r = get(lab_world, d, Site(body=POLICY, content_type="text/<b>"))
+    with i18n.use("es"):
+        said = i18n.say(r.summary or "")
+    assert (
+        said
+        == f"{url(lab_world, d)} se sirve como un tipo de medio no reconocido, no como text/plain"
+    )
+
+
+def test_proxies_named_by_the_environment_are_not_used(
+    lab_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fetch connects to the very address checked (what a ProbePolicy allowed), never
+    # through a proxy the environment names (here one where nothing listens); httpx reads
+    # none when given a transport of its own, whatever trust_env says
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://{DOWN_IP}:9")
+    lab_world.add_domain("proxy-env.out.fetch.test")
+    r = fetch(lab_world, "proxy-env.out.fetch.test")
+    assert r.ok, r.error
