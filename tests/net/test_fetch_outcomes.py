@@ -239,7 +239,6 @@ def test_proxies_named_by_the_environment_are_not_used(
     # the fetch connects to the very address checked (what a ProbePolicy allowed), never
     # through a proxy the environment names (here one where nothing listens); httpx reads
     # none when given a transport of its own, whatever trust_env says
-
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.setenv(name, f"http://{DOWN_IP}:9")
     lab_world.add_domain("proxy-env.out.fetch.test")
