@@ -4,6 +4,7 @@ with what message, summary and body, at the edges of the rules (RFC 8461 §3.2, 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import struct
 import threading
@@ -187,7 +188,9 @@ def test_the_certificate_is_looked_at_on_the_address_that_refused_it(
 def test_the_request_asks_for_plain_text_unencoded(lab_world: World) -> None:
     lab_world.add_domain("headers.out.fetch.test")
     assert fetch(lab_world, "headers.out.fetch.test").ok
-    sent = lab_world.https.stats.headers["mta-sts.headers.out.fetch.test /.well-known/mta-sts.txt"]
+    key = "mta-sts.headers.out.fetch.test /.well-known/mta-sts.txt"
+    assert lab_world.https.stats.methods[key] == "GET"  # RFC 8461 §3.3: an HTTPS GET
+    sent = lab_world.https.stats.headers[key]
     assert sent["host"] == "mta-sts.headers.out.fetch.test"  # not the address connected to
     assert sent["accept"] == "text/plain"
     # no compression: the 64 KiB cap counts the bytes as sent, and no gzip bomb can come
@@ -244,3 +247,28 @@ def test_proxies_named_by_the_environment_are_not_used(
     lab_world.add_domain("proxy-env.out.fetch.test")
     r = fetch(lab_world, "proxy-env.out.fetch.test")
     assert r.ok, r.error
+
+
+def test_an_address_that_timed_out_beside_one_that_refused(lab_world: World) -> None:
+    # one address never answers the ClientHello (its share of the time runs out), the
+    # other refuses: a connection failure that names both, each in its own words
+    silent = lab_world.smtp_ip("silent")
+    lab_world.zone.add("mta-sts.slow-down.fetch.test", "A", silent)
+    lab_world.zone.add("mta-sts.slow-down.fetch.test", "A", DOWN_IP)
+    r = fetch(lab_world, "slow-down.fetch.test", port=lab_world.smtp_port, timeout=2.0)
+    host, port = "mta-sts.slow-down.fetch.test", lab_world.smtp_port
+    assert r.error_code == "connect-failed", r.error
+    assert set(r.addresses) == {silent, DOWN_IP}  # tried in the order DNS gave them
+    summaries = {silent: "timed out", DOWN_IP: "connection refused"}
+    assert r.summary == f"cannot connect to {host}: " + "; ".join(
+        f"{ip}:{port}: {summaries[ip]}" for ip in r.addresses
+    )
+    # in full: the words of ssl's own timeout error (CPython's, "... (_ssl.c:NNN)")
+    errors = {
+        silent: r"timed out \(.+ \(_ssl\.c:\d+\)\)",
+        DOWN_IP: "All connection attempts failed",
+    }
+    pattern = f"cannot connect to {re.escape(host)}: " + "; ".join(
+        f"{re.escape(ip)}:{port}: {errors[ip]}" for ip in r.addresses
+    )
+    assert re.fullmatch(pattern, r.error or ""), r.error
