@@ -20,7 +20,7 @@ def _decode_error(text: str) -> json.JSONDecodeError:
 def test_a_known_problem_keeps_its_position() -> None:
     said = json_problem(_decode_error("[1,\n 2 3]"))
     assert isinstance(said, Text)
-    assert said == "Expecting ',' delimiter: line 2 column 4 (char 6)"
+    assert said == "Expecting ',' delimiter: line 2 column 4 (char 7)"
     assert said.fields["problem"] == "Expecting ',' delimiter"
 
 
