@@ -122,6 +122,8 @@ def test_connection_closed_without_answer(lab_world: World) -> None:
     r = fetch(lab_world, "close.fetch.test")
     assert r.error_code == "http-error" and r.status_code is None
     assert r.certificate is None or r.tls_version is not None
+    assert r.error == "RemoteProtocolError: Server disconnected without sending a response."
+    assert r.summary == "the HTTPS exchange failed (RemoteProtocolError)"  # no server words
 
 
 def test_slow_server_times_out_within_the_limit(lab_world: World) -> None:
@@ -130,6 +132,7 @@ def test_slow_server_times_out_within_the_limit(lab_world: World) -> None:
     # Bounded by the server's own event (its answer after 600 s: a client that kept waiting
     # would get the policy), never by a timing window; the lab cancels the pending answer.
     assert r.error_code == "timeout" and r.body is None
+    assert r.error == r.summary == "mta-sts.slow.fetch.test did not answer in time (ReadTimeout)"
 
 
 def test_dns_outcomes(lab_world: World) -> None:
