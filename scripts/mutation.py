@@ -177,13 +177,20 @@ def _metas(work: Path) -> list[Path]:
 
 def _forget_survivors(work: Path) -> None:
     """Clear the cached result of every mutant not caught last time, so that mutmut runs
-    it again against today's tests (it keeps a result until the mutated function changes)."""
+    it again against today's tests (it keeps a result until the mutated function changes).
+    A survivor listed as equivalent, whose listing still matches its mutated line, keeps
+    its result: no test can kill it, and running it again costs all its tests (mutmut
+    resets it anyway when its function changes)."""
+    listed = listed_equivalents()
     for meta in _metas(work):
         data = json.loads(meta.read_text())
         codes = data.get("exit_code_by_key", {})
         for mutant, code in codes.items():
-            if code is not None and _status(code) not in CAUGHT:
-                codes[mutant] = None
+            if code is None or _status(code) in CAUGHT:
+                continue
+            if mutant in listed and listed[mutant] in _mutated_lines(_diff(work, mutant)):
+                continue
+            codes[mutant] = None
         meta.write_text(json.dumps(data, indent=4))
 
 
