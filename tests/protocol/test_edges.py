@@ -4,12 +4,23 @@ past a rule, and the words the owner is given for it."""
 
 from __future__ import annotations
 
+import json
+import time
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 
 from mtasts.protocol.errors import PolicyError, ReportError, TlsRptRecordError
 from mtasts.protocol.policy import Mode, Policy, parse_policy
 from mtasts.protocol.record import is_quoted, split_fields
-from mtasts.protocol.report import report_from_json
+from mtasts.protocol.report import (
+    PolicyResult,
+    Report,
+    format_datetime,
+    parse_report,
+    report_from_json,
+    serialize_report,
+)
 from mtasts.protocol.tlsrpt import select_tlsrpt_record
 
 V = "v=STSv1"
@@ -130,3 +141,64 @@ def test_a_value_no_json_decoder_makes_is_named_by_its_type() -> None:
         report_from_json(("not", "a", "dict"))
     assert info.value.code == "report-not-object"
     assert info.value.message == "the report must be a JSON object, not tuple"
+
+
+def _report(policy: PolicyResult) -> Report:
+    start = datetime(2026, 11, 29, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    return Report(
+        organization_name="Org",
+        start_datetime=start,
+        end_datetime=end,
+        contact_info=None,
+        report_id="r1",
+        policies=(policy,),
+    )
+
+
+def _policy_strings_of(policy: dict[str, object]) -> tuple[str, ...]:
+    data = json.loads(
+        serialize_report(_report(PolicyResult(policy_type="sts", policy_domain="a.example")))
+    )
+    data["policies"][0]["policy"].update(policy)
+    return parse_report(json.dumps(data)).report.policies[0].policy_strings
+
+
+def test_only_a_tlsa_policy_string_holding_a_json_array_is_unpacked() -> None:
+    # Microsoft writes the TLSA records as one string holding a JSON array; leading
+    # whitespace before it is still that array
+    tlsa = {"policy-type": "tlsa", "policy-string": [' ["3 1 1 AB", "3 1 1 CD"]']}
+    assert _policy_strings_of(tlsa) == ("3 1 1 AB", "3 1 1 CD")
+    sts = {"policy-type": "sts", "policy-string": ['["version: STSv1"]']}
+    assert _policy_strings_of(sts) == ('["version: STSv1"]',)
+
+
+def test_a_report_that_would_not_parse_back_is_refused_with_the_reason() -> None:
+    line_with_cr = PolicyResult(
+        policy_type="sts", policy_strings=("version: STSv1\r",), policy_domain="a.example"
+    )
+    with pytest.raises(ReportError) as info:
+        serialize_report(_report(line_with_cr))
+    assert (info.value.code, info.value.rfc) == ("report-not-canonical", "RFC 8460 §4.4")
+    assert info.value.message == (
+        "the report does not parse back to itself: check for values that parsing corrects "
+        "(policy-string lines ending in CR, mx-host entries starting with 'mx:', "
+        "policy-type or result-type not in lower case, a TLSA policy-string holding a JSON "
+        "array, empty policy-domain)"
+    )
+
+
+def test_date_times_are_written_in_utc_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        noon = datetime(2026, 1, 1, 12, tzinfo=UTC)
+        assert format_datetime(noon) == "2026-01-01T12:00:00Z"
+        assert format_datetime(noon.astimezone(timezone(timedelta(hours=2)))) == (
+            "2026-01-01T12:00:00Z"
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
