@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -156,7 +157,7 @@ def _report(policy: PolicyResult) -> Report:
     )
 
 
-def _policy_strings_of(policy: dict[str, object]) -> tuple[str, ...]:
+def _policy_strings_of(policy: Mapping[str, object]) -> tuple[str, ...]:
     data = json.loads(
         serialize_report(_report(PolicyResult(policy_type="sts", policy_domain="a.example")))
     )
