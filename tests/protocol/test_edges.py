@@ -158,11 +158,7 @@ def _report(policy: PolicyResult) -> Report:
 
 
 def _policy_strings_of(policy: Mapping[str, object]) -> tuple[str, ...]:
-    data = json.loads(
-        serialize_report(_report(PolicyResult(policy_type="sts", policy_domain="a.example")))
-    )
-    data["policies"][0]["policy"].update(policy)
-    return parse_report(json.dumps(data)).report.policies[0].policy_strings
+    return _parsed(policy).policy_strings
 
 
 def test_only_a_tlsa_policy_string_holding_a_json_array_is_unpacked() -> None:
@@ -203,3 +199,100 @@ def test_date_times_are_written_in_utc_whatever_the_local_zone(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # only space and tab around a value (RFC 8461 §3.2: *WSP): anything else is in it
+        ("mode: enforce\x0c", "'enforce\\x0c'"),
+        ("mode: enforceX", "'enforceX'"),
+    ],
+)
+def test_a_value_keeps_all_but_space_and_tab(line: str, message: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(f"version: STSv1\n{line}\nmx: a.example\nmax_age: 1\n")
+    assert info.value.code == "policy-mode-invalid"
+    assert message in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        (" mode", "line 1: no whitespace is allowed before the key or before ':'"),
+        ("\x0cmode", "line 1: '\\x0cmode' is not a key"),
+        ("X mode", "line 1: 'X mode' is not a key"),
+    ],
+)
+def test_a_key_with_whitespace_is_told_apart_from_no_key(key: str, words: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(f"{key}: testing\n")
+    assert info.value.code == "policy-syntax"
+    assert info.value.message.startswith(words)
+
+
+def test_non_ascii_characters_of_a_key_are_listed() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy("mödé: testing\n")
+    assert info.value.code == "policy-non-ascii-key"
+    assert info.value.message == (
+        "line 1: key 'mödé' contains non-ASCII characters (U+00F6, U+00E9)"
+    )
+
+
+def _parsed(
+    policy: Mapping[str, object], summary: Mapping[str, object] | None = None
+) -> PolicyResult:
+    data = json.loads(
+        serialize_report(_report(PolicyResult(policy_type="sts", policy_domain="a.example")))
+    )
+    data["policies"][0]["policy"].update(policy)
+    data["policies"][0]["summary"].update(summary or {})
+    return parse_report(json.dumps(data)).report.policies[0]
+
+
+def test_a_session_count_may_be_2_to_the_63_minus_1() -> None:
+    # RFC 8460 §4.4: counts are integers; we store them in 64-bit signed columns
+    top = 2**63 - 1
+    assert _parsed({}, {"total-successful-session-count": top}).total_successful == top
+    with pytest.raises(ReportError) as info:
+        _parsed({}, {"total-successful-session-count": top + 1})
+    assert info.value.code == "report-count-invalid"
+
+
+def test_a_policy_type_in_another_case_is_corrected() -> None:
+    assert _parsed({"policy-type": " STS "}).policy_type == "sts"
+
+
+def test_a_policy_that_is_no_object_is_named_by_its_path() -> None:
+    data = json.loads(
+        serialize_report(_report(PolicyResult(policy_type="sts", policy_domain="a.example")))
+    )
+    data["policies"][0]["policy"] = []
+    with pytest.raises(ReportError) as info:
+        parse_report(json.dumps(data))
+    assert info.value.message == "policies[0].policy must be an object, not an array"
+
+
+@pytest.mark.parametrize(
+    ("strings", "read"),
+    [
+        # doubly encoded: unpacked twice
+        (['["[\\"3 1 1 AB\\"]"]'], ("3 1 1 AB",)),
+        ([' [" [\\"3 1 1 AB\\"]"]'], ("3 1 1 AB",)),
+        # the inner string only looks like an array: the outer one is read
+        (['["[not json"]'], ("[not json",)),
+        # two inner strings: the array holds records, not another array
+        (['["[\\"a\\"]", "b"]'], ('["a"]', "b")),
+    ],
+)
+def test_a_tlsa_array_encoded_twice(strings: list[str], read: tuple[str, ...]) -> None:
+    assert _parsed({"policy-type": "tlsa", "policy-string": strings}).policy_strings == read
+
+
+def test_only_the_carriage_return_ending_a_policy_line_is_removed() -> None:
+    strings = ["version: STSv1 \r", "mode: testingX\r"]
+    assert _parsed({"policy-string": strings}).policy_strings == (
+        "version: STSv1 ",
+        "mode: testingX",
+    )
