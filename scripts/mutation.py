@@ -213,7 +213,7 @@ def listed_equivalents() -> dict[str, str]:
         return {}
     rows: dict[str, str] = {}
     for line in SURVIVORS.read_text().splitlines():
-        m = re.match(r"\|\s*`([^`]+__mutmut_\d+)`\s*\|\s*`(.*)`\s*\|", line)
+        m = re.match(r"\|\s*`([^`]+__mutmut_\d+)`\s*\|\s*`(.*?)`\s*\|", line)
         if m:
             rows[m.group(1)] = m.group(2).replace("\\|", "|").strip()
     return rows

@@ -12,7 +12,14 @@ import threading
 import pytest
 
 from mtasts import i18n
-from mtasts.net.fetch import MAX_POLICY_BYTES, USER_AGENT, FetchResult, peek_certificate
+from mtasts.net.dns import Resolver
+from mtasts.net.fetch import (
+    MAX_POLICY_BYTES,
+    USER_AGENT,
+    FetchResult,
+    fetch_policy,
+    peek_certificate,
+)
 from tests.lab import DOWN_IP, HttpsServer, Site, World
 from tests.net.test_fetch import POLICY, fetch
 
@@ -272,3 +279,32 @@ def test_an_address_that_timed_out_beside_one_that_refused(lab_world: World) -> 
         f"{re.escape(ip)}:{port}: {errors[ip]}" for ip in r.addresses
     )
     assert re.fullmatch(pattern, r.error or ""), r.error
+
+
+def test_the_whole_fetch_is_bounded_even_when_dns_is_not(lab_world: World) -> None:
+    # a resolver that would wait 30 s for a name its server never answers: the fetch's own
+    # bound (its timeout and a short grace) ends the fetch first, as a timeout
+    name = "mta-sts.dropped.out.fetch.test"
+    lab_world.dns.drop(name)
+    try:
+        resolver = Resolver([lab_world.nameserver], timeout=30)
+        r = asyncio.run(
+            fetch_policy(
+                "dropped.out.fetch.test",
+                resolver=resolver,
+                ca_file=lab_world.ca_file,
+                port=lab_world.https_port,
+                timeout=0.5,
+            )
+        )
+    finally:
+        lab_world.dns.heal(name)
+    assert r.error_code == "timeout"
+    assert r.error == r.summary == f"no complete answer from {name} within 0.5 s"
+
+
+def test_the_domain_is_read_without_case_spaces_or_final_dot(lab_world: World) -> None:
+    lab_world.add_domain("caps.out.fetch.testx")
+    r = fetch(lab_world, " Caps.Out.Fetch.TestX. ")
+    assert r.ok, r.error
+    assert r.host == "mta-sts.caps.out.fetch.testx"
