@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mtasts.protocol.errors import PolicyError, ReportError, TlsRptRecordError
+from mtasts.protocol.errors import MxPatternError, PolicyError, ReportError, TlsRptRecordError
+from mtasts.protocol.mx import _match_form, to_alabel, validate_mx_pattern
 from mtasts.protocol.policy import Mode, Policy, parse_policy
 from mtasts.protocol.record import is_quoted, split_fields
 from mtasts.protocol.report import (
@@ -295,4 +296,57 @@ def test_only_the_carriage_return_ending_a_policy_line_is_removed() -> None:
     assert _parsed({"policy-string": strings}).policy_strings == (
         "version: STSv1 ",
         "mode: testingX",
+    )
+
+
+# --- MX names and patterns (RFC 8461 §3.2, §4.1) -----------------------------------------
+
+
+def test_an_invalid_host_name_says_which_label_is_wrong() -> None:
+    with pytest.raises(MxPatternError) as info:
+        to_alabel("-bad.example")
+    assert (info.value.code, info.value.rfc) == ("mx-invalid", "RFC 8461 §4.1")
+    assert info.value.message == (
+        "'-bad.example' is not a valid host name: label '-bad' must be 1-63 letters, digits "
+        "or hyphens, not starting or ending with a hyphen"
+    )
+
+
+def test_an_opening_bracket_alone_makes_no_address_literal() -> None:
+    with pytest.raises(MxPatternError) as info:
+        validate_mx_pattern("[mx.example")
+    assert info.value.code == "mx-invalid"
+
+
+def test_a_u_label_without_an_a_label_form_gets_no_fix() -> None:
+    with pytest.raises(MxPatternError) as info:
+        validate_mx_pattern("bü..example")
+    assert info.value.code == "mx-ulabel" and info.value.fix is None
+
+
+def test_names_with_an_underscore_are_compared_from_1_to_253_characters() -> None:
+    assert _match_form("_") == "_"
+    longest = ".".join(["a_" + "b" * 61] * 3 + ["c" * 61])
+    assert len(longest) == 253
+    assert _match_form(longest) == longest
+    assert _match_form(longest + "c") is None
+
+
+# --- quoted text is cut at 60 characters -------------------------------------------------
+
+
+def test_a_long_line_without_colon_is_quoted_up_to_60_characters() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy("a" * 70 + "\n")
+    assert info.value.message == f"line 1 has no ':' between key and value: {'a' * 60!r}"
+
+
+def test_a_long_bad_date_time_is_quoted_up_to_60_characters() -> None:
+    data = json.loads(serialize_report(_report(PolicyResult(policy_type="sts"))))
+    data["date-range"]["start-datetime"] = "x" * 80
+    with pytest.raises(ReportError) as info:
+        parse_report(json.dumps(data))
+    assert info.value.message == (
+        f"date-range.start-datetime: {'x' * 60!r} is not an RFC 3339 date-time "
+        "(2016-04-01T00:00:00Z)"
     )
