@@ -11,14 +11,23 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mtasts.protocol.errors import MxPatternError, PolicyError, ReportError, TlsRptRecordError
+from mtasts.protocol.errors import (
+    LimitExceeded,
+    MxPatternError,
+    PolicyError,
+    ReportError,
+    TlsRptRecordError,
+)
 from mtasts.protocol.mx import _match_form, to_alabel, validate_mx_pattern
 from mtasts.protocol.policy import Mode, Policy, parse_policy
 from mtasts.protocol.record import is_quoted, split_fields
 from mtasts.protocol.report import (
+    JsonShape,
     PolicyResult,
     Report,
+    decode_report_json,
     format_datetime,
+    json_shape,
     parse_report,
     report_from_json,
     serialize_report,
@@ -350,3 +359,34 @@ def test_a_long_bad_date_time_is_quoted_up_to_60_characters() -> None:
         f"date-range.start-datetime: {'x' * 60!r} is not an RFC 3339 date-time "
         "(2016-04-01T00:00:00Z)"
     )
+
+
+# --- the JSON shape, before json.loads builds anything (RFC 8460 §4.4) -------------------
+
+
+def test_a_text_too_deep_is_one_level_above_the_bound_and_keeps_its_count() -> None:
+    deep = "[" * 600 + "]" * 600
+    assert json_shape(deep, 512) == JsonShape(depth=513, containers=600)
+
+
+def test_the_shape_of_a_text_with_a_lone_surrogate() -> None:
+    # json.loads accepts "\ud800" escaped or not; the scan must not fail on it
+    assert json_shape('["\ud800"]') == JsonShape(depth=1, containers=1)
+
+
+def test_the_limits_of_depth_and_containers_are_inclusive() -> None:
+    assert decode_report_json("[[[]]]", max_depth=3, max_containers=3)[0] == [[[]]]
+    with pytest.raises(LimitExceeded) as info:
+        decode_report_json("[[[]]]", max_depth=2)
+    assert info.value.code == "report-too-deep"
+    with pytest.raises(LimitExceeded) as info:
+        decode_report_json(b"[[[]]]", max_containers=2)
+    assert info.value.code == "report-too-many-values"
+
+
+def test_a_range_of_one_instant_at_midnight_is_no_exclusive_end() -> None:
+    data = json.loads(serialize_report(_report(PolicyResult(policy_type="sts"))))
+    midnight = "2026-11-29T00:00:00Z"
+    data["date-range"] = {"start-datetime": midnight, "end-datetime": midnight}
+    parsed = parse_report(json.dumps(data))
+    assert "end-next-day-midnight" not in [r.code for r in parsed.repairs]
