@@ -111,6 +111,24 @@ def test_a_failing_store_under_a_batch_is_unavailable_not_lost(tmp_path: Path) -
         ing.store_many([ready])
 
 
+def test_a_constraint_violation_that_is_no_duplicate_is_a_store_fault(tmp_path: Path) -> None:
+    # the database refuses the row for a reason of its own (here a trigger): no stored
+    # report has this key, so it is no duplicate; the report is not acknowledged
+    ing = ingestor(tmp_path)
+    ready = ing.prepare_payload(RFC, route=Route.HTTPS)
+    assert isinstance(ready, Pending)
+    with ing.sessions.begin() as db:
+        db.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON tls_reports "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a rule of the database'); END"
+            )
+        )
+    with pytest.raises(StoreUnavailable) as info:
+        ing.store(ready)
+    assert str(info.value) == "the report could not be stored (constraint violation)"
+
+
 def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url: str) -> None:
     # The race the unique constraint settles: B looks, finds nothing, A stores the same
     # report and commits, then B's insert fails on the constraint and B answers
@@ -124,10 +142,14 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
         ready = b.prepare_payload(RFC, route=Route.FILE)
         assert isinstance(ready, Pending)
         # the same report-id already stored by another organisation and for another
-        # domain: the duplicate found must be the one of this domain and organisation
-        other_org = RFC.replace(b'"Company-X"', b'"Company-Z"')
+        # domain: the duplicate found must be the one of this domain, organisation and id
+        # (the other organisation's row comes first in every order: stored first, and
+        # "Company-A" sorts before "Company-X" in the unique index)
+        other_org = RFC.replace(b'"Company-X"', b'"Company-A"')
         other_domain = RFC.replace(b'"company-y.example"', b'"company-w.example"')
-        for body in (other_org, other_domain):
+        # and another report of this organisation and domain ("0..." sorts first too)
+        other_id = RFC.replace(b'"5065427c-23d3-47ca-b6e0-946ea0e8c4be"', b'"0-earlier"')
+        for body in (other_org, other_domain, other_id):
             assert a.ingest_payload(body, route=Route.FILE).status is Status.STORED
         stored_by_a: list[int | None] = []
 
@@ -145,7 +167,7 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
         )
         assert outcome.domain == ready.domain
         with a.sessions() as db:
-            assert len(db.scalars(select(TlsReport.id)).all()) == 3
+            assert len(db.scalars(select(TlsReport.id)).all()) == 4
     finally:
         engine_a.dispose()
         engine_b.dispose()
