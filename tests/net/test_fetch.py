@@ -140,10 +140,20 @@ def test_dns_outcomes(lab_world: World) -> None:
     lab_world.zone.add("mta-sts.servfail.fetch.test", "A", HTTPS_IP)
     lab_world.dns.servfail("mta-sts.servfail.fetch.test")
     try:
-        assert fetch(lab_world, "nxdomain.fetch.test").error_code == "dns-nxdomain"
+        nx = fetch(lab_world, "nxdomain.fetch.test")
+        assert nx.error_code == "dns-nxdomain"
+        assert (
+            nx.error == nx.summary == "mta-sts.nxdomain.fetch.test does not exist in DNS (NXDOMAIN)"
+        )
         nodata = fetch(lab_world, "nodata.fetch.test")
         assert nodata.error_code == "dns-nodata" and nodata.addresses == ()
-        assert fetch(lab_world, "servfail.fetch.test").error_code == "dns-failure"
+        failed = fetch(lab_world, "servfail.fetch.test")
+        assert failed.error_code == "dns-failure"
+        host = "mta-sts.servfail.fetch.test"
+        # in full: the resolver's own words (server and port); in summary: the status only
+        assert (failed.error or "").startswith(f"the address lookup of {host} failed: Do53:")
+        assert (failed.error or "").endswith(": SERVFAIL")
+        assert failed.summary == f"the address lookup of {host} failed (SERVFAIL)"
     finally:
         lab_world.dns.heal("mta-sts.servfail.fetch.test")
 

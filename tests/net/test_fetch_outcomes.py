@@ -8,6 +8,7 @@ import re
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -308,3 +309,12 @@ def test_the_domain_is_read_without_case_spaces_or_final_dot(lab_world: World) -
     r = fetch(lab_world, " Caps.Out.Fetch.TestX. ")
     assert r.ok, r.error
     assert r.host == "mta-sts.caps.out.fetch.testx"
+
+
+def test_the_time_taken_is_counted_from_the_start_of_the_fetch(lab_world: World) -> None:
+    # an ordering, not a window: what the fetch reports lies within what the caller saw
+    lab_world.add_domain("elapsed.out.fetch.test")
+    before = time.monotonic()
+    r = fetch(lab_world, "elapsed.out.fetch.test")
+    took = time.monotonic() - before
+    assert r.ok and 0 <= r.elapsed <= took
