@@ -23,6 +23,7 @@ from mtasts.reports.ingest import (
     StoreUnavailable,
 )
 from mtasts.reports.limits import Limits
+from mtasts.reports.quota import Quotas
 from mtasts.store.db import make_engine, migrate, session_factory
 from mtasts.store.models import TlsReport, TlsReportPolicy
 
@@ -308,3 +309,33 @@ def test_what_is_stored_is_the_gzip_as_received_or_the_json_gzipped(tmp_path: Pa
     assert first.pk is not None and second.pk is not None
     assert raw[first.pk] == gz  # kept byte for byte
     assert raw[second.pk] == gzip.compress(RFC, mtime=0)
+
+
+def test_every_outcome_of_a_stored_report_names_its_domain(tmp_path: Path) -> None:
+    # a duplicate and a report over its domain's daily quota are filed under a domain too
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    quotas = Quotas(reports_per_domain=1)
+    ing = ReportIngestor(session_factory(engine), clock=lambda: NOW, quotas=quotas)
+    first = ing.ingest_payload(RFC, route=Route.HTTPS)
+    assert first.status is Status.STORED and first.domain == "company-y.example"
+    again = ing.ingest_payload(RFC, route=Route.HTTPS)
+    assert again.status is Status.DUPLICATE and again.domain == "company-y.example"
+    other = RFC.replace(b'"5065427c-23d3-47ca-b6e0-946ea0e8c4be"', b'"another"')
+    over = ing.ingest_payload(other, route=Route.HTTPS)
+    assert over.status is Status.OVER_QUOTA and over.domain == "company-y.example"
+
+
+def test_a_mailed_report_naming_no_domain_anywhere_is_filed_under_none(tmp_path: Path) -> None:
+    # RFC 8460 §5.3: the JSON, else the TLS-Report-Domain header or subject; here neither
+    report = json.loads(RFC)
+    for policy in report["policies"]:
+        del policy["policy"]["policy-domain"]
+    msg = EmailMessage()
+    msg["From"] = "noreply@sender.example"
+    msg["Subject"] = "a TLS report"
+    msg.set_content("report attached")
+    body = json.dumps(report).encode()
+    msg.add_attachment(body, maintype="application", subtype="tlsrpt+json", filename="r.json")
+    [ready] = ingestor(tmp_path).prepare_message(msg.as_bytes(), route=Route.IMAP)
+    assert isinstance(ready, Pending) and ready.domain == ""
