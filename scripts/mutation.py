@@ -16,8 +16,14 @@ them one at a time:
 A surviving mutant is either killed by a new test or listed, with the reason it is
 equivalent (no test can tell it from the original), in docs/mutation-survivors.md. A
 listed mutant counts as equivalent only while its mutated line is still the one listed,
-so a listing goes stale (and the mutant counts as a survivor again) when the code moves.
+so a listing goes stale (and the mutant counts as a survivor again) when the code moves;
+a listed mutant is not run again while its listing holds.
 Exit status 1 when a target is below the goal (90 % killed after equivalents).
+
+The runner sets MTASTS_MUTATION=1: tests/conftest.py then loads the "mutation" Hypothesis
+profile (fewer examples, derandomized, no shrinking, no example database) and runs each
+mutant's tests fastest first. Add a target's new tests to a file it already lists (or, for
+a directory, under it): mutmut reruns every mutant of a target whose test list changed.
 """
 
 from __future__ import annotations
