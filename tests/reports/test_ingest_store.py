@@ -25,7 +25,7 @@ from mtasts.reports.ingest import (
 from mtasts.reports.limits import Limits
 from mtasts.reports.quota import Quotas
 from mtasts.store.db import make_engine, migrate, session_factory
-from mtasts.store.models import TlsReport, TlsReportPolicy
+from mtasts.store.models import TlsReport, TlsReportFailure, TlsReportPolicy
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "tlsrpt"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -324,6 +324,7 @@ def test_every_outcome_of_a_stored_report_names_its_domain(tmp_path: Path) -> No
     other = RFC.replace(b'"5065427c-23d3-47ca-b6e0-946ea0e8c4be"', b'"another"')
     over = ing.ingest_payload(other, route=Route.HTTPS)
     assert over.status is Status.OVER_QUOTA and over.domain == "company-y.example"
+    assert (over.organization, over.report_id) == ("Company-X", "another")
 
 
 def test_a_mailed_report_naming_no_domain_anywhere_is_filed_under_none(tmp_path: Path) -> None:
@@ -339,3 +340,78 @@ def test_a_mailed_report_naming_no_domain_anywhere_is_filed_under_none(tmp_path:
     msg.add_attachment(body, maintype="application", subtype="tlsrpt+json", filename="r.json")
     [ready] = ingestor(tmp_path).prepare_message(msg.as_bytes(), route=Route.IMAP)
     assert isinstance(ready, Pending) and ready.domain == ""
+
+
+def test_the_stored_rows_hold_everything_the_report_says(tmp_path: Path) -> None:
+    # RFC 8460 §4.4: every field of the report, its policies and their failure details
+    ing = ingestor(tmp_path)
+    ready = ing.prepare_payload(RFC, route=Route.FILE)
+    assert isinstance(ready, Pending) and ready.parsed.repairs  # mx-host as a string
+    outcome = ing.store(ready)
+    assert outcome.status is Status.STORED
+    report = ready.parsed.report
+    with ing.sessions() as db:
+        row = db.get(TlsReport, outcome.pk)
+        assert row is not None
+        assert (row.organization, row.report_id, row.domain, row.contact) == (
+            report.organization_name,
+            report.report_id,
+            "company-y.example",
+            "sts-reporting@company-x.example",
+        )
+        assert row.repairs == [{"code": r.code, "message": r.message} for r in ready.parsed.repairs]
+        assert row.size == ready.size > 0
+        policies = db.scalars(select(TlsReportPolicy).where(TlsReportPolicy.report_pk == row.id))
+        [policy] = policies.all()
+        [expected] = report.policies
+        assert policy.policy_strings == list(expected.policy_strings) != []
+        assert policy.mx_hosts == list(expected.mx_hosts) == ["*.mail.company-y.example"]
+        assert (policy.policy_type, policy.policy_domain, policy.successful, policy.failed) == (
+            "sts",
+            "company-y.example",
+            5326,
+            303,
+        )
+        failures = db.scalars(
+            select(TlsReportFailure)
+            .where(TlsReportFailure.policy_pk == policy.id)
+            .order_by(TlsReportFailure.id)
+        ).all()
+        assert [
+            (
+                f.result_type,
+                f.sending_mta_ip,
+                f.receiving_mx_hostname,
+                f.receiving_mx_helo,
+                f.receiving_ip,
+                f.count,
+                f.additional_information,
+                f.failure_reason_code,
+            )
+            for f in failures
+        ] == [
+            (
+                d.result_type,
+                d.sending_mta_ip,
+                d.receiving_mx_hostname,
+                d.receiving_mx_helo,
+                d.receiving_ip,
+                d.failed_session_count,
+                d.additional_information,
+                d.failure_reason_code,
+            )
+            for d in expected.failure_details
+        ]
+        assert failures[0].sending_mta_ip == "2001:db8:abcd:0012::1"
+
+
+def test_a_store_that_fails_under_one_report_is_unavailable(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    ready = ing.prepare_payload(RFC, route=Route.FILE)
+    assert isinstance(ready, Pending)
+    with ing.sessions.begin() as db:
+        db.execute(text("DROP TABLE tls_report_failures"))
+        db.execute(text("DROP TABLE tls_report_policies"))
+        db.execute(text("DROP TABLE tls_reports"))
+    with pytest.raises(StoreUnavailable, match=r"^the report store is unavailable: "):
+        ing.store(ready)
