@@ -147,6 +147,7 @@ def test_dns_outcomes(lab_world: World) -> None:
         )
         nodata = fetch(lab_world, "nodata.fetch.test")
         assert nodata.error_code == "dns-nodata" and nodata.addresses == ()
+        assert nodata.error == nodata.summary == "mta-sts.nodata.fetch.test has no A or AAAA record"
         failed = fetch(lab_world, "servfail.fetch.test")
         assert failed.error_code == "dns-failure"
         host = "mta-sts.servfail.fetch.test"

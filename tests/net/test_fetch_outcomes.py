@@ -13,6 +13,7 @@ import time
 import pytest
 
 from mtasts import i18n
+from mtasts.net.addresses import ProbePolicy
 from mtasts.net.dns import Resolver
 from mtasts.net.fetch import (
     MAX_POLICY_BYTES,
@@ -318,3 +319,19 @@ def test_the_time_taken_is_counted_from_the_start_of_the_fetch(lab_world: World)
     r = fetch(lab_world, "elapsed.out.fetch.test")
     took = time.monotonic() - before
     assert r.ok and 0 <= r.elapsed <= took
+
+
+def test_every_address_refused_by_the_probe_policy_is_named(lab_world: World) -> None:
+    # a fetch a tenant triggers connects only to public addresses (and allowed networks)
+    name = "mta-sts.loopback-only.out.fetch.test"
+    lab_world.zone.add(name, "A", "127.0.0.2")
+    lab_world.zone.add(name, "A", "127.0.0.3")
+    r = fetch(lab_world, "loopback-only.out.fetch.test", probe_policy=ProbePolicy())
+    assert r.error_code == "address-not-allowed" and r.address is None
+    reasons = ", ".join(f"{ip} (a loopback address)" for ip in r.addresses)
+    assert set(r.addresses) == {"127.0.0.2", "127.0.0.3"}
+    assert (
+        r.error
+        == r.summary
+        == (f"{name} resolves only to addresses mtasts does not connect to: {reasons}")
+    )
