@@ -345,7 +345,10 @@ def test_a_mailed_report_naming_no_domain_anywhere_is_filed_under_none(tmp_path:
 def test_the_stored_rows_hold_everything_the_report_says(tmp_path: Path) -> None:
     # RFC 8460 §4.4: every field of the report, its policies and their failure details
     ing = ingestor(tmp_path)
-    ready = ing.prepare_payload(RFC, route=Route.FILE)
+    body = json.loads(RFC)  # with the optional fields the RFC example leaves out
+    detail = body["policies"][0]["failure-details"][0]
+    detail.update({"receiving-mx-helo": "mx1.helo.example", "failure-reason-code": "X509_V_10"})
+    ready = ing.prepare_payload(json.dumps(body).encode(), route=Route.FILE)
     assert isinstance(ready, Pending) and ready.parsed.repairs  # mx-host as a string
     outcome = ing.store(ready)
     assert outcome.status is Status.STORED
@@ -361,6 +364,11 @@ def test_the_stored_rows_hold_everything_the_report_says(tmp_path: Path) -> None
         )
         assert row.repairs == [{"code": r.code, "message": r.message} for r in ready.parsed.repairs]
         assert row.size == ready.size > 0
+        # SQLite gives date-times back without their zone (they are stored in UTC)
+        times = [t.replace(tzinfo=t.tzinfo or UTC) for t in (row.start, row.end, row.received_at)]
+        assert times == [report.start_datetime, report.end_datetime, NOW]
+        assert (row.route, row.dkim, row.raw) == ("file", None, ready.raw)
+        assert (row.sessions_ok, row.sessions_failed) == report.sessions()
         policies = db.scalars(select(TlsReportPolicy).where(TlsReportPolicy.report_pk == row.id))
         [policy] = policies.all()
         [expected] = report.policies
@@ -402,7 +410,11 @@ def test_the_stored_rows_hold_everything_the_report_says(tmp_path: Path) -> None
             )
             for d in expected.failure_details
         ]
-        assert failures[0].sending_mta_ip == "2001:db8:abcd:0012::1"
+        assert (failures[0].sending_mta_ip, failures[0].receiving_mx_helo) == (
+            "2001:db8:abcd:0012::1",
+            "mx1.helo.example",
+        )
+        assert failures[0].failure_reason_code == "X509_V_10"
 
 
 def test_a_store_that_fails_under_one_report_is_unavailable(tmp_path: Path) -> None:
