@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select, text
 
+from mtasts.protocol.errors import ReportError
+from mtasts.protocol.report import ParsedReport, parse_report
 from mtasts.reports.ingest import (
     Outcome,
     Pending,
@@ -21,6 +23,7 @@ from mtasts.reports.ingest import (
     Route,
     Status,
     StoreUnavailable,
+    file_under,
 )
 from mtasts.reports.limits import Limits
 from mtasts.reports.quota import Quotas
@@ -427,3 +430,34 @@ def test_a_store_that_fails_under_one_report_is_unavailable(tmp_path: Path) -> N
         db.execute(text("DROP TABLE tls_reports"))
     with pytest.raises(StoreUnavailable, match=r"^the report store is unavailable: "):
         ing.store(ready)
+
+
+def _with_domains(*domains: str) -> ParsedReport:
+    body = json.loads(RFC)
+    first = body["policies"][0]
+    body["policies"] = [
+        {**first, "policy": {**first["policy"], "policy-domain": d}} for d in domains
+    ]
+    return parse_report(json.dumps(body))
+
+
+def test_policies_about_another_domain_are_dropped_and_said() -> None:
+    # RFC 8460 §4.4: a report is filed under the domain it was sent for
+    filed = file_under(_with_domains("company-y.example", "other.example"), "company-y.example")
+    assert [p.policy_domain for p in filed.report.policies] == ["company-y.example"]
+    foreign = [r for r in filed.repairs if r.code == "policy-domain-foreign"]
+    assert [r.message for r in foreign] == [
+        "policies[1] is about other.example, not company-y.example: not filed under "
+        "company-y.example, dropped"
+    ]
+
+
+def test_a_report_about_other_domains_only_names_them() -> None:
+    with pytest.raises(ReportError) as info:
+        file_under(_with_domains("b.example", "a.example"), "company-y.example")
+    error = info.value
+    assert (error.code, error.rfc) == ("report-domain-mismatch", "RFC 8460 §4.4")
+    assert error.message == (
+        "the report is about a.example, b.example, not company-y.example, which it was sent for"
+    )
+    assert error.fix == "send reports about a domain to the rua that domain publishes"
