@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import ssl
 from collections.abc import Iterator
 
@@ -268,6 +269,12 @@ def test_stalled_handshake_times_out_without_leaking(lab_world: World) -> None:
     # would leave the socket open: told apart by the message, not by the clock
     assert r.error_code == "timeout" and "timed out" in (r.error or ""), r.error
     assert "no complete answer" not in (r.error or "")
+    host, where = "mta-sts.stall.fetch.test", f"{lab_world.smtp_ip('silent')}:{lab_world.smtp_port}"
+    assert r.summary == f"connecting to {host} timed out"
+    assert re.fullmatch(
+        rf"connecting to {re.escape(host)} timed out: {re.escape(where)}: timed out \(.+\)",
+        r.error or "",
+    ), r.error
     gc.collect()  # an unclosed socket would surface here as an (error) ResourceWarning
 
 

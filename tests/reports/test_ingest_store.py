@@ -461,3 +461,12 @@ def test_a_report_about_other_domains_only_names_them() -> None:
         "the report is about a.example, b.example, not company-y.example, which it was sent for"
     )
     assert error.fix == "send reports about a domain to the rua that domain publishes"
+
+
+def test_failed_sessions_may_add_up_to_2_to_the_63_minus_1() -> None:
+    # each count is checked when parsed (RFC 8460 §4.4); their sum must fit the store too
+    body = json.loads(RFC)
+    body["policies"][0]["summary"]["total-failure-session-count"] = 2**63 - 1
+    del body["policies"][0]["failure-details"]
+    filed = file_under(parse_report(json.dumps(body)), "company-y.example")
+    assert filed.report.sessions()[1] == 2**63 - 1
