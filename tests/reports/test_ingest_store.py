@@ -470,3 +470,33 @@ def test_failed_sessions_may_add_up_to_2_to_the_63_minus_1() -> None:
     del body["policies"][0]["failure-details"]
     filed = file_under(parse_report(json.dumps(body)), "company-y.example")
     assert filed.report.sessions()[1] == 2**63 - 1
+
+
+def test_session_counts_adding_up_past_2_to_the_63_minus_1_are_refused() -> None:
+    body = json.loads(RFC)
+    first = body["policies"][0]
+    del first["failure-details"]
+    first["summary"]["total-failure-session-count"] = 2**63 - 1
+    sub = {**first, "policy": {**first["policy"], "policy-domain": "sub.company-y.example"}}
+    body["policies"].append(sub)
+    with pytest.raises(ReportError) as info:
+        file_under(parse_report(json.dumps(body)), "company-y.example")
+    error = info.value
+    assert (error.code, error.rfc) == ("report-count-overflow", "RFC 8460 §4.4")
+    assert error.message == "the report's session counts add up to more than 2^63-1"
+    assert error.fix == (
+        "nothing to change on your side: the sending organisation produced this report"
+    )
+
+
+def test_a_public_report_naming_no_domain_is_refused_as_unnamed(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    hosted = {"company-y.example"}.__contains__  # reports are received for this one only
+    ing = ReportIngestor(session_factory(engine), clock=lambda: NOW, hosted=hosted)
+    body = json.loads(RFC)
+    for policy in body["policies"]:
+        del policy["policy"]["policy-domain"]
+    outcome = ing.prepare_payload(json.dumps(body).encode(), route=Route.HTTPS)
+    assert isinstance(outcome, Outcome) and outcome.code == "domain-not-hosted"
+    assert outcome.reason == "no TLS reports are received for an unnamed domain here"
