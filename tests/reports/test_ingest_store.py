@@ -23,6 +23,7 @@ from mtasts.reports.ingest import (
     Route,
     Status,
     StoreUnavailable,
+    check_field_lengths,
     file_under,
 )
 from mtasts.reports.limits import Limits
@@ -500,3 +501,16 @@ def test_a_public_report_naming_no_domain_is_refused_as_unnamed(tmp_path: Path) 
     outcome = ing.prepare_payload(json.dumps(body).encode(), route=Route.HTTPS)
     assert isinstance(outcome, Outcome) and outcome.code == "domain-not-hosted"
     assert outcome.reason == "no TLS reports are received for an unnamed domain here"
+
+
+def test_a_value_wider_than_its_column_is_refused_in_full() -> None:
+    body = json.loads(RFC)
+    body["report-id"] = "x" * 256
+    with pytest.raises(ReportError) as info:
+        check_field_lengths(parse_report(json.dumps(body)))
+    error = info.value
+    assert (error.code, error.rfc) == ("report-field-too-long", "RFC 8460 §4.4")
+    assert error.message == "the report's report-id is longer than the 255 characters stored"
+    assert error.fix == (
+        "nothing to change on your side: the sending organisation produced this report"
+    )
