@@ -503,14 +503,23 @@ def test_a_public_report_naming_no_domain_is_refused_as_unnamed(tmp_path: Path) 
     assert outcome.reason == "no TLS reports are received for an unnamed domain here"
 
 
-def test_a_value_wider_than_its_column_is_refused_in_full() -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "width"),
+    [
+        ("report-id", "x" * 256, "255 characters"),
+        ("organization-name", "x" * 256, "255 characters"),
+    ],
+)
+def test_a_value_wider_than_its_column_is_refused_in_full(
+    field: str, value: str, width: str
+) -> None:
     body = json.loads(RFC)
-    body["report-id"] = "x" * 256
+    body[field] = value
     with pytest.raises(ReportError) as info:
         check_field_lengths(parse_report(json.dumps(body)))
     error = info.value
     assert (error.code, error.rfc) == ("report-field-too-long", "RFC 8460 §4.4")
-    assert error.message == "the report's report-id is longer than the 255 characters stored"
+    assert error.message == f"the report's {field} is longer than the {width} stored"
     assert error.fix == (
         "nothing to change on your side: the sending organisation produced this report"
     )
