@@ -523,3 +523,19 @@ def test_a_value_wider_than_its_column_is_refused_in_full(
     assert error.fix == (
         "nothing to change on your side: the sending organisation produced this report"
     )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\U0001d11e" * 255,  # 255 characters of 4 UTF-8 bytes: 1,020 bytes, the widest kept
+        "Org \ud800",  # a lone surrogate (JSON allows "\ud800"): 3 bytes, kept as sent
+    ],
+    ids=["widest", "lone-surrogate"],
+)
+def test_identifiers_up_to_their_width_are_kept(name: str) -> None:
+    body = json.loads(RFC)
+    body["organization-name"] = name
+    parsed = parse_report(json.dumps(body))
+    check_field_lengths(parsed)  # no ReportError
+    assert parsed.report.organization_name == name
