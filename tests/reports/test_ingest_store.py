@@ -539,3 +539,16 @@ def test_identifiers_up_to_their_width_are_kept(name: str) -> None:
     parsed = parse_report(json.dumps(body))
     check_field_lengths(parsed)  # no ReportError
     assert parsed.report.organization_name == name
+
+
+def test_a_public_batch_is_charged_to_the_daily_quotas(tmp_path: Path) -> None:
+    # a batch from a public route is stored one by one, each report charged to its quota
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    quotas = Quotas(reports_per_domain=1)
+    ing = ReportIngestor(session_factory(engine), clock=lambda: NOW, quotas=quotas)
+    other = RFC.replace(b'"5065427c-23d3-47ca-b6e0-946ea0e8c4be"', b'"another"')
+    batch = [ing.prepare_payload(p, route=Route.HTTPS) for p in (RFC, other)]
+    ready = [b for b in batch if isinstance(b, Pending)]
+    outcomes = ing.store_many(ready)
+    assert [o.status for o in outcomes] == [Status.STORED, Status.OVER_QUOTA]
