@@ -552,3 +552,17 @@ def test_a_public_batch_is_charged_to_the_daily_quotas(tmp_path: Path) -> None:
     ready = [b for b in batch if isinstance(b, Pending)]
     outcomes = ing.store_many(ready)
     assert [o.status for o in outcomes] == [Status.STORED, Status.OVER_QUOTA]
+
+
+def test_every_failure_detail_and_policy_field_is_held_to_its_width() -> None:
+    body = json.loads(RFC)
+    details = body["policies"][0]["failure-details"]
+    # exactly the width is kept; one more is refused, in any detail (here the first)
+    details[1]["receiving-mx-hostname"] = "m" * 253
+    check_field_lengths(parse_report(json.dumps(body)))
+    details[0]["receiving-mx-hostname"] = "m" * 254
+    with pytest.raises(ReportError) as info:
+        check_field_lengths(parse_report(json.dumps(body)))
+    assert info.value.message == (
+        "the report's receiving-mx-hostname is longer than the 253 characters stored"
+    )
