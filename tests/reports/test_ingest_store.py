@@ -566,3 +566,20 @@ def test_every_failure_detail_and_policy_field_is_held_to_its_width() -> None:
     assert info.value.message == (
         "the report's receiving-mx-hostname is longer than the 253 characters stored"
     )
+
+
+def test_the_stored_size_limit_keeps_a_report_of_exactly_its_size(tmp_path: Path) -> None:
+    size = len(ingestor(tmp_path / "a").prepare_payload(RFC, route=Route.FILE).raw)  # type: ignore[union-attr]
+    kept = ingestor(tmp_path / "b", Limits(max_stored_bytes=size))
+    assert isinstance(kept.prepare_payload(RFC, route=Route.FILE), Pending)
+    refused = ingestor(tmp_path / "c", Limits(max_stored_bytes=size - 1))
+    outcome = refused.prepare_payload(RFC, route=Route.FILE)
+    assert isinstance(outcome, Outcome) and outcome.status is Status.REJECTED
+    assert (outcome.code, outcome.organization, outcome.domain) == (
+        "report-stored-too-large",
+        "Company-X",
+        "company-y.example",
+    )
+    assert outcome.reason == (
+        f"the report takes {size} bytes gzip'd, more than the {size - 1} stored per report"
+    )
