@@ -25,6 +25,7 @@ from mtasts.reports.ingest import (
     StoreUnavailable,
     check_field_lengths,
     file_under,
+    normalise_domain,
 )
 from mtasts.reports.limits import Limits
 from mtasts.reports.quota import Quotas
@@ -583,3 +584,18 @@ def test_the_stored_size_limit_keeps_a_report_of_exactly_its_size(tmp_path: Path
     assert outcome.reason == (
         f"the report takes {size} bytes gzip'd, more than the {size - 1} stored per report"
     )
+
+
+def test_a_report_is_charged_its_bytes_and_256_per_row(tmp_path: Path) -> None:
+    ready = ingestor(tmp_path).prepare_payload(RFC, route=Route.FILE)
+    assert isinstance(ready, Pending)
+    rows = 1 + 1 + 3  # the report, its policy, its 3 failure details
+    assert ready.size == len(ready.raw) + 256 * rows
+
+
+@pytest.mark.parametrize(
+    ("name", "normal"),
+    [(" <Company-Y.Example.> ", "company-y.example"), ("X.Example", "x.example")],
+)
+def test_a_domain_named_in_a_mail_is_normalised(name: str, normal: str) -> None:
+    assert normalise_domain(name) == normal
