@@ -16,8 +16,14 @@ them one at a time:
 A surviving mutant is either killed by a new test or listed, with the reason it is
 equivalent (no test can tell it from the original), in docs/mutation-survivors.md. A
 listed mutant counts as equivalent only while its mutated line is still the one listed,
-so a listing goes stale (and the mutant counts as a survivor again) when the code moves.
+so a listing goes stale (and the mutant counts as a survivor again) when the code moves;
+a listed mutant is not run again while its listing holds.
 Exit status 1 when a target is below the goal (90 % killed after equivalents).
+
+The runner sets MTASTS_MUTATION=1: tests/conftest.py then loads the "mutation" Hypothesis
+profile (fewer examples, derandomized, no shrinking, no example database) and runs each
+mutant's tests fastest first. Add a target's new tests to a file it already lists (or, for
+a directory, under it): mutmut reruns every mutant of a target whose test list changed.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ TARGETS: dict[str, Target] = {
             "tests/reports/test_limit_errors.py",
             "tests/reports/test_bounds.py",
             "tests/reports/test_mime.py",
+            "tests/reports/test_refusals_in_spanish.py",
         ),
     ),
     "net.fetch": Target(
@@ -83,6 +90,7 @@ TARGETS: dict[str, Target] = {
             "tests/reports/test_scope.py",
             "tests/reports/test_limits.py",
             "tests/reports/test_bounds.py",
+            "tests/reports/test_refusals_in_spanish.py",
         ),
     ),
     "dashboard.auth": Target(
@@ -131,7 +139,9 @@ TARGETS: dict[str, Target] = {
         ),
     ),
     # 2,600 mutants (most of them in report.py): the longest run
-    "protocol": Target(("src/mtasts/protocol/*",), ("tests/protocol",)),
+    "protocol": Target(
+        ("src/mtasts/protocol/*",), ("tests/protocol", "tests/reports/test_refusals_in_spanish.py")
+    ),
 }
 
 CAUGHT = {"killed", "timeout", "caught by type check", "segfault"}
@@ -181,13 +191,20 @@ def _metas(work: Path) -> list[Path]:
 
 def _forget_survivors(work: Path) -> None:
     """Clear the cached result of every mutant not caught last time, so that mutmut runs
-    it again against today's tests (it keeps a result until the mutated function changes)."""
+    it again against today's tests (it keeps a result until the mutated function changes).
+    A survivor listed as equivalent, whose listing still matches its mutated line, keeps
+    its result: no test can kill it, and running it again costs all its tests (mutmut
+    resets it anyway when its function changes)."""
+    listed = listed_equivalents()
     for meta in _metas(work):
         data = json.loads(meta.read_text())
         codes = data.get("exit_code_by_key", {})
         for mutant, code in codes.items():
-            if code is not None and _status(code) not in CAUGHT:
-                codes[mutant] = None
+            if code is None or _status(code) in CAUGHT:
+                continue
+            if mutant in listed and listed[mutant] in _mutated_lines(_diff(work, mutant)):
+                continue
+            codes[mutant] = None
         meta.write_text(json.dumps(data, indent=4))
 
 
@@ -250,7 +267,9 @@ def _run_mutmut(name: str, target: Target, children: int, fresh: bool) -> Path:
     with ``functions`` is run by name, pending mutants only, once the mutants exist; a
     second pass takes the mutants that mutmut made anew in that run (a changed function)."""
     work = _prepare(name, target, fresh)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # tests/conftest.py: Hypothesis draws fewer, fixed examples and does not shrink; the
+    # tests of a mutant run quickest module first
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MTASTS_MUTATION": "1"}
     log = work / "mutmut.log"
     started = time.monotonic()
     tried: set[str] = set()

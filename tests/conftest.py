@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher, profiles
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 from mtasts import i18n
 from mtasts.web.dashboard import auth as dashboard_auth
@@ -18,7 +18,21 @@ from tests.lab import DnsServer, TestCA, World, Zone
 # Hypothesis fails an example that takes over 200 ms by default: a wall-clock window that a
 # loaded runner (or a mutation run sharing the cores) trips with no bug at all.
 settings.register_profile("mtasts", deadline=None)
-settings.load_profile("mtasts")
+# `make mutation` (scripts/mutation.py) runs the tests once per mutant, thousands of times:
+# there they draw fewer examples, the same ones on every run (derandomize: a mutant is
+# killed or survives the same way each time, and no example database carries one mutant's
+# failures into the next), and a failing example is reported as found, not shrunk (a
+# mutant only needs one failure; shrinking one costs hundreds of runs of the test).
+settings.register_profile(
+    "mutation",
+    deadline=None,
+    max_examples=25,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+)
+MUTATION_RUN = os.environ.get("MTASTS_MUTATION") == "1"  # set by scripts/mutation.py
+settings.load_profile("mutation" if MUTATION_RUN else "mtasts")
 
 
 def _mutmut_durations() -> dict[str, float]:

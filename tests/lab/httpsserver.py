@@ -60,6 +60,7 @@ class HttpsStats:
     requests: Counter[str] = field(default_factory=Counter)  # "host path" -> count
     # "host path" -> the header fields of its latest request (names in lower case)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    methods: dict[str, str] = field(default_factory=dict)  # "host path" -> its latest method
 
 
 class HttpsServer(LabServer):
@@ -191,6 +192,7 @@ class HttpsServer(LabServer):
         path = target.split("?", 1)[0]
         self.stats.requests[f"{host} {path}"] += 1
         self.stats.headers[f"{host} {path}"] = dict(headers)
+        self.stats.methods[f"{host} {path}"] = method
         site = self._sites.get((host, path), NOT_FOUND)
         if site.delay > 0:
             await asyncio.sleep(site.delay)

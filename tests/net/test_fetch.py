@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import ssl
 from collections.abc import Iterator
 
@@ -122,6 +123,8 @@ def test_connection_closed_without_answer(lab_world: World) -> None:
     r = fetch(lab_world, "close.fetch.test")
     assert r.error_code == "http-error" and r.status_code is None
     assert r.certificate is None or r.tls_version is not None
+    assert r.error == "RemoteProtocolError: the server sent no answer"
+    assert r.summary == "the HTTPS exchange failed (RemoteProtocolError)"  # no server words
 
 
 def test_slow_server_times_out_within_the_limit(lab_world: World) -> None:
@@ -130,6 +133,7 @@ def test_slow_server_times_out_within_the_limit(lab_world: World) -> None:
     # Bounded by the server's own event (its answer after 600 s: a client that kept waiting
     # would get the policy), never by a timing window; the lab cancels the pending answer.
     assert r.error_code == "timeout" and r.body is None
+    assert r.error == r.summary == "mta-sts.slow.fetch.test did not answer in time (ReadTimeout)"
 
 
 def test_dns_outcomes(lab_world: World) -> None:
@@ -137,10 +141,23 @@ def test_dns_outcomes(lab_world: World) -> None:
     lab_world.zone.add("mta-sts.servfail.fetch.test", "A", HTTPS_IP)
     lab_world.dns.servfail("mta-sts.servfail.fetch.test")
     try:
-        assert fetch(lab_world, "nxdomain.fetch.test").error_code == "dns-nxdomain"
+        nx = fetch(lab_world, "nxdomain.fetch.test")
+        assert nx.error_code == "dns-nxdomain"
+        assert (
+            nx.error == nx.summary == "mta-sts.nxdomain.fetch.test does not exist in DNS (NXDOMAIN)"
+        )
         nodata = fetch(lab_world, "nodata.fetch.test")
         assert nodata.error_code == "dns-nodata" and nodata.addresses == ()
-        assert fetch(lab_world, "servfail.fetch.test").error_code == "dns-failure"
+        assert nodata.error == nodata.summary == "mta-sts.nodata.fetch.test has no A or AAAA record"
+        failed = fetch(lab_world, "servfail.fetch.test")
+        assert failed.error_code == "dns-failure"
+        host = "mta-sts.servfail.fetch.test"
+        # in full: the resolver's own words (server and port); in summary: the status only
+        # in full: the server asked and what it said; in summary: the status only
+        where = lab_world.nameserver
+        assert failed.error == f"the address lookup of {host} failed: {where}: SERVFAIL"
+        assert (failed.error or "").endswith(": SERVFAIL")
+        assert failed.summary == f"the address lookup of {host} failed (SERVFAIL)"
     finally:
         lab_world.dns.heal("mta-sts.servfail.fetch.test")
 
@@ -254,6 +271,12 @@ def test_stalled_handshake_times_out_without_leaking(lab_world: World) -> None:
     # would leave the socket open: told apart by the message, not by the clock
     assert r.error_code == "timeout" and "timed out" in (r.error or ""), r.error
     assert "no complete answer" not in (r.error or "")
+    host, where = "mta-sts.stall.fetch.test", f"{lab_world.smtp_ip('silent')}:{lab_world.smtp_port}"
+    assert r.summary == f"connecting to {host} timed out"
+    assert re.fullmatch(
+        rf"connecting to {re.escape(host)} timed out: {re.escape(where)}: timed out \(.+\)",
+        r.error or "",
+    ), r.error
     gc.collect()  # an unclosed socket would surface here as an (error) ResourceWarning
 
 

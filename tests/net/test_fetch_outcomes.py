@@ -3,13 +3,25 @@ with what message, summary and body, at the edges of the rules (RFC 8461 §3.2, 
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
-from mtasts.net.fetch import MAX_POLICY_BYTES, USER_AGENT, FetchResult
+from mtasts import i18n
+from mtasts.net.addresses import ProbePolicy
+from mtasts.net.dns import Resolver
+from mtasts.net.fetch import (
+    MAX_POLICY_BYTES,
+    USER_AGENT,
+    FetchResult,
+    fetch_policy,
+    peek_certificate,
+)
 from tests.lab import DOWN_IP, HttpsServer, Site, World
 from tests.net.test_fetch import POLICY, fetch
 
@@ -184,7 +196,9 @@ def test_the_certificate_is_looked_at_on_the_address_that_refused_it(
 def test_the_request_asks_for_plain_text_unencoded(lab_world: World) -> None:
     lab_world.add_domain("headers.out.fetch.test")
     assert fetch(lab_world, "headers.out.fetch.test").ok
-    sent = lab_world.https.stats.headers["mta-sts.headers.out.fetch.test /.well-known/mta-sts.txt"]
+    key = "mta-sts.headers.out.fetch.test /.well-known/mta-sts.txt"
+    assert lab_world.https.stats.methods[key] == "GET"  # RFC 8461 §3.3: an HTTPS GET
+    sent = lab_world.https.stats.headers[key]
     assert sent["host"] == "mta-sts.headers.out.fetch.test"  # not the address connected to
     assert sent["accept"] == "text/plain"
     # no compression: the 64 KiB cap counts the bytes as sent, and no gzip bomb can come
@@ -218,3 +232,130 @@ def test_repeated_header_fields_are_read_as_one_list(lab_world: World) -> None:
     r = fetch(lab_world, "two-types.out.fetch.test")
     assert r.error_code == "content-type"
     assert r.content_type == "text/plain, text/html"
+
+
+def test_every_address_that_failed_is_named(lab_world: World) -> None:
+    # two addresses, nothing listening on either: both are tried, both are named, in order
+    other = "127.0.0.253"
+    lab_world.zone.add("mta-sts.two-down.fetch.test", "A", DOWN_IP)
+    lab_world.zone.add("mta-sts.two-down.fetch.test", "A", other)
+    r = fetch(lab_world, "two-down.fetch.test")
+    host = "mta-sts.two-down.fetch.test"
+    port = lab_world.https_port
+    assert r.error_code == "connect-failed" and set(r.addresses) == {DOWN_IP, other}
+    first, second = r.addresses
+    assert r.error == (
+        f"cannot connect to {host}: {first}:{port}: Connection refused; "
+        f"{second}:{port}: Connection refused"
+    )
+    assert r.summary == (
+        f"cannot connect to {host}: {first}:{port}: connection refused; "
+        f"{second}:{port}: connection refused"
+    )
+
+
+def test_looking_at_a_certificate_where_nothing_listens(lab_world: World) -> None:
+    found = asyncio.run(peek_certificate(DOWN_IP, lab_world.https_port, "mta-sts.x.test"))
+    assert found == (None, None)
+
+
+def test_an_unrecognised_media_type_is_summarised_in_the_readers_language(
+    lab_world: World,
+) -> None:
+    d = "ct-odd-es.out.fetch.test"
+    r = get(lab_world, d, Site(body=POLICY, content_type="text/<b>"))
+    with i18n.use("es"):
+        said = i18n.say(r.summary or "")
+    assert (
+        said
+        == f"{url(lab_world, d)} se sirve como un tipo de medio no reconocido, no como text/plain"
+    )
+
+
+def test_proxies_named_by_the_environment_are_not_used(
+    lab_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fetch connects to the very address checked (what a ProbePolicy allowed), never
+    # through a proxy the environment names (here one where nothing listens); httpx reads
+    # none when given a transport of its own, whatever trust_env says
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://{DOWN_IP}:9")
+    lab_world.add_domain("proxy-env.out.fetch.test")
+    r = fetch(lab_world, "proxy-env.out.fetch.test")
+    assert r.ok, r.error
+
+
+def test_an_address_that_timed_out_beside_one_that_refused(lab_world: World) -> None:
+    # one address never answers the ClientHello (its share of the time runs out), the
+    # other refuses: a connection failure that names both, each in its own words
+    silent = lab_world.smtp_ip("silent")
+    lab_world.zone.add("mta-sts.slow-down.fetch.test", "A", silent)
+    lab_world.zone.add("mta-sts.slow-down.fetch.test", "A", DOWN_IP)
+    r = fetch(lab_world, "slow-down.fetch.test", port=lab_world.smtp_port, timeout=2.0)
+    host, port = "mta-sts.slow-down.fetch.test", lab_world.smtp_port
+    assert r.error_code == "connect-failed", r.error
+    assert set(r.addresses) == {silent, DOWN_IP}  # tried in the order DNS gave them
+    summaries = {silent: "timed out", DOWN_IP: "connection refused"}
+    assert r.summary == f"cannot connect to {host}: " + "; ".join(
+        f"{ip}:{port}: {summaries[ip]}" for ip in r.addresses
+    )
+    # in full: the step that ran out of time, and the system's words for the refusal
+    errors = {silent: r"timed out \(TLS handshake\)", DOWN_IP: "Connection refused"}
+    pattern = f"cannot connect to {re.escape(host)}: " + "; ".join(
+        f"{re.escape(ip)}:{port}: {errors[ip]}" for ip in r.addresses
+    )
+    assert re.fullmatch(pattern, r.error or ""), r.error
+
+
+def test_the_whole_fetch_is_bounded_even_when_dns_is_not(lab_world: World) -> None:
+    # a resolver that would wait 30 s for a name its server never answers: the fetch's own
+    # bound (its timeout and a short grace) ends the fetch first, as a timeout
+    name = "mta-sts.dropped.out.fetch.test"
+    lab_world.dns.drop(name)
+    try:
+        resolver = Resolver([lab_world.nameserver], timeout=30)
+        r = asyncio.run(
+            fetch_policy(
+                "dropped.out.fetch.test",
+                resolver=resolver,
+                ca_file=lab_world.ca_file,
+                port=lab_world.https_port,
+                timeout=0.5,
+            )
+        )
+    finally:
+        lab_world.dns.heal(name)
+    assert r.error_code == "timeout"
+    assert r.error == r.summary == f"no complete answer from {name} within 0.5 s"
+
+
+def test_the_domain_is_read_without_case_spaces_or_final_dot(lab_world: World) -> None:
+    lab_world.add_domain("caps.out.fetch.testx")
+    r = fetch(lab_world, " Caps.Out.Fetch.TestX. ")
+    assert r.ok, r.error
+    assert r.host == "mta-sts.caps.out.fetch.testx"
+
+
+def test_the_time_taken_is_counted_from_the_start_of_the_fetch(lab_world: World) -> None:
+    # an ordering, not a window: what the fetch reports lies within what the caller saw
+    lab_world.add_domain("elapsed.out.fetch.test")
+    before = time.monotonic()
+    r = fetch(lab_world, "elapsed.out.fetch.test")
+    took = time.monotonic() - before
+    assert r.ok and 0 <= r.elapsed <= took
+
+
+def test_every_address_refused_by_the_probe_policy_is_named(lab_world: World) -> None:
+    # a fetch a tenant triggers connects only to public addresses (and allowed networks)
+    name = "mta-sts.loopback-only.out.fetch.test"
+    lab_world.zone.add(name, "A", "127.0.0.2")
+    lab_world.zone.add(name, "A", "127.0.0.3")
+    r = fetch(lab_world, "loopback-only.out.fetch.test", probe_policy=ProbePolicy())
+    assert r.error_code == "address-not-allowed" and r.address is None
+    reasons = ", ".join(f"{ip} (a loopback address)" for ip in r.addresses)
+    assert set(r.addresses) == {"127.0.0.2", "127.0.0.3"}
+    assert (
+        r.error
+        == r.summary
+        == (f"{name} resolves only to addresses mtasts does not connect to: {reasons}")
+    )

@@ -7,6 +7,7 @@ would (the lab tests, test_fetch*.py, do the same through real TLS)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 import time
 from dataclasses import replace
@@ -14,7 +15,17 @@ from dataclasses import replace
 import h11
 import pytest
 
-from mtasts.net.fetch import FetchResult, verify_error_code
+from mtasts import i18n
+from mtasts.net import https
+from mtasts.net.fetch import (
+    FetchResult,
+    _connect_failure,
+    _ConnectFailed,
+    _joined,
+    _State,
+    _tls_error,
+    verify_error_code,
+)
 from mtasts.net.https import (
     MAX_HEAD,
     MAX_INTERIM,
@@ -23,6 +34,7 @@ from mtasts.net.https import (
     _Exchange,
     _text,
 )
+from mtasts.protocol.errors import Text
 
 
 @pytest.mark.parametrize(
@@ -198,3 +210,121 @@ def test_header_values_are_utf8_else_latin1() -> None:
     assert _text("café".encode()) == "café"
     assert _text(b"caf\xe9") == "café"  # not UTF-8: each byte one character
     assert _text(b"text/plain") == "text/plain"
+
+
+# What the fetch says about each kind of failed connection (RFC 8461 §3.3: the fetch fails;
+# the result says why). The lab gives the usual failures (test_fetch_outcomes.py); the ones
+# loopback never gives (an unreachable address, a broken pipe, an EOF in the handshake, a
+# verification error without a code) are built here as the errors mtasts.net.https raises
+# (the cause chained, as it chains it) and given to the same code that reads the lab's.
+
+HOST = "mta-sts.broken.fetch.test"
+
+
+def _state() -> _State:
+    # describe_certificate=False: a rejected certificate is not looked at again (no I/O)
+    url = f"https://{HOST}/.well-known/mta-sts.txt"
+    return _State("broken.fetch.test", HOST, url, describe_certificate=False)
+
+
+def _tls(cause: BaseException | None, message: str = "") -> https.TlsError:
+    exc = https.TlsError(message or str(cause))
+    exc.__cause__ = cause
+    return exc
+
+
+def _read(exc: https.TlsError) -> _State:
+    state = _state()
+    asyncio.run(_tls_error(state, exc, "127.0.0.1", 443))
+    return state
+
+
+def _failed(cause: OSError | None, message: str) -> _ConnectFailed:
+    exc = https.ConnectError(message)
+    exc.__cause__ = cause
+    return _connect_failure(exc)
+
+
+def _spanish(text: str) -> str:
+    with i18n.use("es"):
+        return i18n.say(text)
+
+
+def _verification_error(code: int, words: str) -> ssl.SSLCertVerificationError:
+    # what ssl sets on the error it raises (a plain constructor leaves both unset)
+    exc = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {words}")
+    exc.verify_code = code
+    exc.verify_message = words
+    return exc
+
+
+def test_a_known_verification_reason_is_said_in_the_readers_language() -> None:
+    state = _read(_tls(_verification_error(10, "certificate has expired")))
+    assert state.error_code == "tls-certificate-expired" and state.verify_code == 10
+    assert (
+        state.error == state.summary == f"certificate of {HOST} rejected: certificate has expired"
+    )
+    assert _spanish(state.error) == f"certificado de {HOST} rechazado: el certificado ha caducado"
+
+
+def test_a_verification_error_without_code_or_words() -> None:
+    exc = _verification_error(0, "")  # 0: X509_V_OK, no reason known
+    state = _read(_tls(exc))
+    assert state.error_code == "tls-certificate-invalid" and state.verify_code == 0
+    # no words of its own: the error as a whole
+    assert state.error == f"certificate of {HOST} rejected: {exc}"
+
+
+def test_a_broken_pipe_during_the_handshake_is_a_hang_up() -> None:
+    state = _read(_tls(BrokenPipeError(errno.EPIPE, "Broken pipe")))
+    assert state.error_code == "tls-handshake-failed"
+    assert state.error == state.summary == f"{HOST} closed the connection during TLS"
+
+
+def test_an_unreachable_address_is_a_connection_failure() -> None:
+    # the system's words for the error (https.ConnectError carries them), its cause chained
+    failed = _failed(OSError(errno.EHOSTUNREACH, "No route to host"), "No route to host")
+    assert failed.text == "No route to host" and not failed.timed_out
+    assert failed.summary == "address unreachable"
+
+
+def test_a_connection_failure_without_the_socket_error() -> None:
+    failed = _failed(None, "connection failed somehow")
+    assert failed.text == "connection failed somehow" and not failed.timed_out
+    assert failed.summary == "connection failed"
+    assert _spanish(failed.summary) == "falló la conexión"
+
+
+def test_a_connection_or_handshake_that_timed_out_names_the_step() -> None:
+    for exc in (
+        https.ConnectError("TCP connection", timed_out=True),
+        https.TlsError("TLS handshake", timed_out=True),
+    ):
+        failed = _connect_failure(exc)
+        assert failed.timed_out and failed.summary == "timed out"
+        assert failed.text == f"timed out ({exc})"
+        assert _spanish(failed.summary) == "se agotó el tiempo"
+
+
+def test_a_peer_hanging_up_in_the_handshake_without_an_os_error() -> None:
+    # an EOF in the middle of the handshake: neither an OSError nor a TLS error
+    state = _read(_tls(EOFError(), "EOF"))
+    assert state.error_code == "tls-handshake-failed"
+    assert state.error == f"TLS handshake with {HOST} failed: EOF"
+    assert state.summary == f"TLS handshake with {HOST} failed"
+    assert _spanish(state.error) == f"falló la negociación TLS con {HOST}: EOF"
+    assert _spanish(state.summary) == f"falló la negociación TLS con {HOST}"
+
+
+def test_failures_are_joined_in_order() -> None:
+    assert _joined(["a"]) == "a"
+    joined = _joined(["a", Text("connection failed"), "c"])
+    assert joined == "a; connection failed; c"
+    assert _spanish(joined) == "a; falló la conexión; c"
+
+
+def test_a_connection_closed_before_or_inside_the_head_is_said_so() -> None:
+    with pytest.raises(RemoteProtocolError, match=r"^the server sent no answer$"):
+        _read_all(b"")
+    with pytest.raises(RemoteProtocolError, match=r"^the head was cut off$"):
+        _read_all(b"HTTP/1.1 200 OK\r\nContent-Ty")

@@ -706,7 +706,7 @@ def reports(draw: st.DrawFn) -> Report:
     )
 
 
-@settings(max_examples=300)
+@settings(max_examples=3 * settings().max_examples)  # 300; 75 in `make mutation`
 @given(reports())
 def test_generated_reports_round_trip(report: Report) -> None:
     data = serialize_report(report)
@@ -743,7 +743,7 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-@settings(max_examples=300)
+@settings(max_examples=3 * settings().max_examples)  # 300; 75 in `make mutation`
 @given(st.data(), st.sampled_from(JSON_FILES), JSON_VALUES | st.just(...))
 def test_mutated_corpus_reports_raise_only_report_error(
     data: st.DataObject, name: str, replacement: Any

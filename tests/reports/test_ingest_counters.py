@@ -62,3 +62,13 @@ def test_metrics_text() -> None:
         "# TYPE mtasts_reports_spooled_total counter",
         "mtasts_reports_spooled_total 2",
     ]
+
+
+def test_each_reason_counts_up() -> None:
+    c = IngestCounters()
+    for _ in range(3):
+        c.outcome(Outcome(Status.OVER_QUOTA, retry_after=60))
+        c.outcome(Outcome(Status.REJECTED, code="domain-not-hosted"))
+        c.outcome(Outcome(Status.REJECTED, code="report-too-large"))
+        c.outcome(Outcome(Status.REJECTED, code="report-json-invalid"))
+    assert dict(c.rejected) == {"quota": 3, "not_hosted": 3, "too_large": 3, "invalid": 3}

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select, text
 
+from mtasts.protocol.errors import ReportError
+from mtasts.protocol.report import ParsedReport, parse_report
 from mtasts.reports.ingest import (
     Outcome,
     Pending,
@@ -21,10 +23,14 @@ from mtasts.reports.ingest import (
     Route,
     Status,
     StoreUnavailable,
+    check_field_lengths,
+    file_under,
+    normalise_domain,
 )
 from mtasts.reports.limits import Limits
+from mtasts.reports.quota import Quotas
 from mtasts.store.db import make_engine, migrate, session_factory
-from mtasts.store.models import TlsReport, TlsReportPolicy
+from mtasts.store.models import TlsReport, TlsReportFailure, TlsReportPolicy
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "tlsrpt"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -111,6 +117,24 @@ def test_a_failing_store_under_a_batch_is_unavailable_not_lost(tmp_path: Path) -
         ing.store_many([ready])
 
 
+def test_a_constraint_violation_that_is_no_duplicate_is_a_store_fault(tmp_path: Path) -> None:
+    # the database refuses the row for a reason of its own (here a trigger): no stored
+    # report has this key, so it is no duplicate; the report is not acknowledged
+    ing = ingestor(tmp_path)
+    ready = ing.prepare_payload(RFC, route=Route.HTTPS)
+    assert isinstance(ready, Pending)
+    with ing.sessions.begin() as db:
+        db.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON tls_reports "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a rule of the database'); END"
+            )
+        )
+    with pytest.raises(StoreUnavailable) as info:
+        ing.store(ready)
+    assert str(info.value) == "the report could not be stored (constraint violation)"
+
+
 def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url: str) -> None:
     # The race the unique constraint settles: B looks, finds nothing, A stores the same
     # report and commits, then B's insert fails on the constraint and B answers
@@ -124,10 +148,14 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
         ready = b.prepare_payload(RFC, route=Route.FILE)
         assert isinstance(ready, Pending)
         # the same report-id already stored by another organisation and for another
-        # domain: the duplicate found must be the one of this domain and organisation
-        other_org = RFC.replace(b'"Company-X"', b'"Company-Z"')
+        # domain: the duplicate found must be the one of this domain, organisation and id
+        # (the other organisation's row comes first in every order: stored first, and
+        # "Company-A" sorts before "Company-X" in the unique index)
+        other_org = RFC.replace(b'"Company-X"', b'"Company-A"')
         other_domain = RFC.replace(b'"company-y.example"', b'"company-w.example"')
-        for body in (other_org, other_domain):
+        # and another report of this organisation and domain ("0..." sorts first too)
+        other_id = RFC.replace(b'"5065427c-23d3-47ca-b6e0-946ea0e8c4be"', b'"0-earlier"')
+        for body in (other_org, other_domain, other_id):
             assert a.ingest_payload(body, route=Route.FILE).status is Status.STORED
         stored_by_a: list[int | None] = []
 
@@ -145,7 +173,7 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
         )
         assert outcome.domain == ready.domain
         with a.sessions() as db:
-            assert len(db.scalars(select(TlsReport.id)).all()) == 3
+            assert len(db.scalars(select(TlsReport.id)).all()) == 4
     finally:
         engine_a.dispose()
         engine_b.dispose()
@@ -286,3 +314,288 @@ def test_what_is_stored_is_the_gzip_as_received_or_the_json_gzipped(tmp_path: Pa
     assert first.pk is not None and second.pk is not None
     assert raw[first.pk] == gz  # kept byte for byte
     assert raw[second.pk] == gzip.compress(RFC, mtime=0)
+
+
+def test_every_outcome_of_a_stored_report_names_its_domain(tmp_path: Path) -> None:
+    # a duplicate and a report over its domain's daily quota are filed under a domain too
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    quotas = Quotas(reports_per_domain=1)
+    ing = ReportIngestor(session_factory(engine), clock=lambda: NOW, quotas=quotas)
+    first = ing.ingest_payload(RFC, route=Route.HTTPS)
+    assert first.status is Status.STORED and first.domain == "company-y.example"
+    again = ing.ingest_payload(RFC, route=Route.HTTPS)
+    assert again.status is Status.DUPLICATE and again.domain == "company-y.example"
+    other = RFC.replace(b'"5065427c-23d3-47ca-b6e0-946ea0e8c4be"', b'"another"')
+    over = ing.ingest_payload(other, route=Route.HTTPS)
+    assert over.status is Status.OVER_QUOTA and over.domain == "company-y.example"
+    assert (over.organization, over.report_id) == ("Company-X", "another")
+
+
+def test_a_mailed_report_naming_no_domain_anywhere_is_filed_under_none(tmp_path: Path) -> None:
+    # RFC 8460 §5.3: the JSON, else the TLS-Report-Domain header or subject; here neither
+    report = json.loads(RFC)
+    for policy in report["policies"]:
+        del policy["policy"]["policy-domain"]
+    msg = EmailMessage()
+    msg["From"] = "noreply@sender.example"
+    msg["Subject"] = "a TLS report"
+    msg.set_content("report attached")
+    body = json.dumps(report).encode()
+    msg.add_attachment(body, maintype="application", subtype="tlsrpt+json", filename="r.json")
+    [ready] = ingestor(tmp_path).prepare_message(msg.as_bytes(), route=Route.IMAP)
+    assert isinstance(ready, Pending) and ready.domain == ""
+
+
+def test_the_stored_rows_hold_everything_the_report_says(tmp_path: Path) -> None:
+    # RFC 8460 §4.4: every field of the report, its policies and their failure details
+    ing = ingestor(tmp_path)
+    body = json.loads(RFC)  # with the optional fields the RFC example leaves out
+    detail = body["policies"][0]["failure-details"][0]
+    detail.update({"receiving-mx-helo": "mx1.helo.example", "failure-reason-code": "X509_V_10"})
+    ready = ing.prepare_payload(json.dumps(body).encode(), route=Route.FILE)
+    assert isinstance(ready, Pending) and ready.parsed.repairs  # mx-host as a string
+    outcome = ing.store(ready)
+    assert outcome.status is Status.STORED
+    report = ready.parsed.report
+    with ing.sessions() as db:
+        row = db.get(TlsReport, outcome.pk)
+        assert row is not None
+        assert (row.organization, row.report_id, row.domain, row.contact) == (
+            report.organization_name,
+            report.report_id,
+            "company-y.example",
+            "sts-reporting@company-x.example",
+        )
+        assert row.repairs == [{"code": r.code, "message": r.message} for r in ready.parsed.repairs]
+        assert row.size == ready.size > 0
+        # SQLite gives date-times back without their zone (they are stored in UTC)
+        times = [t.replace(tzinfo=t.tzinfo or UTC) for t in (row.start, row.end, row.received_at)]
+        assert times == [report.start_datetime, report.end_datetime, NOW]
+        assert (row.route, row.dkim, row.raw) == ("file", None, ready.raw)
+        assert (row.sessions_ok, row.sessions_failed) == report.sessions()
+        policies = db.scalars(select(TlsReportPolicy).where(TlsReportPolicy.report_pk == row.id))
+        [policy] = policies.all()
+        [expected] = report.policies
+        assert policy.policy_strings == list(expected.policy_strings) != []
+        assert policy.mx_hosts == list(expected.mx_hosts) == ["*.mail.company-y.example"]
+        assert (policy.policy_type, policy.policy_domain, policy.successful, policy.failed) == (
+            "sts",
+            "company-y.example",
+            5326,
+            303,
+        )
+        failures = db.scalars(
+            select(TlsReportFailure)
+            .where(TlsReportFailure.policy_pk == policy.id)
+            .order_by(TlsReportFailure.id)
+        ).all()
+        assert [
+            (
+                f.result_type,
+                f.sending_mta_ip,
+                f.receiving_mx_hostname,
+                f.receiving_mx_helo,
+                f.receiving_ip,
+                f.count,
+                f.additional_information,
+                f.failure_reason_code,
+            )
+            for f in failures
+        ] == [
+            (
+                d.result_type,
+                d.sending_mta_ip,
+                d.receiving_mx_hostname,
+                d.receiving_mx_helo,
+                d.receiving_ip,
+                d.failed_session_count,
+                d.additional_information,
+                d.failure_reason_code,
+            )
+            for d in expected.failure_details
+        ]
+        assert (failures[0].sending_mta_ip, failures[0].receiving_mx_helo) == (
+            "2001:db8:abcd:0012::1",
+            "mx1.helo.example",
+        )
+        assert failures[0].failure_reason_code == "X509_V_10"
+
+
+def test_a_store_that_fails_under_one_report_is_unavailable(tmp_path: Path) -> None:
+    ing = ingestor(tmp_path)
+    ready = ing.prepare_payload(RFC, route=Route.FILE)
+    assert isinstance(ready, Pending)
+    with ing.sessions.begin() as db:
+        db.execute(text("DROP TABLE tls_report_failures"))
+        db.execute(text("DROP TABLE tls_report_policies"))
+        db.execute(text("DROP TABLE tls_reports"))
+    with pytest.raises(StoreUnavailable, match=r"^the report store is unavailable: "):
+        ing.store(ready)
+
+
+def _with_domains(*domains: str) -> ParsedReport:
+    body = json.loads(RFC)
+    first = body["policies"][0]
+    body["policies"] = [
+        {**first, "policy": {**first["policy"], "policy-domain": d}} for d in domains
+    ]
+    return parse_report(json.dumps(body))
+
+
+def test_policies_about_another_domain_are_dropped_and_said() -> None:
+    # RFC 8460 §4.4: a report is filed under the domain it was sent for
+    filed = file_under(_with_domains("company-y.example", "other.example"), "company-y.example")
+    assert [p.policy_domain for p in filed.report.policies] == ["company-y.example"]
+    foreign = [r for r in filed.repairs if r.code == "policy-domain-foreign"]
+    assert [r.message for r in foreign] == [
+        "policies[1] is about other.example, not company-y.example: not filed under "
+        "company-y.example, dropped"
+    ]
+
+
+def test_a_report_about_other_domains_only_names_them() -> None:
+    with pytest.raises(ReportError) as info:
+        file_under(_with_domains("b.example", "a.example"), "company-y.example")
+    error = info.value
+    assert (error.code, error.rfc) == ("report-domain-mismatch", "RFC 8460 §4.4")
+    assert error.message == (
+        "the report is about a.example, b.example, not company-y.example, which it was sent for"
+    )
+    assert error.fix == "send reports about a domain to the rua that domain publishes"
+
+
+def test_failed_sessions_may_add_up_to_2_to_the_63_minus_1() -> None:
+    # each count is checked when parsed (RFC 8460 §4.4); their sum must fit the store too
+    body = json.loads(RFC)
+    body["policies"][0]["summary"]["total-failure-session-count"] = 2**63 - 1
+    del body["policies"][0]["failure-details"]
+    filed = file_under(parse_report(json.dumps(body)), "company-y.example")
+    assert filed.report.sessions()[1] == 2**63 - 1
+
+
+def test_session_counts_adding_up_past_2_to_the_63_minus_1_are_refused() -> None:
+    body = json.loads(RFC)
+    first = body["policies"][0]
+    del first["failure-details"]
+    first["summary"]["total-failure-session-count"] = 2**63 - 1
+    sub = {**first, "policy": {**first["policy"], "policy-domain": "sub.company-y.example"}}
+    body["policies"].append(sub)
+    with pytest.raises(ReportError) as info:
+        file_under(parse_report(json.dumps(body)), "company-y.example")
+    error = info.value
+    assert (error.code, error.rfc) == ("report-count-overflow", "RFC 8460 §4.4")
+    assert error.message == "the report's session counts add up to more than 2^63-1"
+    assert error.fix == (
+        "nothing to change on your side: the sending organisation produced this report"
+    )
+
+
+def test_a_public_report_naming_no_domain_is_refused_as_unnamed(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    hosted = {"company-y.example"}.__contains__  # reports are received for this one only
+    ing = ReportIngestor(session_factory(engine), clock=lambda: NOW, hosted=hosted)
+    body = json.loads(RFC)
+    for policy in body["policies"]:
+        del policy["policy"]["policy-domain"]
+    outcome = ing.prepare_payload(json.dumps(body).encode(), route=Route.HTTPS)
+    assert isinstance(outcome, Outcome) and outcome.code == "domain-not-hosted"
+    assert outcome.reason == "no TLS reports are received for an unnamed domain here"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "width"),
+    [
+        ("report-id", "x" * 256, "255 characters"),
+        ("organization-name", "x" * 256, "255 characters"),
+    ],
+)
+def test_a_value_wider_than_its_column_is_refused_in_full(
+    field: str, value: str, width: str
+) -> None:
+    body = json.loads(RFC)
+    body[field] = value
+    with pytest.raises(ReportError) as info:
+        check_field_lengths(parse_report(json.dumps(body)))
+    error = info.value
+    assert (error.code, error.rfc) == ("report-field-too-long", "RFC 8460 §4.4")
+    assert error.message == f"the report's {field} is longer than the {width} stored"
+    assert error.fix == (
+        "nothing to change on your side: the sending organisation produced this report"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\U0001d11e" * 255,  # 255 characters of 4 UTF-8 bytes: 1,020 bytes, the widest kept
+        "Org \ud800",  # a lone surrogate (JSON allows "\ud800"): 3 bytes, kept as sent
+    ],
+    ids=["widest", "lone-surrogate"],
+)
+def test_identifiers_up_to_their_width_are_kept(name: str) -> None:
+    body = json.loads(RFC)
+    body["organization-name"] = name
+    parsed = parse_report(json.dumps(body))
+    check_field_lengths(parsed)  # no ReportError
+    assert parsed.report.organization_name == name
+
+
+def test_a_public_batch_is_charged_to_the_daily_quotas(tmp_path: Path) -> None:
+    # a batch from a public route is stored one by one, each report charged to its quota
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    migrate(engine)
+    quotas = Quotas(reports_per_domain=1)
+    ing = ReportIngestor(session_factory(engine), clock=lambda: NOW, quotas=quotas)
+    other = RFC.replace(b'"5065427c-23d3-47ca-b6e0-946ea0e8c4be"', b'"another"')
+    batch = [ing.prepare_payload(p, route=Route.HTTPS) for p in (RFC, other)]
+    ready = [b for b in batch if isinstance(b, Pending)]
+    outcomes = ing.store_many(ready)
+    assert [o.status for o in outcomes] == [Status.STORED, Status.OVER_QUOTA]
+
+
+def test_every_failure_detail_and_policy_field_is_held_to_its_width() -> None:
+    body = json.loads(RFC)
+    details = body["policies"][0]["failure-details"]
+    # exactly the width is kept; one more is refused, in any detail (here the first)
+    details[1]["receiving-mx-hostname"] = "m" * 253
+    check_field_lengths(parse_report(json.dumps(body)))
+    details[0]["receiving-mx-hostname"] = "m" * 254
+    with pytest.raises(ReportError) as info:
+        check_field_lengths(parse_report(json.dumps(body)))
+    assert info.value.message == (
+        "the report's receiving-mx-hostname is longer than the 253 characters stored"
+    )
+
+
+def test_the_stored_size_limit_keeps_a_report_of_exactly_its_size(tmp_path: Path) -> None:
+    size = len(ingestor(tmp_path / "a").prepare_payload(RFC, route=Route.FILE).raw)  # type: ignore[union-attr]
+    kept = ingestor(tmp_path / "b", Limits(max_stored_bytes=size))
+    assert isinstance(kept.prepare_payload(RFC, route=Route.FILE), Pending)
+    refused = ingestor(tmp_path / "c", Limits(max_stored_bytes=size - 1))
+    outcome = refused.prepare_payload(RFC, route=Route.FILE)
+    assert isinstance(outcome, Outcome) and outcome.status is Status.REJECTED
+    assert (outcome.code, outcome.organization, outcome.domain) == (
+        "report-stored-too-large",
+        "Company-X",
+        "company-y.example",
+    )
+    assert outcome.reason == (
+        f"the report takes {size} bytes gzip'd, more than the {size - 1} stored per report"
+    )
+
+
+def test_a_report_is_charged_its_bytes_and_256_per_row(tmp_path: Path) -> None:
+    ready = ingestor(tmp_path).prepare_payload(RFC, route=Route.FILE)
+    assert isinstance(ready, Pending)
+    rows = 1 + 1 + 3  # the report, its policy, its 3 failure details
+    assert ready.size == len(ready.raw) + 256 * rows
+
+
+@pytest.mark.parametrize(
+    ("name", "normal"),
+    [(" <Company-Y.Example.> ", "company-y.example"), ("X.Example", "x.example")],
+)
+def test_a_domain_named_in_a_mail_is_normalised(name: str, normal: str) -> None:
+    assert normalise_domain(name) == normal

@@ -364,7 +364,7 @@ def _connect_failure(exc: https.ConnectError | https.TlsError) -> _ConnectFailed
     done): the next address is tried."""
     if exc.timed_out:
         return _ConnectFailed(
-            Text("timed out ({reason})", reason=_reason(exc)),
+            Text("timed out ({reason})", reason=str(exc)),  # the step that ran out
             summary=Text("timed out"),
             timed_out=True,
         )

@@ -99,6 +99,9 @@ class _Exchange:
                 raise ReadTimeout from None
             except (OSError, ssl.SSLError) as exc:
                 raise RemoteProtocolError(str(exc)) from exc
+            if not data and self.conn.their_state is h11.SEND_RESPONSE:  # closed, no head
+                cut = "the server sent no answer" if not self.received else "the head was cut off"
+                raise RemoteProtocolError(cut)
             self.received += len(data)
             self.conn.receive_data(data)  # b"" is the end of the stream
 
