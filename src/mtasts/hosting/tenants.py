@@ -5,6 +5,7 @@ snapshot they produce. Synchronous (the API runs these in worker threads); netwo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -1036,20 +1037,25 @@ class HostingService:
         if names is not None:
             q = q.where(Domain.name.in_(names))
         out = []
-        for name, state, pid, mode, mx, max_age, created, prev_id in db.execute(
-            q.execution_options(yield_per=5000)
-        ):
-            body = Policy("STSv1", Mode(mode), max_age, tuple(mx)).serialize().encode()
-            out.append(
-                Hosted(
-                    domain=name,
-                    state=sys.intern(state),
-                    policy_id=pid,
-                    body=body,
-                    changed_at=_aware(created).timestamp(),
-                    previous_id=prev_id,
+        # yield_per: PostgreSQL streams the rows through a server-side cursor, closed here
+        # on every way out (an error part-way left it open until the garbage collector)
+        rows = db.execute(q.execution_options(yield_per=5000))
+        try:
+            for name, state, pid, mode, mx, max_age, created, prev_id in rows:
+                body = Policy("STSv1", Mode(mode), max_age, tuple(mx)).serialize().encode()
+                out.append(
+                    Hosted(
+                        domain=name,
+                        state=sys.intern(state),
+                        policy_id=pid,
+                        body=body,
+                        changed_at=_aware(created).timestamp(),
+                        previous_id=prev_id,
+                    )
                 )
-            )
+        finally:
+            with contextlib.suppress(Exception):  # a store gone away cannot close it
+                rows.close()
         return out
 
     def load_snapshot(self) -> Snapshot:
