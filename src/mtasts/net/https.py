@@ -97,8 +97,8 @@ class _Exchange:
                     data = await self.reader.read(READ_SIZE)
             except TimeoutError:
                 raise ReadTimeout from None
-            except (OSError, ssl.SSLError) as exc:
-                raise RemoteProtocolError(str(exc)) from exc
+            except (OSError, ssl.SSLError) as exc:  # its words are the cause's (chained)
+                raise RemoteProtocolError from exc
             if not data and self.conn.their_state is h11.SEND_RESPONSE:  # closed, no head
                 cut = "the server sent no answer" if not self.received else "the head was cut off"
                 raise RemoteProtocolError(cut)
