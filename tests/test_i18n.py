@@ -24,6 +24,20 @@ KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2), "Text": None}
 MsgId = str | tuple[str, str]
 
 
+def _mtasts(
+    *argv: str, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`python -m mtasts ARGV` in a process of its own (the language is chosen at start)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mtasts", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+        env=env,
+    )
+
+
 def source_messages() -> set[MsgId]:
     """Every message id marked in the code and the dashboard's templates (what `make i18n`
     extracts)."""
@@ -201,24 +215,10 @@ def test_spanish_help_comes_from_the_catalogue() -> None:
     set when the CLI is imported."""
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     for argv in (["--lang", "es", "check", "--help"], ["check", "--help", "--lang=es"]):
-        out = subprocess.run(
-            [sys.executable, "-m", "mtasts", *argv],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-            env=env,
-        ).stdout
+        out = _mtasts(*argv, env=env).stdout
         assert "Comprueba dominios tal como lo hace un MTA remitente" in out, out
         assert "Formato de salida." in out
-    english = subprocess.run(
-        [sys.executable, "-m", "mtasts", "check", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env=env,
-    ).stdout
+    english = _mtasts("check", "--help", env=env).stdout
     assert "Check domains the way a sending MTA does" in english
 
 
@@ -228,14 +228,7 @@ def test_every_command_is_summed_up_in_spanish() -> None:
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "COLUMNS": "200"}
 
     def commands(*lang: str) -> dict[str, str]:
-        out = subprocess.run(
-            [sys.executable, "-m", "mtasts", *lang, "--help"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-            env=env,
-        ).stdout
+        out = _mtasts(*lang, "--help", env=env).stdout
         heading = "Órdenes:" if lang else "Commands:"
         listed = out.split(heading, 1)[1].strip().splitlines()
         return dict(line.strip().split(None, 1) for line in listed if line.strip())
@@ -269,14 +262,7 @@ def test_the_frameworks_words_in_help_speak_spanish_too(command: list[str]) -> N
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "COLUMNS": "120"}
 
     def page(*lang: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "mtasts", *lang, *command, "--help"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-            env=env,
-        ).stdout
+        return _mtasts(*lang, *command, "--help", env=env).stdout
 
     english, spanish = page(), page("--lang", "es")
     assert english.startswith("Usage: ") and "Show this message and exit." in english
@@ -313,14 +299,7 @@ def test_usage_errors_speak_spanish_and_english_is_clicks_own(
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
     def run(*lang: str) -> str:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mtasts", *lang, *argv],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=env,
-        )
+        proc = _mtasts(*lang, *argv, env=env, check=False)
         assert proc.returncode == 2, proc.stderr
         return proc.stderr
 
@@ -333,13 +312,13 @@ def test_usage_errors_speak_spanish_and_english_is_clicks_own(
 def test_lang_before_the_command_counts_for_the_command() -> None:
     """`mtasts --lang es check ...`: the command's own --lang, absent, does not undo it."""
     argv = ["--lang", "es", "check", "--no-smtp", "-n", "127.0.0.1:9", "--timeout", "0.2"]
-    out = subprocess.run(
-        [sys.executable, "-m", "mtasts", *argv, "--format", "text", "example.invalid"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    out = _mtasts(
+        *argv,
+        "--format",
+        "text",
+        "example.invalid",
         env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        check=False,
     ).stdout
     assert "errores" in out and "Los remitentes" in out, out
 
@@ -387,14 +366,7 @@ def test_parser_notes_are_said_in_spanish() -> None:
 def test_usage_errors_in_spanish() -> None:
     """Bad input answers one line on stderr (exit 2) in the chosen language."""
     env = {"PATH": "/usr/bin:/bin", "LANG": "es_ES.UTF-8"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mtasts", "check", "not a domain"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
+    proc = _mtasts("check", "not a domain", env=env, check=False)
     assert proc.returncode == 2
     assert proc.stderr == (
         "mtasts: error: 'not a domain' no es un nombre de dominio (indique, p. ej., example.com)\n"

@@ -469,7 +469,7 @@ def _clean_media_type(content_type: str | None) -> str | None:
 async def _read(state: _State, response: https.Response) -> None:
     sslobj = response.ssl_object
     if sslobj is not None:
-        state.tls_version = response.tls_version
+        state.tls_version = sslobj.version()
         der = sslobj.getpeercert(binary_form=True) if state.describe_certificate else None
         if der:
             with contextlib.suppress(ValueError):

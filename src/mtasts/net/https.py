@@ -64,8 +64,7 @@ class Response:
 
     status_code: int
     headers: dict[str, str]  # lower-case names; repeated fields joined with ", "
-    tls_version: str | None
-    ssl_object: ssl.SSLObject | None
+    ssl_object: ssl.SSLObject | None  # the TLS session (its version, the peer's certificate)
     _exchange: _Exchange
 
     def chunks(self) -> AsyncIterator[bytes]:
@@ -181,7 +180,6 @@ async def get(
         yield Response(
             status_code=event.status_code,
             headers=fields,
-            tls_version=sslobj.version() if isinstance(sslobj, ssl.SSLObject) else None,
             ssl_object=sslobj if isinstance(sslobj, ssl.SSLObject) else None,
             _exchange=exchange,
         )
