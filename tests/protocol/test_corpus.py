@@ -5,6 +5,7 @@ accepted, every refusal names the exact problem (RFC 8461 §3.1, RFC 8460 §3)."
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from mtasts.protocol.errors import RecordError, TlsRptRecordError
 from mtasts.protocol.record import select_sts_record
 from mtasts.protocol.tlsrpt import select_tlsrpt_record
 
-# The corpus sits next to the project (../shared relative to the project root).
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "dns-records"
+# The shared corpus sits next to the project (../shared/corpus relative to the project root);
+# MTASTS_CORPUS names another place (a clone elsewhere, e.g. in /tmp, reads the same one).
+_BESIDE = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("MTASTS_CORPUS") or _BESIDE) / "dns-records"
 
 # An oracle written from the ABNF, independent of the parsers under test.
 _WSP_DELIM = r"[ \t]*;[ \t]*"
@@ -33,7 +36,7 @@ TLSRPT_ABNF = re.compile(
 
 def _load(name: str) -> list[dict[str, Any]]:
     path = CORPUS / name
-    require(path.is_file(), f"the shared corpus is not at {path}")
+    require(path.is_file(), f"the shared corpus is not at {path} (set MTASTS_CORPUS)")
     items: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
     return items
 
