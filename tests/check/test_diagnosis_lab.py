@@ -254,6 +254,32 @@ def test_diagnosis(lab_world: World, case: Case) -> None:
 
 
 @pytest.mark.lab
+def test_mx_hosts_are_probed_while_the_policy_is_fetched(lab_world: World) -> None:
+    """The policy host answers only once the MX host has been greeted by this check: a
+    checker that probed the MX hosts after the fetch would wait out its fetch timeout and
+    find the policy unreachable."""
+    domain, ehlo = "meanwhile.diag.test", "meanwhile-probe.diag.test"
+    smtp = lab_world.smtp["good"]
+    policy = policy_text("version: STSv1", "mode: enforce", f"mx: mx1.{domain}", "max_age: 86400")
+    held = Site(body=policy.encode(), until=lambda: ehlo in smtp.stats.ehlo_names)
+    lab_world.add_domain(domain, https=held)
+    options = CheckOptions(
+        ca_file=lab_world.ca_file,
+        timeout=20.0,  # generous: load
+        https_port=lab_world.https_port,
+        smtp_port=lab_world.smtp_port,
+        ehlo_name=ehlo,
+    )
+    checker = Checker(Resolver([lab_world.nameserver], timeout=20.0), options)
+    result = asyncio.run(checker.check(domain))
+    assert result.sts_fetch_result is VALID, [f.code for f in result.findings]
+    assert result.ok, [f.code for f in result.findings]
+    [host] = result.mx_hosts
+    assert host.matches_policy is True and host.matched_pattern == f"mx1.{domain}"
+    assert [(p.error_code, p.hostname_match) for p in host.probes] == [(None, True)]
+
+
+@pytest.mark.lab
 def test_servfail_on_txt_is_fetch_error(lab_world: World) -> None:
     domain = "servfail.diag.test"
     lab_world.add_domain(domain)

@@ -4,7 +4,8 @@ The certificate is chosen per SNI name from a :class:`~tests.lab.tls.CertStore` 
 leaf for unknown names), so one server on one address serves the policy hosts of many
 domains, each with a good, expired, wrong-name or untrusted certificate. Behaviour per
 ``Host`` and path comes from :class:`Site`: status, body, content type, Location, delay,
-chunked body, or closing the connection without an answer.
+chunked body, an answer held until a condition holds, or closing the connection without an
+answer.
 
     https = HttpsServer(CertStore(ca.issue(["default.lab.test"]), ca=ca), host="127.0.0.2")
     https.policy("example.test", "version: STSv1\\nmode: enforce\\n...")
@@ -14,9 +15,10 @@ chunked body, or closing the connection without an answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -28,6 +30,7 @@ from tests.lab.tls import CertStore
 POLICY_PATH = "/.well-known/mta-sts.txt"  # RFC 8461 §3.3
 MAX_HEADER_BYTES = 16 * 1024
 IDLE_TIMEOUT = 5.0
+HOLD_LIMIT = 120.0  # seconds a Site.until holds an answer back, at most
 ENDLESS_BYTES = 64 << 20  # an "endless" body stops here, unterminated: the client then times out
 
 
@@ -48,6 +51,9 @@ class Site:
     # hold the connection for ``stall`` seconds (or, with stall 0, cut it off)
     partial: int | None = None
     stall: float = 0.0
+    # answer only once this holds (polled; e.g. once another lab server has seen a client),
+    # for at most HOLD_LIMIT seconds: a test that something happens while this waits
+    until: Callable[[], bool] | None = None
 
 
 NOT_FOUND = Site(status=404, body=b"not found\n")
@@ -196,6 +202,11 @@ class HttpsServer(LabServer):
         site = self._sites.get((host, path), NOT_FOUND)
         if site.delay > 0:
             await asyncio.sleep(site.delay)
+        if site.until is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HOLD_LIMIT):
+                    while not site.until():  # noqa: ASYNC110 - another server's state
+                        await asyncio.sleep(0.01)
         if site.close:
             return False
         keep_alive = headers.get("connection", "").lower() != "close"

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mtasts import i18n
-from mtasts.check.diagnosis import Diagnosis
+from mtasts.check.diagnosis import Diagnosis, mx_records
 from mtasts.check.findings import Finding, Severity, sort_findings
 from mtasts.check.names import normalize_domain
 from mtasts.check.result import CheckResult, MxHostResult
 from mtasts.net import event_loop
 from mtasts.net.addresses import ProbePolicy
 from mtasts.net.certs import preload_parser
-from mtasts.net.dns import DnsStatus, Resolver
+from mtasts.net.dns import DnsStatus, MxAnswer, Resolver
 from mtasts.net.fetch import fetch_policy
 from mtasts.net.starttls import probe_mx
 from mtasts.protocol.policy import Policy
@@ -144,7 +144,9 @@ class Checker:
             return result
         opts = self.options
         result = CheckResult(domain=domain, checked_at=now)
-        record_answer, fetch, mx_answer, result.tlsrpt_answer = await asyncio.gather(
+        # The MX hosts are probed while the policy is fetched: which hosts senders try does
+        # not depend on the policy, only whether each one matches it.
+        record_answer, fetch, (mx_answer, probed), result.tlsrpt_answer = await asyncio.gather(
             self.resolver.txt(f"_mta-sts.{domain}"),
             fetch_policy(
                 domain,
@@ -154,7 +156,7 @@ class Checker:
                 port=opts.https_port,
                 probe_policy=opts.probe_policy,
             ),
-            self.resolver.mx(domain),
+            self._mx(domain),
             self.resolver.txt(f"_smtp._tls.{domain}"),
         )
         if opts.probe_policy is not None and fetch.error_code is not None:
@@ -166,9 +168,7 @@ class Checker:
             diagnosis.mx_hosts()  # the domain does not exist: that one finding says it all
             return result
         diagnosis.judge_record_and_policy()
-        hosts = diagnosis.mx_hosts()
-        await self._inspect_hosts(hosts)
-        result.mx_hosts = hosts
+        result.mx_hosts = _matched(probed, diagnosis.mx_hosts())
         diagnosis.judge_mx()
         diagnosis.judge_tlsrpt()
         result.findings = sort_findings(result.findings)
@@ -180,14 +180,23 @@ class Checker:
         would once it is published. Used to guard a switch to ``enforce``."""
         now = self.clock()
         result = CheckResult(domain=domain, checked_at=now, policy=policy)
-        result.mx_answer = await self.resolver.mx(domain)
+        result.mx_answer, probed = await self._mx(domain)
         diagnosis = Diagnosis(result, now, redact=self.options.probe_policy is not None)
-        hosts = diagnosis.mx_hosts()
-        await self._inspect_hosts(hosts)
-        result.mx_hosts = hosts
+        result.mx_hosts = _matched(probed, diagnosis.mx_hosts())
         diagnosis.judge_mx()
         result.findings = sort_findings(result.findings)
         return result
+
+    async def _mx(self, domain: str) -> tuple[MxAnswer, list[MxHostResult]]:
+        """The MX look-up of ``domain``, and its hosts resolved and probed (not yet matched
+        against any policy)."""
+        answer = await self.resolver.mx(domain)
+        hosts = [
+            MxHostResult(hostname=host, preference=pref, matched_pattern=None, matches_policy=None)
+            for pref, host in mx_records(answer, domain)
+        ]
+        await self._inspect_hosts(hosts)
+        return answer, hosts
 
     async def _inspect_hosts(self, hosts: list[MxHostResult]) -> None:
         """Resolve and probe ``hosts`` (most preferred first); under a probe policy only
@@ -233,6 +242,14 @@ class Checker:
                     log.debug("probe %s %s: %s (%s)", p.host, p.address, p.error_code, p.error)
             probes = [p.redacted() for p in probes]
         host.probes = list(probes)
+
+
+def _matched(probed: list[MxHostResult], judged: list[MxHostResult]) -> list[MxHostResult]:
+    """The probed hosts, each with the policy match the diagnosis gave it (both lists come
+    from the same MX answer, in the same order)."""
+    for host, verdict in zip(probed, judged, strict=True):
+        host.matched_pattern, host.matches_policy = verdict.matched_pattern, verdict.matches_policy
+    return probed
 
 
 def _both_families(addresses: Iterable[str]) -> list[str]:

@@ -562,10 +562,7 @@ class Diagnosis:
                     record=f"{d}. 3600 IN MX 10 mx.{d}."
                 ),
             )
-            records = [(0, d)]
-        else:
-            records = [(m.preference, m.exchange) for m in answer.records]
-        if any(not host for _pref, host in records):
+        elif any(not m.exchange for m in answer.records):
             # RFC 7505: a null MX says the domain accepts no mail.
             self.add(
                 "mx-null",
@@ -587,7 +584,7 @@ class Diagnosis:
                 if patterns is not None
                 else None,
             )
-            for pref, host in records
+            for pref, host in mx_records(answer, d)
         ]
 
     def judge_mx(self) -> None:
@@ -852,3 +849,13 @@ class Diagnosis:
             self.add(
                 note.code, _WARN, subject, say(note.message), note.rfc, fix=advice.tlsrpt_record(d)
             )
+
+
+def mx_records(answer: MxAnswer, domain: str) -> list[tuple[int, str]]:
+    """(preference, host) of the hosts senders deliver ``domain``'s mail to, as the answer
+    lists them: none for a domain that does not exist, a failed look-up or a null MX."""
+    if answer.status is DnsStatus.NODATA:
+        return [(0, domain)]  # RFC 5321 §5.1: the domain itself is the implicit MX
+    if answer.status is not DnsStatus.OK or any(not m.exchange for m in answer.records):
+        return []  # RFC 7505 §3: a null MX accepts no mail
+    return [(m.preference, m.exchange) for m in answer.records]
