@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from mtasts import i18n
-from mtasts.config import Settings
 from mtasts.protocol.errors import ReportError, Text
 from mtasts.protocol.report import (
     PolicyResult,
@@ -31,10 +30,9 @@ from mtasts.reports.ingest import check_field_lengths, file_under
 from mtasts.reports.limits import Limits, check_json_depth, decompress, inflate, load_report
 from mtasts.reports.mime import extract_reports
 from mtasts.reports.quota import OverQuota
-from tests.hosting.serving import ZONE, Running, running
+from tests.hosting.serving import Running
 from tests.lab import World
-from tests.lab.ports import free_port
-from tests.reports.test_routes import host
+from tests.reports.test_routes import hosting
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "tlsrpt"
 RFC_EXAMPLE = (CORPUS / "cry-inc-dmarc-report-viewer/rfc-example.json").read_bytes()
@@ -246,16 +244,7 @@ def test_reports_import_says_why_in_the_chosen_language(tmp_path: Path) -> None:
 
 @pytest.fixture
 def app(tmp_path: Path, lab_world: World) -> Iterator[Running]:
-    settings = Settings(
-        data_dir=tmp_path,
-        zone=ZONE,
-        nameservers=(lab_world.nameserver,),
-        smtp_listen=f"127.0.0.1:{free_port()}",
-        sync_interval=0.2,
-        verify_interval=3600,
-    )
-    with running(settings) as r:
-        host(r, lab_world, ["company-y.example"])
+    with hosting(tmp_path, lab_world, ["company-y.example"]) as r:
         yield r
 
 

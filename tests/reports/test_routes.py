@@ -3,6 +3,7 @@ e-mails by SMTP and by file), stored once, and the summary numbers match the rep
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import mailbox
@@ -101,20 +102,27 @@ def host(app: Running, world: World, domains: list[str]) -> None:
             assert c.post(f"/api/v1/domains/{d}/verify").json()["ok"], d
 
 
-@pytest.fixture
-def app(tmp_path: Path, lab_world: World) -> Iterator[Running]:
-    if not CORPUS.is_dir():
-        pytest.fail(f"the TLS-RPT corpus is missing at {CORPUS}")
+@contextlib.contextmanager
+def hosting(data_dir: Path, world: World, domains: list[str]) -> Iterator[Running]:
+    """A running service (HTTPS and SMTP report receivers) hosting ``domains``."""
     settings = Settings(
-        data_dir=tmp_path,
+        data_dir=data_dir,
         zone=ZONE,
-        nameservers=(lab_world.nameserver,),
+        nameservers=(world.nameserver,),
         smtp_listen=f"127.0.0.1:{free_port()}",
         sync_interval=0.2,
         verify_interval=3600,
     )
     with running(settings) as r:
-        host(r, lab_world, corpus_domains())
+        host(r, world, domains)
+        yield r
+
+
+@pytest.fixture
+def app(tmp_path: Path, lab_world: World) -> Iterator[Running]:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the TLS-RPT corpus is missing at {CORPUS}")
+    with hosting(tmp_path, lab_world, corpus_domains()) as r:
         yield r
 
 

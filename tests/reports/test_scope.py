@@ -15,15 +15,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from mtasts.config import Settings
 from mtasts.reports.files import discover, import_items
 from mtasts.reports.ingest import ReportIngestor, Route, Status
 from mtasts.store.db import make_engine, migrate, session_factory
 from mtasts.store.models import TlsReport, TlsReportPolicy
-from tests.hosting.serving import ZONE, Running, running
+from tests.hosting.serving import ZONE, Running
 from tests.lab import World
-from tests.lab.ports import free_port
-from tests.reports.test_routes import _send, host
+from tests.reports.test_routes import _send, hosting
 
 pytestmark = pytest.mark.lab
 
@@ -106,16 +104,7 @@ def listed(app: Running, domain: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def app(tmp_path: Path, lab_world: World) -> Iterator[Running]:
-    settings = Settings(
-        data_dir=tmp_path,
-        zone=ZONE,
-        nameservers=(lab_world.nameserver,),
-        smtp_listen=f"127.0.0.1:{free_port()}",
-        sync_interval=0.2,
-        verify_interval=3600,
-    )
-    with running(settings) as r:
-        host(r, lab_world, [VICTIM, OTHER, THIRD])
+    with hosting(tmp_path, lab_world, [VICTIM, OTHER, THIRD]) as r:
         yield r
 
 
