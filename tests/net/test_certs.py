@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -192,3 +195,60 @@ def test_certificate_lifetimes_in_spanish() -> None:
     assert expired.reason == "caducó hace 3 días (2026-04-01 00:00 UTC)."
     english = judge_expiry(cert, late)
     assert english and english.reason.startswith("expires in 25 days (2026-04-01 00:00 UTC)")
+
+
+# The import of cryptography.x509 is held until the main thread has ended (the process is
+# on its way out), then let through; "imported" is written once the module has loaded.
+_EXIT_DURING_PRELOAD = r"""
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+import time
+from pathlib import Path
+
+work = Path(sys.argv[1])
+
+
+class Held(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != "cryptography.x509":
+            return None
+        while threading.main_thread().is_alive():
+            time.sleep(0.005)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        real = spec.loader
+
+        class Loader(importlib.abc.Loader):
+            def create_module(self, spec):
+                return real.create_module(spec)
+
+            def exec_module(self, module):
+                real.exec_module(module)
+                (work / "imported").touch()
+
+        spec.loader = Loader()
+        return spec
+
+
+sys.meta_path.insert(0, Held())
+from mtasts.net.certs import preload_parser
+
+preload_parser()
+"""
+
+
+def test_a_process_ending_during_the_preload_waits_for_it(tmp_path: Path) -> None:
+    """A check can end while the certificate parser is still being imported in its thread;
+    the process then waits for the import instead of stopping the thread inside
+    cryptography's Rust code at interpreter exit (which aborts it: SIGABRT, "FATAL:
+    exception not rethrown", seen as a failed `mtasts check`)."""
+    run = subprocess.run(
+        [sys.executable, "-c", _EXIT_DURING_PRELOAD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (run.returncode, run.stderr) == (0, "")
+    assert (tmp_path / "imported").exists()

@@ -158,7 +158,11 @@ def preload_parser() -> None:
                 import cryptography.hazmat.primitives.hashes
                 import cryptography.x509  # noqa: F401
 
-        _preloading = threading.Thread(target=load, name="mtasts-preload", daemon=True)
+        # Not a daemon: a run that ends during the import waits for it. A daemon thread is
+        # stopped where it stands at interpreter exit, and stopped inside cryptography's
+        # Rust code it aborts the whole process ("FATAL: exception not rethrown"; PyO3
+        # #4874): a finished check then exited with SIGABRT instead of its status.
+        _preloading = threading.Thread(target=load, name="mtasts-preload")
         _preloading.start()
 
 
