@@ -6,6 +6,7 @@ a clock the test moves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import hashlib
@@ -52,6 +53,12 @@ class Sink:
     hooks: list[dict[str, Any]] = field(default_factory=list)
     posts: int = 0  # webhook requests received, refused ones included
     refuse: int = 0  # answer this many more webhook requests with 503
+    arrived: threading.Event = field(default_factory=threading.Event)  # a webhook request came
+    # webhook requests are answered while this is set (clear it to hold them)
+    answering: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
 
     async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
         self.mails.append(bytes(envelope.original_content))
@@ -75,6 +82,8 @@ def sink() -> Iterator[tuple[Sink, str, str]]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             assert verify_signature(SECRET, body, self.headers["X-Mtasts-Signature"])
+            s.arrived.set()
+            s.answering.wait(120)
             s.posts += 1
             if s.refuse > 0:
                 s.refuse -= 1
@@ -707,6 +716,33 @@ def test_an_interval_below_the_tick_is_honoured(lab: Lab) -> None:
         stop.set()
         loop.join()
     assert monitor.checks_run >= wanted
+
+
+def test_the_monitor_task_ends_only_after_its_loop(lab: Lab, lab_world: World) -> None:
+    """`mtasts serve` closes the store as soon as the monitor's task has ended: the task
+    waits for the loop's thread to end (an alert being delivered finishes first), or a
+    connection the loop still held would outlive its pool (seen as a ResourceWarning)."""
+    lab.app.service.clock = lambda: datetime.now(UTC)
+    lab_world.zone.remove(f"_mta-sts.{lab.domains[0]}")
+    monitor = _with(lab, monitor_interval=1, monitor_tick=600)
+    lab.sink.answering.clear()  # the webhook holds the alert it receives
+
+    async def scenario() -> bool:
+        task = asyncio.create_task(monitor.run())
+        try:
+            assert await asyncio.to_thread(lab.sink.arrived.wait, 120), "no alert came"
+            task.cancel()
+            await asyncio.sleep(0)  # the task takes its cancellation, up to its first wait
+            stopping = not task.done()
+        finally:
+            lab.sink.answering.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return stopping
+
+    assert asyncio.run(scenario())  # still stopping while the delivery was held
+    assert "mtasts-monitor" not in [t.name for t in threading.enumerate()]
+    assert lab.sink.hooks  # the held delivery was completed, not cut off
 
 
 def _set_owner_language(lab: Lab, language: str | None) -> None:

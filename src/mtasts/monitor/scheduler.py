@@ -51,6 +51,7 @@ log = logging.getLogger("mtasts.monitor")
 Observation = tuple[CheckResult, Verification]
 SILENT_WINDOW = 14  # days in which a sender counts as regular
 MIN_WAIT = 0.05  # seconds: the shortest sleep of the monitor loop
+STOP_WAIT = 30.0  # seconds `mtasts serve` waits for the monitor loop to stop, at most
 
 
 def _aware(dt: datetime) -> datetime:
@@ -265,12 +266,19 @@ class Monitor:
                 with contextlib.suppress(RuntimeError):  # the app's loop is closed already
                     loop.call_soon_threadsafe(done)
 
-        threading.Thread(target=body, name="mtasts-monitor", daemon=True).start()
+        thread = threading.Thread(target=body, name="mtasts-monitor", daemon=True)
+        thread.start()
         try:
             await ended
             log.error("the monitor loop ended")
         finally:
             stop.set()
+            # Wait for the loop to end (its checks cancelled, sends in flight finished):
+            # the service closes the store next, and a connection the loop still held
+            # would outlive the pool it came from (left open, collected later).
+            await asyncio.to_thread(thread.join, STOP_WAIT)
+            if thread.is_alive():
+                log.warning("the monitor loop did not stop within %s s", STOP_WAIT)
 
     def run_forever(self, stop: threading.Event, concurrency: int | None = None) -> None:
         """Run due checks until ``stop`` is set: up to ``concurrency`` (default
