@@ -106,7 +106,7 @@ def running(
         yield Running(service, base, token, verify)
     finally:
         server.should_exit = True
-        thread.join(15)
+        thread.join(60)  # generous: load, and the monitor may end a delivery first (30 s max)
         service.close()
 
 
