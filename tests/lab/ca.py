@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -252,6 +253,41 @@ class TestCA:
             names, not_before=now - timedelta(days=90), not_after=now - timedelta(days=days_ago)
         )
 
+    def issue_lax_der(self, names: Sequence[str]) -> Leaf:
+        """A leaf whose non-critical extensions say ``critical FALSE`` out loud, signed as
+        such by this CA. DER forbids encoding a DEFAULT value (X.690 §11.5); OpenSSL reads
+        it and verifies the signature over the bytes as sent, ``cryptography`` refuses to
+        load it. The files (``cert_pem``, ``chain_pem`` and their files) hold the lax
+        leaf; ``certificate`` is the strict DER leaf it was made from (the same names,
+        dates and key, another encoding and signature), since ``cryptography`` cannot
+        hold the lax one."""
+        strict = self.issue(names)
+        cert_tag, cert = _der_read(strict.der)[0]
+        (tbs_tag, tbs), (alg_tag, alg), (sig_tag, _signature) = _der_read(cert)
+        fields = []
+        for tag, value in _der_read(tbs):
+            if tag == _EXTENSIONS_TAG:  # [3] EXPLICIT Extensions
+                ((seq_tag, extensions),) = _der_read(value)
+                spelled = []
+                for ext_tag, ext in _der_read(extensions):
+                    parts = _der_read(ext)
+                    if len(parts) == 2:  # extnID, extnValue: critical left to its DEFAULT
+                        parts = [parts[0], (_BOOLEAN_TAG, b"\x00"), parts[1]]
+                    spelled.append(_der(ext_tag, b"".join(_der(t, v) for t, v in parts)))
+                value = _der(seq_tag, b"".join(spelled))
+            fields.append(_der(tag, value))
+        lax_tbs = _der(tbs_tag, b"".join(fields))
+        key = self._signer_key
+        if not isinstance(key, ec.EllipticCurvePrivateKey):  # the lab's CAs use EC keys
+            raise TypeError("issue_lax_der needs an EC signing key")
+        signature = key.sign(lax_tbs, ec.ECDSA(hashes.SHA256()))
+        lax = _der(cert_tag, lax_tbs + _der(alg_tag, alg) + _der(sig_tag, b"\x00" + signature))
+        cert_pem = ssl.DER_cert_to_PEM_cert(lax).encode()
+        chain_pem = cert_pem + b"".join(map(_pem, self.intermediates))
+        Path(strict.cert_file).write_bytes(cert_pem)
+        Path(strict.chain_file).write_bytes(chain_pem)
+        return replace(strict, cert_pem=cert_pem, chain_pem=chain_pem)
+
     def issue_not_yet_valid(self, names: Sequence[str], *, days_ahead: int = 2) -> Leaf:
         """A leaf whose validity starts ``days_ahead`` days from now."""
         now = datetime.now(UTC)
@@ -274,6 +310,33 @@ def _ca_key_usage() -> x509.KeyUsage:
         encipher_only=False,
         decipher_only=False,
     )
+
+
+_BOOLEAN_TAG = 0x01
+_EXTENSIONS_TAG = 0xA3
+
+
+def _der_read(data: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, contents) of each DER element in ``data``, one level deep (single-byte
+    tags, definite lengths: all a certificate of this CA holds)."""
+    out: list[tuple[int, bytes]] = []
+    i = 0
+    while i < len(data):
+        tag, length, i = data[i], data[i + 1], i + 2
+        if length & 0x80:
+            size = length & 0x7F
+            length, i = int.from_bytes(data[i : i + size], "big"), i + size
+        out.append((tag, data[i : i + length]))
+        i += length
+    return out
+
+
+def _der(tag: int, contents: bytes) -> bytes:
+    n = len(contents)
+    if n < 0x80:
+        return bytes([tag, n]) + contents
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + contents
 
 
 def _file_safe(text: str) -> str:

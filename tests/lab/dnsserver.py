@@ -4,8 +4,11 @@ It answers like a recursive resolver that already knows every name of the lab: f
 in-memory :class:`Zone`, following CNAME chains (the CNAMEs plus the target's records, RFC
 1034 §4.3.2), NXDOMAIN for names that do not exist, NOERROR with an empty answer (NODATA)
 for names that exist with other types or only below (empty non-terminals, RFC 8020). Faults
-per name: SERVFAIL, REFUSED, no answer at all (clients time out), slow answers. UDP answers
-that do not fit get the TC bit and clients retry over TCP (RFC 7766 §5).
+per name, or per name and record type (a server that fails AAAA queries and answers A
+ones is common in the wild): SERVFAIL, REFUSED, no answer at all (clients time out); slow
+answers. Records go out in a random order, as servers rotate them, unless ``ordered(name)``
+asks for the order they were added in. UDP answers that do not fit get the TC bit and
+clients retry over TCP (RFC 7766 §5).
 
 ``forward={"sts.lab.test": "127.0.0.1:5353"}`` makes it follow a delegation as a recursive
 resolver does: names at or below a forwarded zone (asked directly, or reached along a CNAME
@@ -226,8 +229,10 @@ class DnsServer(LabServer):
         self.port = port
         self.delay = delay
         self.stats = DnsStats()
-        self._faults: dict[dns.name.Name, Fault] = {}
+        # (name, record type or None for every type) -> fault
+        self._faults: dict[tuple[dns.name.Name, dns.rdatatype.RdataType | None], Fault] = {}
         self._delays: dict[dns.name.Name, float] = {}
+        self._ordered: set[dns.name.Name] = set()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tcp_writers: set[asyncio.StreamWriter] = set()
@@ -291,29 +296,55 @@ class DnsServer(LabServer):
 
     # --- faults -------------------------------------------------------------------------
 
-    def servfail(self, name: str) -> None:
-        """Answer SERVFAIL for ``name`` (and for chains passing through it)."""
-        self._faults[_name(name)] = Fault.SERVFAIL
+    def _fault(self, name: str, fault: Fault, rdtype: str | None) -> None:
+        kind = dns.rdatatype.from_text(rdtype) if rdtype is not None else None
+        self._faults[(_name(name), kind)] = fault
 
-    def refuse(self, name: str) -> None:
-        self._faults[_name(name)] = Fault.REFUSED
+    def servfail(self, name: str, rdtype: str | None = None) -> None:
+        """Answer SERVFAIL for ``name`` (and for chains passing through it); with
+        ``rdtype``, only to queries of that type."""
+        self._fault(name, Fault.SERVFAIL, rdtype)
 
-    def drop(self, name: str) -> None:
-        """Never answer queries for ``name``: clients time out."""
-        self._faults[_name(name)] = Fault.DROP
+    def refuse(self, name: str, rdtype: str | None = None) -> None:
+        self._fault(name, Fault.REFUSED, rdtype)
+
+    def drop(self, name: str, rdtype: str | None = None) -> None:
+        """Never answer queries for ``name`` (of type ``rdtype`` only, when given): clients
+        time out."""
+        self._fault(name, Fault.DROP, rdtype)
 
     def slow(self, name: str, seconds: float) -> None:
         """Sleep ``seconds`` before answering for ``name`` (instead of ``delay``)."""
         self._delays[_name(name)] = seconds
 
+    def ordered(self, name: str) -> None:
+        """Give the records of ``name`` (and of chains passing through it) in the order they
+        were added, instead of shuffled: for tests that need to know which address a
+        client is given first."""
+        self._ordered.add(_name(name))
+
     def heal(self, name: str | None = None) -> None:
-        """Remove the faults and delays of ``name`` (of every name when None)."""
+        """Remove the faults, delays and fixed order of ``name`` (of every name when
+        None)."""
         if name is None:
             self._faults.clear()
             self._delays.clear()
+            self._ordered.clear()
         else:
-            self._faults.pop(_name(name), None)
-            self._delays.pop(_name(name), None)
+            owner = _name(name)
+            for key in [k for k in self._faults if k[0] == owner]:
+                del self._faults[key]
+            self._delays.pop(owner, None)
+            self._ordered.discard(owner)
+
+    def _fault_for(
+        self, visited: list[dns.name.Name], qtype: dns.rdatatype.RdataType
+    ) -> Fault | None:
+        for n in visited:
+            fault = self._faults.get((n, qtype)) or self._faults.get((n, None))
+            if fault is not None:
+                return fault
+        return None
 
     # --- serving ------------------------------------------------------------------------
 
@@ -389,6 +420,7 @@ class DnsServer(LabServer):
         response = dns.message.make_response(query, recursion_available=True)
         response.flags |= dns.flags.AA
         delay = self.delay
+        shuffle = True
         if query.opcode() != dns.opcode.QUERY:
             response.set_rcode(dns.rcode.NOTIMP)
         elif len(query.question) != 1:
@@ -399,7 +431,8 @@ class DnsServer(LabServer):
             rcode, answer, visited = self.zone.resolve(q.name.canonicalize(), q.rdtype)
             if self.forwards:
                 rcode, answer = await self._follow_forwards(q.rdtype, rcode, answer, visited)
-            fault = next((self._faults[n] for n in visited if n in self._faults), None)
+            fault = self._fault_for(visited, q.rdtype)
+            shuffle = not any(n in self._ordered for n in visited)
             delay = next((self._delays[n] for n in visited if n in self._delays), delay)
             if fault is Fault.DROP:
                 return None
@@ -424,7 +457,7 @@ class DnsServer(LabServer):
         if max_size is None:  # UDP: the client's EDNS payload, else 512 (RFC 6891 §6.2.5)
             max_size = max(query.payload, UDP_DEFAULT_PAYLOAD) if query.edns >= 0 else 512
         try:
-            return response.to_wire(max_size=max_size)
+            return response.to_wire(max_size=max_size, want_shuffle=shuffle)
         except dns.exception.TooBig:
             # RFC 7766 §5 / RFC 2181 §9: set TC, the client retries over TCP
             self.stats.truncated += 1

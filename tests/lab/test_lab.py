@@ -20,6 +20,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.lab import (
     TLS11_AVAILABLE,
@@ -72,6 +74,19 @@ def test_ca_untrusted_and_expired_leaves_fail_verification(
     with pytest.raises(ssl.SSLCertVerificationError) as exc:
         _handshake_version(leaf_ctx(test_ca.issue(["w.lab.test"])), test_ca.ca_file, "x.lab.test")
     assert exc.value.verify_code == 62  # host name mismatch
+
+
+def test_ca_lax_der_leaf_verifies_but_cryptography_refuses_it(test_ca: TestCA) -> None:
+    leaf = test_ca.issue_lax_der(["lax.lab.test"])
+    assert _handshake_version(leaf_ctx(leaf), test_ca.ca_file, "lax.lab.test") is not None
+    assert Path(leaf.chain_file).read_bytes() == leaf.chain_pem
+    assert leaf.chain_pem.startswith(leaf.cert_pem)
+    assert leaf.cert_pem != leaf.certificate.public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(ValueError, match="EncodedDefault"):
+        x509.load_pem_x509_certificate(leaf.cert_pem)
+    # the strict twin: the same names, every extension non-critical but two
+    critical = [e.critical for e in leaf.certificate.extensions]
+    assert critical.count(True) == 2 and leaf.names == ("lax.lab.test",)
 
 
 def leaf_ctx(leaf: Leaf) -> ssl.SSLContext:
@@ -259,6 +274,49 @@ def test_dns_faults_and_truncation(lab_dns: DnsServer) -> None:
     finally:
         lab_dns.heal()
     assert _q(lab_dns, "sf.lab-fault.test", "TXT").rcode() == dns.rcode.NOERROR
+
+
+def test_dns_faults_of_one_record_type(lab_dns: DnsServer) -> None:
+    z = lab_dns.zone
+    z.add("typed.lab-fault.test", "CNAME", "target.lab-fault.test.")
+    z.add("target.lab-fault.test", "A", "127.0.0.9")
+    z.add("target.lab-fault.test", "AAAA", "::9")
+    lab_dns.servfail("typed.lab-fault.test", "AAAA")
+    lab_dns.refuse("target.lab-fault.test", "TXT")  # on the chain's target
+    try:
+        assert _q(lab_dns, "typed.lab-fault.test", "AAAA").rcode() == dns.rcode.SERVFAIL
+        a = _q(lab_dns, "typed.lab-fault.test", "A")
+        assert a.rcode() == dns.rcode.NOERROR
+        assert [rrset.rdtype for rrset in a.answer] == [dns.rdatatype.CNAME, dns.rdatatype.A]
+        assert _q(lab_dns, "typed.lab-fault.test", "TXT").rcode() == dns.rcode.REFUSED
+        assert _q(lab_dns, "target.lab-fault.test", "AAAA").rcode() == dns.rcode.NOERROR
+        lab_dns.heal("typed.lab-fault.test")  # every type of the name
+        assert _q(lab_dns, "typed.lab-fault.test", "AAAA").rcode() == dns.rcode.NOERROR
+        assert _q(lab_dns, "typed.lab-fault.test", "TXT").rcode() == dns.rcode.REFUSED
+    finally:
+        lab_dns.heal("target.lab-fault.test")
+    assert _q(lab_dns, "typed.lab-fault.test", "TXT").rcode() == dns.rcode.NOERROR
+
+
+def test_dns_gives_records_in_the_order_added_when_asked(lab_dns: DnsServer) -> None:
+    addresses = [f"127.0.0.{n}" for n in (40, 3, 77, 12, 9, 200, 31, 5)]
+    for ip in addresses:
+        lab_dns.zone.add("ordered.lab-order.test", "A", ip)
+    lab_dns.zone.add("alias.lab-order.test", "CNAME", "ordered.lab-order.test.")
+    lab_dns.ordered("ordered.lab-order.test")
+    try:
+        for name in ("ordered.lab-order.test", "alias.lab-order.test") * 5:
+            answer = _q(lab_dns, name, "A").answer[-1]
+            assert [rr.to_text() for rr in answer] == addresses
+        lab_dns.heal("ordered.lab-order.test")
+        # shuffled again: 20 answers in the order added would happen once in 40320**20
+        orders = {
+            tuple(rr.to_text() for rr in _q(lab_dns, "ordered.lab-order.test", "A").answer[0])
+            for _ in range(20)
+        }
+        assert orders != {tuple(addresses)}
+    finally:
+        lab_dns.heal("ordered.lab-order.test")
 
 
 def test_dns_serves_hundreds_of_concurrent_queries_with_delay() -> None:

@@ -4,11 +4,14 @@ with what message, summary and body, at the edges of the rules (RFC 8461 §3.2, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,7 +25,17 @@ from mtasts.net.fetch import (
     fetch_policy,
     peek_certificate,
 )
-from tests.lab import DOWN_IP, HttpsServer, Site, World
+from tests.lab import (
+    DOWN_IP,
+    HTTPS_IP,
+    HttpsServer,
+    Leaf,
+    Site,
+    World,
+    free_port,
+    loopback,
+    server_context,
+)
 from tests.net.test_fetch import POLICY, fetch
 
 pytestmark = pytest.mark.lab
@@ -359,3 +372,158 @@ def test_every_address_refused_by_the_probe_policy_is_named(lab_world: World) ->
         == r.summary
         == (f"{name} resolves only to addresses mtasts does not connect to: {reasons}")
     )
+
+
+# --- the A and AAAA look-ups ending differently ---------------------------------------------
+
+
+@pytest.mark.parametrize("failing", ["A", "AAAA"])
+def test_the_cname_chain_is_kept_when_one_lookup_fails(lab_world: World, failing: str) -> None:
+    # the hosted layout (mta-sts.D CNAME policy-host.Z) behind a server that fails the
+    # queries of one record type only: the chain the other look-up followed is reported
+    d = f"one-type-{failing.lower()}.out.fetch.test"
+    host, target = f"mta-sts.{d}", f"policy-host-{failing.lower()}.sts.out.fetch.test"
+    lab_world.zone.add(host, "CNAME", f"{target}.")
+    lab_world.zone.add(target, "A", HTTPS_IP)  # and no AAAA record
+    lab_world.https.policy(d, POLICY)
+    lab_world.dns.servfail(host, failing)
+    try:
+        r = fetch(lab_world, d)
+    finally:
+        lab_world.dns.heal(host)
+    assert r.cname_chain == (target,)
+    if failing == "AAAA":  # the A look-up found the address: the policy is fetched
+        assert r.ok and r.addresses == (HTTPS_IP,) and r.body == POLICY, r.error
+    else:  # no address: A failed, AAAA found none (NODATA at the end of the chain)
+        assert r.error_code == "dns-failure" and r.addresses == ()
+        # the failure in full is the failed look-up's, not the other one's "no AAAA record"
+        where = lab_world.nameserver
+        assert r.error == f"the address lookup of {host} failed: {where}: SERVFAIL"
+        assert r.summary == f"the address lookup of {host} failed (SERVFAIL)"
+
+
+# --- how the time is shared between the addresses of the policy host ------------------------
+
+
+@contextlib.contextmanager
+def _silent(ip: str, port: int) -> Iterator[None]:
+    """A listener on ``ip``:``port`` that never accepts: the kernel completes the TCP
+    handshake and the ClientHello is never answered."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((ip, port))
+        listener.listen(16)
+        yield
+
+
+def test_an_address_that_never_answers_leaves_the_next_one_its_share(lab_world: World) -> None:
+    # The first address takes the connection and never answers the ClientHello. It gets
+    # its share of the time (half of it, with two addresses), and the second address then
+    # serves the policy. Letting the first one run out the whole timeout would fail here
+    # whatever the speed of the machine: the second would be left no time at all.
+    silent = loopback(66)
+    d = "share.out.fetch.test"
+    host = f"mta-sts.{d}"
+    lab_world.zone.add(host, "A", silent)
+    lab_world.zone.add(host, "A", HTTPS_IP)
+    lab_world.dns.ordered(host)  # the silent address first
+    lab_world.https.policy(d, POLICY)
+    try:
+        with _silent(silent, lab_world.https_port):
+            r = fetch(lab_world, d, timeout=6.0)
+    finally:
+        lab_world.dns.heal(host)
+    assert r.ok and r.body == POLICY, r.error
+    assert r.addresses == (silent, HTTPS_IP) and r.address == HTTPS_IP
+
+
+def test_the_last_address_is_given_all_the_time_left(lab_world: World) -> None:
+    # Two addresses that never answer the ClientHello: the first gets half the time, the
+    # last all that is left, so the fetch gives up at its timeout and not before (a policy
+    # host answering late, but in time, is not abandoned). An ordering, not a window: the
+    # time reported is at least the timeout.
+    first, second = loopback(66), loopback(67)
+    d = "share-all.out.fetch.test"
+    host = f"mta-sts.{d}"
+    lab_world.zone.add(host, "A", first)
+    lab_world.zone.add(host, "A", second)
+    lab_world.dns.ordered(host)
+    port = lab_world.https_port
+    try:
+        with _silent(first, port), _silent(second, port):
+            r = fetch(lab_world, d, timeout=3.0)
+    finally:
+        lab_world.dns.heal(host)
+    assert r.error_code == "timeout" and r.addresses == (first, second)
+    assert r.error == (
+        f"connecting to {host} timed out: {first}:{port}: timed out (TLS handshake); "
+        f"{second}:{port}: timed out (TLS handshake)"
+    )
+    assert r.elapsed >= 3.0 - 1e-6  # asyncio's timeouts never fire early
+
+
+# --- a certificate verified but not readable, a TLS close never answered --------------------
+
+
+def test_a_certificate_openssl_accepts_but_cannot_describe(lab_world: World) -> None:
+    # The policy host's certificate spells out "critical: FALSE" (a DEFAULT value, which
+    # DER forbids): OpenSSL verifies it, the certificate parser refuses it. The policy is
+    # fetched all the same; only the description of the certificate is missing.
+    d = "lax-der.out.fetch.test"
+    host = f"mta-sts.{d}"
+    lab_world.add_domain(d, https=Site(body=POLICY))
+    lab_world.https.certificate(lab_world.ca.issue_lax_der([host]), (host,))
+    r = fetch(lab_world, d)
+    assert r.ok and r.body == POLICY, r.error
+    assert r.certificate is None and r.tls_version in ("TLSv1.2", "TLSv1.3")
+
+
+@contextlib.contextmanager
+def _never_closing(leaf: Leaf, ip: str, port: int) -> Iterator[None]:
+    """A TLS server on ``ip``:``port`` presenting ``leaf`` that, once a handshake is done,
+    neither reads nor closes until the ``with`` ends: a peer that never answers the
+    client's close_notify (asyncio would wait 30 s for it)."""
+    ctx = server_context(leaf)
+    done = threading.Event()
+    held: list[ssl.SSLSocket] = []
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((ip, port))
+        listener.listen(16)
+
+        def serve() -> None:
+            while True:
+                conn, _ = listener.accept()
+                if done.is_set():  # the wake-up call below
+                    conn.close()
+                    return
+                try:
+                    held.append(ctx.wrap_socket(conn, server_side=True))
+                except (OSError, ssl.SSLError):  # a client that refused the certificate
+                    conn.close()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            socket.create_connection((ip, port)).close()
+            thread.join(60)
+            for tls in held:
+                tls.close()
+
+
+def test_a_peer_that_never_closes_does_not_hold_the_certificate_look(lab_world: World) -> None:
+    # The verified handshake refuses the expired certificate; the second, unverified one
+    # reads it to describe it, and then the server never answers our TLS close. The
+    # fetch stops waiting for it (after 1 s) and reports the certificate, long before its
+    # own timeout (10 s), which would otherwise end it as a timeout.
+    d = "never-closes.out.fetch.test"
+    host, ip = f"mta-sts.{d}", loopback(68)
+    lab_world.zone.add(host, "A", ip)
+    port = free_port([ip])
+    with _never_closing(lab_world.ca.issue_expired([host]), ip, port):
+        r = fetch(lab_world, d, port=port, timeout=10.0)
+    assert r.error_code == "tls-certificate-expired", r.error
+    assert r.certificate is not None and r.certificate.subject_alt_names == (host,)

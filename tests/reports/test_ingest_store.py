@@ -4,8 +4,10 @@ failing under a batch."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import sqlite3
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -133,6 +135,92 @@ def test_a_constraint_violation_that_is_no_duplicate_is_a_store_fault(tmp_path: 
     with pytest.raises(StoreUnavailable) as info:
         ing.store(ready)
     assert str(info.value) == "the report could not be stored (constraint violation)"
+
+
+def test_a_store_that_fails_after_refusing_a_row_is_unavailable_in_words(
+    tmp_path: Path,
+) -> None:
+    # The database refuses the row (a rule of its own), and the store is gone (its tables
+    # dropped by another connection) when the ingestor then looks for a report stored under
+    # that key: a store fault, which says what the database said. The tables go once the
+    # refused transaction is over and its connection back in the pool (a pool event), so
+    # the order is fixed, not left to threads.
+    path = tmp_path / "r.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        migrate(engine)
+        ing = ReportIngestor(session_factory(engine), clock=lambda: NOW)
+        ready = ing.prepare_payload(RFC, route=Route.FILE)
+        assert isinstance(ready, Pending)
+        with ing.sessions.begin() as db:
+            db.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON tls_reports "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by a rule of the database'); END"
+                )
+            )
+        refused: list[BaseException] = []
+        gone: list[bool] = []
+
+        def note_refusal(context: Any) -> None:
+            if isinstance(context.original_exception, sqlite3.IntegrityError):
+                refused.append(context.original_exception)
+
+        def store_goes_away(_dbapi_connection: Any, _record: Any) -> None:
+            if refused and not gone:
+                with contextlib.closing(sqlite3.connect(path)) as other:
+                    other.executescript(
+                        "DROP TABLE tls_report_failures; DROP TABLE tls_report_policies; "
+                        "DROP TABLE tls_reports;"
+                    )
+                gone.append(True)
+
+        event.listen(engine, "handle_error", note_refusal)
+        event.listen(engine, "checkin", store_goes_away)
+        with pytest.raises(StoreUnavailable) as info:
+            ing.store(ready)
+        assert refused and gone
+        said = str(info.value)
+        assert said.startswith("the report store is unavailable: (sqlite3.OperationalError) ")
+        assert "no such table: tls_reports" in said
+    finally:
+        engine.dispose()
+
+
+def test_a_report_stored_meanwhile_sends_the_batch_one_by_one(tmp_path: Path) -> None:
+    # B looks which reports of its batch are stored, A (another route) stores one of them
+    # and commits, then B's batch insert fails on the unique constraint: nothing of the
+    # batch is kept, and B stores it again one report at a time, the one A stored as a
+    # duplicate of A's row. A's store runs from B's own SELECT (a database event).
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    engine_a, engine_b = make_engine(url), make_engine(url)
+    try:
+        migrate(engine_a)
+        a = ReportIngestor(session_factory(engine_a), clock=lambda: NOW)
+        b = ReportIngestor(session_factory(engine_b), clock=lambda: NOW)
+        batch = [b.prepare_payload(body, route=Route.FILE) for body in (GOOGLE, RFC)]
+        ready = [item for item in batch if isinstance(item, Pending)]
+        assert len(ready) == 2
+        stored_by_a: list[int | None] = []
+
+        def a_stores_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if not stored_by_a and statement.lstrip().upper().startswith("SELECT"):
+                stored_by_a.append(a.ingest_payload(RFC, route=Route.HTTPS).pk)
+
+        event.listen(engine_b, "after_cursor_execute", a_stores_meanwhile)
+        outcomes = b.store_many(ready)
+        assert stored_by_a and stored_by_a[0] is not None
+        assert [o.status for o in outcomes] == [Status.STORED, Status.DUPLICATE]
+        assert [(o.organization, o.report_id, o.domain) for o in outcomes] == [
+            (item.organization, item.report_id, item.domain) for item in ready
+        ]
+        assert outcomes[1].pk == stored_by_a[0]
+        with a.sessions() as db:
+            rows = db.execute(select(TlsReport.id, TlsReport.route)).all()
+        assert sorted(rows) == sorted([(stored_by_a[0], "https"), (outcomes[0].pk, "file")])
+    finally:
+        engine_a.dispose()
+        engine_b.dispose()
 
 
 def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url: str) -> None:
