@@ -280,6 +280,27 @@ def test_mx_hosts_are_probed_while_the_policy_is_fetched(lab_world: World) -> No
 
 
 @pytest.mark.lab
+def test_an_mx_host_that_does_not_exist_is_said_so_although_its_a_lookup_fails(
+    lab_world: World,
+) -> None:
+    """The A look-up fails, the AAAA look-up says the name does not exist: the finding gives
+    the more telling outcome, NXDOMAIN (as the policy fetch does)."""
+    domain = "gone-mx.diag.test"
+    mx = f"mx1.{domain}"
+    lab_world.add_domain(domain)
+    lab_world.zone.remove(mx)
+    lab_world.dns.servfail(mx, "A")
+    try:
+        result = _check(lab_world, domain)
+    finally:
+        lab_world.dns.heal(mx)
+    [finding] = [f for f in result.findings if f.code == "mx-no-address"]
+    assert finding.message == (
+        f"MX {mx} has no A or AAAA record (NXDOMAIN); mail cannot be delivered to it."
+    )
+
+
+@pytest.mark.lab
 def test_servfail_on_txt_is_fetch_error(lab_world: World) -> None:
     domain = "servfail.diag.test"
     lab_world.add_domain(domain)

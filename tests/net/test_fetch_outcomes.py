@@ -402,6 +402,24 @@ def test_the_cname_chain_is_kept_when_one_lookup_fails(lab_world: World, failing
         assert r.summary == f"the address lookup of {host} failed (SERVFAIL)"
 
 
+def test_a_failed_aaaa_lookup_is_not_explained_by_the_missing_a_record(
+    lab_world: World,
+) -> None:
+    # A answers NODATA (the name has only a TXT record), AAAA fails: the outcome is the
+    # failure, and so is its detail (not the A look-up's "no A record")
+    d = "aaaa-fails.out.fetch.test"
+    host = f"mta-sts.{d}"
+    lab_world.zone.add(host, "TXT", "no addresses here")
+    lab_world.dns.servfail(host, "AAAA")
+    try:
+        r = fetch(lab_world, d)
+    finally:
+        lab_world.dns.heal(host)
+    assert r.error_code == "dns-failure" and r.addresses == ()
+    assert r.error == f"the address lookup of {host} failed: {lab_world.nameserver}: SERVFAIL"
+    assert r.summary == f"the address lookup of {host} failed (SERVFAIL)"
+
+
 # --- how the time is shared between the addresses of the policy host ------------------------
 
 

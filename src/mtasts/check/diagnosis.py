@@ -699,14 +699,13 @@ class Diagnosis:
             self._address_not_allowed(name, "MX", host.refused)
         answer = host.addresses
         if answer is not None and not answer.addresses:
-            status = answer.a.status if answer.a.status.temporary else answer.aaaa.status
             self.add(
                 "mx-no-address",
                 _ERR,
                 name,
                 _(
                     "MX {host} has no A or AAAA record ({status}); mail cannot be delivered to it."
-                ).format(host=name, status=status),
+                ).format(host=name, status=answer.status),
                 "RFC 5321 §5.1",
                 fix=_("Publish an A/AAAA record for {host}, or remove it from the MX set.").format(
                     host=name

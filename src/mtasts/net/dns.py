@@ -115,6 +115,16 @@ class AddressAnswer:
                 return s
         return DnsStatus.NODATA
 
+    @property
+    def error(self) -> str | None:
+        """The detail of the look-up whose outcome ``status`` gives (A when both do): a
+        failed AAAA look-up is not explained by the A look-up's "no A record"."""
+        status = self.status
+        for answer in (self.a, self.aaaa):
+            if answer.status is status:
+                return answer.error
+        return None
+
 
 def parse_nameserver(text: str) -> tuple[str, int]:
     """ "IP", "IP:PORT", "IPv6", "[IPv6]" or "[IPv6]:PORT" -> (ip, port); ValueError else."""

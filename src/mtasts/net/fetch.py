@@ -237,7 +237,7 @@ async def _fetch(
     state.cname_chain = answer.a.cname_chain or answer.aaaa.cname_chain
     if not answer.addresses:
         status = answer.status
-        detail = answer.a.error or answer.aaaa.error or str(status)
+        detail = answer.error or str(status)
         if status is DnsStatus.NXDOMAIN:
             state.fail(
                 "dns-nxdomain",
