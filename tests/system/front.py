@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -152,6 +153,25 @@ class Caddy:
 
     def url(self, path: str) -> str:
         return f"https://{self.host}:{self.https_port}{path}"
+
+    def certificate_for(self, name: str, timeout: float = 120.0) -> None:
+        """Wait until Caddy presents a certificate for ``name`` that its root verifies. The
+        first handshake for a name makes Caddy ask mtasts and issue one (on demand): on a
+        loaded machine that can outlast a client's own short timeout (mta-sts-query: 4 s),
+        where a sender would simply try again later."""
+        ctx = ssl.create_default_context(cafile=str(self.root_cert))
+
+        def issued() -> bool:
+            try:
+                with (
+                    socket.create_connection((self.host, self.https_port), timeout=30) as raw,
+                    ctx.wrap_socket(raw, server_hostname=name),
+                ):
+                    return True
+            except OSError:  # ssl.SSLError included: no certificate for the name yet
+                return False
+
+        wait_for(issued, timeout, f"Caddy presents a certificate for {name}")
 
 
 def caddy_env(

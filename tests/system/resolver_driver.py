@@ -90,6 +90,7 @@ def main() -> int:
                 report["added"] = added["policy"]
                 publish_delegation(zone, domain, added)
                 report["verified"] = mtasts.verify(domain)["state"]
+                caddy.certificate_for(f"mta-sts.{domain}")  # issued on demand, first
                 report["before"] = mta_sts_query(query, domain, caddy.root_cert)
                 # without Caddy's root the client must refuse the certificate
                 report["untrusted"] = mta_sts_query(query, domain, None)

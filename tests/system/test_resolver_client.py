@@ -60,7 +60,7 @@ def _run_driver() -> dict[str, Any]:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-5000:]
-    return dict(json.loads(proc.stdout))
+    return {**json.loads(proc.stdout), "log": proc.stderr[-5000:]}  # the driver's progress
 
 
 def test_mta_sts_query_agrees_before_and_after_a_mode_change() -> None:
@@ -68,7 +68,7 @@ def test_mta_sts_query_agrees_before_and_after_a_mode_change() -> None:
     assert r["verified"] == "active"
 
     before = r["before"]
-    assert before["result"] == "VALID", before
+    assert before["result"] == "VALID", (before, r["log"])
     assert before["id"] == r["added"]["id"]
     assert before["policy"] == {
         "version": "STSv1",
@@ -79,7 +79,7 @@ def test_mta_sts_query_agrees_before_and_after_a_mode_change() -> None:
     assert before["exit_status"] == 0  # mta-sts-query exits 0 whatever the result
 
     after = r["after"]
-    assert after["result"] == "VALID", r["seen_after_change"]
+    assert after["result"] == "VALID", (r["seen_after_change"], r["log"])
     assert after["id"] == r["changed"]["id"] != before["id"]
     assert after["policy"]["mode"] == "enforce"
     assert after["policy"]["mx"] == r["changed"]["mx"]
