@@ -213,7 +213,7 @@ def test_a_hung_database_answers_503_and_health_says_degraded(
     with running(settings) as app:
         d = hosted(app, lab_world)
         served = app.policy(d).content
-        assert httpx.get(f"{app.base}/healthz").json()["status"] == "ok"
+        assert httpx.get(f"{app.base}/healthz", timeout=30).json()["status"] == "ok"
         with psycopg.connect(postgres_url) as locker:  # a transaction holding the table
             locker.execute("LOCK TABLE domains IN ACCESS EXCLUSIVE MODE")
             with app.client() as c:
