@@ -1037,9 +1037,13 @@ class HostingService:
         if names is not None:
             q = q.where(Domain.name.in_(names))
         out = []
-        # yield_per: PostgreSQL streams the rows through a server-side cursor, closed here
-        # on every way out (an error part-way left it open until the garbage collector)
-        rows = db.execute(q.execution_options(yield_per=5000))
+        # A full load streams the rows (yield_per: a server-side cursor on PostgreSQL),
+        # closed here on every way out. The names of one sync are few (at most LOOKBACK
+        # changes): read at once, without a server-side cursor, which a statement timeout
+        # on a locked table could leave to the garbage collector (seen under load).
+        if names is None:
+            q = q.execution_options(yield_per=5000)
+        rows = db.execute(q)
         try:
             for name, state, pid, mode, mx, max_age, created, prev_id in rows:
                 body = Policy("STSv1", Mode(mode), max_age, tuple(mx)).serialize().encode()
