@@ -8,13 +8,14 @@ import contextlib
 import gzip
 import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import Engine, event, select, text
 
 from mtasts.protocol.errors import ReportError
 from mtasts.protocol.report import ParsedReport, parse_report
@@ -187,27 +188,45 @@ def test_a_store_that_fails_after_refusing_a_row_is_unavailable_in_words(
         engine.dispose()
 
 
+@contextlib.contextmanager
+def _two_ingestors(url: str) -> Iterator[tuple[ReportIngestor, ReportIngestor, Engine]]:
+    """Ingestors A and B on one store, each with an engine of its own (as two processes
+    have), and B's engine."""
+    engine_a, engine_b = make_engine(url), make_engine(url)
+    try:
+        migrate(engine_a)
+        a = ReportIngestor(session_factory(engine_a), clock=lambda: NOW)
+        b = ReportIngestor(session_factory(engine_b), clock=lambda: NOW)
+        yield a, b, engine_b
+    finally:
+        engine_a.dispose()
+        engine_b.dispose()
+
+
+def _stored_at_first_select(a: ReportIngestor, engine_b: Engine, body: bytes) -> list[int | None]:
+    """A stores ``body`` (route HTTPS) right after B's first SELECT, once: the list gets
+    the id of A's row then (a database event fixes the order, not threads)."""
+    stored: list[int | None] = []
+
+    def a_stores_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not stored and statement.lstrip().upper().startswith("SELECT"):
+            stored.append(a.ingest_payload(body, route=Route.HTTPS).pk)
+
+    event.listen(engine_b, "after_cursor_execute", a_stores_meanwhile)
+    return stored
+
+
 def test_a_report_stored_meanwhile_sends_the_batch_one_by_one(tmp_path: Path) -> None:
     # B looks which reports of its batch are stored, A (another route) stores one of them
     # and commits, then B's batch insert fails on the unique constraint: nothing of the
     # batch is kept, and B stores it again one report at a time, the one A stored as a
     # duplicate of A's row. A's store runs from B's own SELECT (a database event).
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    engine_a, engine_b = make_engine(url), make_engine(url)
-    try:
-        migrate(engine_a)
-        a = ReportIngestor(session_factory(engine_a), clock=lambda: NOW)
-        b = ReportIngestor(session_factory(engine_b), clock=lambda: NOW)
+    with _two_ingestors(url) as (a, b, engine_b):
         batch = [b.prepare_payload(body, route=Route.FILE) for body in (GOOGLE, RFC)]
         ready = [item for item in batch if isinstance(item, Pending)]
         assert len(ready) == 2
-        stored_by_a: list[int | None] = []
-
-        def a_stores_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            if not stored_by_a and statement.lstrip().upper().startswith("SELECT"):
-                stored_by_a.append(a.ingest_payload(RFC, route=Route.HTTPS).pk)
-
-        event.listen(engine_b, "after_cursor_execute", a_stores_meanwhile)
+        stored_by_a = _stored_at_first_select(a, engine_b, RFC)
         outcomes = b.store_many(ready)
         assert stored_by_a and stored_by_a[0] is not None
         assert [o.status for o in outcomes] == [Status.STORED, Status.DUPLICATE]
@@ -218,9 +237,6 @@ def test_a_report_stored_meanwhile_sends_the_batch_one_by_one(tmp_path: Path) ->
         with a.sessions() as db:
             rows = db.execute(select(TlsReport.id, TlsReport.route)).all()
         assert sorted(rows) == sorted([(stored_by_a[0], "https"), (outcomes[0].pk, "file")])
-    finally:
-        engine_a.dispose()
-        engine_b.dispose()
 
 
 def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url: str) -> None:
@@ -228,11 +244,7 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
     # report and commits, then B's insert fails on the constraint and B answers
     # "duplicate" with A's row. A's store is run from B's own SELECT (a database event),
     # so the order is fixed, not left to threads.
-    engine_a, engine_b = make_engine(postgres_url), make_engine(postgres_url)
-    try:
-        migrate(engine_a)
-        a = ReportIngestor(session_factory(engine_a), clock=lambda: NOW)
-        b = ReportIngestor(session_factory(engine_b), clock=lambda: NOW)
+    with _two_ingestors(postgres_url) as (a, b, engine_b):
         ready = b.prepare_payload(RFC, route=Route.FILE)
         assert isinstance(ready, Pending)
         # the same report-id already stored by another organisation and for another
@@ -245,13 +257,7 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
         other_id = RFC.replace(b'"5065427c-23d3-47ca-b6e0-946ea0e8c4be"', b'"0-earlier"')
         for body in (other_org, other_domain, other_id):
             assert a.ingest_payload(body, route=Route.FILE).status is Status.STORED
-        stored_by_a: list[int | None] = []
-
-        def a_stores_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            if not stored_by_a and statement.lstrip().upper().startswith("SELECT"):
-                stored_by_a.append(a.ingest_payload(RFC, route=Route.HTTPS).pk)
-
-        event.listen(engine_b, "after_cursor_execute", a_stores_meanwhile)
+        stored_by_a = _stored_at_first_select(a, engine_b, RFC)
         outcome = b.store(ready)
         assert stored_by_a and stored_by_a[0] is not None
         assert outcome.status is Status.DUPLICATE and outcome.pk == stored_by_a[0]
@@ -262,9 +268,6 @@ def test_a_report_stored_by_another_route_meanwhile_is_a_duplicate(postgres_url:
         assert outcome.domain == ready.domain
         with a.sessions() as db:
             assert len(db.scalars(select(TlsReport.id)).all()) == 4
-    finally:
-        engine_a.dispose()
-        engine_b.dispose()
 
 
 def test_ingestor_for_takes_every_report_setting(tmp_path: Path) -> None:
